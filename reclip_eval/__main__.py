@@ -1,0 +1,3 @@
+from reclip_eval.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,127 @@
+"""Render a checkpoint's README.md: a Hub model card whose `model-index` metadata huggingface_hub reads back.
+
+Measured numbers come only from results JSON files and carry the file and the command that produced them;
+numbers the paper reports are in a separate, labelled section.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from reclip_eval.models.config import CLIPConfig
+from reclip_eval.zoo.cards import ModelCardSpec
+
+_TASK_TYPES = {"zeroshot_classification": "zero-shot-image-classification", "retrieval": "image-text-retrieval"}
+
+
+def _eval_results(results: list[dict[str, Any]], model_name: str):
+    from huggingface_hub import EvalResult
+
+    out = []
+    for r in results:
+        task = r["task"]
+        for metric, value in r["metrics"].items():
+            out.append(EvalResult(
+                task_type=_TASK_TYPES.get(task["kind"], task["kind"]),
+                dataset_type=task["name"], dataset_name=task["name"], dataset_split=task.get("split"),
+                metric_type="recall" if "R@" in metric else "accuracy", metric_name=metric,
+                metric_value=round(100 * value, 2),
+            ))
+    return out
+
+
+def _architecture(config: CLIPConfig) -> str:
+    v, t = config.vision, config.text
+    r = config.pos_embed_resample
+    return "\n".join([
+        "| tower | details |", "|---|---|",
+        f"| image | ViT, patch {v.patch_size}, width {v.width}, {v.layers} layers, {v.heads} heads, "
+        f"{v.image_size} px ({v.grid_size}x{v.grid_size} tokens), {v.pool.upper()} pooling |",
+        f"| text | transformer, width {t.width}, {t.layers} layers, {t.heads} heads, context {t.context_length}, "
+        f"{t.tokenizer} tokenizer, {t.pool} pooling |",
+        f"| shared | embedding dim {config.embed_dim}, learnable temperature |",
+        f"| pos-emb resampling | {r.mode}, align_corners={r.align_corners}, antialias={r.antialias} |",
+        f"| preprocessing | resize shorter side ({config.preprocess.interpolation}), centre crop, "
+        f"mean {list(config.preprocess.mean)}, std {list(config.preprocess.std)} |",
+    ])
+
+
+def _training(training: dict[str, Any] | None) -> str:
+    if not training:
+        return "No training record in this checkpoint."
+    lines = ["| stage | image size | text length | batch | steps | samples seen | loss first -> last | wall time |",
+             "|---|---|---|---|---|---|---|---|"]
+    for s in training["stages"]:
+        lines.append(f"| {s['name']} | {s['image_size']} | {s['text_length']} | {s['batch_size']} | {s['steps']} | "
+                     f"{s['samples_seen']} | {s['loss_first']} -> {s['loss_last']} | {s['wall_time_s']} s |")
+    lines.append("")
+    lines.append(f"Recipe `{training['recipe']}`; {training['samples_seen']} samples seen; "
+                 f"{training['wall_time_s']} s on {training['device']}.")
+    return "\n".join(lines)
+
+
+def _measured(results: list[dict[str, Any]], results_paths: list[str]) -> str:
+    if not results:
+        return "No measured results yet."
+    blocks = []
+    for r, path in zip(results, results_paths, strict=True):
+        rows = ["| metric | value (%) |", "|---|---|"]
+        rows += [f"| {k} | {100 * v:.2f} |" for k, v in r["metrics"].items()]
+        counts = r["counts"]
+        blocks.append(
+            f"**{r['task']['name']}** ({counts.get('images_evaluated')} images, {r['precision']}, "
+            f"{r['model']['image_size']} px, on {r['run']['device']})\n\n" + "\n".join(rows) +
+            f"\n\nMeasured with `{r['run']['command']}`; results file `{path}`."
+        )
+    return "\n\n".join(blocks)
+
+
+def _paper(card: ModelCardSpec | None) -> str:
+    if card is None or not card.paper_results:
+        return "The paper reports no numbers for this model."
+    lines = ["These are the paper's numbers (Li et al., RECLIP, TMLR), not measured by this project:", "",
+             "| table | row | metric | paper value |", "|---|---|---|---|"]
+    for p in card.paper_results:
+        lines += [f"| {p.table} | {p.row} | {k} | {v} |" for k, v in p.metrics.items()]
+    return "\n".join(lines)
+
+
+def render_card(
+    *,
+    model_name: str,
+    config: CLIPConfig,
+    card: ModelCardSpec | None = None,
+    training: dict[str, Any] | None = None,
+    results: list[dict[str, Any]] | None = None,
+    results_paths: list[str] | None = None,
+) -> str:
+    from huggingface_hub import ModelCardData
+
+    results = results or []
+    data = ModelCardData(
+        model_name=model_name, library_name="reclip-eval", license=card.license if card else "apache-2.0",
+        pipeline_tag="zero-shot-image-classification", tags=["clip", "reclip", "zero-shot-image-classification"],
+        eval_results=_eval_results(results, model_name) or None,
+    )
+    description = card.description if card else "A RECLIP-style CLIP checkpoint trained with reclip-eval."
+    sections = [
+        f"---\n{data.to_yaml()}\n---", f"# {model_name}", description,
+        "## Architecture", _architecture(config),
+        "## Training", _training(training),
+        "## Training data", (card.training_data if card and card.training_data else "See the recipe."),
+        "## Intended use and limitations",
+        "\n\n".join(x for x in [card.intended_use if card else "", card.limitations if card else ""] if x)
+        or "Research use.",
+        "## Evaluation (measured by this project)", _measured(results, results_paths or ["?"] * len(results)),
+        "## Paper-reported numbers", _paper(card),
+        "## Usage",
+        "```python\nfrom reclip_eval.models import CLIP\nmodel = CLIP.from_pretrained(\"PATH_OR_REPO\")\n```\n\n"
+        f"or `reclip-eval --model {card.name if card else 'PATH_OR_REPO'} --task shapes-zeroshot`.",
+    ]
+    return "\n\n".join(sections) + "\n"
+
+
+def load_results(paths: list[str | Path]) -> list[dict[str, Any]]:
+    return [json.loads(Path(p).read_text(encoding="utf-8")) for p in paths]

@@ -1,0 +1,291 @@
+"""Checkpoint directories in the Hugging Face Hub layout, loaded strictly and from safetensors only.
+
+    config.json         architecture, tokenizer, image size, normalisation, pos-embed resampling mode
+    model.safetensors   weights (never a pickle)
+    README.md           model card with `model-index` metadata
+    recipe.yaml         the resolved training recipe that produced the weights (when trained here)
+    training.json       what the trainer recorded: stages run, steps, samples seen, wall time, device
+
+Loading checks every tensor: a missing or unexpected key, or a shape that differs from the config, is an error
+naming the tensor; the one exception is the image position embedding, resampled to the requested image size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from reclip_eval.atomic import atomic_dir, atomic_path, write_json_atomic, write_text_atomic
+from reclip_eval.config import from_dict, to_dict
+from reclip_eval.errors import CheckpointError, ConfigError
+from reclip_eval.models.clip import CLIP
+from reclip_eval.models.config import CLIPConfig
+from reclip_eval.models.pos_embed import resample_pos_embed
+from reclip_eval.models.presets import with_image_size
+
+log = logging.getLogger(__name__)
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+CARD_NAME = "README.md"
+RECIPE_NAME = "recipe.yaml"
+TRAINING_NAME = "training.json"
+ARCHITECTURE = "reclip-clip"
+FORMAT_VERSION = 1
+POS_EMBED_KEY = "visual.pos_embed"
+HUB_FILES = [CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, RECIPE_NAME, TRAINING_NAME, "results/*.json"]
+
+
+@dataclass(frozen=True)
+class CheckpointSource:
+    """Where a checkpoint came from: a local directory, or a Hub repo pinned to the commit that was resolved."""
+
+    path: Path
+    repo_id: str | None = None
+    revision: str | None = None
+    commit: str | None = None
+
+
+# --- writing ------------------------------------------------------------------------------------------------
+
+
+def config_to_json(config: CLIPConfig) -> dict[str, Any]:
+    return {"architecture": ARCHITECTURE, "format_version": FORMAT_VERSION, **to_dict(config)}
+
+
+def write_config(config: CLIPConfig, directory: Path) -> None:
+    write_json_atomic(directory / CONFIG_NAME, config_to_json(config))
+
+
+def write_weights(model: torch.nn.Module, directory: Path, dtype: torch.dtype | None = None) -> None:
+    """model.safetensors, written atomically; `dtype` (e.g. float16) casts floating tensors to make files smaller."""
+    from safetensors.torch import save_file
+
+    state = {}
+    for key, tensor in model.state_dict().items():
+        tensor = tensor.detach().to("cpu").contiguous()
+        if dtype is not None and tensor.is_floating_point():
+            tensor = tensor.to(dtype)
+        state[key] = tensor
+    with atomic_path(directory / WEIGHTS_NAME) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt", "architecture": ARCHITECTURE})
+
+
+def save_checkpoint(
+    model: CLIP,
+    directory: str | Path,
+    *,
+    recipe_yaml: str | None = None,
+    training: dict[str, Any] | None = None,
+    card: str | None = None,
+    dtype: torch.dtype | None = None,
+    keep: tuple[str, ...] = (),
+) -> Path:
+    """Write a complete checkpoint directory atomically (built in a temp dir, then renamed into place).
+
+    `keep` names entries of an existing directory to carry over (e.g. the trainer's `stages/` sub-checkpoints)."""
+    directory = Path(directory)
+    with atomic_dir(directory, keep=keep) as tmp:
+        write_weights(model, tmp, dtype=dtype)
+        write_config(model.config, tmp)
+        if recipe_yaml is not None:
+            write_text_atomic(tmp / RECIPE_NAME, recipe_yaml)
+        if training is not None:
+            write_json_atomic(tmp / TRAINING_NAME, training)
+        if card is not None:
+            write_text_atomic(tmp / CARD_NAME, card)
+    return directory
+
+
+# --- reading ------------------------------------------------------------------------------------------------
+
+
+def read_config(directory: str | Path) -> CLIPConfig:
+    path = Path(directory) / CONFIG_NAME
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing; a checkpoint directory holds {CONFIG_NAME} and {WEIGHTS_NAME}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected a JSON object")
+    architecture = data.pop("architecture", None)
+    if architecture != ARCHITECTURE:
+        raise CheckpointError(
+            f"{path}: architecture is {architecture!r}, expected {ARCHITECTURE!r}; for open_clip or HF "
+            "transformers checkpoints use --model openclip:ARCH or hf:PATH"
+        )
+    version = data.pop("format_version", None)
+    if version != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: format_version {version!r} is not supported (expected {FORMAT_VERSION})")
+    try:
+        return from_dict(CLIPConfig, data, source=str(path))
+    except ConfigError as e:
+        raise CheckpointError(str(e)) from None
+
+
+def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a safetensors file; anything else (a pickle, a truncated download) is a CheckpointError."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        others = sorted(p.name for p in path.parent.glob("*.bin")) + sorted(p.name for p in path.parent.glob("*.pt*"))
+        hint = f" (found {', '.join(others)}: pickled weights are never loaded; convert them to safetensors)" if others else ""
+        raise CheckpointError(f"{path}: missing{hint}")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(
+            f"{path}: not a readable safetensors file ({e}); the file may be truncated or in another format"
+        ) from None
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_state_into(model: CLIP, state: dict[str, torch.Tensor], stored: CLIPConfig, *, source: str) -> None:
+    """Copy `state` (saved with config `stored`) into `model`, resampling only the image position embedding."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    problems = []
+    if missing:
+        problems.append(f"missing tensors: {', '.join(missing)}")
+    if unexpected:
+        problems.append(f"unexpected tensors: {', '.join(unexpected)}")
+    converted = {}
+    for key, target in expected.items():
+        if key not in state:
+            continue
+        tensor = state[key]
+        if key == POS_EMBED_KEY and tensor.shape != target.shape:
+            tensor = _resample_checkpoint_pos_embed(tensor, stored, model.config, source)
+        if tensor.shape != target.shape:
+            problems.append(f"{key}: checkpoint shape {tuple(tensor.shape)}, model expects {tuple(target.shape)}")
+            continue
+        converted[key] = tensor.to(target.dtype)
+    if problems:
+        raise CheckpointError(f"{source}: does not match its config:\n" + "\n".join(f"  - {p}" for p in problems))
+    model.load_state_dict(converted, strict=True)
+
+
+def _resample_checkpoint_pos_embed(tensor: torch.Tensor, stored: CLIPConfig, target: CLIPConfig, source: str):
+    old_grid, new_grid = stored.vision.grid_size, target.vision.grid_size
+    prefix = stored.vision.num_prefix_tokens
+    if tensor.shape[1] != prefix + old_grid * old_grid:
+        raise CheckpointError(
+            f"{source}: {POS_EMBED_KEY} has {tensor.shape[1]} tokens, its config.json says "
+            f"{prefix}+{old_grid}x{old_grid} (image_size {stored.vision.image_size}, patch {stored.vision.patch_size})"
+        )
+    resample = target.pos_embed_resample
+    log.info(
+        "%s: resampling %s %dx%d -> %dx%d (%s, align_corners=%s)",
+        source, POS_EMBED_KEY, old_grid, old_grid, new_grid, new_grid, resample.mode, resample.align_corners,
+    )
+    return resample_pos_embed(
+        tensor, (old_grid, old_grid), (new_grid, new_grid), num_prefix=prefix,
+        mode=resample.mode, align_corners=resample.align_corners, antialias=resample.antialias,
+    )
+
+
+def load_model(directory: str | Path, *, image_size: int | None = None, map_location: str = "cpu") -> CLIP:
+    """Build the model from `directory/config.json` (at `image_size` if given) and load its weights strictly."""
+    directory = Path(directory)
+    stored = read_config(directory)
+    config = with_image_size(stored, image_size) if image_size else stored
+    state = read_weights(directory / WEIGHTS_NAME)
+    model = CLIP(config)
+    load_state_into(model, state, stored, source=str(directory))
+    return model.to(map_location).eval()
+
+
+def resolve_checkpoint(
+    name_or_path: str,
+    *,
+    revision: str | None = None,
+    cache_dir: str | Path | None = None,
+    force_download: bool = False,
+    token: str | bool | None = None,
+    local_files_only: bool = False,
+) -> CheckpointSource:
+    """A local directory, or a Hub repo id downloaded (or read from the HF cache when offline) and pinned."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return CheckpointSource(path=path.resolve())
+    if path.exists() or name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
+        raise CheckpointError(f"{name_or_path}: not a checkpoint directory (expected a folder with {CONFIG_NAME})")
+    return _download_from_hub(name_or_path, revision, cache_dir, force_download, token, local_files_only)
+
+
+def _download_from_hub(repo_id, revision, cache_dir, force_download, token, local_files_only) -> CheckpointSource:
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    offline = constants.HF_HUB_OFFLINE or local_files_only
+    try:
+        snapshot = snapshot_download(
+            repo_id=repo_id,
+            revision=revision,
+            cache_dir=cache_dir,
+            force_download=force_download,
+            token=token,
+            local_files_only=local_files_only,
+            allow_patterns=HUB_FILES,
+        )
+    except RepositoryNotFoundError:
+        raise CheckpointError(f"hf-hub:{repo_id}: repository not found (or private and no token)") from None
+    except RevisionNotFoundError:
+        raise CheckpointError(f"hf-hub:{repo_id}: revision {revision!r} not found") from None
+    except LocalEntryNotFoundError:
+        where = cache_dir or constants.HF_HUB_CACHE
+        why = "offline (HF_HUB_OFFLINE=1)" if offline else "the Hub could not be reached"
+        raise CheckpointError(
+            f"hf-hub:{repo_id}{'@' + revision if revision else ''}: not in the Hugging Face cache at {where} and {why}"
+        ) from None
+    except HfHubHTTPError as e:
+        raise CheckpointError(f"hf-hub:{repo_id}: download failed ({e.__class__.__name__}: {e})") from None
+    except transport_errors() as e:
+        raise CheckpointError(f"hf-hub:{repo_id}: cannot reach {constants.ENDPOINT} ({e})") from None
+    snapshot_path = Path(snapshot)
+    commit = snapshot_path.name if snapshot_path.parent.name == "snapshots" else None
+    if not (snapshot_path / CONFIG_NAME).is_file():
+        raise CheckpointError(f"hf-hub:{repo_id}: the repository has no {CONFIG_NAME}; is it a reclip-eval checkpoint?")
+    return CheckpointSource(path=snapshot_path, repo_id=repo_id, revision=revision or "main", commit=commit)
+
+
+def transport_errors() -> tuple[type[BaseException], ...]:
+    """Connection errors of the HTTP library under huggingface_hub (httpx2's ConnectError is no HfHubHTTPError)."""
+    errors: list[type[BaseException]] = [OSError]
+    for module in ("httpx2", "httpx", "requests"):
+        try:
+            mod = __import__(module)
+        except ImportError:
+            continue
+        base = getattr(mod, "HTTPError", None) or getattr(getattr(mod, "exceptions", None), "RequestException", None)
+        if isinstance(base, type):
+            errors.append(base)
+    return tuple(errors)
+
+
+def is_checkpoint_dir(path: str | Path) -> bool:
+    return os.path.isfile(os.path.join(path, CONFIG_NAME))

@@ -1,0 +1,63 @@
+"""reclip-eval --model M --task T: zero-shot evaluation, a metrics table, one results JSON per task."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+EPILOG = """examples:
+  reclip-eval --model reclip-demo --task shapes-zeroshot
+  reclip-eval --model reclip-demo --task shapes-zeroshot,shapes-retrieval --output results/
+  reclip-eval --model reclip-64-f20k --checkpoint runs/reclip-64-f20k --task imagenet --data-dir /data
+  reclip-eval --model hf-hub:org/name@main --task shapes-zeroshot
+  reclip-eval --model path/to/checkpoint_dir --task my_task.yaml
+"""
+
+
+def add_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="reclip-eval", description="Evaluate a CLIP model on zero-shot tasks.",
+                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="named model, hf-hub:org/name[@rev], or a checkpoint dir")
+    p.add_argument("--task", required=True, help="task name(s), comma separated, or a task YAML path")
+    p.add_argument("--checkpoint", help="weights for a named model: a checkpoint dir or hf-hub:org/name[@rev]")
+    p.add_argument("--data-dir", type=Path, help="data root (default: $RECLIP_DATA, else the cache dir)")
+    p.add_argument("--output", type=Path, default=Path("leaderboards/results"),
+                   help="where results JSON go (default: ./leaderboards/results)")
+    p.add_argument("--image-size", type=int, help="evaluate at another image size (pos-emb resampled)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="auto: bf16 autocast on GPU, fp32 on CPU")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from reclip_eval.eval.results import write_results
+    from reclip_eval.eval.runner import EvalOptions, evaluate
+    from reclip_eval.eval.tasks import load_task
+    from reclip_eval.train.loop import resolve_device
+    from reclip_eval.zoo.resolve import load_adapter
+
+    tasks = [load_task(t.strip()) for t in args.task.split(",") if t.strip()]  # validate all before loading
+    device = resolve_device(args.device)
+    precision = args.precision if args.precision != "auto" else ("bf16" if device.startswith("cuda") else "fp32")
+    adapter = load_adapter(args.model, checkpoint=args.checkpoint, image_size=args.image_size, device=device)
+    options = EvalOptions(data_dir=args.data_dir, batch_size=args.batch_size, workers=args.workers, device=device,
+                          precision=precision)
+    rows = []
+    for task in tasks:
+        results = evaluate(adapter, task, options)
+        path = write_results(results, args.output)
+        counts = results["counts"]
+        for metric, value in results["metrics"].items():
+            rows.append([task.name, metric, f"{100 * value:.2f}"])
+        skipped = counts.get("images_skipped", 0)
+        note = f", {skipped} skipped (listed in the JSON)" if skipped else ""
+        print(f"{task.name}: {counts.get('images_evaluated')} images evaluated{note} -> {path}", file=sys.stderr)
+    print(f"model: {adapter.model_id} ({adapter.image_size}px, {precision}, {device})")
+    print(tabulate(rows, headers=["task", "metric", "%"], tablefmt="github"))
+    return 0

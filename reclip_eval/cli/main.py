@@ -1,0 +1,57 @@
+"""Entry point. `reclip-eval --model M --task T` is evaluation (the form typed most); the rest are subcommands,
+each a small module with `add_parser()` and `run(args)`."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+from reclip_eval.errors import ReclipError
+
+SUBCOMMANDS = {
+    "models": ("reclip_eval.cli.models_cmd", "list the named models (model_cards/)"),
+    "tasks": ("reclip_eval.cli.tasks_cmd", "list the evaluation tasks (tasks/)"),
+    "recipes": ("reclip_eval.cli.recipes_cmd", "list the training recipes (training/)"),
+    "data": ("reclip_eval.cli.data_cmd", "generate the synthetic shapes world (data synth)"),
+    "train": ("reclip_eval.cli.train_cmd", "train a model from a recipe"),
+    "config": ("reclip_eval.cli.config_cmd", "print a resolved recipe (config show)"),
+    "card": ("reclip_eval.cli.card_cmd", "render a checkpoint's model card from its results"),
+}
+
+
+def _top_level_help() -> str:
+    lines = ["usage: reclip-eval --model MODEL --task TASK [options]   (evaluate; --help after it for options)",
+             "       reclip-eval SUBCOMMAND ...", "", "subcommands:"]
+    lines += [f"  {name:<9} {about}" for name, (_, about) in SUBCOMMANDS.items()]
+    lines += ["", "examples:", "  reclip-eval --model reclip-demo --task shapes-zeroshot",
+              "  reclip-eval models", "  reclip-eval train demo-shapes --out runs/demo"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_top_level_help())
+        return 0 if argv else 2
+    if argv[0] in SUBCOMMANDS:
+        module = importlib.import_module(SUBCOMMANDS[argv[0]][0])
+        argv = argv[1:]
+    else:
+        module = importlib.import_module("reclip_eval.cli.evaluate_cmd")
+    parser = module.add_parser()
+    # Subcommands taking `key=value` overrides let them sit anywhere among the options.
+    args = parser.parse_intermixed_args(argv) if getattr(module, "INTERMIXED", False) else parser.parse_args(argv)
+    try:
+        return int(module.run(args) or 0)
+    except ReclipError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

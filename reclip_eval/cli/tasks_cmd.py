@@ -1,0 +1,19 @@
+"""reclip-eval tasks: the evaluation tasks and the data each needs."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser() -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(prog="reclip-eval tasks", description="List the evaluation tasks (tasks/).")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from reclip_eval.eval.tasks import list_tasks
+
+    rows = [[t.name, t.kind, t.data.layout, t.description] for t in list_tasks()]
+    print(tabulate(rows, headers=["task", "kind", "layout", "description"], tablefmt="github"))
+    return 0

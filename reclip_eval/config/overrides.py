@@ -1,0 +1,55 @@
+"""`a.b=v` command-line overrides and the deep merge used by stage inheritance."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import yaml
+
+from reclip_eval.errors import ConfigError
+
+
+def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """Return `base` updated by `update`: mappings merge recursively, everything else (lists included) is replaced."""
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str], *, source: str = "command line") -> dict[str, Any]:
+    """Apply `a.b.c=value` strings (values parsed as YAML scalars/lists) to a copy of `data`.
+
+    A list index is a number: `stages.1.steps=200`. Unknown keys are not rejected here: the strict dataclass
+    parse that follows names them together with the file.
+    """
+    out = copy.deepcopy(data)
+    problems = []
+    for item in overrides:
+        if "=" not in item:
+            problems.append(f"{item!r}: expected key=value (e.g. stages.0.steps=100)")
+            continue
+        dotted, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            value = raw
+        node: Any = out
+        parts = dotted.split(".")
+        try:
+            for part in parts[:-1]:
+                node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
+            last = parts[-1]
+            if isinstance(node, list):
+                node[int(last)] = value
+            else:
+                node[last] = value
+        except (ValueError, IndexError, TypeError, AttributeError):
+            problems.append(f"{dotted}: cannot set this path in the config")
+    if problems:
+        raise ConfigError(source, problems)
+    return out

@@ -1,0 +1,77 @@
+"""Classification sets in the ImageNet on-disk layout: `<root>/<split>/<class id>/*.JPEG`.
+
+Labels come from the task's class list (`id<TAB>name` per line, in label order), matched to folders *by id*:
+a missing or empty class folder never shifts the labels of the others. A folder whose name is not in the class
+list is an error (it usually means the wrong class list, e.g. ImageNet-A's 200 classes vs the full 1000).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from reclip_eval.data.images import is_image_file
+from reclip_eval.errors import DataError
+
+
+@dataclass(frozen=True)
+class ClassList:
+    ids: tuple[str, ...]
+    names: tuple[str, ...]
+
+    def index(self) -> dict[str, int]:
+        return {cid: i for i, cid in enumerate(self.ids)}
+
+
+def read_class_list(path: str | Path) -> ClassList:
+    """Read `id<TAB>name` lines; blank lines and `#` comments are ignored."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: class list not found")
+    ids, names, problems = [], [], []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        parts = line.split("\t")
+        if len(parts) != 2 or not parts[0].strip() or not parts[1].strip():
+            problems.append(f"line {number}: expected 'class_id<TAB>class name', got {line!r}")
+            continue
+        ids.append(parts[0].strip())
+        names.append(parts[1].strip())
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        problems.append(f"duplicate class ids: {', '.join(duplicates[:5])}")
+    if problems:
+        raise DataError(f"{path}: invalid class list:\n" + "\n".join(f"  - {p}" for p in problems))
+    if not ids:
+        raise DataError(f"{path}: class list is empty")
+    return ClassList(tuple(ids), tuple(names))
+
+
+@dataclass(frozen=True)
+class FolderScan:
+    items: list[tuple[Path, int]]  # (image path, label)
+    empty_classes: list[str]  # class ids with no folder or no images: reported in the results
+
+
+def scan_image_folder(split_dir: Path, classes: ClassList) -> FolderScan:
+    if not split_dir.is_dir():
+        raise DataError(f"{split_dir}: folder not found")
+    label_of = classes.index()
+    folders = sorted(p for p in split_dir.iterdir() if p.is_dir())
+    unknown = [p.name for p in folders if p.name not in label_of]
+    if unknown:
+        shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+        raise DataError(
+            f"{split_dir}: {len(unknown)} folder(s) are not classes of this task ({shown}); "
+            "is this the right split and class list?"
+        )
+    items: list[tuple[Path, int]] = []
+    per_class = dict.fromkeys(classes.ids, 0)
+    for folder in folders:
+        files = sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p))
+        items.extend((p, label_of[folder.name]) for p in files)
+        per_class[folder.name] = len(files)
+    if not items:
+        raise DataError(f"{split_dir}: no images found in the class folders")
+    return FolderScan(items=items, empty_classes=[c for c, n in per_class.items() if n == 0])

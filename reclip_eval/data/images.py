@@ -1,0 +1,51 @@
+"""A dataset over (image path, target) pairs that survives corrupt files: they are reported, not fatal."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+
+
+def is_image_file(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+class ImageListDataset(Dataset):
+    """Item i -> (pixels or None, target, i, error or None). Load errors become a reason string, not an exception."""
+
+    def __init__(self, items: list[tuple[Path, Any]], transform: Callable[[Image.Image], torch.Tensor]):
+        self.items = items
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int):
+        path, target = self.items[index]
+        try:
+            with Image.open(path) as image:
+                image.load()  # decode now: a truncated file fails here, not later in the transform
+                pixels = self.transform(image)
+        except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
+            return None, target, index, f"{type(e).__name__}: {e}"
+        return pixels, target, index, None
+
+
+def collate_skipping(batch):
+    """Stack the good items; return (pixels, targets, indices, skipped) with skipped = [(index, reason)]."""
+    good = [b for b in batch if b[0] is not None]
+    skipped = [(b[2], b[3]) for b in batch if b[0] is None]
+    if good:
+        pixels = torch.stack([b[0] for b in good])
+    else:
+        pixels = torch.empty(0)
+    targets = [b[1] for b in good]
+    indices = [b[2] for b in good]
+    return pixels, targets, indices, skipped

@@ -1,0 +1,204 @@
+"""Write the synthetic world to disk in the real formats users have, using several processes.
+
+    <out>/shapes-train/shapes-train-000000.tar   webdataset shards: NNNNNNNNN.jpg + .txt (+ .json scene)
+    <out>/shapes-zeroshot/val/<class_id>/*.jpg    ImageNet validation layout (class names: tasks/shapes/)
+    <out>/shapes-retrieval/images/*.jpg           Karpathy-split retrieval set, 5 captions per image,
+    <out>/shapes-retrieval/dataset_shapes.json    in the format of dataset_flickr30k.json
+
+Each set is built in a temp directory and renamed into place with a `synth.json` manifest of its parameters, so an
+interrupted run never leaves a set that looks complete. Output is the same for any number of workers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import multiprocessing
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reclip_eval.atomic import atomic_dir, atomic_path
+from reclip_eval.data.synth.captions import caption_scene
+from reclip_eval.data.synth.render import render_scene
+from reclip_eval.data.synth.world import COLOURS, SHAPES, class_names, sample_class_scene, sample_rng, sample_scene
+
+MANIFEST = "synth.json"
+GENERATOR_VERSION = 1
+JPEG_QUALITY = 92
+SETS = ("train", "zeroshot", "retrieval")
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    seed: int = 0
+    image_size: int = 128
+    train_samples: int = 20000
+    samples_per_shard: int = 1000
+    zeroshot_per_class: int = 20
+    retrieval_images: int = 250
+    captions_per_image: int = 5
+
+
+def _jpeg(image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=JPEG_QUALITY)
+    return buffer.getvalue()
+
+
+def _scene_json(scene) -> str:
+    return json.dumps(dataclasses.asdict(scene))
+
+
+def _noise_seed(seed: int, stream: str, index: int) -> int:
+    return int(sample_rng(seed, stream, index).integers(2**31))
+
+
+# --- worker jobs (module level so that they pickle) ----------------------------------------------------------
+
+
+def _train_shard_job(args: tuple[Path, int, int, int, int]) -> int:
+    import webdataset as wds
+
+    path, seed, start, stop, image_size = args
+    with atomic_path(path) as tmp, wds.TarWriter(str(tmp)) as sink:
+        for index in range(start, stop):
+            rng = sample_rng(seed, "train", index)
+            scene = sample_scene(rng)
+            image = render_scene(scene, image_size, _noise_seed(seed + 1, "train", index))
+            sink.write({"__key__": f"{index:09d}", "jpg": _jpeg(image), "txt": caption_scene(rng, scene),
+                        "json": _scene_json(scene)})
+    return stop - start
+
+
+def _zeroshot_class_job(args: tuple[Path, int, int, str, int, int]) -> int:
+    folder, seed, class_index, class_id, per_class, image_size = args
+    colour, shape = class_id.split("_", 1)
+    folder.mkdir(parents=True, exist_ok=True)
+    for k in range(per_class):
+        index = class_index * 1_000_000 + k
+        scene = sample_class_scene(sample_rng(seed, "zeroshot", index), colour, shape)
+        image = render_scene(scene, image_size, _noise_seed(seed + 1, "zeroshot", index))
+        (folder / f"{class_id}_{k:05d}.jpg").write_bytes(_jpeg(image))
+    return per_class
+
+
+def _retrieval_job(args: tuple[Path, int, int, int, int]) -> list[dict[str, Any]]:
+    folder, seed, index, captions_per_image, image_size = args
+    rng = sample_rng(seed, "retrieval", index)
+    scene = sample_scene(rng)
+    image = render_scene(scene, image_size, _noise_seed(seed + 1, "retrieval", index))
+    filename = f"{index:06d}.jpg"
+    (folder / filename).write_bytes(_jpeg(image))
+    captions: list[str] = []
+    for _ in range(20 * captions_per_image):  # paraphrases: distinct where the grammar allows
+        caption = caption_scene(rng, scene)
+        if caption not in captions:
+            captions.append(caption)
+        if len(captions) == captions_per_image:
+            break
+    while len(captions) < captions_per_image:
+        captions.append(caption_scene(rng, scene))
+    return [{"filename": filename, "index": index, "captions": captions}]
+
+
+# --- drivers ---------------------------------------------------------------------------------------------------
+
+
+def _run(job: Callable, tasks: list, workers: int, desc: str, total: int, weight: Callable[[Any], int]):
+    from tqdm import tqdm
+
+    results = []
+    with tqdm(total=total, desc=desc, unit="img", leave=False) as bar:
+        if workers <= 1:
+            for t in tasks:
+                out = job(t)
+                results.append(out)
+                bar.update(weight(out))
+        else:
+            # spawn, not fork: the caller may have torch (and its threads) loaded.
+            with multiprocessing.get_context("spawn").Pool(workers) as pool:
+                for out in pool.imap(job, tasks):
+                    results.append(out)
+                    bar.update(weight(out))
+    return results
+
+
+def _write_manifest(folder: Path, kind: str, config: SynthConfig, extra: dict[str, Any] | None = None) -> None:
+    manifest = {"generator": "reclip-eval shapes", "version": GENERATOR_VERSION, "set": kind,
+                **dataclasses.asdict(config), **(extra or {})}
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def write_train_shards(out: Path, config: SynthConfig, workers: int = 1) -> Path:
+    target = Path(out) / "shapes-train"
+    with atomic_dir(target) as tmp:
+        n, per = config.train_samples, config.samples_per_shard
+        tasks = [(tmp / f"shapes-train-{i:06d}.tar", config.seed, start, min(start + per, n), config.image_size)
+                 for i, start in enumerate(range(0, n, per))]
+        _run(_train_shard_job, tasks, workers, "train shards", n, weight=lambda c: c)
+        _write_manifest(tmp, "train", config, {"shards": len(tasks)})
+    return target
+
+
+def write_zeroshot_set(out: Path, config: SynthConfig, workers: int = 1) -> Path:
+    target = Path(out) / "shapes-zeroshot"
+    with atomic_dir(target) as tmp:
+        tasks = [(tmp / "val" / cid, config.seed, i, cid, config.zeroshot_per_class, config.image_size)
+                 for i, (cid, _) in enumerate(class_names())]
+        total = len(tasks) * config.zeroshot_per_class
+        _run(_zeroshot_class_job, tasks, workers, "zero-shot set", total, weight=lambda c: c)
+        _write_manifest(tmp, "zeroshot", config, {"classes": len(tasks)})
+    return target
+
+
+def write_retrieval_set(out: Path, config: SynthConfig, workers: int = 1) -> Path:
+    target = Path(out) / "shapes-retrieval"
+    with atomic_dir(target) as tmp:
+        (tmp / "images").mkdir()
+        tasks = [(tmp / "images", config.seed, i, config.captions_per_image, config.image_size)
+                 for i in range(config.retrieval_images)]
+        rows = [row for chunk in _run(_retrieval_job, tasks, workers, "retrieval set", len(tasks), len)
+                for row in chunk]
+        (tmp / "dataset_shapes.json").write_text(json.dumps(karpathy_json(rows), indent=1))
+        _write_manifest(tmp, "retrieval", config)
+    return target
+
+
+def karpathy_json(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Rows of (filename, captions) in the layout of Karpathy's dataset_flickr30k.json (all in the test split)."""
+    images, sentid = [], 0
+    for imgid, row in enumerate(rows):
+        sentences = []
+        for raw in row["captions"]:
+            tokens = raw.rstrip(".").replace(",", "").split()
+            sentences.append({"tokens": tokens, "raw": raw, "imgid": imgid, "sentid": sentid})
+            sentid += 1
+        images.append({"filepath": "images", "filename": row["filename"], "imgid": imgid, "split": "test",
+                       "sentids": [s["sentid"] for s in sentences], "sentences": sentences})
+    return {"dataset": "shapes", "images": images}
+
+
+WRITERS: dict[str, Callable[[Path, SynthConfig, int], Path]] = {
+    "train": write_train_shards,
+    "zeroshot": write_zeroshot_set,
+    "retrieval": write_retrieval_set,
+}
+
+
+def synthesize(out: str | Path, config: SynthConfig, sets: Iterable[str] = SETS, workers: int = 1) -> list[Path]:
+    """Write the requested sets under `out`; returns their folders."""
+    unknown = [s for s in sets if s not in WRITERS]
+    if unknown:
+        raise ValueError(f"unknown synthetic set(s) {unknown}; expected some of {list(WRITERS)}")
+    return [WRITERS[s](Path(out), config, workers) for s in sets]
+
+
+def read_manifest(folder: str | Path) -> dict[str, Any] | None:
+    path = Path(folder) / MANIFEST
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+__all__ = ["COLOURS", "SHAPES", "SETS", "SynthConfig", "karpathy_json", "read_manifest", "synthesize"]

@@ -1,0 +1,34 @@
+"""The errors users see. Each says what went wrong, where (file, key, tensor), what was expected and how to fix it.
+
+The CLI prints `str(error)` without a traceback for these; anything else is a bug and keeps its traceback.
+"""
+
+
+class ReclipError(Exception):
+    """Base class of every user-facing error."""
+
+
+class ConfigError(ReclipError):
+    """A YAML/JSON config or a `key=value` override is invalid. The message lists every problem found."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"invalid config {source}:\n{lines}")
+
+
+class UnknownNameError(ReclipError):
+    """A model, task or recipe name that is not registered; the message lists near matches and how to list all."""
+
+
+class CheckpointError(ReclipError):
+    """A checkpoint that cannot be loaded: missing, truncated, not safetensors, or not matching its config."""
+
+
+class MissingWeightsError(ReclipError):
+    """A named model whose weights were never published and for which no checkpoint was given."""
+
+
+class DataError(ReclipError):
+    """Task data missing or in the wrong layout; the message prints the expected layout and where to get it."""

@@ -1,0 +1,1 @@
+"""Evaluation: task specs (tasks/*.yaml), pure metric functions, feature extraction, the results JSON."""

@@ -1,0 +1,45 @@
+"""Zero-shot image-text retrieval (Flickr30K / COCO Karpathy test splits and the synthetic twin)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from reclip_eval.data.images import ImageListDataset
+from reclip_eval.data.karpathy import read_karpathy_json
+from reclip_eval.eval.features import encode_image_dataset, encode_texts
+from reclip_eval.eval.metrics import retrieval_metrics
+from reclip_eval.eval.outcome import TaskOutcome
+from reclip_eval.eval.tasks import TaskSpec
+from reclip_eval.zoo.adapter import ModelAdapter
+
+
+def run_retrieval(adapter: ModelAdapter, spec: TaskSpec, data_root: Path, *, batch_size: int, workers: int,
+                  device: str, precision: str) -> TaskOutcome:
+    dataset_def = read_karpathy_json(data_root / spec.data.annotations, data_root / spec.data.image_root,
+                                     split=spec.data.split)
+    dataset = ImageListDataset([(p, i) for i, p in enumerate(dataset_def.image_paths)], adapter.transform)
+    encoded = encode_image_dataset(adapter, dataset, batch_size=batch_size, workers=workers, device=device,
+                                   precision=precision, desc=spec.name)
+    # A skipped (corrupt) image takes its captions with it: they have no image left to retrieve.
+    kept_row = {image: row for row, image in enumerate(encoded.targets)}
+    kept_captions = [j for j, image in enumerate(dataset_def.caption_image) if image in kept_row]
+    captions = [dataset_def.captions[j] for j in kept_captions]
+    caption_image = torch.tensor([kept_row[dataset_def.caption_image[j]] for j in kept_captions])
+    text_features = encode_texts(adapter, captions, batch_size=batch_size, device=device, precision=precision,
+                                 desc="captions")
+    metrics = retrieval_metrics(encoded.features @ text_features.t(), caption_image)
+    return TaskOutcome(
+        metrics=metrics,
+        counts={
+            "images_total": len(dataset),
+            "images_evaluated": len(encoded.indices),
+            "images_skipped": len(encoded.skipped),
+            "captions_total": len(dataset_def.captions),
+            "captions_evaluated": len(captions),
+            "metric_denominator": "i2t: images_evaluated; t2i: captions_evaluated",
+        },
+        skipped=[{"path": str(dataset_def.image_paths[i]), "reason": r} for i, r in encoded.skipped],
+        data_files=list(dataset_def.image_paths) + [data_root / spec.data.annotations],
+    )

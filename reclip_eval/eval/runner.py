@@ -1,0 +1,51 @@
+"""Run one task on one model: locate (or generate) the data, dispatch on the task kind, assemble the results."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reclip_eval.eval.outcome import TaskOutcome
+from reclip_eval.eval.results import build_results, fingerprint_files
+from reclip_eval.eval.retrieval import run_retrieval
+from reclip_eval.eval.tasks import TaskSpec, locate_task_data
+from reclip_eval.eval.zeroshot import run_zeroshot
+from reclip_eval.registry import Registry
+from reclip_eval.zoo.adapter import ModelAdapter
+
+TASK_KINDS: Registry = Registry("task kind")
+TASK_KINDS.register("zeroshot_classification")(run_zeroshot)
+TASK_KINDS.register("retrieval")(run_retrieval)
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    data_dir: Path | None = None
+    batch_size: int = 128
+    workers: int = 2
+    device: str = "cpu"
+    precision: str = "fp32"
+
+
+def evaluate(adapter: ModelAdapter, spec: TaskSpec, options: EvalOptions, argv: list[str] | None = None) -> dict[str, Any]:
+    started = time.perf_counter()
+    data_root = locate_task_data(spec, options.data_dir, workers=max(1, options.workers))
+    run = TASK_KINDS.get(spec.kind)
+    outcome: TaskOutcome = run(adapter, spec, data_root, batch_size=options.batch_size, workers=options.workers,
+                               device=options.device, precision=options.precision)
+    task_info = {
+        "name": spec.name,
+        "kind": spec.kind,
+        "spec_sha256": spec.spec_sha256(),
+        "data_dir": str(data_root),
+        "data_fingerprint": fingerprint_files(outcome.data_files, data_root),
+        "split": spec.data.split,
+        **outcome.extra,
+    }
+    return build_results(
+        task=task_info, model=adapter.describe(), metrics=outcome.metrics, counts=outcome.counts,
+        skipped=outcome.skipped, prompts=outcome.prompts, precision=options.precision, device=options.device,
+        wall_time_s=time.perf_counter() - started, argv=argv,
+    )

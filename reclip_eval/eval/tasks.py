@@ -1,0 +1,123 @@
+"""Task specs (`tasks/NAME.yaml`): what data a task reads, in which layout, with which classes and prompts, and
+where that data comes from. Locating the data and the "missing data" message live here too."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from reclip_eval.config import from_dict, load_yaml
+from reclip_eval.errors import ConfigError, DataError
+from reclip_eval.paths import data_folder, default_data_dir
+from reclip_eval.registry import find_named_yaml, named_yaml_files
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    folder: str  # the task's sub-folder under --data-dir
+    layout: Literal["imagefolder", "karpathy"]
+    split: str = "val"  # imagefolder: the split folder; karpathy: the split name in the JSON
+    annotations: str | None = None  # karpathy: the split JSON file inside the task folder
+    image_root: str = "."  # karpathy: where `filepath/filename` is resolved, relative to the task folder
+
+
+@dataclass(frozen=True)
+class SynthSource:
+    """How to generate the task's data when it is a synthetic-world task (reclip_eval.data.synth)."""
+
+    set: Literal["zeroshot", "retrieval"]
+    seed: int = 1
+    image_size: int = 128
+    zeroshot_per_class: int = 20
+    retrieval_images: int = 250
+    captions_per_image: int = 5
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    kind: Literal["zeroshot_classification", "retrieval"]
+    description: str
+    data: DataSpec
+    get_data: str  # where the data comes from, printed when it is missing
+    classes: str | None = None  # `id<TAB>name` file, relative to tasks/
+    templates: str | None = None  # one prompt template per line with `{}`, relative to tasks/
+    synth: SynthSource | None = None
+    path: str = ""
+
+    def resource(self, relative: str) -> Path:
+        return Path(self.path).parent / relative
+
+    def expected_layout(self, root: Path) -> str:
+        base = root / self.data.folder
+        if self.data.layout == "imagefolder":
+            return f"{base}/{self.data.split}/<class_id>/<image>.jpg  (class ids: {self.classes})"
+        return (f"{base}/{self.data.annotations}  (Karpathy split JSON)\n"
+                f"    {base}/{self.data.image_root}/<filepath>/<filename>  (the images it names)")
+
+    def spec_sha256(self) -> str:
+        return hashlib.sha256(Path(self.path).read_bytes()).hexdigest()
+
+
+def load_task(name_or_path: str) -> TaskSpec:
+    path = find_named_yaml("tasks", "task", name_or_path)
+    spec = from_dict(TaskSpec, {**load_yaml(path), "path": str(path)}, source=str(path))
+    problems = []
+    if spec.name != path.stem and path.parent == data_folder("tasks"):
+        problems.append(f"name: {spec.name!r} must equal the file name {path.stem!r}")
+    if spec.kind == "zeroshot_classification" and not (spec.classes and spec.templates):
+        problems.append("classes and templates: required for zeroshot_classification")
+    if spec.data.layout == "karpathy" and not spec.data.annotations:
+        problems.append("data.annotations: required for the karpathy layout")
+    if problems:
+        raise ConfigError(str(path), problems)
+    return spec
+
+
+def list_tasks() -> list[TaskSpec]:
+    return [load_task(str(p)) for p in named_yaml_files("tasks").values()]
+
+
+def read_templates(path: Path) -> list[str]:
+    if not path.is_file():
+        raise DataError(f"{path}: prompt template file not found")
+    templates = [t.strip() for t in path.read_text(encoding="utf-8").splitlines() if t.strip()]
+    bad = [f"line {i + 1}: {t!r}" for i, t in enumerate(templates) if t.count("{}") != 1]
+    if bad:
+        raise DataError(f"{path}: every template needs exactly one '{{}}' for the class name:\n  " + "\n  ".join(bad))
+    if not templates:
+        raise DataError(f"{path}: no templates")
+    return templates
+
+
+def _present(spec: TaskSpec, folder: Path) -> bool:
+    if spec.data.layout == "imagefolder":
+        return (folder / spec.data.split).is_dir()
+    return (folder / spec.data.annotations).is_file()
+
+
+def locate_task_data(spec: TaskSpec, data_dir: Path | None, *, workers: int = 1) -> Path:
+    """The task's data folder. `data_dir` may be the parent of task folders or the task's folder itself.
+
+    Synthetic tasks are generated on first use into the data root (--data-dir, else the default data dir).
+    """
+    root = Path(data_dir).expanduser() if data_dir else default_data_dir()
+    for folder in (root / spec.data.folder, root):
+        if _present(spec, folder):
+            return folder
+    if spec.synth is not None:
+        from reclip_eval.data.synth.export import SynthConfig, synthesize
+
+        s = spec.synth
+        config = SynthConfig(seed=s.seed, image_size=s.image_size, zeroshot_per_class=s.zeroshot_per_class,
+                             retrieval_images=s.retrieval_images, captions_per_image=s.captions_per_image)
+        synthesize(root, config, sets=[s.set], workers=workers)
+        return root / spec.data.folder
+    raise DataError(
+        f"task {spec.name!r}: data not found under {root}.\n"
+        f"  expected layout:\n    {spec.expected_layout(root)}\n"
+        f"  where to get it: {spec.get_data}\n"
+        f"  (--data-dir DIR or $RECLIP_DATA sets the data root; it may also point at the task folder itself)"
+    )

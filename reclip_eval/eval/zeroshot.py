@@ -1,0 +1,65 @@
+"""Zero-shot classification: prompt-ensembled class embeddings (Radford et al. 2021), top-1/top-5, per-class recall."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from reclip_eval.data.imagefolder import read_class_list, scan_image_folder
+from reclip_eval.data.images import ImageListDataset
+from reclip_eval.eval.features import encode_image_dataset, encode_texts
+from reclip_eval.eval.metrics import classification_metrics
+from reclip_eval.eval.outcome import TaskOutcome
+from reclip_eval.eval.tasks import TaskSpec, read_templates
+from reclip_eval.zoo.adapter import ModelAdapter
+
+
+def build_classifier(
+    adapter: ModelAdapter, class_names: list[str], templates: list[str], *, batch_size: int, device: str,
+    precision: str,
+) -> torch.Tensor:
+    """(N_classes, D): per class, the mean of its L2-normalised template embeddings, re-normalised."""
+    texts = [template.format(name) for name in class_names for template in templates]
+    embeddings = encode_texts(adapter, texts, batch_size=batch_size, device=device, precision=precision,
+                              desc="class prompts")
+    per_class = embeddings.view(len(class_names), len(templates), -1).mean(dim=1)
+    return F.normalize(per_class, dim=-1)
+
+
+def _sha256_lines(lines: list[str]) -> str:
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def run_zeroshot(adapter: ModelAdapter, spec: TaskSpec, data_root: Path, *, batch_size: int, workers: int,
+                 device: str, precision: str) -> TaskOutcome:
+    classes = read_class_list(spec.resource(spec.classes))
+    templates = read_templates(spec.resource(spec.templates))
+    scan = scan_image_folder(data_root / spec.data.split, classes)
+    classifier = build_classifier(adapter, list(classes.names), templates, batch_size=batch_size, device=device,
+                                  precision=precision)
+    dataset = ImageListDataset(scan.items, adapter.transform)
+    encoded = encode_image_dataset(adapter, dataset, batch_size=batch_size, workers=workers, device=device,
+                                   precision=precision, desc=spec.name)
+    metrics = classification_metrics(encoded.features @ classifier.t(), torch.tensor(encoded.targets))
+    return TaskOutcome(
+        metrics=metrics,
+        counts={
+            "images_total": len(dataset),
+            "images_evaluated": len(encoded.indices),
+            "images_skipped": len(encoded.skipped),
+            "classes": len(classes.ids),
+            "classes_without_images": len(scan.empty_classes),
+            "metric_denominator": "images_evaluated",
+        },
+        skipped=[{"path": str(scan.items[i][0]), "reason": r} for i, r in encoded.skipped],
+        prompts={
+            "templates": len(templates),
+            "templates_sha256": _sha256_lines(templates),
+            "classnames_sha256": _sha256_lines(list(classes.names)),
+        },
+        data_files=[p for p, _ in scan.items],
+        extra={"classes_without_images": scan.empty_classes},
+    )

@@ -1,0 +1,96 @@
+"""Architecture config of the dual encoder. Serialised as the checkpoint's `config.json` (see reclip_eval.checkpoint)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+# OpenAI CLIP normalisation; the paper does not state its own, and every CLIP peer uses these.
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+@dataclass(frozen=True)
+class VisionConfig:
+    image_size: int = 224
+    patch_size: int = 16
+    width: int = 1024
+    layers: int = 24
+    heads: int = 16
+    mlp_ratio: float = 4.0
+    # "gap": global average pooling of the patch tokens (the paper's default, as in big_vision/FLIP).
+    # "cls": a prepended class token (OpenAI CLIP, open_clip), for foreign checkpoints.
+    pool: Literal["gap", "cls"] = "gap"
+    ln_pre: bool = False  # LayerNorm after patch+position embedding (OpenAI CLIP has it, big_vision ViT does not)
+
+    def __post_init__(self) -> None:
+        if self.image_size % self.patch_size:
+            raise ValueError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
+        if self.width % self.heads:
+            raise ValueError(f"vision width {self.width} is not divisible by heads {self.heads}")
+
+    @property
+    def grid_size(self) -> int:
+        return self.image_size // self.patch_size
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        return 1 if self.pool == "cls" else 0
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    # Length of the learned position table, and the tokenisation length used at evaluation. A training stage may
+    # use fewer tokens (the paper's text length 16) and then only the first positions are used.
+    context_length: int = 77
+    vocab_size: int = 49408
+    width: int = 1024
+    # The paper says "12 heads and width 1024", which does not divide; 16 heads of 64 has the same FLOPs.
+    layers: int = 12
+    heads: int = 16
+    mlp_ratio: float = 4.0
+    # "eot": causal transformer, features at the end-of-text token (Radford et al. 2021, which the paper follows).
+    # "mean": bidirectional transformer, mean over non-padding tokens.
+    pool: Literal["eot", "mean"] = "eot"
+    tokenizer: Literal["clip-bpe"] = "clip-bpe"
+
+    def __post_init__(self) -> None:
+        if self.width % self.heads:
+            raise ValueError(f"text width {self.width} is not divisible by heads {self.heads}")
+        if self.context_length < 2:
+            raise ValueError(f"context_length must be >= 2 (start and end token), got {self.context_length}")
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """Evaluation-time image preprocessing: resize the shorter side, centre crop, normalise."""
+
+    mean: tuple[float, float, float] = OPENAI_MEAN
+    std: tuple[float, float, float] = OPENAI_STD
+    interpolation: Literal["bicubic", "bilinear"] = "bicubic"
+    resize: Literal["shortest", "squash"] = "shortest"
+
+
+@dataclass(frozen=True)
+class PosEmbedResampleConfig:
+    """How the position-embedding grid is resampled when the image size changes (see models/pos_embed.py).
+
+    Default: bilinear with aligned corners, which is what big_vision's `resample_posemb` (scipy zoom, order 1)
+    does: corner embeddings are kept and a linear ramp stays exactly linear.
+    """
+
+    mode: Literal["bilinear", "bicubic"] = "bilinear"
+    align_corners: bool = True
+    antialias: bool = False
+
+
+@dataclass(frozen=True)
+class CLIPConfig:
+    embed_dim: int = 1024
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    pos_embed_resample: PosEmbedResampleConfig = field(default_factory=PosEmbedResampleConfig)
+    init_logit_scale: float = math.log(1 / 0.07)
+    max_logit_scale: float = 100.0  # the learnable temperature is clamped at 1/100 as in CLIP

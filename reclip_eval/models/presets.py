@@ -1,0 +1,61 @@
+"""Named architecture sizes. Checkpoint tables live in `model_cards/*.yaml`, not here."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from reclip_eval.config import deep_merge, from_dict, to_dict
+from reclip_eval.errors import UnknownNameError
+from reclip_eval.models.config import CLIPConfig, TextConfig, VisionConfig
+
+PRESETS: dict[str, CLIPConfig] = {
+    # For unit tests: seconds on a CPU.
+    "tiny": CLIPConfig(
+        embed_dim=32,
+        vision=VisionConfig(image_size=32, patch_size=8, width=32, layers=2, heads=2),
+        text=TextConfig(context_length=16, width=32, layers=2, heads=2),
+    ),
+    # The bundled demo: trained on the synthetic shapes world on a CPU in minutes (training/demo-shapes.yaml).
+    "demo": CLIPConfig(
+        embed_dim=64,
+        vision=VisionConfig(image_size=64, patch_size=8, width=128, layers=4, heads=4),
+        text=TextConfig(context_length=16, width=64, layers=4, heads=4),
+    ),
+    # The paper's architecture: ViT-L/16 image tower, 12-layer width-1024 text tower (Section 3.2).
+    "vit-l16-text12x1024": CLIPConfig(
+        embed_dim=1024,
+        vision=VisionConfig(image_size=224, patch_size=16, width=1024, layers=24, heads=16),
+        text=TextConfig(context_length=64, width=1024, layers=12, heads=16),
+    ),
+}
+
+
+def build_config(preset: str, overrides: dict[str, Any] | None = None, *, source: str = "<model>") -> CLIPConfig:
+    """The preset `preset` with `overrides` (a nested mapping, e.g. {"vision": {"image_size": 64}}) applied."""
+    if preset not in PRESETS:
+        import difflib
+
+        near = difflib.get_close_matches(preset, list(PRESETS), n=3)
+        hint = f" Did you mean {', '.join(near)}?" if near else ""
+        raise UnknownNameError(f"unknown architecture preset {preset!r}.{hint} Known: {', '.join(PRESETS)}")
+    if not overrides:
+        return PRESETS[preset]
+    merged = deep_merge(to_dict(PRESETS[preset]), overrides)
+    return from_dict(CLIPConfig, merged, source=source)
+
+
+@dataclass(frozen=True)
+class ArchitectureSpec:
+    """How model cards and recipes name an architecture: a preset plus nested overrides."""
+
+    preset: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def build(self, source: str = "<model>") -> CLIPConfig:
+        return build_config(self.preset, self.overrides, source=source)
+
+
+def with_image_size(config: CLIPConfig, image_size: int) -> CLIPConfig:
+    return dataclasses.replace(config, vision=dataclasses.replace(config.vision, image_size=image_size))

@@ -1,0 +1,45 @@
+"""The CLIP BPE tokenizer (49,408 tokens), reused from open_clip, which ships the vocabulary file offline."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import torch
+
+
+@lru_cache(maxsize=1)
+def _simple_tokenizer():
+    # Imported lazily: open_clip's package import pulls in timm and takes seconds.
+    from open_clip.tokenizer import SimpleTokenizer
+
+    return SimpleTokenizer()
+
+
+class ClipTokenizer:
+    """`tokenizer(texts) -> LongTensor (N, context_length)`: <start> tokens <end>, zero padded.
+
+    Longer texts are truncated to `context_length` with the last kept position replaced by the end token, so the
+    end-of-text pooling always finds it (open_clip's `SimpleTokenizer` behaviour, which this wraps).
+    """
+
+    def __init__(self, context_length: int):
+        if context_length < 2:
+            raise ValueError(f"context_length must be >= 2, got {context_length}")
+        self.context_length = context_length
+
+    @property
+    def end_token_id(self) -> int:
+        return _simple_tokenizer().eot_token_id
+
+    @property
+    def start_token_id(self) -> int:
+        return _simple_tokenizer().sot_token_id
+
+    def __call__(self, texts: str | list[str], context_length: int | None = None) -> torch.Tensor:
+        if isinstance(texts, str):
+            texts = [texts]
+        return _simple_tokenizer()(list(texts), context_length=context_length or self.context_length)
+
+    def decode(self, tokens: torch.Tensor) -> str:
+        ids = [int(t) for t in tokens if int(t) not in (0, self.start_token_id, self.end_token_id)]
+        return _simple_tokenizer().decode(ids).strip()

@@ -1,0 +1,69 @@
+"""Pre-LayerNorm transformer blocks shared by both towers, with `F.scaled_dot_product_attention`."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Attention(nn.Module):
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+
+    def forward(self, x: torch.Tensor, *, causal: bool = False, key_padding: torch.Tensor | None = None) -> torch.Tensor:
+        batch, tokens, width = x.shape
+        q, k, v = self.qkv(x).reshape(batch, tokens, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)
+        mask = None
+        if key_padding is not None:  # (B, N) True where the token is padding
+            mask = ~key_padding[:, None, None, :]
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and mask is None)
+        return self.proj(out.transpose(1, 2).reshape(batch, tokens, width))
+
+
+class MLP(nn.Module):
+    def __init__(self, width: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(width, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class Block(nn.Module):
+    def __init__(self, width: int, heads: int, mlp_ratio: float):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(width)
+        self.attn = Attention(width, heads)
+        self.norm2 = nn.LayerNorm(width)
+        self.mlp = MLP(width, int(width * mlp_ratio))
+
+    def forward(self, x: torch.Tensor, *, causal: bool = False, key_padding: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), causal=causal, key_padding=key_padding)
+        return x + self.mlp(self.norm2(x))
+
+
+class Transformer(nn.Module):
+    def __init__(self, width: int, layers: int, heads: int, mlp_ratio: float):
+        super().__init__()
+        self.blocks = nn.ModuleList(Block(width, heads, mlp_ratio) for _ in range(layers))
+
+    def forward(self, x: torch.Tensor, *, causal: bool = False, key_padding: torch.Tensor | None = None) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x, causal=causal, key_padding=key_padding)
+        return x
+
+
+def init_transformer_(module: nn.Module, layers: int) -> None:
+    """CLIP/GPT-2 style init: normal(0.02) weights, zero biases, output projections scaled by depth."""
+    for name, p in module.named_parameters():
+        if p.dim() >= 2:
+            std = 0.02 / (2 * layers) ** 0.5 if name.endswith(("attn.proj.weight", "mlp.fc2.weight")) else 0.02
+            nn.init.normal_(p, std=std)
+        elif name.endswith("bias"):
+            nn.init.zeros_(p)

@@ -1,0 +1,76 @@
+"""ViT image tower: patch embedding, learned position embedding, pre-LN blocks, GAP (or class-token) pooling."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import torch
+from torch import nn
+
+from reclip_eval.models.config import PosEmbedResampleConfig, VisionConfig
+from reclip_eval.models.pos_embed import resample_pos_embed
+from reclip_eval.models.transformer import Transformer, init_transformer_
+
+log = logging.getLogger(__name__)
+
+
+class VisionTower(nn.Module):
+    def __init__(self, config: VisionConfig, embed_dim: int):
+        super().__init__()
+        self.config = config
+        width = config.width
+        self.patch_embed = nn.Conv2d(3, width, kernel_size=config.patch_size, stride=config.patch_size)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, width)) if config.pool == "cls" else None
+        num_tokens = config.num_prefix_tokens + config.grid_size**2
+        self.pos_embed = nn.Parameter(torch.zeros(1, num_tokens, width))
+        self.norm_pre = nn.LayerNorm(width) if config.ln_pre else nn.Identity()
+        self.transformer = Transformer(width, config.layers, config.heads, config.mlp_ratio)
+        self.norm = nn.LayerNorm(width)
+        self.proj = nn.Linear(width, embed_dim, bias=False)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        nn.init.normal_(self.pos_embed, std=0.02)
+        if self.cls_token is not None:
+            nn.init.normal_(self.cls_token, std=0.02)
+        init_transformer_(self.transformer, self.config.layers)
+        nn.init.normal_(self.proj.weight, std=self.config.width**-0.5)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        """pixels: (B, 3, S, S) normalised, S == config.image_size -> features (B, embed_dim), not normalised."""
+        size = self.config.image_size
+        if pixels.shape[-2:] != (size, size):
+            raise ValueError(
+                f"image tower expects {size}x{size} pixels, got {tuple(pixels.shape[-2:])}; "
+                "call set_image_size() or load the checkpoint with image_size=..."
+            )
+        x = self.patch_embed(pixels).flatten(2).transpose(1, 2)  # (B, N, width)
+        if self.cls_token is not None:
+            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
+        x = self.norm_pre(x + self.pos_embed)
+        x = self.norm(self.transformer(x))
+        pooled = x[:, 0] if self.config.pool == "cls" else x.mean(dim=1)
+        return self.proj(pooled)
+
+    def set_image_size(self, image_size: int, resample: PosEmbedResampleConfig) -> None:
+        """Change the input size, resampling the position-embedding grid (a new Parameter: rebuild optimizers)."""
+        new_config = dataclasses.replace(self.config, image_size=image_size)
+        old_grid, new_grid = self.config.grid_size, new_config.grid_size
+        if old_grid != new_grid:
+            with torch.no_grad():
+                resampled = resample_pos_embed(
+                    self.pos_embed.detach(),
+                    (old_grid, old_grid),
+                    (new_grid, new_grid),
+                    num_prefix=self.config.num_prefix_tokens,
+                    mode=resample.mode,
+                    align_corners=resample.align_corners,
+                    antialias=resample.antialias,
+                )
+            self.pos_embed = nn.Parameter(resampled.clone())
+            log.info(
+                "position embedding resampled %dx%d -> %dx%d (%s, align_corners=%s, antialias=%s)",
+                old_grid, old_grid, new_grid, new_grid, resample.mode, resample.align_corners, resample.antialias,
+            )
+        self.config = new_config

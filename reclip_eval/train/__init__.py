@@ -1,0 +1,1 @@
+"""The RECLIP trainer: recipes of stages, contrastive loss, optimizers and schedules, the training loop."""

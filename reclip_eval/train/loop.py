@@ -1,0 +1,167 @@
+"""The training loop: stages run in order; a stage with another image size first resamples the image position
+embedding (the paper's weight upsampling, logged); each stage gets its own optimizer and warmup + decay schedule.
+
+Single process (CPU or one GPU). The distributed trainer, exact resume and compute accounting extend this.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from reclip_eval.checkpoint import save_checkpoint
+from reclip_eval.data.shards import list_shards, train_batches
+from reclip_eval.data.transforms import image_transform
+from reclip_eval.errors import ReclipError
+from reclip_eval.models.clip import CLIP
+from reclip_eval.models.presets import with_image_size
+from reclip_eval.models.tokenizer import ClipTokenizer
+from reclip_eval.paths import default_data_dir
+from reclip_eval.train.loss import contrastive_loss
+from reclip_eval.train.optim import build_optimizer, lr_factor
+from reclip_eval.train.recipe import RecipeConfig, StageConfig, recipe_to_yaml
+
+log = logging.getLogger(__name__)
+_DTYPES = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+class TrainingError(ReclipError):
+    """Training cannot go on (e.g. the loss became NaN/inf)."""
+
+
+@dataclass
+class StageReport:
+    name: str
+    image_size: int
+    text_length: int
+    batch_size: int
+    steps: int
+    samples_seen: int
+    wall_time_s: float
+    pos_embed_grid: tuple[int, int]
+    losses: list[float] = field(default_factory=list)  # one per step
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def _precision(recipe: RecipeConfig, device: str) -> str:
+    if recipe.precision == "auto":
+        return "bf16" if torch.device(device).type == "cuda" else "fp32"
+    return recipe.precision
+
+
+def prepare_shards(recipe: RecipeConfig, data_dir: Path | None, workers: int) -> list[str]:
+    root = Path(data_dir) if data_dir else default_data_dir()
+    try:
+        return list_shards(recipe.data.shards, root)
+    except ReclipError:
+        if recipe.data.synth is None:
+            raise
+    from reclip_eval.data.synth.export import SynthConfig, write_train_shards
+
+    s = recipe.data.synth
+    log.info("training shards missing: generating %d synthetic samples under %s", s.train_samples, root)
+    write_train_shards(root, SynthConfig(seed=s.seed, image_size=s.image_size, train_samples=s.train_samples,
+                                         samples_per_shard=s.samples_per_shard), workers=max(1, workers))
+    return list_shards(recipe.data.shards, root)
+
+
+def build_model(recipe: RecipeConfig) -> CLIP:
+    config = with_image_size(recipe.model.build(source=f"recipe {recipe.name}"), recipe.stages[0].image_size)
+    torch.manual_seed(recipe.seed)
+    return CLIP(config)
+
+
+def run_stage(model: CLIP, stage: StageConfig, stage_index: int, recipe: RecipeConfig, shards: list[str],
+              device: str, workers: int) -> StageReport:
+    if model.config.vision.image_size != stage.image_size:
+        old = model.config.vision.grid_size
+        model.set_image_size(stage.image_size)
+        log.info("stage %s: image size -> %d px, position embedding upsampled %dx%d -> %dx%d", stage.name,
+                 stage.image_size, old, old, model.config.vision.grid_size, model.config.vision.grid_size)
+    model.to(device).train()
+    optimizer = build_optimizer(model, stage.optimizer, device)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(stage))
+    transform = image_transform(stage.image_size, model.config.preprocess)
+    tokenizer = ClipTokenizer(stage.text_length)
+    batches = train_batches(shards, transform, tokenizer, batch_size=stage.batch_size, seed=recipe.seed + stage_index,
+                            shuffle_buffer=recipe.data.shuffle_buffer, workers=workers)
+    precision = _precision(recipe, device)
+    report = StageReport(stage.name, stage.image_size, stage.text_length, stage.batch_size, stage.steps, 0, 0.0,
+                         (model.config.vision.grid_size,) * 2)
+    started = time.perf_counter()
+    from tqdm import tqdm
+
+    progress = tqdm(range(stage.steps), desc=f"stage {stage.name} ({stage.image_size}px)", unit="step")
+    for step in progress:
+        pixels, tokens = next(batches)
+        pixels, tokens = pixels.to(device, non_blocking=True), tokens.to(device, non_blocking=True)
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            image_emb, text_emb, scale = model(pixels, tokens)
+            loss = contrastive_loss(image_emb.float(), text_emb.float(), scale.float())
+        if not torch.isfinite(loss):
+            raise TrainingError(f"stage {stage.name!r} step {step}: loss is {loss.item()}; stopping (no checkpoint "
+                                "is written for a diverged run)")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if stage.optimizer.grad_clip_norm:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), stage.optimizer.grad_clip_norm)
+        optimizer.step()
+        scheduler.step()
+        report.losses.append(loss.item())
+        report.samples_seen += stage.batch_size
+        if step % recipe.log_every == 0 or step == stage.steps - 1:
+            progress.set_postfix(loss=f"{loss.item():.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}",
+                                 temp=f"{scale.item():.1f}")
+            log.debug("stage %s step %d loss %.4f", stage.name, step, loss.item())
+    report.wall_time_s = time.perf_counter() - started
+    return report
+
+
+def train(recipe: RecipeConfig, out_dir: str | Path, *, data_dir: Path | None = None, device: str = "auto",
+          workers: int | None = None, save_stages: bool = True) -> tuple[CLIP, list[StageReport]]:
+    """Run every stage of `recipe` and write the checkpoint to `out_dir` (stage checkpoints in out_dir/stages/)."""
+    device = resolve_device(device)
+    workers = recipe.data.workers if workers is None else workers
+    shards = prepare_shards(recipe, data_dir, workers)
+    model = build_model(recipe)
+    reports: list[StageReport] = []
+    out_dir = Path(out_dir)
+    for index, stage in enumerate(recipe.stages):
+        reports.append(run_stage(model, stage, index, recipe, shards, device, workers))
+        if save_stages and index < len(recipe.stages) - 1:
+            save_checkpoint(model, out_dir / "stages" / stage.name, recipe_yaml=recipe_to_yaml(recipe),
+                            training=training_record(recipe, reports, device), dtype=_DTYPES[recipe.save_dtype])
+    save_checkpoint(model.cpu(), out_dir, recipe_yaml=recipe_to_yaml(recipe),
+                    training=training_record(recipe, reports, device), dtype=_DTYPES[recipe.save_dtype],
+                    keep=("stages",))
+    return model, reports
+
+
+def training_record(recipe: RecipeConfig, reports: list[StageReport], device: str) -> dict[str, Any]:
+    return {
+        "recipe": recipe.name,
+        "device": device if device == "cpu" else torch.cuda.get_device_name(torch.device(device)),
+        "stages": [
+            {
+                "name": r.name, "image_size": r.image_size, "text_length": r.text_length,
+                "batch_size": r.batch_size, "steps": r.steps, "samples_seen": r.samples_seen,
+                "wall_time_s": round(r.wall_time_s, 2), "pos_embed_grid": list(r.pos_embed_grid),
+                "loss_first": round(r.losses[0], 4) if r.losses else None,
+                "loss_last": round(r.losses[-1], 4) if r.losses else None,
+                "losses": [round(x, 4) for x in r.losses],
+            }
+            for r in reports
+        ],
+        "samples_seen": sum(r.samples_seen for r in reports),
+        "wall_time_s": round(sum(r.wall_time_s for r in reports), 2),
+    }

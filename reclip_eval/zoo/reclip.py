@@ -1,0 +1,67 @@
+"""Adapter for our own checkpoints (reclip_eval.models.CLIP)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from reclip_eval.checkpoint import WEIGHTS_NAME, CheckpointSource, file_sha256, load_model
+from reclip_eval.data.transforms import describe_transform, image_transform
+from reclip_eval.models.clip import CLIP
+from reclip_eval.models.tokenizer import ClipTokenizer
+from reclip_eval.zoo.adapter import ModelAdapter
+
+
+class ReclipAdapter(ModelAdapter):
+    def __init__(self, model: CLIP, model_id: str, source: CheckpointSource | None = None, sha256: str | None = None):
+        self.model = model.eval()
+        self.model_id = model_id
+        self.source = source
+        self.sha256 = sha256
+        self.image_size = model.config.vision.image_size
+        self.tokenizer = ClipTokenizer(model.config.text.context_length)
+        self.transform = image_transform(self.image_size, model.config.preprocess)
+
+    @classmethod
+    def from_source(cls, source: CheckpointSource, model_id: str, image_size: int | None = None) -> ReclipAdapter:
+        model = load_model(source.path, image_size=image_size)
+        return cls(model, model_id, source, file_sha256(source.path / WEIGHTS_NAME))
+
+    def tokenize(self, texts: list[str]) -> torch.Tensor:
+        return self.tokenizer(texts)
+
+    @torch.no_grad()
+    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_image(pixels.to(self._device()), normalize=True)
+
+    @torch.no_grad()
+    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_text(tokens.to(self._device()), normalize=True)
+
+    def _device(self) -> torch.device:
+        return self.model.logit_scale.device
+
+    def to(self, device: str | torch.device) -> ReclipAdapter:
+        self.model.to(device)
+        return self
+
+    def describe(self) -> dict[str, Any]:
+        config = self.model.config
+        weights: dict[str, Any] = {"sha256": self.sha256}
+        if self.source is not None:
+            weights.update({"path": str(self.source.path), "hub_repo": self.source.repo_id,
+                            "hub_revision": self.source.revision, "hub_commit": self.source.commit})
+        return {
+            "id": self.model_id,
+            "family": "reclip",
+            "weights": weights,
+            "image_size": self.image_size,
+            "preprocess": describe_transform(self.image_size, config.preprocess),
+            "tokenizer": {"name": config.text.tokenizer, "context_length": config.text.context_length},
+            "pos_embed_resample": {
+                "mode": config.pos_embed_resample.mode,
+                "align_corners": config.pos_embed_resample.align_corners,
+                "antialias": config.pos_embed_resample.antialias,
+            },
+        }

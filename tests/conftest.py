@@ -1,0 +1,53 @@
+"""Shared fixtures. Every test runs offline, with caches and outputs in temp dirs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("RECLIP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("RECLIP_DATA", raising=False)
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def synth_dir(tmp_path_factory) -> Path:
+    """A small synthetic world in the real layouts (shards, ImageNet folders, Karpathy JSON)."""
+    from reclip_eval.data.synth.export import SynthConfig, synthesize
+
+    out = tmp_path_factory.mktemp("synth")
+    config = SynthConfig(seed=3, image_size=64, train_samples=600, samples_per_shard=300, zeroshot_per_class=3,
+                         retrieval_images=30)
+    synthesize(out, config, workers=2)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A randomly initialised tiny model saved as a checkpoint directory."""
+    from reclip_eval.checkpoint import save_checkpoint
+    from reclip_eval.models import CLIP, build_config
+
+    torch.manual_seed(1)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny"
+    save_checkpoint(CLIP(build_config("tiny")), path)
+    return path
+
+
+def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None):
+    """Run the installed console script in a subprocess (a real fresh process, as users run it)."""
+    import subprocess
+    import sys
+
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "reclip_eval", *args], capture_output=True, text=True,
+                          env=full_env, cwd=cwd or REPO, timeout=600)

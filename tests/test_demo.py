@@ -1,0 +1,40 @@
+"""The bundled demo model and the README's first command."""
+
+import json
+
+from reclip_eval.data.synth.export import SynthConfig, synthesize
+from reclip_eval.eval.runner import EvalOptions, evaluate
+from reclip_eval.eval.tasks import load_task
+from reclip_eval.zoo.resolve import load_adapter
+
+from .conftest import run_cli
+
+# Chance is 1/36 = 2.8%. The bundled model measures far higher (model_cards/reclip-demo/README.md); this bound
+# leaves room for a different draw of images while still failing for an untrained or broken model.
+DEMO_MIN_TOP1 = 0.40
+
+
+def test_demo_accuracy_on_a_fresh_seed(tmp_path):
+    synthesize(tmp_path, SynthConfig(seed=7, zeroshot_per_class=10), sets=["zeroshot"], workers=2)
+    adapter = load_adapter("reclip-demo")
+    results = evaluate(adapter, load_task("shapes-zeroshot"), EvalOptions(data_dir=tmp_path, workers=0))
+    assert results["counts"]["images_evaluated"] == 360
+    assert results["metrics"]["top1"] > DEMO_MIN_TOP1, results["metrics"]
+
+
+def test_demo_checkpoint_is_small_and_float16():
+    adapter = load_adapter("reclip-demo")
+    weights = adapter.source.path / "model.safetensors"
+    assert weights.stat().st_size < 10 * 2**20
+    assert adapter.model.visual.pos_embed.dtype.is_floating_point and adapter.image_size == 64
+    training = json.loads((adapter.source.path / "training.json").read_text())
+    assert [s["image_size"] for s in training["stages"]] == [32, 64]
+
+
+def test_readme_main_command_on_a_fresh_cache(tmp_path):
+    out = run_cli("--model", "reclip-demo", "--task", "shapes-zeroshot", env={"RECLIP_CACHE": str(tmp_path / "c")},
+                  cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "| shapes-zeroshot | top1" in out.stdout
+    results = json.loads((tmp_path / "leaderboards" / "results" / "reclip-demo__shapes-zeroshot.json").read_text())
+    assert results["counts"]["images_evaluated"] == 720 and results["metrics"]["top1"] > DEMO_MIN_TOP1

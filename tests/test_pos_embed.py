@@ -1,0 +1,84 @@
+"""Properties of the position-embedding resampler, and peers as oracles (scipy zoom = big_vision, timm)."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import ndimage
+
+from reclip_eval.models.pos_embed import resample_pos_embed
+
+grids = st.tuples(st.integers(1, 9), st.integers(1, 9))
+
+
+@settings(max_examples=60, deadline=None)
+@given(old=grids, new=grids, prefix=st.integers(0, 2), dim=st.integers(1, 5))
+def test_shapes_prefix_and_dtype(old, new, prefix, dim):
+    pe = torch.randn(prefix + old[0] * old[1], dim, dtype=torch.float64).to(torch.bfloat16)
+    out = resample_pos_embed(pe, old, new, num_prefix=prefix)
+    assert out.shape == (prefix + new[0] * new[1], dim)
+    assert out.dtype == torch.bfloat16
+    assert torch.equal(out[:prefix], pe[:prefix])  # prefix tokens bit-exact
+
+
+@settings(max_examples=40, deadline=None)
+@given(old=grids, new=grids)
+def test_constant_grid_stays_constant(old, new):
+    pe = torch.full((old[0] * old[1], 3), 0.37)
+    out = resample_pos_embed(pe, old, new)
+    torch.testing.assert_close(out, torch.full_like(out, 0.37))
+
+
+@settings(max_examples=40, deadline=None)
+@given(old=st.tuples(st.integers(2, 9), st.integers(2, 9)), new=st.tuples(st.integers(2, 16), st.integers(2, 16)),
+       a=st.floats(-2, 2), b=st.floats(-2, 2), c=st.floats(-1, 1))
+def test_linear_ramp_stays_exact_ramp(old, new, a, b, c):
+    """With aligned corners a function linear in (row, col) over [0,1]^2 is reproduced exactly, up and down."""
+    def ramp(h, w):
+        rows = torch.linspace(0, 1, h, dtype=torch.float64).view(h, 1).expand(h, w)
+        cols = torch.linspace(0, 1, w, dtype=torch.float64).view(1, w).expand(h, w)
+        return (a * rows + b * cols + c).reshape(h * w, 1).float()
+
+    out = resample_pos_embed(ramp(*old), old, new)
+    torch.testing.assert_close(out, ramp(*new), atol=1e-5, rtol=0)
+
+
+def test_same_size_is_identity_and_batched_form():
+    pe = torch.randn(1, 1 + 16, 8)
+    assert resample_pos_embed(pe, (4, 4), (4, 4), num_prefix=1) is pe
+    out = resample_pos_embed(pe, (4, 4), (14, 14), num_prefix=1)
+    assert out.shape == (1, 1 + 196, 8)
+
+
+def test_non_square_grid_of_equal_count_is_resampled():
+    """timm's identity shortcut misses this case (3x4 and 4x3 have the same token count)."""
+    pe = torch.arange(12, dtype=torch.float32).view(12, 1)
+    out = resample_pos_embed(pe, (3, 4), (4, 3))
+    assert not torch.equal(out, pe)
+
+
+def test_wrong_token_count_is_an_error():
+    with pytest.raises(ValueError, match="expected 1 prefix \\+ 4x4 grid = 17"):
+        resample_pos_embed(torch.randn(16, 4), (4, 4), (8, 8), num_prefix=1)
+
+
+def test_matches_big_vision_scipy_zoom_order1():
+    """big_vision's resample_posemb is scipy.ndimage.zoom(order=1): our default must give the same numbers."""
+    rng = np.random.default_rng(0)
+    grid = rng.normal(size=(4, 4, 6)).astype(np.float64)
+    zoom = (14 / 4, 14 / 4, 1)
+    expected = ndimage.zoom(grid, zoom, order=1)
+    out = resample_pos_embed(torch.from_numpy(grid).reshape(16, 6).float(), (4, 4), (14, 14))
+    np.testing.assert_allclose(out.reshape(14, 14, 6).numpy(), expected, atol=1e-5)
+
+
+def test_matches_timm_with_the_same_mode():
+    """With timm's conventions (no corner alignment) our function agrees with timm's resampler, prefix included."""
+    from timm.layers import resample_abs_pos_embed
+
+    pe = torch.randn(1, 1 + 7 * 7, 16)
+    ours = resample_pos_embed(pe, (7, 7), (14, 14), num_prefix=1, mode="bicubic", align_corners=False)
+    theirs = resample_abs_pos_embed(pe, new_size=[14, 14], old_size=[7, 7], num_prefix_tokens=1,
+                                    interpolation="bicubic", antialias=False)
+    torch.testing.assert_close(ours, theirs)

@@ -1,0 +1,72 @@
+"""The synthetic world: deterministic, multiprocess-invariant, and written in the real formats."""
+
+import hashlib
+import json
+
+import webdataset as wds
+
+from reclip_eval.data.imagefolder import read_class_list
+from reclip_eval.data.karpathy import read_karpathy_json
+from reclip_eval.data.synth.export import SynthConfig, read_manifest, synthesize
+from reclip_eval.data.synth.world import class_names
+from reclip_eval.paths import data_folder
+
+
+def _digest_tree(root):
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name != "synth.json"):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes() if path.suffix != ".tar" else _tar_members(path))
+    return digest.hexdigest()
+
+
+def _tar_members(path):
+    # Tar headers carry mtimes; compare member names and contents.
+    import tarfile
+
+    with tarfile.open(path) as tar:
+        return b"".join(m.name.encode() + tar.extractfile(m).read() for m in tar.getmembers() if m.isfile())
+
+
+def test_same_seed_same_bytes_for_any_worker_count(tmp_path):
+    config = SynthConfig(seed=5, image_size=48, train_samples=40, samples_per_shard=20, zeroshot_per_class=1,
+                         retrieval_images=6)
+    synthesize(tmp_path / "w1", config, workers=1)
+    synthesize(tmp_path / "w2", config, workers=2)
+    assert _digest_tree(tmp_path / "w1") == _digest_tree(tmp_path / "w2")
+    synthesize(tmp_path / "s6", SynthConfig(**{**config.__dict__, "seed": 6}), sets=["zeroshot"], workers=1)
+    assert _digest_tree(tmp_path / "w1" / "shapes-zeroshot") != _digest_tree(tmp_path / "s6" / "shapes-zeroshot")
+
+
+def test_training_shards_are_webdataset(synth_dir):
+    shards = sorted((synth_dir / "shapes-train").glob("*.tar"))
+    assert len(shards) == 2
+    samples = list(wds.WebDataset([str(s) for s in shards], shardshuffle=False).decode("pil"))
+    assert len(samples) == 600
+    first = samples[0]
+    assert first["__key__"] == "000000000" and first["jpg"].size == (64, 64)
+    assert isinstance(first["txt"], str) and first["txt"].endswith(".")
+    scene = first["json"]
+    assert 1 <= len(scene["objects"]) <= 4
+    assert all(o["colour"] in first["txt"] for o in scene["objects"])  # every object's colour is captioned
+    assert read_manifest(synth_dir / "shapes-train")["train_samples"] == 600
+
+
+def test_zeroshot_set_in_imagenet_layout_matches_task_class_list(synth_dir):
+    classes = read_class_list(data_folder("tasks") / "shapes" / "classes.tsv")
+    assert list(zip(classes.ids, classes.names, strict=True)) == class_names()
+    folders = sorted(p.name for p in (synth_dir / "shapes-zeroshot" / "val").iterdir())
+    assert folders == sorted(classes.ids)
+    assert all(len(list((synth_dir / "shapes-zeroshot" / "val" / f).glob("*.jpg"))) == 3 for f in folders)
+
+
+def test_retrieval_set_in_karpathy_format(synth_dir):
+    raw = json.loads((synth_dir / "shapes-retrieval" / "dataset_shapes.json").read_text())
+    image = raw["images"][0]
+    assert set(image) >= {"filename", "filepath", "imgid", "split", "sentences", "sentids"}
+    assert set(image["sentences"][0]) >= {"raw", "tokens", "imgid", "sentid"}
+    data = read_karpathy_json(synth_dir / "shapes-retrieval" / "dataset_shapes.json", synth_dir / "shapes-retrieval")
+    assert len(data.image_paths) == 30 and len(data.captions) == 150
+    assert all(p.is_file() for p in data.image_paths)
+    per_image = [data.captions[i * 5:(i + 1) * 5] for i in range(30)]
+    assert sum(len(set(c)) == 5 for c in per_image) >= 25  # paraphrases, not copies

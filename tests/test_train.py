@@ -1,0 +1,70 @@
+"""The minimal trainer: the loss falls, stages change the image size and carry the upsampled embedding."""
+
+import json
+
+import pytest
+import torch
+
+from reclip_eval.checkpoint import load_model
+from reclip_eval.models.pos_embed import resample_pos_embed
+from reclip_eval.train.loop import TrainingError, train
+from reclip_eval.train.loss import contrastive_loss
+from reclip_eval.train.optim import lr_factor
+from reclip_eval.train.recipe import load_recipe
+
+
+def test_loss_matches_equations_1_and_2():
+    torch.manual_seed(0)
+    p = torch.nn.functional.normalize(torch.randn(5, 8), dim=-1)
+    q = torch.nn.functional.normalize(torch.randn(5, 8), dim=-1)
+    tau = 0.1
+    sim = p @ q.t() / tau
+    l_i2t = -torch.stack([sim[i, i] - torch.logsumexp(sim[i], 0) for i in range(5)]).mean()
+    l_t2i = -torch.stack([sim[i, i] - torch.logsumexp(sim[:, i], 0) for i in range(5)]).mean()
+    torch.testing.assert_close(contrastive_loss(p, q, torch.tensor(1 / tau)), (l_i2t + l_t2i) / 2)
+
+
+def test_warmup_then_linear_decay():
+    stage = load_recipe("reclip-64").stages[1]  # 5000 warmup, 50000 steps, linear to 0
+    f = lr_factor(stage)
+    assert f(0) == pytest.approx(1 / 5000) and f(4999) == pytest.approx(1.0)
+    assert f(5000 + 22500) == pytest.approx(0.5) and f(49999) == pytest.approx(1 / 45000, abs=1e-6)
+
+
+def test_two_stage_run(synth_dir, tmp_path):
+    """Loss falls; stage 2 runs at the new size and starts from the upsampled stage-1 embedding."""
+    recipe = load_recipe("tiny-shapes", [
+        "stages.0.steps=40", "stages.0.batch_size=32",
+        # lr 0 in stage 2 freezes the weights, so its result is exactly what stage 2 started from.
+        "stages.1.steps=3", "stages.1.optimizer.lr=0.0", "stages.1.warmup_steps=0",
+    ])
+    model, reports = train(recipe, tmp_path / "run", data_dir=synth_dir, device="cpu", workers=0)
+    low, high = reports
+    assert (low.image_size, high.image_size) == (16, 32) and (low.pos_embed_grid, high.pos_embed_grid) == ((2, 2), (4, 4))
+    first, last = sum(low.losses[:5]) / 5, sum(low.losses[-5:]) / 5
+    assert last < first - 0.1, f"loss did not fall: {first:.3f} -> {last:.3f}"
+
+    stage1 = load_model(tmp_path / "run" / "stages" / "lowres")
+    final = load_model(tmp_path / "run")
+    assert stage1.config.vision.image_size == 16 and final.config.vision.image_size == 32
+    expected = resample_pos_embed(stage1.visual.pos_embed.detach(), (2, 2), (4, 4))
+    torch.testing.assert_close(final.visual.pos_embed, expected)
+    record = json.loads((tmp_path / "run" / "training.json").read_text())
+    assert [s["image_size"] for s in record["stages"]] == [16, 32] and record["samples_seen"] == 40 * 32 + 3 * 32
+    assert (tmp_path / "run" / "recipe.yaml").read_text().startswith("name: tiny-shapes")
+
+
+def test_nan_loss_stops_with_the_step(synth_dir, tmp_path, monkeypatch):
+    recipe = load_recipe("tiny-shapes", ["stages.0.steps=3", "stages.0.warmup_steps=0"])
+    monkeypatch.setattr("reclip_eval.train.loop.contrastive_loss", lambda *a: torch.tensor(float("nan")))
+    with pytest.raises(TrainingError, match="stage 'lowres' step 0: loss is nan"):
+        train(recipe, tmp_path / "run", data_dir=synth_dir, device="cpu", workers=0)
+    assert not (tmp_path / "run").exists()
+
+
+def test_training_data_generated_when_missing(tmp_path):
+    recipe = load_recipe("tiny-shapes", ["stages.0.steps=2", "stages.0.warmup_steps=0", "stages.1.steps=1",
+                                         "stages.1.warmup_steps=0", "data.synth.train_samples=64",
+                                         "data.synth.samples_per_shard=32"])
+    train(recipe, tmp_path / "run", data_dir=tmp_path / "data", device="cpu", workers=0)
+    assert len(list((tmp_path / "data" / "shapes-train").glob("*.tar"))) == 2
