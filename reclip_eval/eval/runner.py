@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reclip_eval.data.synth.export import read_manifest
 from reclip_eval.eval.outcome import TaskOutcome
 from reclip_eval.eval.results import build_results, fingerprint_files
 from reclip_eval.eval.retrieval import run_retrieval
@@ -42,6 +43,7 @@ def evaluate(adapter: ModelAdapter, spec: TaskSpec, options: EvalOptions, argv: 
         "data_dir": str(data_root),
         "data_fingerprint": fingerprint_files(outcome.data_files, data_root),
         "split": spec.data.split,
+        "synthetic_manifest": read_manifest(data_root),  # generator version and settings, for synthetic sets
         **outcome.extra,
     }
     return build_results(

@@ -4,14 +4,18 @@ where that data comes from. Locating the data and the "missing data" message liv
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from reclip_eval.config import from_dict, load_yaml
+from reclip_eval.data.synth.export import SynthConfig, made_by_current_generator, synthesize
 from reclip_eval.errors import ConfigError, DataError
 from reclip_eval.paths import data_folder, default_data_dir
 from reclip_eval.registry import find_named_yaml, named_yaml_files
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -24,18 +28,6 @@ class DataSpec:
 
 
 @dataclass(frozen=True)
-class SynthSource:
-    """How to generate the task's data when it is a synthetic-world task (reclip_eval.data.synth)."""
-
-    set: Literal["zeroshot", "retrieval"]
-    seed: int = 1
-    image_size: int = 128
-    zeroshot_per_class: int = 20
-    retrieval_images: int = 250
-    captions_per_image: int = 5
-
-
-@dataclass(frozen=True)
 class TaskSpec:
     name: str
     kind: Literal["zeroshot_classification", "retrieval"]
@@ -44,7 +36,9 @@ class TaskSpec:
     get_data: str  # where the data comes from, printed when it is missing
     classes: str | None = None  # `id<TAB>name` file, relative to tasks/
     templates: str | None = None  # one prompt template per line with `{}`, relative to tasks/
-    synth: SynthSource | None = None
+    # Synthetic-world tasks: which set to generate on first use, with which generator settings.
+    synth_set: Literal["zeroshot", "retrieval"] | None = None
+    synth: SynthConfig | None = None
     path: str = ""
 
     def resource(self, relative: str) -> Path:
@@ -69,6 +63,8 @@ def load_task(name_or_path: str) -> TaskSpec:
         problems.append(f"name: {spec.name!r} must equal the file name {path.stem!r}")
     if spec.kind == "zeroshot_classification" and not (spec.classes and spec.templates):
         problems.append("classes and templates: required for zeroshot_classification")
+    if (spec.synth_set is None) != (spec.synth is None):
+        problems.append("synth_set and synth: give both (a synthetic task) or neither")
     if spec.data.layout == "karpathy" and not spec.data.annotations:
         problems.append("data.annotations: required for the karpathy layout")
     if problems:
@@ -101,19 +97,17 @@ def _present(spec: TaskSpec, folder: Path) -> bool:
 def locate_task_data(spec: TaskSpec, data_dir: Path | None, *, workers: int = 1) -> Path:
     """The task's data folder. `data_dir` may be the parent of task folders or the task's folder itself.
 
-    Synthetic tasks are generated on first use into the data root (--data-dir, else the default data dir).
+    Synthetic tasks are generated on first use into the data root (--data-dir, else the default data dir), and
+    regenerated when the folder there was written by another version of the generator. A set generated with
+    other settings (say, more images per class) is used as it is: its manifest goes into the results.
     """
     root = Path(data_dir).expanduser() if data_dir else default_data_dir()
     for folder in (root / spec.data.folder, root):
-        if _present(spec, folder):
+        if _present(spec, folder) and (spec.synth is None or made_by_current_generator(folder)):
             return folder
-    if spec.synth is not None:
-        from reclip_eval.data.synth.export import SynthConfig, synthesize
-
-        s = spec.synth
-        config = SynthConfig(seed=s.seed, image_size=s.image_size, zeroshot_per_class=s.zeroshot_per_class,
-                             retrieval_images=s.retrieval_images, captions_per_image=s.captions_per_image)
-        synthesize(root, config, sets=[s.set], workers=workers)
+    if spec.synth is not None and spec.synth_set is not None:
+        log.info("generating the synthetic %s set for task %s under %s", spec.synth_set, spec.name, root)
+        synthesize(root, spec.synth, sets=[spec.synth_set], workers=workers)
         return root / spec.data.folder
     raise DataError(
         f"task {spec.name!r}: data not found under {root}.\n"

@@ -16,6 +16,7 @@ import torch
 
 from reclip_eval.checkpoint import save_checkpoint
 from reclip_eval.data.shards import list_shards, train_batches
+from reclip_eval.data.synth.export import made_by_current_generator, write_train_shards
 from reclip_eval.data.transforms import image_transform
 from reclip_eval.errors import ReclipError
 from reclip_eval.models.clip import CLIP
@@ -62,16 +63,15 @@ def _precision(recipe: RecipeConfig, device: str) -> str:
 def prepare_shards(recipe: RecipeConfig, data_dir: Path | None, workers: int) -> list[str]:
     root = Path(data_dir) if data_dir else default_data_dir()
     try:
-        return list_shards(recipe.data.shards, root)
+        shards = list_shards(recipe.data.shards, root)
+        if recipe.data.synth is None or made_by_current_generator(Path(shards[0]).parent):
+            return shards
     except ReclipError:
         if recipe.data.synth is None:
             raise
-    from reclip_eval.data.synth.export import SynthConfig, write_train_shards
-
-    s = recipe.data.synth
-    log.info("training shards missing: generating %d synthetic samples under %s", s.train_samples, root)
-    write_train_shards(root, SynthConfig(seed=s.seed, image_size=s.image_size, train_samples=s.train_samples,
-                                         samples_per_shard=s.samples_per_shard), workers=max(1, workers))
+    log.info("training shards missing: generating %d synthetic samples under %s", recipe.data.synth.train_samples,
+             root)
+    write_train_shards(root, recipe.data.synth, workers=max(1, workers))
     return list_shards(recipe.data.shards, root)
 
 

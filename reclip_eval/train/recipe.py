@@ -16,6 +16,7 @@ from typing import Any, Literal
 import yaml
 
 from reclip_eval.config import apply_overrides, deep_merge, from_dict, load_yaml, to_dict
+from reclip_eval.data.synth.export import SynthConfig
 from reclip_eval.errors import ConfigError
 from reclip_eval.models.presets import ArchitectureSpec
 from reclip_eval.registry import find_named_yaml
@@ -51,21 +52,11 @@ class StageConfig:
 
 
 @dataclass(frozen=True)
-class SynthTrainSource:
-    """Generate the training shards from the synthetic world when they are missing."""
-
-    seed: int = 0
-    image_size: int = 128
-    train_samples: int = 20000
-    samples_per_shard: int = 1000
-
-
-@dataclass(frozen=True)
 class DataConfig:
     # Shards relative to --data-dir (or absolute, or URLs): a folder of .tar files, a glob, or brace notation
     # such as "shapes-train/shapes-train-{000000..000019}.tar".
     shards: str
-    synth: SynthTrainSource | None = None
+    synth: SynthConfig | None = None  # generate the shards from the synthetic world when they are missing
     shuffle_buffer: int = 2000
     workers: int = 2
 

@@ -26,7 +26,7 @@ from reclip_eval.data.synth.render import render_scene
 from reclip_eval.data.synth.world import COLOURS, SHAPES, class_names, sample_class_scene, sample_rng, sample_scene
 
 MANIFEST = "synth.json"
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # bump whenever the same settings would draw other images or captions
 JPEG_QUALITY = 92
 SETS = ("train", "zeroshot", "retrieval")
 
@@ -199,6 +199,12 @@ def synthesize(out: str | Path, config: SynthConfig, sets: Iterable[str] = SETS,
 def read_manifest(folder: str | Path) -> dict[str, Any] | None:
     path = Path(folder) / MANIFEST
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def made_by_current_generator(folder: str | Path) -> bool:
+    """False for a folder another generator version wrote (same settings would now draw other data)."""
+    manifest = read_manifest(folder)
+    return manifest is None or manifest.get("version") == GENERATOR_VERSION
 
 
 __all__ = ["COLOURS", "SHAPES", "SETS", "SynthConfig", "karpathy_json", "read_manifest", "synthesize"]

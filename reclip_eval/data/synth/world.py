@@ -23,7 +23,7 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "orange": (255, 127, 14),
 }
 SHAPES = ("circle", "square", "triangle", "star", "cross", "hexagon")
-SIZES: dict[str, float] = {"small": 0.11, "medium": 0.17, "large": 0.25}  # radius as a fraction of the side
+SIZES: dict[str, float] = {"small": 0.14, "medium": 0.2, "large": 0.3}  # radius as a fraction of the side
 PATTERNS = ("plain", "striped", "dotted")
 # A 3x3 grid of named cells; the scene's objects occupy distinct cells so their positions can be named.
 CELLS: tuple[str, ...] = (
