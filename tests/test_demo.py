@@ -9,9 +9,9 @@ from reclip_eval.zoo.resolve import load_adapter
 
 from .conftest import run_cli
 
-# Chance is 1/36 = 2.8%. The bundled model measures far higher (model_cards/reclip-demo/README.md); this bound
+# Chance is 1/36 = 2.8%. The bundled model measures about 25% (model_cards/reclip-demo/README.md); this bound
 # leaves room for a different draw of images while still failing for an untrained or broken model.
-DEMO_MIN_TOP1 = 0.40
+DEMO_MIN_TOP1 = 0.15
 
 
 def test_demo_accuracy_on_a_fresh_seed(tmp_path):

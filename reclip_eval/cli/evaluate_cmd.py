@@ -36,15 +36,15 @@ def add_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
+    from reclip_eval.device import resolve_device, resolve_precision
     from reclip_eval.eval.results import write_results
     from reclip_eval.eval.runner import EvalOptions, evaluate
     from reclip_eval.eval.tasks import load_task
-    from reclip_eval.train.loop import resolve_device
     from reclip_eval.zoo.resolve import load_adapter
 
     tasks = [load_task(t.strip()) for t in args.task.split(",") if t.strip()]  # validate all before loading
     device = resolve_device(args.device)
-    precision = args.precision if args.precision != "auto" else ("bf16" if device.startswith("cuda") else "fp32")
+    precision = resolve_precision(args.precision, device)
     adapter = load_adapter(args.model, checkpoint=args.checkpoint, image_size=args.image_size, device=device)
     options = EvalOptions(data_dir=args.data_dir, batch_size=args.batch_size, workers=args.workers, device=device,
                           precision=precision)

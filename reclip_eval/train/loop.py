@@ -18,6 +18,7 @@ from reclip_eval.checkpoint import save_checkpoint
 from reclip_eval.data.shards import list_shards, train_batches
 from reclip_eval.data.synth.export import made_by_current_generator, write_train_shards
 from reclip_eval.data.transforms import image_transform
+from reclip_eval.device import resolve_device, resolve_precision
 from reclip_eval.errors import ReclipError
 from reclip_eval.models.clip import CLIP
 from reclip_eval.models.presets import with_image_size
@@ -46,18 +47,6 @@ class StageReport:
     wall_time_s: float
     pos_embed_grid: tuple[int, int]
     losses: list[float] = field(default_factory=list)  # one per step
-
-
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
-def _precision(recipe: RecipeConfig, device: str) -> str:
-    if recipe.precision == "auto":
-        return "bf16" if torch.device(device).type == "cuda" else "fp32"
-    return recipe.precision
 
 
 def prepare_shards(recipe: RecipeConfig, data_dir: Path | None, workers: int) -> list[str]:
@@ -95,7 +84,7 @@ def run_stage(model: CLIP, stage: StageConfig, stage_index: int, recipe: RecipeC
     tokenizer = ClipTokenizer(stage.text_length)
     batches = train_batches(shards, transform, tokenizer, batch_size=stage.batch_size, seed=recipe.seed + stage_index,
                             shuffle_buffer=recipe.data.shuffle_buffer, workers=workers)
-    precision = _precision(recipe, device)
+    precision = resolve_precision(recipe.precision, device)
     report = StageReport(stage.name, stage.image_size, stage.text_length, stage.batch_size, stage.steps, 0, 0.0,
                          (model.config.vision.grid_size,) * 2)
     started = time.perf_counter()

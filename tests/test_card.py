@@ -1,0 +1,34 @@
+"""Model cards: rendered from the card YAML, config, training record and results; huggingface_hub reads the
+model-index back."""
+
+from huggingface_hub import ModelCard
+
+from reclip_eval.cards.render import render_card
+from reclip_eval.eval.runner import EvalOptions, evaluate
+from reclip_eval.eval.tasks import load_task
+from reclip_eval.zoo.cards import load_card
+from reclip_eval.zoo.resolve import load_adapter
+
+
+def test_card_round_trips_eval_results(tiny_checkpoint, synth_dir):
+    adapter = load_adapter(str(tiny_checkpoint))
+    results = evaluate(adapter, load_task("shapes-zeroshot"), EvalOptions(data_dir=synth_dir, workers=0))
+    card = load_card("reclip-64")
+    text = render_card(model_name="reclip-64", config=card.config(), card=card, results=[results],
+                       results_paths=["leaderboards/results/x.json"])
+    parsed = ModelCard(text).data.eval_results
+    assert {(r.dataset_name, r.metric_name) for r in parsed} == {
+        ("shapes-zeroshot", m) for m in ("top1", "top5", "mean_per_class_recall")}
+    top1 = next(r for r in parsed if r.metric_name == "top1")
+    assert top1.metric_value == round(100 * results["metrics"]["top1"], 2)
+    # Paper numbers are present and labelled as the paper's, apart from the measured ones.
+    assert "These are the paper's numbers" in text and "| Table 1 | RECLIP-64 (300k steps) | imagenet/top1 | 73.3 |" in text
+    assert "results file `leaderboards/results/x.json`" in text
+
+
+def test_bundled_demo_card_states_its_measured_accuracy():
+    adapter = load_adapter("reclip-demo")
+    card = ModelCard.load(adapter.source.path / "README.md")
+    top1 = next(r for r in card.data.eval_results if r.dataset_name == "shapes-zeroshot" and r.metric_name == "top1")
+    assert top1.metric_value > 2.8 * 3  # well above chance (1/36), as measured
+    assert "reclip-eval --model reclip-demo --task shapes-zeroshot" in card.text
