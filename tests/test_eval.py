@@ -61,7 +61,7 @@ def test_missing_data_prints_layout_and_source(adapter, tmp_path):
     task = tmp_path / "mytask.yaml"
     task.write_text(
         "name: mytask\nkind: zeroshot_classification\ndescription: d\n"
-        "data: {folder: my-images, layout: imagefolder, split: val}\n"
+        "data: {folder: my-images, layouts: [{kind: class_folders, split: val}]}\n"
         f"classes: {tmp_path / 'classes.tsv'}\ntemplates: {tmp_path / 't.txt'}\n"
         "get_data: download it from example.org\n"
     )
@@ -69,7 +69,7 @@ def test_missing_data_prints_layout_and_source(adapter, tmp_path):
         evaluate(adapter, load_task(str(task)), _options(tmp_path / "empty"))
     message = str(e.value)
     assert "task 'mytask': data not found" in message
-    assert f"{tmp_path / 'empty' / 'my-images'}/val/<class_id>/<image>.jpg" in message
+    assert f"{tmp_path / 'empty' / 'my-images'}/val/<class id>/<image>.jpg" in message
     assert "download it from example.org" in message
 
 

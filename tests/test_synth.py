@@ -6,7 +6,7 @@ import json
 import webdataset as wds
 
 from reclip_eval.data.imagefolder import read_class_list
-from reclip_eval.data.karpathy import read_karpathy_json
+from reclip_eval.data.retrieval_files import read_karpathy_json
 from reclip_eval.data.synth.export import SynthConfig, read_manifest, synthesize
 from reclip_eval.data.synth.world import class_names
 from reclip_eval.paths import data_folder

@@ -14,6 +14,6 @@ def run(args: argparse.Namespace) -> int:
 
     from reclip_eval.eval.tasks import list_tasks
 
-    rows = [[t.name, t.kind, t.data.layout, t.description] for t in list_tasks()]
-    print(tabulate(rows, headers=["task", "kind", "layout", "description"], tablefmt="github"))
+    rows = [[t.name, t.kind, ", ".join(x.kind for x in t.data.layouts), t.description] for t in list_tasks()]
+    print(tabulate(rows, headers=["task", "kind", "layouts", "description"], tablefmt="github"))
     return 0

@@ -54,10 +54,15 @@ class FolderScan:
     empty_classes: list[str]  # class ids with no folder or no images: reported in the results
 
 
-def scan_image_folder(split_dir: Path, classes: ClassList) -> FolderScan:
+def scan_image_folder(split_dir: Path, classes: ClassList, folder_names: str = "id") -> FolderScan:
+    """`folder_names="id"`: folders are class ids (ImageNet wnids); `"index"`: folders are label indices
+    0..N-1 in class-list order (ImageNet-V2's layout)."""
     if not split_dir.is_dir():
         raise DataError(f"{split_dir}: folder not found")
-    label_of = classes.index()
+    if folder_names == "index":
+        label_of = {str(i): i for i in range(len(classes.ids))}
+    else:
+        label_of = classes.index()
     folders = sorted(p for p in split_dir.iterdir() if p.is_dir())
     unknown = [p.name for p in folders if p.name not in label_of]
     if unknown:
@@ -67,11 +72,14 @@ def scan_image_folder(split_dir: Path, classes: ClassList) -> FolderScan:
             "is this the right split and class list?"
         )
     items: list[tuple[Path, int]] = []
-    per_class = dict.fromkeys(classes.ids, 0)
     for folder in folders:
         files = sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p))
         items.extend((p, label_of[folder.name]) for p in files)
-        per_class[folder.name] = len(files)
+    return finish_scan(items, classes, split_dir)
+
+
+def finish_scan(items: list[tuple[Path, int]], classes: ClassList, where: Path) -> FolderScan:
     if not items:
-        raise DataError(f"{split_dir}: no images found in the class folders")
-    return FolderScan(items=items, empty_classes=[c for c, n in per_class.items() if n == 0])
+        raise DataError(f"{where}: no images found")
+    seen = {label for _, label in items}
+    return FolderScan(items=items, empty_classes=[c for i, c in enumerate(classes.ids) if i not in seen])

@@ -17,22 +17,31 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
 
 
-class ImageListDataset(Dataset):
-    """Item i -> (pixels or None, target, i, error or None). Load errors become a reason string, not an exception."""
+def open_image(path: Path) -> Image.Image:
+    image = Image.open(path)
+    image.load()  # decode now: a truncated file fails here, not later in the transform
+    return image
 
-    def __init__(self, items: list[tuple[Path, Any]], transform: Callable[[Image.Image], torch.Tensor]):
+
+class ImageListDataset(Dataset):
+    """Item i -> (pixels or None, target, i, error or None). Load errors become a reason string, not an exception.
+
+    `items` are (source, target) pairs; `load(source)` gives the PIL image (default: open a file path).
+    """
+
+    def __init__(self, items: list[tuple[Any, Any]], transform: Callable[[Image.Image], torch.Tensor],
+                 load: Callable[[Any], Image.Image] = open_image):
         self.items = items
         self.transform = transform
+        self.load = load
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, index: int):
-        path, target = self.items[index]
+        source, target = self.items[index]
         try:
-            with Image.open(path) as image:
-                image.load()  # decode now: a truncated file fails here, not later in the transform
-                pixels = self.transform(image)
+            pixels = self.transform(self.load(source))
         except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
             return None, target, index, f"{type(e).__name__}: {e}"
         return pixels, target, index, None

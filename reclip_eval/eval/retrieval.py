@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from reclip_eval.data.images import ImageListDataset
-from reclip_eval.data.karpathy import read_karpathy_json
+from reclip_eval.data.layouts import LayoutSpec, read_retrieval
 from reclip_eval.eval.features import encode_image_dataset, encode_texts
 from reclip_eval.eval.metrics import retrieval_metrics
 from reclip_eval.eval.outcome import TaskOutcome
@@ -15,10 +15,9 @@ from reclip_eval.eval.tasks import TaskSpec
 from reclip_eval.zoo.adapter import ModelAdapter
 
 
-def run_retrieval(adapter: ModelAdapter, spec: TaskSpec, data_root: Path, *, batch_size: int, workers: int,
-                  device: str, precision: str) -> TaskOutcome:
-    dataset_def = read_karpathy_json(data_root / spec.data.annotations, data_root / spec.data.image_root,
-                                     split=spec.data.split)
+def run_retrieval(adapter: ModelAdapter, spec: TaskSpec, data_root: Path, layout: LayoutSpec, *, batch_size: int,
+                  workers: int, device: str, precision: str) -> TaskOutcome:
+    dataset_def = read_retrieval(layout, data_root)
     dataset = ImageListDataset([(p, i) for i, p in enumerate(dataset_def.image_paths)], adapter.transform)
     encoded = encode_image_dataset(adapter, dataset, batch_size=batch_size, workers=workers, device=device,
                                    precision=precision, desc=spec.name)
@@ -41,5 +40,6 @@ def run_retrieval(adapter: ModelAdapter, spec: TaskSpec, data_root: Path, *, bat
             "metric_denominator": "i2t: images_evaluated; t2i: captions_evaluated",
         },
         skipped=[{"path": str(dataset_def.image_paths[i]), "reason": r} for i, r in encoded.skipped],
-        data_files=list(dataset_def.image_paths) + [data_root / spec.data.annotations],
+        data_files=list(dataset_def.image_paths) + [data_root / layout.annotations],
+        extra={"layout": layout.kind},
     )

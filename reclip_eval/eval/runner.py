@@ -23,7 +23,7 @@ TASK_KINDS.register("retrieval")(run_retrieval)
 
 @dataclass(frozen=True)
 class EvalOptions:
-    data_dir: Path | None = None
+    data_dir: Path | str | None = None  # a folder, or "hf-datasets:<id>"
     batch_size: int = 128
     workers: int = 2
     device: str = "cpu"
@@ -32,18 +32,19 @@ class EvalOptions:
 
 def evaluate(adapter: ModelAdapter, spec: TaskSpec, options: EvalOptions, argv: list[str] | None = None) -> dict[str, Any]:
     started = time.perf_counter()
-    data_root = locate_task_data(spec, options.data_dir, workers=max(1, options.workers))
+    data_root, layout = locate_task_data(spec, options.data_dir, workers=max(1, options.workers))
     run = TASK_KINDS.get(spec.kind)
-    outcome: TaskOutcome = run(adapter, spec, data_root, batch_size=options.batch_size, workers=options.workers,
-                               device=options.device, precision=options.precision)
+    outcome: TaskOutcome = run(adapter, spec, data_root, layout, batch_size=options.batch_size,
+                               workers=options.workers, device=options.device, precision=options.precision)
+    local = isinstance(data_root, Path)
     task_info = {
         "name": spec.name,
         "kind": spec.kind,
         "spec_sha256": spec.spec_sha256(),
         "data_dir": str(data_root),
-        "data_fingerprint": fingerprint_files(outcome.data_files, data_root),
-        "split": spec.data.split,
-        "synthetic_manifest": read_manifest(data_root),  # generator version and settings, for synthetic sets
+        "data_fingerprint": fingerprint_files(outcome.data_files, data_root) if local else f"hf-datasets:{data_root}",
+        "split": layout.split,
+        "synthetic_manifest": read_manifest(data_root) if local else None,  # generator version and settings
         **outcome.extra,
     }
     return build_results(

@@ -10,6 +10,14 @@ from pathlib import Path
 from typing import Literal
 
 from reclip_eval.config import from_dict, load_yaml
+from reclip_eval.data.layouts import (
+    CLASSIFICATION_KINDS,
+    HF_DATASETS_PREFIX,
+    RETRIEVAL_KINDS,
+    LayoutSpec,
+    expected_layout,
+    is_present,
+)
 from reclip_eval.data.synth.export import SynthConfig, made_by_current_generator, synthesize
 from reclip_eval.errors import ConfigError, DataError
 from reclip_eval.paths import data_folder, default_data_dir
@@ -21,10 +29,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class DataSpec:
     folder: str  # the task's sub-folder under --data-dir
-    layout: Literal["imagefolder", "karpathy"]
-    split: str = "val"  # imagefolder: the split folder; karpathy: the split name in the JSON
-    annotations: str | None = None  # karpathy: the split JSON file inside the task folder
-    image_root: str = "."  # karpathy: where `filepath/filename` is resolved, relative to the task folder
+    layouts: list[LayoutSpec]  # accepted on-disk layouts, most preferred first (reclip_eval/data/layouts.py)
 
 
 @dataclass(frozen=True)
@@ -44,12 +49,9 @@ class TaskSpec:
     def resource(self, relative: str) -> Path:
         return Path(self.path).parent / relative
 
-    def expected_layout(self, root: Path) -> str:
+    def expected_layouts(self, root: Path) -> str:
         base = root / self.data.folder
-        if self.data.layout == "imagefolder":
-            return f"{base}/{self.data.split}/<class_id>/<image>.jpg  (class ids: {self.classes})"
-        return (f"{base}/{self.data.annotations}  (Karpathy split JSON)\n"
-                f"    {base}/{self.data.image_root}/<filepath>/<filename>  (the images it names)")
+        return "\n    or ".join(expected_layout(layout, base) for layout in self.data.layouts)
 
     def spec_sha256(self) -> str:
         return hashlib.sha256(Path(self.path).read_bytes()).hexdigest()
@@ -65,8 +67,14 @@ def load_task(name_or_path: str) -> TaskSpec:
         problems.append("classes and templates: required for zeroshot_classification")
     if (spec.synth_set is None) != (spec.synth is None):
         problems.append("synth_set and synth: give both (a synthetic task) or neither")
-    if spec.data.layout == "karpathy" and not spec.data.annotations:
-        problems.append("data.annotations: required for the karpathy layout")
+    kinds = CLASSIFICATION_KINDS if spec.kind == "zeroshot_classification" else RETRIEVAL_KINDS
+    for i, layout in enumerate(spec.data.layouts):
+        if layout.kind not in kinds:
+            problems.append(f"data.layouts[{i}].kind: {layout.kind!r} cannot feed a {spec.kind} task")
+        if layout.kind in RETRIEVAL_KINDS and not layout.annotations:
+            problems.append(f"data.layouts[{i}].annotations: required for {layout.kind}")
+    if not spec.data.layouts:
+        problems.append("data.layouts: give at least one layout")
     if problems:
         raise ConfigError(str(path), problems)
     return spec
@@ -88,30 +96,31 @@ def read_templates(path: Path) -> list[str]:
     return templates
 
 
-def _present(spec: TaskSpec, folder: Path) -> bool:
-    if spec.data.layout == "imagefolder":
-        return (folder / spec.data.split).is_dir()
-    return (folder / spec.data.annotations).is_file()
-
-
-def locate_task_data(spec: TaskSpec, data_dir: Path | None, *, workers: int = 1) -> Path:
-    """The task's data folder. `data_dir` may be the parent of task folders or the task's folder itself.
+def locate_task_data(spec: TaskSpec, data_dir: Path | str | None, *, workers: int = 1) -> tuple[Path | str, LayoutSpec]:
+    """The task's data folder and the layout found there. `data_dir` may be the parent of task folders or the
+    task's folder itself, or `hf-datasets:<id>` for a Hub dataset.
 
     Synthetic tasks are generated on first use into the data root (--data-dir, else the default data dir), and
     regenerated when the folder there was written by another version of the generator. A set generated with
     other settings (say, more images per class) is used as it is: its manifest goes into the results.
     """
+    if isinstance(data_dir, str) and data_dir.startswith(HF_DATASETS_PREFIX):
+        hf_layouts = [layout for layout in spec.data.layouts if layout.kind == "hf_dataset"]
+        if not hf_layouts:
+            raise DataError(f"task {spec.name!r} cannot read a Hugging Face dataset (no hf_dataset layout)")
+        return data_dir[len(HF_DATASETS_PREFIX):], hf_layouts[0]
     root = Path(data_dir).expanduser() if data_dir else default_data_dir()
     for folder in (root / spec.data.folder, root):
-        if _present(spec, folder) and (spec.synth is None or made_by_current_generator(folder)):
-            return folder
+        for layout in spec.data.layouts:
+            if is_present(layout, folder) and (spec.synth is None or made_by_current_generator(folder)):
+                return folder, layout
     if spec.synth is not None and spec.synth_set is not None:
         log.info("generating the synthetic %s set for task %s under %s", spec.synth_set, spec.name, root)
         synthesize(root, spec.synth, sets=[spec.synth_set], workers=workers)
-        return root / spec.data.folder
+        return root / spec.data.folder, spec.data.layouts[0]
     raise DataError(
         f"task {spec.name!r}: data not found under {root}.\n"
-        f"  expected layout:\n    {spec.expected_layout(root)}\n"
+        f"  expected layout:\n    {spec.expected_layouts(root)}\n"
         f"  where to get it: {spec.get_data}\n"
         f"  (--data-dir DIR or $RECLIP_DATA sets the data root; it may also point at the task folder itself)"
     )

@@ -8,8 +8,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from reclip_eval.data.imagefolder import read_class_list, scan_image_folder
+from reclip_eval.data.imagefolder import read_class_list
 from reclip_eval.data.images import ImageListDataset
+from reclip_eval.data.layouts import LayoutSpec, read_classification
 from reclip_eval.eval.features import encode_image_dataset, encode_texts
 from reclip_eval.eval.metrics import classification_metrics
 from reclip_eval.eval.outcome import TaskOutcome
@@ -33,14 +34,14 @@ def _sha256_lines(lines: list[str]) -> str:
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
-def run_zeroshot(adapter: ModelAdapter, spec: TaskSpec, data_root: Path, *, batch_size: int, workers: int,
-                 device: str, precision: str) -> TaskOutcome:
+def run_zeroshot(adapter: ModelAdapter, spec: TaskSpec, data_root: Path | str, layout: LayoutSpec, *,
+                 batch_size: int, workers: int, device: str, precision: str) -> TaskOutcome:
     classes = read_class_list(spec.resource(spec.classes))
     templates = read_templates(spec.resource(spec.templates))
-    scan = scan_image_folder(data_root / spec.data.split, classes)
+    data = read_classification(layout, data_root, classes)
     classifier = build_classifier(adapter, list(classes.names), templates, batch_size=batch_size, device=device,
                                   precision=precision)
-    dataset = ImageListDataset(scan.items, adapter.transform)
+    dataset = ImageListDataset(data.items, adapter.transform, load=data.load)
     encoded = encode_image_dataset(adapter, dataset, batch_size=batch_size, workers=workers, device=device,
                                    precision=precision, desc=spec.name)
     metrics = classification_metrics(encoded.features @ classifier.t(), torch.tensor(encoded.targets))
@@ -51,15 +52,15 @@ def run_zeroshot(adapter: ModelAdapter, spec: TaskSpec, data_root: Path, *, batc
             "images_evaluated": len(encoded.indices),
             "images_skipped": len(encoded.skipped),
             "classes": len(classes.ids),
-            "classes_without_images": len(scan.empty_classes),
+            "classes_without_images": len(data.empty_classes),
             "metric_denominator": "images_evaluated",
         },
-        skipped=[{"path": str(scan.items[i][0]), "reason": r} for i, r in encoded.skipped],
+        skipped=[{"path": data.describe_source(data.items[i][0]), "reason": r} for i, r in encoded.skipped],
         prompts={
             "templates": len(templates),
             "templates_sha256": _sha256_lines(templates),
             "classnames_sha256": _sha256_lines(list(classes.names)),
         },
-        data_files=[p for p, _ in scan.items],
-        extra={"classes_without_images": scan.empty_classes},
+        data_files=[p for p, _ in data.items if isinstance(p, Path)],
+        extra={"classes_without_images": data.empty_classes, "layout": layout.kind},
     )
