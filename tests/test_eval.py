@@ -58,6 +58,8 @@ def test_corrupt_image_is_counted_reported_and_skipped(adapter, synth_dir, tmp_p
 
 
 def test_missing_data_prints_layout_and_source(adapter, tmp_path):
+    (tmp_path / "classes.tsv").write_text("n01\tcat\nn02\tdog\n")
+    (tmp_path / "t.txt").write_text("a photo of a {}.\n")
     task = tmp_path / "mytask.yaml"
     task.write_text(
         "name: mytask\nkind: zeroshot_classification\ndescription: d\n"
@@ -108,3 +110,15 @@ def test_missing_class_folder_does_not_shift_labels(tiny_checkpoint, synth_dir, 
     scan = scan_image_folder(data, classes)
     assert scan.empty_classes == ["red_circle"]
     assert all(classes.ids[label] == path.parent.name for path, label in scan.items)
+
+
+def test_class_embeddings_are_cached_per_model_and_prompts(adapter, synth_dir, tmp_path):
+    from reclip_eval.paths import cache_dir
+
+    first = evaluate(adapter, load_task("shapes-zeroshot"), _options(synth_dir))
+    entries = list((cache_dir() / "class_embeddings").glob("*.safetensors"))
+    assert len(entries) == 1
+    entries[0].write_bytes(b"garbage")  # a damaged entry is recomputed, not trusted
+    again = evaluate(adapter, load_task("shapes-zeroshot"), _options(synth_dir))
+    assert again["metrics"] == first["metrics"]
+    assert len(list((cache_dir() / "class_embeddings").glob("*.safetensors"))) == 1

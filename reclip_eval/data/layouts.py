@@ -56,13 +56,19 @@ class ClassificationData:
         return cls(scan.items, scan.empty_classes)
 
 
-def is_present(layout: LayoutSpec, folder: Path | str) -> bool:
+def is_present(layout: LayoutSpec, folder: Path | str, num_classes: int | None = None,
+               class_ids: tuple[str, ...] = ()) -> bool:
+    """Does `folder` hold data in this layout? For class folders at least one sub-folder must be named like a
+    class of the task (so a data root full of other tasks' folders is not mistaken for one)."""
     if isinstance(folder, str):  # a Hub dataset id
         return layout.kind == "hf_dataset"
     k = layout.kind
     if k == "class_folders":
         split = folder / layout.split
-        return split.is_dir() and any(p.is_dir() for p in split.iterdir())
+        if not split.is_dir():
+            return False
+        names = set(class_ids) if layout.folder_names == "id" else {str(i) for i in range(num_classes or 0)}
+        return any(p.is_dir() and (not names or p.name in names) for p in split.iterdir())
     if k == "flat_loc_csv":
         return (folder / layout.split).is_dir() and (folder / layout.labels).is_file()
     if k == "flat_devkit":

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 from reclip_eval.config import from_dict, load_yaml
+from reclip_eval.data.imagefolder import read_class_list
 from reclip_eval.data.layouts import (
     CLASSIFICATION_KINDS,
     HF_DATASETS_PREFIX,
@@ -110,9 +111,11 @@ def locate_task_data(spec: TaskSpec, data_dir: Path | str | None, *, workers: in
             raise DataError(f"task {spec.name!r} cannot read a Hugging Face dataset (no hf_dataset layout)")
         return data_dir[len(HF_DATASETS_PREFIX):], hf_layouts[0]
     root = Path(data_dir).expanduser() if data_dir else default_data_dir()
+    class_ids = read_class_list(spec.resource(spec.classes)).ids if spec.classes else ()
     for folder in (root / spec.data.folder, root):
         for layout in spec.data.layouts:
-            if is_present(layout, folder) and (spec.synth is None or made_by_current_generator(folder)):
+            if (is_present(layout, folder, len(class_ids), class_ids)
+                    and (spec.synth is None or made_by_current_generator(folder))):
                 return folder, layout
     if spec.synth is not None and spec.synth_set is not None:
         log.info("generating the synthetic %s set for task %s under %s", spec.synth_set, spec.name, root)

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from reclip_eval.data.imagefolder import read_class_list
 from reclip_eval.data.images import ImageListDataset
 from reclip_eval.data.layouts import LayoutSpec, read_classification
+from reclip_eval.eval.class_cache import cache_key, cached_class_embeddings
 from reclip_eval.eval.features import encode_image_dataset, encode_texts
 from reclip_eval.eval.metrics import classification_metrics
 from reclip_eval.eval.outcome import TaskOutcome
@@ -39,8 +40,9 @@ def run_zeroshot(adapter: ModelAdapter, spec: TaskSpec, data_root: Path | str, l
     classes = read_class_list(spec.resource(spec.classes))
     templates = read_templates(spec.resource(spec.templates))
     data = read_classification(layout, data_root, classes)
-    classifier = build_classifier(adapter, list(classes.names), templates, batch_size=batch_size, device=device,
-                                  precision=precision)
+    key = cache_key(adapter.describe(), templates, list(classes.names), precision)
+    classifier = cached_class_embeddings(key, lambda: build_classifier(
+        adapter, list(classes.names), templates, batch_size=batch_size, device=device, precision=precision))
     dataset = ImageListDataset(data.items, adapter.transform, load=data.load)
     encoded = encode_image_dataset(adapter, dataset, batch_size=batch_size, workers=workers, device=device,
                                    precision=precision, desc=spec.name)
