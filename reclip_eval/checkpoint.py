@@ -229,10 +229,25 @@ def resolve_checkpoint(
         return CheckpointSource(path=path.resolve())
     if path.exists() or name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
         raise CheckpointError(f"{name_or_path}: not a checkpoint directory (expected a folder with {CONFIG_NAME})")
-    return _download_from_hub(name_or_path, revision, cache_dir, force_download, token, local_files_only)
+    source = download_snapshot(name_or_path, revision=revision, cache_dir=cache_dir, force_download=force_download,
+                               token=token, local_files_only=local_files_only)
+    if not (source.path / CONFIG_NAME).is_file():
+        raise CheckpointError(f"hf-hub:{name_or_path}: the repository has no {CONFIG_NAME}; is it a reclip-eval "
+                              "checkpoint?")
+    return source
 
 
-def _download_from_hub(repo_id, revision, cache_dir, force_download, token, local_files_only) -> CheckpointSource:
+def download_snapshot(
+    repo_id: str,
+    *,
+    revision: str | None = None,
+    allow_patterns: list[str] | None = None,
+    cache_dir: str | Path | None = None,
+    force_download: bool = False,
+    token: str | bool | None = None,
+    local_files_only: bool = False,
+) -> CheckpointSource:
+    """Download (or, offline, find in the HF cache) the files of a Hub model repo; the commit is pinned."""
     from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import (
         HfHubHTTPError,
@@ -250,7 +265,7 @@ def _download_from_hub(repo_id, revision, cache_dir, force_download, token, loca
             force_download=force_download,
             token=token,
             local_files_only=local_files_only,
-            allow_patterns=HUB_FILES,
+            allow_patterns=allow_patterns or HUB_FILES,
         )
     except RepositoryNotFoundError:
         raise CheckpointError(f"hf-hub:{repo_id}: repository not found (or private and no token)") from None
@@ -268,8 +283,6 @@ def _download_from_hub(repo_id, revision, cache_dir, force_download, token, loca
         raise CheckpointError(f"hf-hub:{repo_id}: cannot reach {constants.ENDPOINT} ({e})") from None
     snapshot_path = Path(snapshot)
     commit = snapshot_path.name if snapshot_path.parent.name == "snapshots" else None
-    if not (snapshot_path / CONFIG_NAME).is_file():
-        raise CheckpointError(f"hf-hub:{repo_id}: the repository has no {CONFIG_NAME}; is it a reclip-eval checkpoint?")
     return CheckpointSource(path=snapshot_path, repo_id=repo_id, revision=revision or "main", commit=commit)
 
 

@@ -1,15 +1,26 @@
 """`--model` spec strings -> a loaded ModelAdapter.
 
-    NAME                  a named model (model_cards/NAME.yaml), weights from the card or --checkpoint DIR
-    hf-hub:org/name[@rev] a checkpoint repo on the Hugging Face Hub (the local cache when HF_HUB_OFFLINE=1)
-    path/to/dir           a local checkpoint directory (config.json + model.safetensors)
+    NAME                      a named model (model_cards/NAME.yaml), weights from the card or --checkpoint DIR
+    path/to/dir               a checkpoint folder: ours (config.json), open_clip (open_clip_config.json) or
+                              transformers CLIPModel (config.json with model_type "clip")
+    hf-hub:org/name[@rev]     any of those kinds on the Hugging Face Hub (the local cache when HF_HUB_OFFLINE=1)
+    openclip:ARCH             an open_clip architecture; weights from --checkpoint FILE.safetensors
+    hf:PATH                   a transformers CLIPModel folder
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from reclip_eval.checkpoint import CheckpointSource, is_checkpoint_dir, read_config, resolve_checkpoint
+from reclip_eval.checkpoint import (
+    CONFIG_NAME,
+    HUB_FILES,
+    CheckpointSource,
+    download_snapshot,
+    read_config,
+    resolve_checkpoint,
+)
 from reclip_eval.config import to_dict
 from reclip_eval.errors import CheckpointError, MissingWeightsError
 from reclip_eval.models.presets import with_image_size
@@ -18,6 +29,11 @@ from reclip_eval.zoo.cards import ModelCardSpec, load_card
 from reclip_eval.zoo.reclip import ReclipAdapter
 
 HUB_PREFIX = "hf-hub:"
+OPENCLIP_PREFIX = "openclip:"
+HF_PREFIX = "hf:"
+# Files worth downloading from a Hub repo of any supported kind (never pickles).
+HUB_ANY_FILES = HUB_FILES + ["open_clip_config.json", "open_clip_model.safetensors", "preprocessor_config.json",
+                             "tokenizer*", "vocab.json", "merges.txt", "special_tokens_map.json"]
 
 
 def parse_hub_spec(spec: str) -> tuple[str, str | None]:
@@ -27,11 +43,41 @@ def parse_hub_spec(spec: str) -> tuple[str, str | None]:
     return repo, revision or None
 
 
-def _source_from_spec(spec: str) -> CheckpointSource:
-    if spec.startswith(HUB_PREFIX):
-        repo, revision = parse_hub_spec(spec)
-        return resolve_checkpoint(repo, revision=revision)
-    return resolve_checkpoint(spec)
+def folder_kind(folder: Path) -> str:
+    """'reclip', 'open_clip' or 'hf_transformers', from the files the folder holds."""
+    if (folder / "open_clip_config.json").is_file():
+        return "open_clip"
+    config = folder / CONFIG_NAME
+    if config.is_file():
+        try:
+            data = json.loads(config.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise CheckpointError(f"{config}: not valid JSON ({e})") from None
+        if data.get("architecture") == "reclip-clip":
+            return "reclip"
+        if data.get("model_type") == "clip":
+            return "hf_transformers"
+        raise CheckpointError(f"{config}: neither a reclip-eval checkpoint (architecture 'reclip-clip') nor a "
+                              f"transformers CLIP model (model_type 'clip'); found {sorted(data)[:8]}")
+    raise CheckpointError(f"{folder}: no {CONFIG_NAME} or open_clip_config.json: not a model folder")
+
+
+def _adapter_for_folder(folder: Path, model_id: str, image_size: int | None,
+                        source: CheckpointSource | None = None) -> ModelAdapter:
+    kind = folder_kind(folder)
+    hub = {"hub_repo": source.repo_id, "hub_revision": source.revision, "hub_commit": source.commit} \
+        if source and source.repo_id else {}
+    if kind == "reclip":
+        return ReclipAdapter.from_source(source or CheckpointSource(path=folder.resolve()), model_id, image_size)
+    if image_size:
+        raise CheckpointError(f"{model_id}: --image-size is only supported for reclip-eval checkpoints")
+    if kind == "open_clip":
+        from reclip_eval.zoo.openclip import OpenClipAdapter
+
+        return OpenClipAdapter.from_dir(folder, model_id, hub)
+    from reclip_eval.zoo.hf_clip import HFClipAdapter
+
+    return HFClipAdapter(folder, model_id, hub)
 
 
 def load_adapter(
@@ -41,14 +87,38 @@ def load_adapter(
     image_size: int | None = None,
     device: str = "cpu",
 ) -> ModelAdapter:
-    if model.startswith(HUB_PREFIX) or (checkpoint is None and is_checkpoint_dir(model)):
-        source = _source_from_spec(model)
-        model_id = model if model.startswith(HUB_PREFIX) else str(Path(model))
-        return ReclipAdapter.from_source(source, model_id, image_size).to(device)
+    return _load(model, checkpoint, image_size).to(device)
+
+
+def _load(model: str, checkpoint: str | None, image_size: int | None) -> ModelAdapter:
+    if model.startswith(HUB_PREFIX):
+        repo, revision = parse_hub_spec(model)
+        source = download_snapshot(repo, revision=revision, allow_patterns=HUB_ANY_FILES)
+        return _adapter_for_folder(source.path, model, image_size, source)
+    if model.startswith(OPENCLIP_PREFIX):
+        from reclip_eval.zoo.openclip import OpenClipAdapter
+
+        arch = model[len(OPENCLIP_PREFIX):]
+        if Path(arch).expanduser().is_dir():
+            return OpenClipAdapter.from_dir(Path(arch).expanduser(), model)
+        return OpenClipAdapter.from_arch(arch, checkpoint, model)
+    if model.startswith(HF_PREFIX):
+        from reclip_eval.zoo.hf_clip import HFClipAdapter
+
+        return HFClipAdapter(Path(model[len(HF_PREFIX):]).expanduser(), model)
+    if checkpoint is None and Path(model).expanduser().is_dir():
+        return _adapter_for_folder(Path(model).expanduser(), str(Path(model)), image_size)
     card = load_card(model)
     source = _source_from_spec(checkpoint) if checkpoint else _card_source(card)
     _check_matches_card(card, source)
-    return ReclipAdapter.from_source(source, card.name, image_size).to(device)
+    return ReclipAdapter.from_source(source, card.name, image_size)
+
+
+def _source_from_spec(spec: str) -> CheckpointSource:
+    if spec.startswith(HUB_PREFIX):
+        repo, revision = parse_hub_spec(spec)
+        return resolve_checkpoint(repo, revision=revision)
+    return resolve_checkpoint(spec)
 
 
 def _check_matches_card(card: ModelCardSpec, source: CheckpointSource) -> None:

@@ -1,0 +1,148 @@
+"""Foreign models through our adapters give the same embeddings as through their own libraries: a randomly
+initialised open_clip model and a randomly initialised transformers CLIPModel, saved locally."""
+
+import gzip
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from reclip_eval.errors import CheckpointError
+from reclip_eval.eval.runner import EvalOptions, evaluate
+from reclip_eval.eval.tasks import load_task
+from reclip_eval.zoo.resolve import load_adapter
+
+TEXTS = ["a red circle in the top left.", "two shapes: a blue star and a green square.", "x"]
+
+
+def _images(n=3, size=(50, 40)):
+    rng = np.random.default_rng(0)
+    return [Image.fromarray(rng.integers(0, 255, size=(*size, 3), dtype=np.uint8)) for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def tiny_open_clip(tmp_path_factory):
+    """A tiny open_clip architecture registered from a JSON config, randomly initialised, saved as safetensors."""
+    import open_clip
+    from safetensors.torch import save_file
+
+    folder = tmp_path_factory.mktemp("openclip")
+    config = {"embed_dim": 32, "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8},
+              "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2}}
+    (folder / "reclip-test-tiny.json").write_text(json.dumps(config))
+    open_clip.add_model_config(str(folder / "reclip-test-tiny.json"))
+    torch.manual_seed(0)
+    model, _, preprocess = open_clip.create_model_and_transforms("reclip-test-tiny", pretrained=None)
+    model.eval()
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "weights.safetensors"))
+    return model, preprocess, open_clip.get_tokenizer("reclip-test-tiny"), folder, config
+
+
+def test_open_clip_arch_with_weights_file(tiny_open_clip):
+    model, preprocess, tokenizer, folder, _ = tiny_open_clip
+    adapter = load_adapter("openclip:reclip-test-tiny", checkpoint=str(folder / "weights.safetensors"))
+    images = _images()
+    pixels = torch.stack([preprocess(i) for i in images])
+    with torch.no_grad():
+        expected_img = model.encode_image(pixels, normalize=True)
+        expected_txt = model.encode_text(tokenizer(TEXTS), normalize=True)
+    ours_pixels = torch.stack([adapter.transform(i) for i in images])
+    assert torch.equal(ours_pixels, pixels)
+    torch.testing.assert_close(adapter.encode_image(ours_pixels), expected_img, rtol=0, atol=1e-6)
+    torch.testing.assert_close(adapter.encode_text(adapter.tokenize(TEXTS)), expected_txt, rtol=0, atol=1e-6)
+    assert adapter.describe()["weights"]["sha256"]
+
+
+def test_open_clip_folder_layout_and_pickles_refused(tiny_open_clip, tmp_path):
+    model, preprocess, tokenizer, folder, config = tiny_open_clip
+    repo = tmp_path / "oc"
+    repo.mkdir()
+    (repo / "open_clip_config.json").write_text(json.dumps({"model_cfg": config, "preprocess_cfg": {}}))
+    (repo / "open_clip_model.safetensors").write_bytes((folder / "weights.safetensors").read_bytes())
+    adapter = load_adapter(str(repo))
+    assert adapter.describe()["family"] == "open_clip"
+    pixels = torch.stack([preprocess(i) for i in _images()])
+    with torch.no_grad():
+        torch.testing.assert_close(adapter.encode_image(pixels), model.encode_image(pixels, normalize=True),
+                                   rtol=0, atol=1e-6)
+    (repo / "open_clip_model.safetensors").unlink()
+    torch.save(model.state_dict(), repo / "open_clip_pytorch_model.bin")
+    with pytest.raises(CheckpointError, match="pickled weights are never loaded"):
+        load_adapter(str(repo))
+    with pytest.raises(CheckpointError, match="not a readable safetensors"):
+        load_adapter("openclip:reclip-test-tiny", checkpoint=str(repo / "open_clip_pytorch_model.bin"))
+
+
+def _write_clip_tokenizer(folder):
+    """vocab.json + merges.txt of the CLIP BPE, derived from the vocabulary file open_clip ships (offline)."""
+    from open_clip.tokenizer import bytes_to_unicode, default_bpe
+    from transformers import CLIPTokenizer
+
+    merges = gzip.open(default_bpe()).read().decode("utf-8").split("\n")[1:49152 - 256 - 2 + 1]
+    vocab = list(bytes_to_unicode().values())
+    vocab = vocab + [v + "</w>" for v in vocab] + ["".join(m.split()) for m in merges]
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    (folder / "vocab.json").write_text(json.dumps({v: i for i, v in enumerate(vocab)}))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt")).save_pretrained(str(folder))
+
+
+@pytest.fixture(scope="module")
+def tiny_hf_clip(tmp_path_factory):
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    folder = tmp_path_factory.mktemp("hfclip")
+    torch.manual_seed(0)
+    config = CLIPConfig(
+        text_config={"vocab_size": 49408, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                     "num_attention_heads": 2, "max_position_embeddings": 77, "bos_token_id": 49406,
+                     "eos_token_id": 49407, "pad_token_id": 49407},
+        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                       "num_attention_heads": 2, "image_size": 32, "patch_size": 8},
+        projection_dim=16)
+    model = CLIPModel(config).eval()
+    model.save_pretrained(str(folder))
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(str(folder))
+    _write_clip_tokenizer(folder)
+    return model, folder
+
+
+def test_hf_clip_folder_matches_transformers(tiny_hf_clip):
+    from transformers import AutoTokenizer, CLIPImageProcessor
+
+    model, folder = tiny_hf_clip
+    adapter = load_adapter(f"hf:{folder}")
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    processor = CLIPImageProcessor.from_pretrained(str(folder))
+    # The derived tokenizer is the CLIP BPE: same ids as open_clip's for the same text.
+    from open_clip.tokenizer import SimpleTokenizer
+
+    assert tokenizer(TEXTS[0])["input_ids"] == [49406] + SimpleTokenizer().encode(TEXTS[0]) + [49407]
+    images = _images()
+    inputs = processor(images=images, return_tensors="pt")
+    text_inputs = tokenizer(TEXTS, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        image_out = model.get_image_features(**inputs)
+        text_out = model.get_text_features(**text_inputs)
+    image_out = getattr(image_out, "pooler_output", image_out)
+    text_out = getattr(text_out, "pooler_output", text_out)
+    ours_pixels = torch.stack([adapter.transform(i) for i in images])
+    torch.testing.assert_close(ours_pixels, inputs["pixel_values"])
+    torch.testing.assert_close(adapter.encode_image(ours_pixels), torch.nn.functional.normalize(image_out, dim=-1),
+                               rtol=0, atol=1e-6)
+    torch.testing.assert_close(adapter.encode_text(adapter.tokenize(TEXTS)),
+                               torch.nn.functional.normalize(text_out, dim=-1), rtol=0, atol=1e-6)
+    # The same folder is recognised without the hf: prefix too.
+    assert load_adapter(str(folder)).describe()["family"] == "hf_transformers"
+
+
+def test_foreign_models_run_a_task_end_to_end(tiny_open_clip, tiny_hf_clip, synth_dir):
+    _, _, _, oc_folder, _ = tiny_open_clip
+    _, hf_folder = tiny_hf_clip
+    for adapter in (load_adapter("openclip:reclip-test-tiny", checkpoint=str(oc_folder / "weights.safetensors")),
+                    load_adapter(f"hf:{hf_folder}")):
+        results = evaluate(adapter, load_task("shapes-retrieval"), EvalOptions(data_dir=synth_dir, workers=0))
+        assert results["counts"]["images_evaluated"] == 30 and results["model"]["weights"]["sha256"]
+        json.dumps(results)  # the results JSON can be written
