@@ -70,3 +70,14 @@ def test_no_backward_imports(package):
         if path.name == "clip.py":
             bad -= {"checkpoint"}
         assert not bad, f"{path.relative_to(PACKAGE)} imports {bad}"
+
+
+@pytest.mark.parametrize("task", [t.name for t in list_tasks() if t.synth is not None])
+def test_every_synthetic_task_runs_end_to_end(task, tiny_checkpoint, tmp_path):
+    from reclip_eval.eval.runner import EvalOptions, evaluate
+    from reclip_eval.eval.tasks import load_task
+    from reclip_eval.zoo.resolve import load_adapter
+
+    results = evaluate(load_adapter(str(tiny_checkpoint)), load_task(task), EvalOptions(data_dir=tmp_path, workers=0))
+    assert results["counts"]["images_evaluated"] > 0 and results["counts"]["images_skipped"] == 0
+    assert results["task"]["synthetic_manifest"]["set"] == load_task(task).synth_set

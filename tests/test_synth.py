@@ -70,3 +70,23 @@ def test_retrieval_set_in_karpathy_format(synth_dir):
     assert all(p.is_file() for p in data.image_paths)
     per_image = [data.captions[i * 5:(i + 1) * 5] for i in range(30)]
     assert sum(len(set(c)) == 5 for c in per_image) >= 25  # paraphrases, not copies
+
+
+def test_domain_shift_twins(tmp_path):
+    from reclip_eval.data.synth.world import shape_class_names
+
+    config = SynthConfig(seed=1, image_size=48, zeroshot_per_class=1)
+    synthesize(tmp_path, config, sets=["zeroshot", "zeroshot-v2", "zeroshot-sketch", "zeroshot-r", "zeroshot-a"])
+    sketch_classes = read_class_list(data_folder("tasks") / "shapes" / "shape_classes.tsv")
+    assert list(zip(sketch_classes.ids, sketch_classes.names, strict=True)) == shape_class_names()
+    assert sorted(p.name for p in (tmp_path / "shapes-sketch" / "val").iterdir()) == sorted(sketch_classes.ids)
+    for folder in ("shapes-v2", "shapes-r", "shapes-a"):
+        assert len(list((tmp_path / folder / "val").iterdir())) == 36
+    # v2 is a fresh draw: same classes, other images, even with the same seed.
+    assert _digest_tree(tmp_path / "shapes-v2" / "val") != _digest_tree(tmp_path / "shapes-zeroshot" / "val")
+    # Sketches are grayscale.
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(next((tmp_path / "shapes-sketch" / "val" / "star").glob("*.jpg"))), np.int16)
+    assert np.abs(pixels[..., 0] - pixels[..., 2]).max() <= 3

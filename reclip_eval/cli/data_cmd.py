@@ -17,7 +17,9 @@ def add_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="action", required=True)
     s = sub.add_parser("synth", help="generate the synthetic shapes world")
     s.add_argument("--out", type=Path, required=True)
-    s.add_argument("--sets", default="train,zeroshot,retrieval", help="comma-separated: train, zeroshot, retrieval")
+    s.add_argument("--sets", default="train,zeroshot,retrieval",
+                   help="comma-separated: train, zeroshot, zeroshot-v2, zeroshot-sketch, zeroshot-r, zeroshot-a, "
+                        "retrieval")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--image-size", type=int, default=128)
     s.add_argument("--train-samples", type=int, default=20000)

@@ -43,7 +43,7 @@ class TaskSpec:
     classes: str | None = None  # `id<TAB>name` file, relative to tasks/
     templates: str | None = None  # one prompt template per line with `{}`, relative to tasks/
     # Synthetic-world tasks: which set to generate on first use, with which generator settings.
-    synth_set: Literal["zeroshot", "retrieval"] | None = None
+    synth_set: Literal["zeroshot", "zeroshot-v2", "zeroshot-sketch", "zeroshot-r", "zeroshot-a", "retrieval"] | None = None
     synth: SynthConfig | None = None
     path: str = ""
 

@@ -4,6 +4,7 @@
     <out>/shapes-zeroshot/val/<class_id>/*.jpg    ImageNet validation layout (class names: tasks/shapes/)
     <out>/shapes-retrieval/images/*.jpg           Karpathy-split retrieval set, 5 captions per image,
     <out>/shapes-retrieval/dataset_shapes.json    in the format of dataset_flickr30k.json
+    <out>/shapes-{v2,sketch,r,a}/val/<class_id>/  domain-shift twins of the zero-shot set (see ZEROSHOT_VARIANTS)
 
 Each set is built in a temp directory and renamed into place with a `synth.json` manifest of its parameters, so an
 interrupted run never leaves a set that looks complete. Output is the same for any number of workers.
@@ -12,6 +13,7 @@ interrupted run never leaves a set that looks complete. Output is the same for a
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 import json
 import multiprocessing
@@ -23,12 +25,39 @@ from typing import Any
 from reclip_eval.atomic import atomic_dir, atomic_path
 from reclip_eval.data.synth.captions import caption_scene
 from reclip_eval.data.synth.render import render_scene
-from reclip_eval.data.synth.world import COLOURS, SHAPES, class_names, sample_class_scene, sample_rng, sample_scene
+from reclip_eval.data.synth.world import (
+    COLOURS,
+    SHAPES,
+    SIZES,
+    class_names,
+    sample_class_scene,
+    sample_rng,
+    sample_scene,
+    shape_class_names,
+)
 
 MANIFEST = "synth.json"
 GENERATOR_VERSION = 2  # bump whenever the same settings would draw other images or captions
 JPEG_QUALITY = 92
-SETS = ("train", "zeroshot", "retrieval")
+
+
+@dataclass(frozen=True)
+class ZeroShotVariant:
+    folder: str
+    style: str  # render style (render.py)
+    by_shape_only: bool = False  # classes are shapes (colourless sketches) instead of colour x shape
+    sizes: tuple[str, ...] = tuple(SIZES)
+
+
+# Each variant draws from its own stream, so "v2" is a fresh draw of the same distribution as "zeroshot".
+ZEROSHOT_VARIANTS = {
+    "zeroshot": ZeroShotVariant("shapes-zeroshot", "photo"),
+    "zeroshot-v2": ZeroShotVariant("shapes-v2", "photo"),
+    "zeroshot-sketch": ZeroShotVariant("shapes-sketch", "sketch", by_shape_only=True),
+    "zeroshot-r": ZeroShotVariant("shapes-r", "rendition"),
+    "zeroshot-a": ZeroShotVariant("shapes-a", "cluttered", sizes=("small",)),
+}
+SETS = ("train", *ZEROSHOT_VARIANTS, "retrieval")
 
 
 @dataclass(frozen=True)
@@ -73,14 +102,15 @@ def _train_shard_job(args: tuple[Path, int, int, int, int]) -> int:
     return stop - start
 
 
-def _zeroshot_class_job(args: tuple[Path, int, int, str, int, int]) -> int:
-    folder, seed, class_index, class_id, per_class, image_size = args
-    colour, shape = class_id.split("_", 1)
+def _zeroshot_class_job(args: tuple[Path, int, int, str, int, int, str]) -> int:
+    folder, seed, class_index, class_id, per_class, image_size, set_name = args
+    variant = ZEROSHOT_VARIANTS[set_name]
+    colour, shape = (None, class_id) if variant.by_shape_only else class_id.split("_", 1)
     folder.mkdir(parents=True, exist_ok=True)
     for k in range(per_class):
         index = class_index * 1_000_000 + k
-        scene = sample_class_scene(sample_rng(seed, "zeroshot", index), colour, shape)
-        image = render_scene(scene, image_size, _noise_seed(seed + 1, "zeroshot", index))
+        scene = sample_class_scene(sample_rng(seed, set_name, index), colour, shape, sizes=variant.sizes)
+        image = render_scene(scene, image_size, _noise_seed(seed + 1, set_name, index), style=variant.style)
         (folder / f"{class_id}_{k:05d}.jpg").write_bytes(_jpeg(image))
     return per_class
 
@@ -143,14 +173,16 @@ def write_train_shards(out: Path, config: SynthConfig, workers: int = 1) -> Path
     return target
 
 
-def write_zeroshot_set(out: Path, config: SynthConfig, workers: int = 1) -> Path:
-    target = Path(out) / "shapes-zeroshot"
+def write_zeroshot_set(out: Path, config: SynthConfig, workers: int = 1, set_name: str = "zeroshot") -> Path:
+    variant = ZEROSHOT_VARIANTS[set_name]
+    target = Path(out) / variant.folder
+    classes = shape_class_names() if variant.by_shape_only else class_names()
     with atomic_dir(target) as tmp:
-        tasks = [(tmp / "val" / cid, config.seed, i, cid, config.zeroshot_per_class, config.image_size)
-                 for i, (cid, _) in enumerate(class_names())]
+        tasks = [(tmp / "val" / cid, config.seed, i, cid, config.zeroshot_per_class, config.image_size, set_name)
+                 for i, (cid, _) in enumerate(classes)]
         total = len(tasks) * config.zeroshot_per_class
-        _run(_zeroshot_class_job, tasks, workers, "zero-shot set", total, weight=lambda c: c)
-        _write_manifest(tmp, "zeroshot", config, {"classes": len(tasks)})
+        _run(_zeroshot_class_job, tasks, workers, f"{set_name} set", total, weight=lambda c: c)
+        _write_manifest(tmp, set_name, config, {"classes": len(tasks), "style": variant.style})
     return target
 
 
@@ -183,7 +215,7 @@ def karpathy_json(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
 
 WRITERS: dict[str, Callable[[Path, SynthConfig, int], Path]] = {
     "train": write_train_shards,
-    "zeroshot": write_zeroshot_set,
+    **{name: functools.partial(write_zeroshot_set, set_name=name) for name in ZEROSHOT_VARIANTS},
     "retrieval": write_retrieval_set,
 }
 
@@ -207,4 +239,5 @@ def made_by_current_generator(folder: str | Path) -> bool:
     return manifest is None or manifest.get("version") == GENERATOR_VERSION
 
 
-__all__ = ["COLOURS", "SHAPES", "SETS", "SynthConfig", "karpathy_json", "read_manifest", "synthesize"]
+__all__ = ["COLOURS", "SETS", "SHAPES", "ZEROSHOT_VARIANTS", "SynthConfig", "karpathy_json", "read_manifest",
+           "synthesize"]

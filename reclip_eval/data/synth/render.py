@@ -1,4 +1,11 @@
-"""Draw a Scene with PIL. Shapes are drawn at 2x and downsampled, so edges are anti-aliased like photos."""
+"""Draw a Scene with PIL. Shapes are drawn at 2x and downsampled, so edges are anti-aliased like photos.
+
+Styles give the domain-shift twins of the zero-shot set (as ImageNet-Sketch/-R/-A are to ImageNet):
+    photo      filled, patterned shapes on a tinted, faintly noisy background (training and shapes-zeroshot)
+    sketch     grayscale outlines only on white: no colour, no pattern (shapes-sketch)
+    rendition  flat cartoon fill with a thick dark outline on a two-colour gradient (shapes-r)
+    cluttered  photo style over grey distractor strokes and blobs (shapes-a, with small objects only)
+"""
 
 from __future__ import annotations
 
@@ -84,13 +91,66 @@ def _fill(spec: ShapeSpec, side: int) -> Image.Image:
     return layer
 
 
-def render_scene(scene: Scene, size: int, noise_seed: int) -> Image.Image:
+STYLES = ("photo", "sketch", "rendition", "cluttered")
+
+
+def _outline_only(spec: ShapeSpec, side: int, width: int) -> Image.Image:
+    layer = Image.new("L", (side, side), 0)
+    draw = ImageDraw.Draw(layer)
+    points = _outline(spec, side)
+    if points is None:
+        cx, cy, r = spec.cx * side, spec.cy * side, SIZES[spec.size] * side
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], outline=255, width=width)
+    else:
+        draw.line(points + [points[0]], fill=255, width=width, joint="curve")
+    return layer
+
+
+def _gradient(side: int, top, bottom) -> Image.Image:
+    t = np.linspace(0, 1, side, dtype=np.float32).reshape(side, 1, 1)
+    pixels = (1 - t) * np.array(top, np.float32) + t * np.array(bottom, np.float32)
+    return Image.fromarray(np.broadcast_to(pixels, (side, side, 3)).astype(np.uint8))
+
+
+def _clutter(image: Image.Image, rng: np.random.Generator) -> None:
+    side = image.size[0]
+    draw = ImageDraw.Draw(image)
+    for _ in range(int(rng.integers(6, 12))):
+        grey = int(rng.integers(90, 190))
+        x0, y0, x1, y1 = (float(v) for v in rng.uniform(0, side, size=4))
+        if rng.random() < 0.5:
+            draw.line([(x0, y0), (x1, y1)], fill=(grey,) * 3, width=int(rng.integers(2, 6)))
+        else:
+            r = float(rng.uniform(0.02, 0.06)) * side
+            draw.ellipse([x0 - r, y0 - r, x0 + r, y0 + r], fill=(grey,) * 3)
+
+
+def render_scene(scene: Scene, size: int, noise_seed: int, style: str = "photo") -> Image.Image:
     """The scene as an RGB image of `size` x `size` pixels, with a faint deterministic noise texture."""
+    if style not in STYLES:
+        raise ValueError(f"unknown style {style!r}; expected one of {STYLES}")
     side = size * SUPERSAMPLE
-    image = Image.new("RGB", (side, side), scene.background)
-    for spec in scene.objects:
-        image.paste(_fill(spec, side), (0, 0), _mask(spec, side))
+    style_rng = np.random.default_rng([noise_seed, 7])
+    if style == "sketch":
+        image = Image.new("RGB", (side, side), (255, 255, 255))
+        width = max(2, side // 48)
+        for spec in scene.objects:
+            image.paste((30, 30, 30), (0, 0), _outline_only(spec, side, width))
+    elif style == "rendition":
+        top, bottom = (tuple(int(c) for c in style_rng.integers(150, 256, size=3)) for _ in range(2))
+        image = _gradient(side, top, bottom)
+        for spec in scene.objects:
+            image.paste(COLOURS[spec.colour], (0, 0), _mask(spec, side))
+            image.paste((20, 20, 20), (0, 0), _outline_only(spec, side, max(3, side // 32)))
+    else:
+        image = Image.new("RGB", (side, side), scene.background)
+        if style == "cluttered":
+            _clutter(image, style_rng)
+        for spec in scene.objects:
+            image.paste(_fill(spec, side), (0, 0), _mask(spec, side))
     image = image.resize((size, size), Image.Resampling.LANCZOS)
+    if style == "sketch":
+        image = image.convert("L").convert("RGB")
     noise = np.random.default_rng(noise_seed).normal(0, 3.0, size=(size, size, 1))
     pixels = np.clip(np.asarray(image, dtype=np.float32) + noise, 0, 255).astype(np.uint8)
     return Image.fromarray(pixels)

@@ -33,7 +33,8 @@ CELLS: tuple[str, ...] = (
 )
 
 # Named streams keep different sets from sharing draws even with the same seed.
-STREAMS = {"train": 0, "zeroshot": 1, "retrieval": 2}
+STREAMS = {"train": 0, "zeroshot": 1, "retrieval": 2, "zeroshot-v2": 3, "zeroshot-sketch": 4, "zeroshot-r": 5,
+           "zeroshot-a": 6}
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,11 @@ class Scene:
 def class_names() -> list[tuple[str, str]]:
     """The zero-shot classes: (class id, class name) for every colour x shape, in label order."""
     return [(f"{c}_{s}", f"{c} {s}") for c in COLOURS for s in SHAPES]
+
+
+def shape_class_names() -> list[tuple[str, str]]:
+    """The classes of the colourless (sketch) variant: the shapes alone."""
+    return [(s, s) for s in SHAPES]
 
 
 def sample_rng(seed: int, stream: str, index: int) -> np.random.Generator:
@@ -107,8 +113,10 @@ def sample_scene(rng: np.random.Generator, max_objects: int = 4) -> Scene:
     return Scene(objects=objects, background=_sample_background(rng))
 
 
-def sample_class_scene(rng: np.random.Generator, colour: str, shape: str) -> Scene:
-    """A zero-shot classification image: one object of the given class, anywhere, any size and pattern."""
+def sample_class_scene(rng: np.random.Generator, colour: str | None, shape: str,
+                       sizes: tuple[str, ...] = tuple(SIZES)) -> Scene:
+    """A zero-shot classification image: one object of the given class, anywhere, any size and pattern
+    (`colour=None`: any colour)."""
     cell = CELLS[rng.integers(len(CELLS))]
-    obj = sample_object(rng, cell, shape=shape, colour=colour)
+    obj = sample_object(rng, cell, shape=shape, colour=colour, sizes=sizes)
     return Scene(objects=(obj,), background=_sample_background(rng))
