@@ -27,7 +27,7 @@ def synth_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("synth")
     config = SynthConfig(seed=3, image_size=64, train_samples=600, samples_per_shard=300, zeroshot_per_class=3,
                          retrieval_images=30)
-    synthesize(out, config, workers=2)
+    synthesize(out, config, sets=["train", "zeroshot", "retrieval"], workers=2)
     return out
 
 

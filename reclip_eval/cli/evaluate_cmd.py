@@ -37,13 +37,14 @@ def run(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
     from reclip_eval.device import resolve_device, resolve_precision
+    from reclip_eval.eval.distributed import init_from_env, is_main_process
     from reclip_eval.eval.results import write_results
     from reclip_eval.eval.runner import EvalOptions, evaluate
     from reclip_eval.eval.tasks import load_task
     from reclip_eval.zoo.resolve import load_adapter
 
     tasks = [load_task(t.strip()) for t in args.task.split(",") if t.strip()]  # validate all before loading
-    device = resolve_device(args.device)
+    device = init_from_env(resolve_device(args.device))  # under torchrun: join the group, one device per process
     precision = resolve_precision(args.precision, device)
     adapter = load_adapter(args.model, checkpoint=args.checkpoint, image_size=args.image_size, device=device)
     options = EvalOptions(data_dir=args.data_dir, batch_size=args.batch_size, workers=args.workers, device=device,
@@ -51,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     for task in tasks:
         results = evaluate(adapter, task, options)
+        if not is_main_process():
+            continue
         path = write_results(results, args.output)
         counts = results["counts"]
         for metric, value in results["metrics"].items():
@@ -58,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
         skipped = counts.get("images_skipped", 0)
         note = f", {skipped} skipped (listed in the JSON)" if skipped else ""
         print(f"{task.name}: {counts.get('images_evaluated')} images evaluated{note} -> {path}", file=sys.stderr)
+    if not is_main_process():
+        return 0
     print(f"model: {adapter.model_id} ({adapter.image_size}px, {precision}, {device})")
     print(tabulate(rows, headers=["task", "metric", "%"], tablefmt="github"))
     return 0

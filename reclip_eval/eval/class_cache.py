@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from reclip_eval.atomic import atomic_path
+from reclip_eval.eval.distributed import is_main_process, map_sharded
 from reclip_eval.paths import cache_dir
 
 log = logging.getLogger(__name__)
@@ -34,12 +35,17 @@ def cached_class_embeddings(key: str | None, compute: Callable[[], torch.Tensor]
     from safetensors.torch import load_file, save_file
 
     path = Path(cache_dir()) / "class_embeddings" / f"{key}.safetensors"
+    cached = None
     if path.is_file():
         try:
-            return load_file(str(path))["classifier"]
+            cached = load_file(str(path))["classifier"]
         except Exception as e:  # a damaged cache entry is recomputed, never trusted
             log.warning("ignoring unreadable class-embedding cache %s (%s)", path, e)
+    # Under torchrun the text encoding is a collective: every process must take the same branch.
+    if all(map_sharded([cached is not None], lambda shard, offset: all(shard))):
+        return cached
     embeddings = compute()
-    with atomic_path(path) as tmp:
-        save_file({"classifier": embeddings.contiguous()}, str(tmp))
+    if is_main_process():
+        with atomic_path(path) as tmp:
+            save_file({"classifier": embeddings.contiguous()}, str(tmp))
     return embeddings

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from reclip_eval.data.images import ImageListDataset, collate_skipping
+from reclip_eval.eval.distributed import is_main_process, map_sharded
 from reclip_eval.zoo.adapter import ModelAdapter
 
 
@@ -40,30 +42,47 @@ def encode_image_dataset(
     precision: str,
     desc: str = "images",
 ) -> ImageFeatures:
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_skipping,
-                        pin_memory=torch.device(device).type == "cuda")
-    chunks, targets, indices, skipped = [], [], [], []
-    with tqdm(total=len(dataset), desc=desc, unit="img", leave=False) as bar:
-        for pixels, batch_targets, batch_indices, batch_skipped in loader:
-            skipped.extend(batch_skipped)
-            if batch_indices:
-                with autocast(device, precision):
-                    chunks.append(adapter.encode_image(pixels.to(device, non_blocking=True)).float().cpu())
-                targets.extend(batch_targets)
-                indices.extend(batch_indices)
-            bar.update(len(batch_indices) + len(batch_skipped))
-    dim = chunks[0].shape[1] if chunks else 0
-    features = torch.cat(chunks) if chunks else torch.empty(0, dim)
-    return ImageFeatures(features, targets, indices, skipped)
+    """Encode every image; under torchrun each process takes a contiguous shard and the shards are gathered."""
+
+    def encode_shard(indices: Sequence[int], offset: int) -> ImageFeatures:
+        loader = DataLoader(Subset(dataset, list(indices)), batch_size=batch_size, num_workers=workers,
+                            collate_fn=collate_skipping, pin_memory=torch.device(device).type == "cuda")
+        chunks, targets, kept, skipped = [], [], [], []
+        with tqdm(total=len(indices), desc=desc, unit="img", leave=False, disable=not is_main_process()) as bar:
+            for pixels, batch_targets, batch_indices, batch_skipped in loader:
+                # Items carry their index in the full dataset (Subset passes it through to __getitem__).
+                skipped.extend(batch_skipped)
+                if batch_indices:
+                    with autocast(device, precision):
+                        chunks.append(adapter.encode_image(pixels.to(device, non_blocking=True)).float().cpu())
+                    targets.extend(batch_targets)
+                    kept.extend(batch_indices)
+                bar.update(len(batch_indices) + len(batch_skipped))
+        features = torch.cat(chunks) if chunks else torch.empty(0, 0)
+        return ImageFeatures(features, targets, kept, skipped)
+
+    parts = map_sharded(range(len(dataset)), encode_shard)
+    features = [p.features for p in parts if p.features.numel()]
+    return ImageFeatures(
+        torch.cat(features) if features else torch.empty(0, 0),
+        [t for p in parts for t in p.targets],
+        [i for p in parts for i in p.indices],
+        [s for p in parts for s in p.skipped],
+    )
 
 
 def encode_texts(
     adapter: ModelAdapter, texts: list[str], *, batch_size: int, device: str, precision: str, desc: str = "texts"
 ) -> torch.Tensor:
-    """(N_texts, D) float32, L2-normalised."""
-    chunks = []
-    for start in tqdm(range(0, len(texts), batch_size), desc=desc, leave=False, disable=len(texts) <= batch_size):
-        tokens = adapter.tokenize(texts[start:start + batch_size])
-        with autocast(device, precision):
-            chunks.append(adapter.encode_text(tokens.to(device)).float().cpu())
-    return torch.cat(chunks)
+    """(N_texts, D) float32, L2-normalised; sharded across processes under torchrun."""
+
+    def encode_shard(shard: Sequence[str], offset: int) -> torch.Tensor:
+        chunks = []
+        steps = range(0, len(shard), batch_size)
+        for start in tqdm(steps, desc=desc, leave=False, disable=len(steps) <= 1 or not is_main_process()):
+            tokens = adapter.tokenize(list(shard[start:start + batch_size]))
+            with autocast(device, precision):
+                chunks.append(adapter.encode_text(tokens.to(device)).float().cpu())
+        return torch.cat(chunks) if chunks else torch.empty(0, 0)
+
+    return torch.cat([p for p in map_sharded(texts, encode_shard) if p.numel()])

@@ -7,7 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from reclip_eval.data.synth.export import read_manifest
+from reclip_eval.eval.distributed import rank_and_size
 from reclip_eval.eval.outcome import TaskOutcome
 from reclip_eval.eval.results import build_results, fingerprint_files
 from reclip_eval.eval.retrieval import run_retrieval
@@ -30,9 +33,20 @@ class EvalOptions:
     precision: str = "fp32"
 
 
+def _locate_once(spec: TaskSpec, options: EvalOptions):
+    """Under torchrun the first process locates (and, for synthetic tasks, generates) the data; the others wait."""
+    rank, world = rank_and_size()
+    if world > 1 and rank != 0:
+        torch.distributed.barrier()
+    located = locate_task_data(spec, options.data_dir, workers=max(1, options.workers))
+    if world > 1 and rank == 0:
+        torch.distributed.barrier()
+    return located
+
+
 def evaluate(adapter: ModelAdapter, spec: TaskSpec, options: EvalOptions, argv: list[str] | None = None) -> dict[str, Any]:
     started = time.perf_counter()
-    data_root, layout = locate_task_data(spec, options.data_dir, workers=max(1, options.workers))
+    data_root, layout = _locate_once(spec, options)
     run = TASK_KINDS.get(spec.kind)
     outcome: TaskOutcome = run(adapter, spec, data_root, layout, batch_size=options.batch_size,
                                workers=options.workers, device=options.device, precision=options.precision)

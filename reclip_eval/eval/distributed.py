@@ -1,0 +1,58 @@
+"""Data-parallel evaluation under torchrun: each process encodes a contiguous shard of the images (and texts), the
+shards are gathered in order, so every metric is computed on exactly the single-process inputs.
+
+    torchrun --nproc_per_node=8 -m reclip_eval --model M --task imagenet
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import torch
+import torch.distributed as dist
+
+T = TypeVar("T")
+
+
+def init_from_env(device: str) -> str:
+    """Join the process group torchrun describes (WORLD_SIZE > 1); returns this process's device."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+        return device
+    cuda = torch.device(device).type == "cuda"
+    dist.init_process_group(backend="nccl" if cuda else "gloo")
+    if cuda:
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local_rank)
+        return f"cuda:{local_rank}"
+    return device
+
+
+def rank_and_size() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def is_main_process() -> bool:
+    return rank_and_size()[0] == 0
+
+
+def shard_bounds(n: int, rank: int, world: int) -> tuple[int, int]:
+    """Contiguous, near-equal blocks: concatenating the blocks of ranks 0..world-1 gives 0..n-1 in order."""
+    per, extra = divmod(n, world)
+    start = rank * per + min(rank, extra)
+    return start, start + per + (1 if rank < extra else 0)
+
+
+def map_sharded(items: Sequence[T], fn: Callable[[Sequence[T], int], Any]) -> list[Any]:
+    """Run `fn(my_items, offset)` on this process's shard; return every process's result, in rank order."""
+    rank, world = rank_and_size()
+    start, stop = shard_bounds(len(items), rank, world)
+    mine = fn(items[start:stop], start)
+    if world == 1:
+        return [mine]
+    gathered: list[Any] = [None] * world
+    dist.all_gather_object(gathered, mine)
+    return gathered
