@@ -11,6 +11,7 @@ import torch
 
 from reclip_eval.data.synth.export import read_manifest
 from reclip_eval.eval.distributed import rank_and_size
+from reclip_eval.eval.linear_probe import run_linear_probe
 from reclip_eval.eval.outcome import TaskOutcome
 from reclip_eval.eval.results import build_results, fingerprint_files
 from reclip_eval.eval.retrieval import run_retrieval
@@ -22,6 +23,7 @@ from reclip_eval.zoo.adapter import ModelAdapter
 TASK_KINDS: Registry = Registry("task kind")
 TASK_KINDS.register("zeroshot_classification")(run_zeroshot)
 TASK_KINDS.register("retrieval")(run_retrieval)
+TASK_KINDS.register("linear_probe")(run_linear_probe)
 
 
 @dataclass(frozen=True)

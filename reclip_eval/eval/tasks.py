@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -36,14 +36,17 @@ class DataSpec:
 @dataclass(frozen=True)
 class TaskSpec:
     name: str
-    kind: Literal["zeroshot_classification", "retrieval"]
+    kind: Literal["zeroshot_classification", "retrieval", "linear_probe"]
     description: str
     data: DataSpec
     get_data: str  # where the data comes from, printed when it is missing
     classes: str | None = None  # `id<TAB>name` file, relative to tasks/
     templates: str | None = None  # one prompt template per line with `{}`, relative to tasks/
+    # linear_probe: layouts of the training images, looked up in the same folder as `data` (the test images)
+    probe_train_layouts: list[LayoutSpec] = field(default_factory=list)
     # Synthetic-world tasks: which set to generate on first use, with which generator settings.
-    synth_set: Literal["zeroshot", "zeroshot-v2", "zeroshot-sketch", "zeroshot-r", "zeroshot-a", "retrieval"] | None = None
+    synth_set: Literal["zeroshot", "zeroshot-v2", "zeroshot-sketch", "zeroshot-r", "zeroshot-a", "probe",
+                       "retrieval"] | None = None
     synth: SynthConfig | None = None
     path: str = ""
 
@@ -66,9 +69,11 @@ def load_task(name_or_path: str) -> TaskSpec:
         problems.append(f"name: {spec.name!r} must equal the file name {path.stem!r}")
     if spec.kind == "zeroshot_classification" and not (spec.classes and spec.templates):
         problems.append("classes and templates: required for zeroshot_classification")
+    if spec.kind == "linear_probe" and not (spec.classes and spec.probe_train_layouts):
+        problems.append("classes and probe_train_layouts: required for linear_probe")
     if (spec.synth_set is None) != (spec.synth is None):
         problems.append("synth_set and synth: give both (a synthetic task) or neither")
-    kinds = CLASSIFICATION_KINDS if spec.kind == "zeroshot_classification" else RETRIEVAL_KINDS
+    kinds = RETRIEVAL_KINDS if spec.kind == "retrieval" else CLASSIFICATION_KINDS
     for i, layout in enumerate(spec.data.layouts):
         if layout.kind not in kinds:
             problems.append(f"data.layouts[{i}].kind: {layout.kind!r} cannot feed a {spec.kind} task")

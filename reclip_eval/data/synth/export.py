@@ -5,6 +5,7 @@
     <out>/shapes-retrieval/images/*.jpg           Karpathy-split retrieval set, 5 captions per image,
     <out>/shapes-retrieval/dataset_shapes.json    in the format of dataset_flickr30k.json
     <out>/shapes-{v2,sketch,r,a}/val/<class_id>/  domain-shift twins of the zero-shot set (see ZEROSHOT_VARIANTS)
+    <out>/shapes-probe/{train,test}/<class_id>/   a linear-probe set: two independent draws of the zero-shot set
 
 Each set is built in a temp directory and renamed into place with a `synth.json` manifest of its parameters, so an
 interrupted run never leaves a set that looks complete. Output is the same for any number of workers.
@@ -57,7 +58,7 @@ ZEROSHOT_VARIANTS = {
     "zeroshot-r": ZeroShotVariant("shapes-r", "rendition"),
     "zeroshot-a": ZeroShotVariant("shapes-a", "cluttered", sizes=("small",)),
 }
-SETS = ("train", *ZEROSHOT_VARIANTS, "retrieval")
+SETS = ("train", *ZEROSHOT_VARIANTS, "probe", "retrieval")
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ def _train_shard_job(args: tuple[Path, int, int, int, int]) -> int:
 
 def _zeroshot_class_job(args: tuple[Path, int, int, str, int, int, str]) -> int:
     folder, seed, class_index, class_id, per_class, image_size, set_name = args
-    variant = ZEROSHOT_VARIANTS[set_name]
+    variant = ZEROSHOT_VARIANTS.get(set_name, ZEROSHOT_VARIANTS["zeroshot"])  # probe-train/-test: photo style
     colour, shape = (None, class_id) if variant.by_shape_only else class_id.split("_", 1)
     folder.mkdir(parents=True, exist_ok=True)
     for k in range(per_class):
@@ -186,6 +187,18 @@ def write_zeroshot_set(out: Path, config: SynthConfig, workers: int = 1, set_nam
     return target
 
 
+def write_probe_set(out: Path, config: SynthConfig, workers: int = 1) -> Path:
+    """Two independent draws of the zero-shot distribution: train/ to fit a linear probe, test/ to score it."""
+    target = Path(out) / "shapes-probe"
+    with atomic_dir(target) as tmp:
+        tasks = [(tmp / split / cid, config.seed, i, cid, config.zeroshot_per_class, config.image_size,
+                  f"probe-{split}") for split in ("train", "test") for i, (cid, _) in enumerate(class_names())]
+        total = len(tasks) * config.zeroshot_per_class
+        _run(_zeroshot_class_job, tasks, workers, "probe set", total, weight=lambda c: c)
+        _write_manifest(tmp, "probe", config, {"classes": len(class_names())})
+    return target
+
+
 def write_retrieval_set(out: Path, config: SynthConfig, workers: int = 1) -> Path:
     target = Path(out) / "shapes-retrieval"
     with atomic_dir(target) as tmp:
@@ -216,6 +229,7 @@ def karpathy_json(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
 WRITERS: dict[str, Callable[[Path, SynthConfig, int], Path]] = {
     "train": write_train_shards,
     **{name: functools.partial(write_zeroshot_set, set_name=name) for name in ZEROSHOT_VARIANTS},
+    "probe": write_probe_set,
     "retrieval": write_retrieval_set,
 }
 
