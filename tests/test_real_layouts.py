@@ -174,3 +174,18 @@ def test_missing_real_data_lists_every_accepted_layout(adapter, tmp_path):
     assert f"{tmp_path}/imagenet/val/<class id>/<image>.jpg" in message
     assert "LOC_val_solution.csv" in message and "ILSVRC2012_devkit_t12" in message
     assert "image-net.org" in message
+
+
+def test_flat_folder_without_labels_names_the_missing_file(adapter, tmp_path):
+    _jpeg(tmp_path / "imagenet" / "val" / "ILSVRC2012_val_00000001.JPEG", 1)
+    with pytest.raises(DataError) as e:
+        evaluate(adapter, load_task("imagenet"), _options(tmp_path))
+    message = str(e.value)
+    assert f"found: {tmp_path}/imagenet/val holds 1 images in one flat folder, but their labels " \
+           f"({tmp_path}/imagenet/LOC_val_solution.csv) are missing" in message
+
+
+def test_images_without_annotations_name_the_missing_file(adapter, tmp_path):
+    _jpeg(tmp_path / "flickr30k" / "flickr30k-images" / "1.jpg", 1)
+    with pytest.raises(DataError, match="flickr30k_test_karpathy.txt is missing"):
+        evaluate(adapter, load_task("flickr30k"), _options(tmp_path))

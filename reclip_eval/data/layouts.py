@@ -20,7 +20,7 @@ from typing import Any, Literal
 from PIL import Image
 
 from reclip_eval.data.imagefolder import ClassList, FolderScan, scan_image_folder
-from reclip_eval.data.images import open_image
+from reclip_eval.data.images import is_image_file, open_image
 from reclip_eval.data.retrieval_files import RetrievalSet, read_coco_captions, read_flickr_txt, read_karpathy_json
 from reclip_eval.errors import DataError
 
@@ -76,6 +76,23 @@ def is_present(layout: LayoutSpec, folder: Path | str, num_classes: int | None =
     if k == "hf_dataset":
         return (folder / layout.dataset).is_dir()
     return (folder / layout.annotations).is_file()
+
+
+def partial_match(layout: LayoutSpec, folder: Path) -> str | None:
+    """For a layout that is half there (images without their label file, ...), what exactly is missing."""
+    split = folder / layout.split
+    k = layout.kind
+    if k in ("flat_loc_csv", "flat_devkit") and split.is_dir():
+        images = sum(1 for p in split.iterdir() if p.is_file() and is_image_file(p))
+        needed = folder / (layout.labels if k == "flat_loc_csv" else layout.devkit)
+        if images and not needed.exists():
+            return f"{split} holds {images} images in one flat folder, but their labels ({needed}) are missing"
+    if k == "class_folders" and split.is_dir() and folder.name != split.name:
+        return f"{split} exists but none of its sub-folders is named after a class of this task"
+    if k in RETRIEVAL_KINDS and (folder / layout.images).is_dir() and layout.images != ".":
+        if not (folder / layout.annotations).is_file():
+            return f"{folder / layout.images} exists, but the annotation file {folder / layout.annotations} is missing"
+    return None
 
 
 def expected_layout(layout: LayoutSpec, folder: Path) -> str:

@@ -18,6 +18,7 @@ from reclip_eval.data.layouts import (
     LayoutSpec,
     expected_layout,
     is_present,
+    partial_match,
 )
 from reclip_eval.data.synth.export import SynthConfig, made_by_current_generator, synthesize
 from reclip_eval.errors import ConfigError, DataError
@@ -126,8 +127,11 @@ def locate_task_data(spec: TaskSpec, data_dir: Path | str | None, *, workers: in
         log.info("generating the synthetic %s set for task %s under %s", spec.synth_set, spec.name, root)
         synthesize(root, spec.synth, sets=[spec.synth_set], workers=workers)
         return root / spec.data.folder, spec.data.layouts[0]
+    hints = sorted({h for folder in (root / spec.data.folder, root) if folder.is_dir()
+                    for h in (partial_match(layout, folder) for layout in spec.data.layouts) if h})
+    found = "".join(f"  found: {h}\n" for h in hints)
     raise DataError(
-        f"task {spec.name!r}: data not found under {root}.\n"
+        f"task {spec.name!r}: data not found under {root}.\n{found}"
         f"  expected layout:\n    {spec.expected_layouts(root)}\n"
         f"  where to get it: {spec.get_data}\n"
         f"  (--data-dir DIR or $RECLIP_DATA sets the data root; it may also point at the task folder itself)"
