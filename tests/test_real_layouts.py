@@ -189,3 +189,14 @@ def test_images_without_annotations_name_the_missing_file(adapter, tmp_path):
     _jpeg(tmp_path / "flickr30k" / "flickr30k-images" / "1.jpg", 1)
     with pytest.raises(DataError, match="flickr30k_test_karpathy.txt is missing"):
         evaluate(adapter, load_task("flickr30k"), _options(tmp_path))
+
+
+def test_hub_dataset_id_offline_says_it_needs_the_network(tiny_checkpoint, tmp_path):
+    from .conftest import run_cli
+
+    out = run_cli("--model", str(tiny_checkpoint), "--task", "imagenet", "--data-dir", "hf-datasets:ILSVRC/imagenet-1k",
+                  env={"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"),
+                       "RECLIP_CACHE": str(tmp_path / "c")})
+    assert out.returncode == 2
+    assert "Hugging Face dataset 'ILSVRC/imagenet-1k' could not be loaded" in out.stderr
+    assert "needs the network" in out.stderr

@@ -21,7 +21,8 @@ def add_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="named model, hf-hub:org/name[@rev], or a checkpoint dir")
     p.add_argument("--task", required=True, help="task name(s), comma separated, or a task YAML path")
     p.add_argument("--checkpoint", help="weights for a named model: a checkpoint dir or hf-hub:org/name[@rev]")
-    p.add_argument("--data-dir", type=Path, help="data root (default: $RECLIP_DATA, else the cache dir)")
+    p.add_argument("--data-dir", help="data root (default: $RECLIP_DATA, else the cache dir), a task's folder, or "
+                                      "hf-datasets:ID for a Hugging Face Hub dataset")
     p.add_argument("--output", type=Path, default=Path("leaderboards/results"),
                    help="where results JSON go (default: ./leaderboards/results)")
     p.add_argument("--image-size", type=int, help="evaluate at another image size (pos-emb resampled)")

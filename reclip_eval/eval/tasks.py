@@ -111,11 +111,11 @@ def locate_task_data(spec: TaskSpec, data_dir: Path | str | None, *, workers: in
     regenerated when the folder there was written by another version of the generator. A set generated with
     other settings (say, more images per class) is used as it is: its manifest goes into the results.
     """
-    if isinstance(data_dir, str) and data_dir.startswith(HF_DATASETS_PREFIX):
+    if data_dir is not None and str(data_dir).startswith(HF_DATASETS_PREFIX):
         hf_layouts = [layout for layout in spec.data.layouts if layout.kind == "hf_dataset"]
         if not hf_layouts:
             raise DataError(f"task {spec.name!r} cannot read a Hugging Face dataset (no hf_dataset layout)")
-        return data_dir[len(HF_DATASETS_PREFIX):], hf_layouts[0]
+        return str(data_dir)[len(HF_DATASETS_PREFIX):], hf_layouts[0]
     root = Path(data_dir).expanduser() if data_dir else default_data_dir()
     class_ids = read_class_list(spec.resource(spec.classes)).ids if spec.classes else ()
     for folder in (root / spec.data.folder, root):

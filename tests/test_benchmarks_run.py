@@ -1,0 +1,20 @@
+"""The benchmark scripts stay runnable (tiny CPU smoke runs). Their speed is measured on a GPU, never here."""
+
+import json
+import subprocess
+import sys
+
+from .conftest import REPO
+
+
+def test_eval_throughput_smoke(tmp_path):
+    out = tmp_path / "bench.json"
+    run = subprocess.run(
+        [sys.executable, "benchmarks/eval_throughput.py", "--preset", "tiny", "--image-size", "32", "--images", "72",
+         "--batch-size", "16", "--workers", "0", "--device", "cpu", "--precision", "fp32", "--repeats", "1",
+         "--out", str(out)], capture_output=True, text=True, cwd=REPO, timeout=600,
+        env={"RECLIP_CACHE": str(tmp_path / "c"), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["top1_agree"] is True  # same model, data and prompts: same accuracy on both sides
+    assert set(report["images_per_second"]) == {"reclip-eval", "clip_benchmark"}
