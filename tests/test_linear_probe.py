@@ -56,3 +56,23 @@ def test_probe_without_training_images_says_so(tiny_checkpoint, tmp_path):
     shutil.rmtree(tmp_path / "shapes-probe" / "train")
     with pytest.raises(DataError, match="no training images for the probe"):
         evaluate(adapter, load_task("shapes-linear-probe"), EvalOptions(data_dir=tmp_path, workers=0))
+
+
+def test_linear_probe_on_any_classification_task(tiny_checkpoint, tmp_path):
+    """`linear-probe:TASK`: the task's images are the test split, train/ beside them the training split."""
+    import shutil
+
+    from reclip_eval.data.synth.export import SynthConfig, synthesize
+    from reclip_eval.errors import ConfigError
+    from reclip_eval.eval.runner import EvalOptions, evaluate
+    from reclip_eval.eval.tasks import load_task
+    from reclip_eval.zoo.resolve import load_adapter
+
+    synthesize(tmp_path, SynthConfig(seed=4, zeroshot_per_class=3), sets=["zeroshot"])
+    shutil.copytree(tmp_path / "shapes-zeroshot" / "val", tmp_path / "shapes-zeroshot" / "train")
+    task = load_task("linear-probe:shapes-zeroshot")
+    assert task.kind == "linear_probe" and task.name == "linear-probe-shapes-zeroshot"
+    results = evaluate(load_adapter(str(tiny_checkpoint)), task, EvalOptions(data_dir=tmp_path, workers=0))
+    assert results["counts"]["train_images"] == results["counts"]["images_evaluated"] == 108
+    with pytest.raises(ConfigError, match="needs a classification task"):
+        load_task("linear-probe:shapes-retrieval")

@@ -30,9 +30,13 @@ def choose_c(x: np.ndarray, y: np.ndarray, grid: tuple[float, ...] = C_GRID) -> 
     from sklearn.model_selection import train_test_split
 
     counts = np.bincount(y)
-    stratify = y if counts[counts > 0].min() >= 2 else None
-    x_fit, x_val, y_fit, y_val = train_test_split(x, y, test_size=VALIDATION_FRACTION, random_state=SEED,
-                                                  stratify=stratify)
+    n_classes = int((counts > 0).sum())
+    n_val = max(int(np.ceil(VALIDATION_FRACTION * len(y))), n_classes)
+    # A stratified split needs every class twice and a validation split with room for each class.
+    stratified = counts[counts > 0].min() >= 2 and n_val <= len(y) - n_classes
+    x_fit, x_val, y_fit, y_val = train_test_split(
+        x, y, test_size=n_val if stratified else VALIDATION_FRACTION, random_state=SEED,
+        stratify=y if stratified else None)
     scores = {}
     for c in grid:
         probe = LogisticRegression(C=c, max_iter=2000).fit(x_fit, y_fit)

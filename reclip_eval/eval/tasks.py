@@ -3,6 +3,7 @@ where that data comes from. Locating the data and the "missing data" message liv
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from dataclasses import dataclass, field
@@ -62,7 +63,19 @@ class TaskSpec:
         return hashlib.sha256(Path(self.path).read_bytes()).hexdigest()
 
 
+LINEAR_PROBE_PREFIX = "linear-probe:"
+
+
 def load_task(name_or_path: str) -> TaskSpec:
+    """A named task, a task YAML path, or `linear-probe:TASK` (a linear probe on any classification task: its
+    images are the test split, training images come from `train/` beside them unless the task says otherwise)."""
+    if name_or_path.startswith(LINEAR_PROBE_PREFIX):
+        base = load_task(name_or_path[len(LINEAR_PROBE_PREFIX):])
+        if base.kind == "retrieval":
+            raise ConfigError(base.path, [f"kind: a linear probe needs a classification task, {base.name} is retrieval"])
+        train = base.probe_train_layouts or [LayoutSpec(kind="class_folders", split="train")]
+        return dataclasses.replace(base, name=f"linear-probe-{base.name}", kind="linear_probe",
+                                   probe_train_layouts=train)
     path = find_named_yaml("tasks", "task", name_or_path)
     spec = from_dict(TaskSpec, {**load_yaml(path), "path": str(path)}, source=str(path))
     problems = []
