@@ -52,6 +52,8 @@ def test_two_stage_run(synth_dir, tmp_path):
     record = json.loads((tmp_path / "run" / "training.json").read_text())
     assert [s["image_size"] for s in record["stages"]] == [16, 32] and record["samples_seen"] == 40 * 32 + 3 * 32
     assert (tmp_path / "run" / "recipe.yaml").read_text().startswith("name: tiny-shapes")
+    assert record["stages"][0]["gmacs_per_sample"] < record["stages"][1]["gmacs_per_sample"]  # 16 px < 32 px
+    assert record["device"] == "cpu" and record["device_hours"] > 0
 
 
 def test_nan_loss_stops_with_the_step(synth_dir, tmp_path, monkeypatch):

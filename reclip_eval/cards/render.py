@@ -51,11 +51,12 @@ def _architecture(config: CLIPConfig) -> str:
 def _training(training: dict[str, Any] | None) -> str:
     if not training:
         return "No training record in this checkpoint."
-    lines = ["| stage | image size | text length | batch | steps | samples seen | loss first -> last | wall time |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| stage | image size | text length | batch | steps | samples seen | GMACs / sample | "
+             "loss first -> last | wall time |", "|---|---|---|---|---|---|---|---|---|"]
     for s in training["stages"]:
+        gmacs = s.get("gmacs_per_sample", "n/a")
         lines.append(f"| {s['name']} | {s['image_size']} | {s['text_length']} | {s['batch_size']} | {s['steps']} | "
-                     f"{s['samples_seen']} | {s['loss_first']} -> {s['loss_last']} | {s['wall_time_s']} s |")
+                     f"{s['samples_seen']} | {gmacs} | {s['loss_first']} -> {s['loss_last']} | {s['wall_time_s']} s |")
     lines.append("")
     lines.append(f"Recipe `{training['recipe']}`; {training['samples_seen']} samples seen; "
                  f"{training['wall_time_s']} s on {training['device']}.")

@@ -16,6 +16,7 @@ SUBCOMMANDS = {
     "data": ("reclip_eval.cli.data_cmd", "generate the synthetic shapes world (data synth)"),
     "train": ("reclip_eval.cli.train_cmd", "train a model from a recipe"),
     "config": ("reclip_eval.cli.config_cmd", "print a resolved recipe (config show)"),
+    "flops": ("reclip_eval.cli.flops_cmd", "compute per sample of a model's stages (the paper's Table 2)"),
     "card": ("reclip_eval.cli.card_cmd", "render a checkpoint's model card from its results"),
 }
 

@@ -21,6 +21,7 @@ from reclip_eval.data.transforms import image_transform
 from reclip_eval.device import resolve_device, resolve_precision
 from reclip_eval.errors import ReclipError
 from reclip_eval.models.clip import CLIP
+from reclip_eval.models.flops import count_sample_compute
 from reclip_eval.models.presets import with_image_size
 from reclip_eval.models.tokenizer import ClipTokenizer
 from reclip_eval.paths import default_data_dir
@@ -46,6 +47,7 @@ class StageReport:
     samples_seen: int
     wall_time_s: float
     pos_embed_grid: tuple[int, int]
+    gmacs_per_sample: float  # forward, image + text (models/flops.py); training costs about 3x this
     losses: list[float] = field(default_factory=list)  # one per step
 
 
@@ -85,8 +87,9 @@ def run_stage(model: CLIP, stage: StageConfig, stage_index: int, recipe: RecipeC
     batches = train_batches(shards, transform, tokenizer, batch_size=stage.batch_size, seed=recipe.seed + stage_index,
                             shuffle_buffer=recipe.data.shuffle_buffer, workers=workers)
     precision = resolve_precision(recipe.precision, device)
+    compute = count_sample_compute(model.config, stage.image_size, stage.text_length)
     report = StageReport(stage.name, stage.image_size, stage.text_length, stage.batch_size, stage.steps, 0, 0.0,
-                         (model.config.vision.grid_size,) * 2)
+                         (model.config.vision.grid_size,) * 2, compute.total_gmacs)
     started = time.perf_counter()
     from tqdm import tqdm
 
@@ -136,14 +139,19 @@ def train(recipe: RecipeConfig, out_dir: str | Path, *, data_dir: Path | None = 
     return model, reports
 
 
-def training_record(recipe: RecipeConfig, reports: list[StageReport], device: str) -> dict[str, Any]:
+def training_record(recipe: RecipeConfig, reports: list[StageReport], device: str, devices: int = 1) -> dict[str, Any]:
+    """What the checkpoint records about its training: stages, compute per sample, samples seen, device-hours."""
     return {
         "recipe": recipe.name,
         "device": device if device == "cpu" else torch.cuda.get_device_name(torch.device(device)),
+        "devices": devices,
+        "device_hours": round(devices * sum(r.wall_time_s for r in reports) / 3600, 4),
         "stages": [
             {
                 "name": r.name, "image_size": r.image_size, "text_length": r.text_length,
                 "batch_size": r.batch_size, "steps": r.steps, "samples_seen": r.samples_seen,
+                "gmacs_per_sample": round(r.gmacs_per_sample, 4),
+                "device_hours": round(devices * r.wall_time_s / 3600, 4),
                 "wall_time_s": round(r.wall_time_s, 2), "pos_embed_grid": list(r.pos_embed_grid),
                 "loss_first": round(r.losses[0], 4) if r.losses else None,
                 "loss_last": round(r.losses[-1], 4) if r.losses else None,

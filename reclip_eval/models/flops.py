@@ -1,0 +1,49 @@
+"""Compute per sample, counted by torch's FLOP counter on the real model definition (on the meta device, so even
+ViT-L costs nothing to count). Reported as GMACs (multiply-accumulates = FLOPs / 2), the convention of the
+paper's Table 2: only matrix products count (linear layers, patch embedding, attention), not norms or softmax.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from reclip_eval.models.clip import CLIP
+from reclip_eval.models.config import CLIPConfig
+from reclip_eval.models.presets import with_image_size
+
+
+@dataclass(frozen=True)
+class SampleCompute:
+    image_size: int
+    text_length: int
+    image_gmacs: float
+    text_gmacs: float
+
+    @property
+    def total_gmacs(self) -> float:
+        return self.image_gmacs + self.text_gmacs
+
+
+def _gmacs(fn) -> float:
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops() / 2 / 1e9
+
+
+def count_sample_compute(config: CLIPConfig, image_size: int, text_length: int) -> SampleCompute:
+    """Forward GMACs for one image-text pair at `image_size` px and `text_length` tokens."""
+    config = with_image_size(config, image_size)
+    if text_length > config.text.context_length:  # counting only: a longer position table costs no MACs
+        config = dataclasses.replace(config, text=dataclasses.replace(config.text, context_length=text_length))
+    with torch.device("meta"):
+        model = CLIP(config)
+        pixels = torch.zeros(1, 3, image_size, image_size)
+        tokens = torch.zeros(1, text_length, dtype=torch.long)
+    with torch.no_grad():
+        image = _gmacs(lambda: model.encode_image(pixels))
+        text = _gmacs(lambda: model.encode_text(tokens))
+    return SampleCompute(image_size, text_length, image, text)
