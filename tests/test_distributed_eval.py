@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from reclip_eval.eval.distributed import shard_bounds
+from reclip_eval.distributed import shard_bounds
 
 from .conftest import REPO
 

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
     from reclip_eval.device import resolve_device, resolve_precision
-    from reclip_eval.eval.distributed import init_from_env, is_main_process
+    from reclip_eval.distributed import init_from_env, is_main_process
     from reclip_eval.eval.results import write_results
     from reclip_eval.eval.runner import EvalOptions, evaluate
     from reclip_eval.eval.tasks import load_task

@@ -10,6 +10,7 @@ EPILOG = """examples:
   reclip-eval train demo-shapes --out runs/demo
   reclip-eval train demo-shapes --out runs/quick stages.0.steps=200 stages.1.steps=50
   reclip-eval train training/my_recipe.yaml --out runs/mine --data-dir /data --device cuda
+  torchrun --nproc_per_node=8 -m reclip_eval train reclip-64 --out runs/reclip-64 data.shards=/data/{00000..09999}.tar
 """
 
 
@@ -26,11 +27,14 @@ def add_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from reclip_eval.distributed import is_main_process
     from reclip_eval.train.loop import train
     from reclip_eval.train.recipe import load_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)
     _, reports = train(recipe, args.out, data_dir=args.data_dir, device=args.device, workers=args.workers)
+    if not is_main_process():
+        return 0
     for r in reports:
         print(f"stage {r.name}: {r.steps} steps at {r.image_size}px, loss {r.losses[0]:.3f} -> {r.losses[-1]:.3f}, "
               f"{r.wall_time_s:.0f}s")

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from reclip_eval.atomic import atomic_path
-from reclip_eval.eval.distributed import is_main_process, map_sharded
+from reclip_eval.distributed import is_main_process, map_sharded
 from reclip_eval.paths import cache_dir
 
 log = logging.getLogger(__name__)

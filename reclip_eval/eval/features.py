@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from reclip_eval.data.images import ImageListDataset, collate_skipping
-from reclip_eval.eval.distributed import is_main_process, map_sharded
+from reclip_eval.distributed import is_main_process, map_sharded
 from reclip_eval.zoo.adapter import ModelAdapter
 
 

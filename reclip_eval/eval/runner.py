@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from reclip_eval.data.synth.export import read_manifest
-from reclip_eval.eval.distributed import rank_and_size
+from reclip_eval.distributed import rank_and_size
 from reclip_eval.eval.linear_probe import run_linear_probe
 from reclip_eval.eval.outcome import TaskOutcome
 from reclip_eval.eval.results import build_results, fingerprint_files

@@ -19,6 +19,7 @@ from reclip_eval.data.shards import list_shards, train_batches
 from reclip_eval.data.synth.export import made_by_current_generator, write_train_shards
 from reclip_eval.data.transforms import image_transform
 from reclip_eval.device import resolve_device, resolve_precision
+from reclip_eval.distributed import barrier, init_from_env, is_main_process, rank_and_size
 from reclip_eval.errors import ReclipError
 from reclip_eval.models.clip import CLIP
 from reclip_eval.models.flops import count_sample_compute
@@ -74,18 +75,26 @@ def build_model(recipe: RecipeConfig) -> CLIP:
 
 def run_stage(model: CLIP, stage: StageConfig, stage_index: int, recipe: RecipeConfig, shards: list[str],
               device: str, workers: int) -> StageReport:
+    rank, world = rank_and_size()
+    if stage.batch_size % world:
+        raise TrainingError(f"stage {stage.name!r}: batch_size {stage.batch_size} is the global batch and must be "
+                            f"divisible by the {world} processes")
     if model.config.vision.image_size != stage.image_size:
         old = model.config.vision.grid_size
         model.set_image_size(stage.image_size)
         log.info("stage %s: image size -> %d px, position embedding upsampled %dx%d -> %dx%d", stage.name,
                  stage.image_size, old, old, model.config.vision.grid_size, model.config.vision.grid_size)
     model.to(device).train()
+    # A new stage may have replaced the position embedding: wrap (again) after resizing.
+    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     optimizer = build_optimizer(model, stage.optimizer, device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(stage))
     transform = image_transform(stage.image_size, model.config.preprocess)
     tokenizer = ClipTokenizer(stage.text_length)
-    batches = train_batches(shards, transform, tokenizer, batch_size=stage.batch_size, seed=recipe.seed + stage_index,
-                            shuffle_buffer=recipe.data.shuffle_buffer, workers=workers)
+    # Each process draws its own stream (seeded by stage and rank) and contributes batch_size / world pairs.
+    batches = train_batches(shards, transform, tokenizer, batch_size=stage.batch_size // world,
+                            seed=recipe.seed + stage_index + 10_000 * rank, shuffle_buffer=recipe.data.shuffle_buffer,
+                            workers=workers)
     precision = resolve_precision(recipe.precision, device)
     compute = count_sample_compute(model.config, stage.image_size, stage.text_length)
     report = StageReport(stage.name, stage.image_size, stage.text_length, stage.batch_size, stage.steps, 0, 0.0,
@@ -93,12 +102,13 @@ def run_stage(model: CLIP, stage: StageConfig, stage_index: int, recipe: RecipeC
     started = time.perf_counter()
     from tqdm import tqdm
 
-    progress = tqdm(range(stage.steps), desc=f"stage {stage.name} ({stage.image_size}px)", unit="step")
+    progress = tqdm(range(stage.steps), desc=f"stage {stage.name} ({stage.image_size}px)", unit="step",
+                    disable=rank != 0)
     for step in progress:
         pixels, tokens = next(batches)
         pixels, tokens = pixels.to(device, non_blocking=True), tokens.to(device, non_blocking=True)
         with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            image_emb, text_emb, scale = model(pixels, tokens)
+            image_emb, text_emb, scale = net(pixels, tokens)
             loss = contrastive_loss(image_emb.float(), text_emb.float(), scale.float())
         if not torch.isfinite(loss):
             raise TrainingError(f"stage {stage.name!r} step {step}: loss is {loss.item()}; stopping (no checkpoint "
@@ -122,20 +132,28 @@ def run_stage(model: CLIP, stage: StageConfig, stage_index: int, recipe: RecipeC
 def train(recipe: RecipeConfig, out_dir: str | Path, *, data_dir: Path | None = None, device: str = "auto",
           workers: int | None = None, save_stages: bool = True) -> tuple[CLIP, list[StageReport]]:
     """Run every stage of `recipe` and write the checkpoint to `out_dir` (stage checkpoints in out_dir/stages/)."""
-    device = resolve_device(device)
+    device = init_from_env(resolve_device(device))  # under torchrun: join the group, one device per process
     workers = recipe.data.workers if workers is None else workers
+    if not is_main_process():
+        barrier()  # the first process prepares (possibly generates) the shards
     shards = prepare_shards(recipe, data_dir, workers)
+    if is_main_process():
+        barrier()
+    world = rank_and_size()[1]
     model = build_model(recipe)
     reports: list[StageReport] = []
     out_dir = Path(out_dir)
     for index, stage in enumerate(recipe.stages):
         reports.append(run_stage(model, stage, index, recipe, shards, device, workers))
-        if save_stages and index < len(recipe.stages) - 1:
+        if save_stages and index < len(recipe.stages) - 1 and is_main_process():
             save_checkpoint(model, out_dir / "stages" / stage.name, recipe_yaml=recipe_to_yaml(recipe),
-                            training=training_record(recipe, reports, device), dtype=_DTYPES[recipe.save_dtype])
-    save_checkpoint(model.cpu(), out_dir, recipe_yaml=recipe_to_yaml(recipe),
-                    training=training_record(recipe, reports, device), dtype=_DTYPES[recipe.save_dtype],
-                    keep=("stages",))
+                            training=training_record(recipe, reports, device, world),
+                            dtype=_DTYPES[recipe.save_dtype])
+    if is_main_process():
+        save_checkpoint(model.cpu(), out_dir, recipe_yaml=recipe_to_yaml(recipe),
+                        training=training_record(recipe, reports, device, world), dtype=_DTYPES[recipe.save_dtype],
+                        keep=("stages",))
+    barrier()
     return model, reports
 
 

@@ -1,7 +1,10 @@
-"""Data-parallel evaluation under torchrun: each process encodes a contiguous shard of the images (and texts), the
-shards are gathered in order, so every metric is computed on exactly the single-process inputs.
+"""torch.distributed plumbing shared by evaluation and training (both run under torchrun).
+
+Evaluation: each process encodes a contiguous shard of the images (and texts); the shards are gathered in order,
+so every metric is computed on exactly the single-process inputs.
 
     torchrun --nproc_per_node=8 -m reclip_eval --model M --task imagenet
+    torchrun --nproc_per_node=8 -m reclip_eval train reclip-64 --out runs/reclip-64
 """
 
 from __future__ import annotations
@@ -37,6 +40,11 @@ def rank_and_size() -> tuple[int, int]:
 
 def is_main_process() -> bool:
     return rank_and_size()[0] == 0
+
+
+def barrier() -> None:
+    if rank_and_size()[1] > 1:
+        dist.barrier()
 
 
 def shard_bounds(n: int, rank: int, world: int) -> tuple[int, int]:
