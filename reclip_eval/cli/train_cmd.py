@@ -23,6 +23,8 @@ def add_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", type=Path, help="data root for the recipe's shards (default: $RECLIP_DATA/cache)")
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, help="data loader workers (default: the recipe's)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the latest resume point in --out (same recipe, overrides and process count)")
     return p
 
 
@@ -32,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
     from reclip_eval.train.recipe import load_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)
-    _, reports = train(recipe, args.out, data_dir=args.data_dir, device=args.device, workers=args.workers)
+    _, reports = train(recipe, args.out, data_dir=args.data_dir, device=args.device, workers=args.workers,
+                       resume=args.resume)
     if not is_main_process():
         return 0
     for r in reports:

@@ -46,6 +46,13 @@ def _decode_text(data: bytes | str) -> str:
     return data.decode("utf-8") if isinstance(data, bytes) else data
 
 
+def _skip_samples(samples: Iterator, count: int) -> Iterator:
+    """Drop the first `count` samples (before decoding, so skipping costs reading, not JPEG decoding)."""
+    for index, sample in enumerate(samples):
+        if index >= count:
+            yield sample
+
+
 def train_batches(
     shards: list[str],
     transform: Callable[[Image.Image], torch.Tensor],
@@ -55,15 +62,25 @@ def train_batches(
     seed: int,
     shuffle_buffer: int = 2000,
     workers: int = 2,
+    skip_batches: int = 0,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """An endless, seeded stream of (pixels (B,3,S,S), tokens (B,L)): shards drawn with replacement, samples
-    shuffled in a buffer. The stream is the same for the same seed and number of workers."""
+    shuffled in a buffer. The stream is the same for the same seed and number of workers.
+
+    `skip_batches=k` starts at batch k of that stream (for exact resume). The DataLoader takes batches from its
+    workers in turn, so batch k is round k // W of worker k % W: every worker skips k // W batches' samples
+    before decoding, and the k % W batches that remain before batch k are drawn and dropped.
+    """
+    import functools
+
     import webdataset as wds
 
+    rounds, remainder = divmod(skip_batches, max(1, workers))
     pipeline = wds.DataPipeline(
         wds.ResampledShards(shards, seed=seed, deterministic=True),
         wds.tarfile_to_samples(handler=wds.warn_and_continue),
         wds.detshuffle(shuffle_buffer, initial=min(shuffle_buffer, 500), seed=seed),
+        functools.partial(_skip_samples, count=rounds * batch_size),
         wds.decode("pil", handler=wds.warn_and_continue),
         wds.to_tuple("jpg;jpeg;png;webp", "txt", handler=wds.warn_and_continue),
         wds.map_tuple(transform, _decode_text, handler=wds.warn_and_continue),
@@ -71,4 +88,7 @@ def train_batches(
     )
     loader = wds.WebLoader(pipeline, batch_size=None, num_workers=workers,
                            persistent_workers=False, prefetch_factor=4 if workers else None)
-    return iter(loader)
+    batches = iter(loader)
+    for _ in range(remainder):
+        next(batches)
+    return batches

@@ -29,6 +29,13 @@ from reclip_eval.paths import default_data_dir
 from reclip_eval.train.loss import contrastive_loss
 from reclip_eval.train.optim import build_optimizer, lr_factor
 from reclip_eval.train.recipe import RecipeConfig, StageConfig, recipe_to_yaml
+from reclip_eval.train.resume import (
+    ResumePoint,
+    latest_resume_point,
+    load_model_weights,
+    load_optimizer_and_rng,
+    save_resume_point,
+)
 
 log = logging.getLogger(__name__)
 _DTYPES = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -74,7 +81,9 @@ def build_model(recipe: RecipeConfig) -> CLIP:
 
 
 def run_stage(model: CLIP, stage: StageConfig, stage_index: int, recipe: RecipeConfig, shards: list[str],
-              device: str, workers: int) -> StageReport:
+              device: str, workers: int, out_dir: Path, done: list[StageReport],
+              resume: ResumePoint | None = None) -> StageReport:
+    """Run one stage (from `resume`'s step when given); `done` are the reports of the stages before it."""
     rank, world = rank_and_size()
     if stage.batch_size % world:
         raise TrainingError(f"stage {stage.name!r}: batch_size {stage.batch_size} is the global batch and must be "
@@ -92,18 +101,25 @@ def run_stage(model: CLIP, stage: StageConfig, stage_index: int, recipe: RecipeC
     transform = image_transform(stage.image_size, model.config.preprocess)
     tokenizer = ClipTokenizer(stage.text_length)
     # Each process draws its own stream (seeded by stage and rank) and contributes batch_size / world pairs.
+    first_step = 0
+    if resume is not None:
+        load_optimizer_and_rng(resume, optimizer, scheduler)
+        first_step = resume.step
+        report = StageReport(**{**resume.state["reports"][-1], "pos_embed_grid": (model.config.vision.grid_size,) * 2})
+        log.info("stage %s: resuming at step %d from %s", stage.name, first_step, resume.path)
+    else:
+        compute = count_sample_compute(model.config, stage.image_size, stage.text_length)
+        report = StageReport(stage.name, stage.image_size, stage.text_length, stage.batch_size, stage.steps, 0, 0.0,
+                             (model.config.vision.grid_size,) * 2, compute.total_gmacs)
     batches = train_batches(shards, transform, tokenizer, batch_size=stage.batch_size // world,
                             seed=recipe.seed + stage_index + 10_000 * rank, shuffle_buffer=recipe.data.shuffle_buffer,
-                            workers=workers)
+                            workers=workers, skip_batches=first_step)
     precision = resolve_precision(recipe.precision, device)
-    compute = count_sample_compute(model.config, stage.image_size, stage.text_length)
-    report = StageReport(stage.name, stage.image_size, stage.text_length, stage.batch_size, stage.steps, 0, 0.0,
-                         (model.config.vision.grid_size,) * 2, compute.total_gmacs)
-    started = time.perf_counter()
+    started = time.perf_counter() - report.wall_time_s
     from tqdm import tqdm
 
-    progress = tqdm(range(stage.steps), desc=f"stage {stage.name} ({stage.image_size}px)", unit="step",
-                    disable=rank != 0)
+    progress = tqdm(range(first_step, stage.steps), desc=f"stage {stage.name} ({stage.image_size}px)", unit="step",
+                    disable=rank != 0, initial=first_step, total=stage.steps)
     for step in progress:
         pixels, tokens = next(batches)
         pixels, tokens = pixels.to(device, non_blocking=True), tokens.to(device, non_blocking=True)
@@ -125,13 +141,24 @@ def run_stage(model: CLIP, stage: StageConfig, stage_index: int, recipe: RecipeC
             progress.set_postfix(loss=f"{loss.item():.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}",
                                  temp=f"{scale.item():.1f}")
             log.debug("stage %s step %d loss %.4f", stage.name, step, loss.item())
+        done_steps = step + 1
+        if done_steps == stage.steps or (recipe.checkpoint_every and done_steps % recipe.checkpoint_every == 0):
+            report.wall_time_s = time.perf_counter() - started
+            if is_main_process():
+                save_resume_point(out_dir, model=model, optimizer=optimizer, scheduler=scheduler,
+                                  stage_index=stage_index, step=done_steps, reports=[*done, report],
+                                  keep=recipe.keep_checkpoints, recipe_yaml=recipe_to_yaml(recipe))
+            barrier()
     report.wall_time_s = time.perf_counter() - started
     return report
 
 
 def train(recipe: RecipeConfig, out_dir: str | Path, *, data_dir: Path | None = None, device: str = "auto",
-          workers: int | None = None, save_stages: bool = True) -> tuple[CLIP, list[StageReport]]:
-    """Run every stage of `recipe` and write the checkpoint to `out_dir` (stage checkpoints in out_dir/stages/)."""
+          workers: int | None = None, save_stages: bool = True, resume: bool = False) -> tuple[CLIP, list[StageReport]]:
+    """Run every stage of `recipe` and write the checkpoint to `out_dir` (stage checkpoints in out_dir/stages/).
+
+    `resume=True` continues from the latest resume point in `out_dir/resume/` (same recipe, same number of
+    processes and data workers), so the loss curve continues exactly as if the run had never stopped."""
     device = init_from_env(resolve_device(device))  # under torchrun: join the group, one device per process
     workers = recipe.data.workers if workers is None else workers
     if not is_main_process():
@@ -143,8 +170,24 @@ def train(recipe: RecipeConfig, out_dir: str | Path, *, data_dir: Path | None = 
     model = build_model(recipe)
     reports: list[StageReport] = []
     out_dir = Path(out_dir)
+    point = _check_resume_point(latest_resume_point(out_dir), recipe, out_dir) if resume else None
+    if point is not None:
+        for stage in recipe.stages[:point.stage_index + 1]:  # the model as it was at that point: size, then weights
+            if model.config.vision.image_size != stage.image_size:
+                model.set_image_size(stage.image_size)
+        load_model_weights(point, model)
+        reports = [StageReport(**{**r, "pos_embed_grid": tuple(r["pos_embed_grid"])})
+                   for r in point.state["reports"][:point.stage_index]]
+        if point.step == recipe.stages[point.stage_index].steps:  # that stage had finished
+            reports.append(StageReport(**{**point.state["reports"][point.stage_index],
+                                          "pos_embed_grid": tuple(point.state["reports"][point.stage_index]
+                                                                  ["pos_embed_grid"])}))
+            point = None
     for index, stage in enumerate(recipe.stages):
-        reports.append(run_stage(model, stage, index, recipe, shards, device, workers))
+        if index < len(reports):
+            continue
+        start = point if point is not None and point.stage_index == index else None
+        reports.append(run_stage(model, stage, index, recipe, shards, device, workers, out_dir, reports, start))
         if save_stages and index < len(recipe.stages) - 1 and is_main_process():
             save_checkpoint(model, out_dir / "stages" / stage.name, recipe_yaml=recipe_to_yaml(recipe),
                             training=training_record(recipe, reports, device, world),
@@ -155,6 +198,16 @@ def train(recipe: RecipeConfig, out_dir: str | Path, *, data_dir: Path | None = 
                         keep=("stages",))
     barrier()
     return model, reports
+
+
+def _check_resume_point(point: ResumePoint | None, recipe: RecipeConfig, out_dir: Path) -> ResumePoint | None:
+    if point is None:
+        log.info("no resume point in %s: starting from scratch", out_dir / "resume")
+        return None
+    if point.state.get("recipe") != recipe_to_yaml(recipe):
+        raise TrainingError(f"{point.path}: was written by another recipe (or other overrides); resume with the "
+                            "same recipe and overrides, or use a new --out")
+    return point
 
 
 def training_record(recipe: RecipeConfig, reports: list[StageReport], device: str, devices: int = 1) -> dict[str, Any]:

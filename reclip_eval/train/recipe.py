@@ -72,6 +72,8 @@ class RecipeConfig:
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU
     log_every: int = 50
     save_dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    checkpoint_every: int = 1000  # steps between resume points (also written at the end of every stage); 0: off
+    keep_checkpoints: int = 2  # resume points kept on disk
 
 
 def resolve_stages(stages: list[Any], source: str) -> list[dict[str, Any]]:

@@ -1,0 +1,128 @@
+"""Resume points: everything a killed run needs to continue exactly where it stopped.
+
+    <out>/resume/stage1-step00000400/
+        model.safetensors       model weights (at that stage's image size)
+        optimizer.safetensors   the optimizer's tensors; state.json holds the rest of its state dict
+        state.json              stage index, step, scheduler, RNG states, the stage reports so far (losses included)
+
+Written atomically (temp dir + fsync + rename), the last `keep` kept. No pickles: tensors go to safetensors,
+everything else to JSON. The data stream is positioned by skipping the batches already consumed
+(`data/shards.py:train_batches(skip_batches=...)`), so the resumed loss curve equals the uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from reclip_eval.atomic import atomic_dir
+
+RESUME_DIR = "resume"
+_NAME = re.compile(r"^stage(\d+)-step(\d{8})$")
+
+
+@dataclass
+class ResumePoint:
+    path: Path
+    stage_index: int
+    step: int  # steps of that stage already done
+    state: dict[str, Any]  # the rest of state.json
+
+
+def _flatten_optimizer(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    tensors, skeleton = {}, {"param_groups": state_dict["param_groups"], "state": {}}
+    for pid, entries in state_dict["state"].items():
+        skeleton["state"][str(pid)] = {}
+        for name, value in entries.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{pid}.{name}"] = value.detach().cpu().contiguous()
+                skeleton["state"][str(pid)][name] = {"tensor": f"{pid}.{name}"}
+            else:
+                skeleton["state"][str(pid)][name] = {"value": value}
+    return tensors, skeleton
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], skeleton: dict) -> dict:
+    state = {}
+    for pid, entries in skeleton["state"].items():
+        state[int(pid)] = {name: tensors[e["tensor"]] if "tensor" in e else e["value"] for name, e in entries.items()}
+    return {"state": state, "param_groups": skeleton["param_groups"]}
+
+
+def rng_state() -> dict[str, Any]:
+    py = random.getstate()
+    np_state = np.random.get_state()
+    return {"python": [py[0], list(py[1]), py[2]],
+            "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])]}
+
+
+def restore_rng(state: dict[str, Any], torch_state: torch.Tensor) -> None:
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    n = state["numpy"]
+    np.random.set_state((n[0], np.array(n[1], dtype=np.uint32), n[2], n[3], n[4]))
+    torch.set_rng_state(torch_state)
+
+
+def save_resume_point(out_dir: Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                      scheduler: torch.optim.lr_scheduler.LRScheduler, stage_index: int, step: int,
+                      reports: list[Any], keep: int, recipe_yaml: str) -> Path:
+    from safetensors.torch import save_file
+
+    target = Path(out_dir) / RESUME_DIR / f"stage{stage_index}-step{step:08d}"
+    with atomic_dir(target) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+                  str(tmp / "model.safetensors"))
+        tensors, skeleton = _flatten_optimizer(optimizer.state_dict())
+        tensors["__torch_rng__"] = torch.get_rng_state()
+        save_file(tensors, str(tmp / "optimizer.safetensors"))
+        state = {"stage_index": stage_index, "step": step, "recipe": recipe_yaml, "optimizer": skeleton,
+                 "scheduler": scheduler.state_dict(), "rng": rng_state(),
+                 "reports": [asdict(r) for r in reports]}
+        (tmp / "state.json").write_text(json.dumps(state))
+    for old in list_resume_points(out_dir)[:-keep]:
+        shutil.rmtree(old.path, ignore_errors=True)
+    return target
+
+
+def list_resume_points(out_dir: Path) -> list[ResumePoint]:
+    root = Path(out_dir) / RESUME_DIR
+    points = []
+    for folder in sorted(root.iterdir()) if root.is_dir() else []:
+        match = _NAME.match(folder.name)
+        if match and (folder / "state.json").is_file():
+            points.append(ResumePoint(folder, int(match[1]), int(match[2]), {}))
+    return sorted(points, key=lambda p: (p.stage_index, p.step))
+
+
+def latest_resume_point(out_dir: Path) -> ResumePoint | None:
+    points = list_resume_points(out_dir)
+    if not points:
+        return None
+    point = points[-1]
+    point.state = json.loads((point.path / "state.json").read_text())
+    return point
+
+
+def load_optimizer_and_rng(point: ResumePoint, optimizer: torch.optim.Optimizer,
+                           scheduler: torch.optim.lr_scheduler.LRScheduler) -> None:
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(point.path / "optimizer.safetensors"))
+    optimizer.load_state_dict(_unflatten_optimizer(tensors, point.state["optimizer"]))
+    scheduler.load_state_dict(point.state["scheduler"])
+    restore_rng(point.state["rng"], tensors["__torch_rng__"])
+
+
+def load_model_weights(point: ResumePoint, model: torch.nn.Module) -> None:
+    from safetensors.torch import load_file
+
+    model.load_state_dict(load_file(str(point.path / "model.safetensors")), strict=True)
