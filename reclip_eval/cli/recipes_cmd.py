@@ -18,7 +18,8 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     for name in named_yaml_files("training"):
         recipe = load_recipe(name)
-        stages = " -> ".join(f"{s.name} {s.image_size}px/{s.text_length}tok x{s.steps}" for s in recipe.stages)
+        stages = " -> ".join(f"{s.name} {s.image_size}px/{s.text_length}tok"
+                             f"{f' mask {s.mask_ratio:g}' if s.mask_ratio else ''} x{s.steps}" for s in recipe.stages)
         rows.append([name, stages])
     print(tabulate(rows, headers=["recipe", "stages"], tablefmt="github"))
     return 0

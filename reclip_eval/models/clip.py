@@ -35,8 +35,8 @@ class CLIP(
         self.text = TextTower(config.text, config.embed_dim)
         self.logit_scale = nn.Parameter(torch.tensor(float(config.init_logit_scale)))
 
-    def encode_image(self, pixels: torch.Tensor, normalize: bool = True) -> torch.Tensor:
-        features = self.visual(pixels)
+    def encode_image(self, pixels: torch.Tensor, normalize: bool = True, mask_ratio: float = 0.0) -> torch.Tensor:
+        features = self.visual(pixels, mask_ratio=mask_ratio)
         return F.normalize(features, dim=-1) if normalize else features
 
     def encode_text(self, tokens: torch.Tensor, normalize: bool = True) -> torch.Tensor:
@@ -47,9 +47,10 @@ class CLIP(
         """exp(logit_scale) = 1/tau of eq. (1)-(2), clamped at max_logit_scale."""
         return self.logit_scale.clamp(max=math.log(self.config.max_logit_scale)).exp()
 
-    def forward(self, pixels: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """-> (normalised image embeddings p, normalised text embeddings q, 1/tau)."""
-        return self.encode_image(pixels), self.encode_text(tokens), self.temperature_scale()
+    def forward(self, pixels: torch.Tensor, tokens: torch.Tensor, mask_ratio: float = 0.0
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """-> (normalised image embeddings p, normalised text embeddings q, 1/tau); `mask_ratio`: see VisionTower."""
+        return self.encode_image(pixels, mask_ratio=mask_ratio), self.encode_text(tokens), self.temperature_scale()
 
     def set_image_size(self, image_size: int) -> None:
         """Switch the image tower to `image_size`, resampling the position embedding (config.pos_embed_resample)."""

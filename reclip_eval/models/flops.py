@@ -34,8 +34,10 @@ def _gmacs(fn) -> float:
     return counter.get_total_flops() / 2 / 1e9
 
 
-def count_sample_compute(config: CLIPConfig, image_size: int, text_length: int) -> SampleCompute:
-    """Forward GMACs for one image-text pair at `image_size` px and `text_length` tokens."""
+def count_sample_compute(config: CLIPConfig, image_size: int, text_length: int,
+                         mask_ratio: float = 0.0) -> SampleCompute:
+    """Forward GMACs for one image-text pair at `image_size` px and `text_length` tokens (with FLIP-style token
+    masking when `mask_ratio` > 0)."""
     config = with_image_size(config, image_size)
     if text_length > config.text.context_length:  # counting only: a longer position table costs no MACs
         config = dataclasses.replace(config, text=dataclasses.replace(config.text, context_length=text_length))
@@ -44,6 +46,6 @@ def count_sample_compute(config: CLIPConfig, image_size: int, text_length: int) 
         pixels = torch.zeros(1, 3, image_size, image_size)
         tokens = torch.zeros(1, text_length, dtype=torch.long)
     with torch.no_grad():
-        image = _gmacs(lambda: model.encode_image(pixels))
+        image = _gmacs(lambda: model.encode_image(pixels, mask_ratio=mask_ratio))
         text = _gmacs(lambda: model.encode_text(tokens))
     return SampleCompute(image_size, text_length, image, text)

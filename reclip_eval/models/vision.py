@@ -15,6 +15,16 @@ from reclip_eval.models.transformer import Transformer, init_transformer_
 log = logging.getLogger(__name__)
 
 
+def keep_random_tokens(x: torch.Tensor, mask_ratio: float) -> torch.Tensor:
+    """(B, N, D) -> (B, K, D) with K = round(N * (1 - mask_ratio)) tokens drawn at random per sample."""
+    if not 0 <= mask_ratio < 1:
+        raise ValueError(f"mask_ratio must be in [0, 1), got {mask_ratio}")
+    batch, tokens, dim = x.shape
+    keep = max(1, round(tokens * (1 - mask_ratio)))
+    order = torch.rand(batch, tokens, device=x.device).argsort(dim=1)[:, :keep]
+    return x.gather(1, order.unsqueeze(-1).expand(-1, -1, dim))
+
+
 class VisionTower(nn.Module):
     def __init__(self, config: VisionConfig, embed_dim: int):
         super().__init__()
@@ -37,19 +47,25 @@ class VisionTower(nn.Module):
         init_transformer_(self.transformer, self.config.layers)
         nn.init.normal_(self.proj.weight, std=self.config.width**-0.5)
 
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        """pixels: (B, 3, S, S) normalised, S == config.image_size -> features (B, embed_dim), not normalised."""
+    def forward(self, pixels: torch.Tensor, mask_ratio: float = 0.0) -> torch.Tensor:
+        """pixels: (B, 3, S, S) normalised, S == config.image_size -> features (B, embed_dim), not normalised.
+
+        `mask_ratio > 0` (training only) keeps a random subset of round(N * (1 - mask_ratio)) patch tokens per
+        image, as FLIP does (the paper's Table 10 compares this with training on smaller images)."""
         size = self.config.image_size
         if pixels.shape[-2:] != (size, size):
             raise ValueError(
                 f"image tower expects {size}x{size} pixels, got {tuple(pixels.shape[-2:])}; "
                 "call set_image_size() or load the checkpoint with image_size=..."
             )
-        x = self.patch_embed(pixels).flatten(2).transpose(1, 2)  # (B, N, width)
+        prefix = self.config.num_prefix_tokens
+        x = self.patch_embed(pixels).flatten(2).transpose(1, 2) + self.pos_embed[:, prefix:]  # (B, N, width)
+        if mask_ratio > 0:
+            x = keep_random_tokens(x, mask_ratio)
         if self.cls_token is not None:
-            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
-        x = self.norm_pre(x + self.pos_embed)
-        x = self.norm(self.transformer(x))
+            cls = self.cls_token + self.pos_embed[:, :prefix]
+            x = torch.cat([cls.expand(x.shape[0], -1, -1), x], dim=1)
+        x = self.norm(self.transformer(self.norm_pre(x)))
         pooled = x[:, 0] if self.config.pool == "cls" else x.mean(dim=1)
         return self.proj(pooled)
 

@@ -108,7 +108,7 @@ def run_stage(model: CLIP, stage: StageConfig, stage_index: int, recipe: RecipeC
         report = StageReport(**{**resume.state["reports"][-1], "pos_embed_grid": (model.config.vision.grid_size,) * 2})
         log.info("stage %s: resuming at step %d from %s", stage.name, first_step, resume.path)
     else:
-        compute = count_sample_compute(model.config, stage.image_size, stage.text_length)
+        compute = count_sample_compute(model.config, stage.image_size, stage.text_length, stage.mask_ratio)
         report = StageReport(stage.name, stage.image_size, stage.text_length, stage.batch_size, stage.steps, 0, 0.0,
                              (model.config.vision.grid_size,) * 2, compute.total_gmacs)
     batches = train_batches(shards, transform, tokenizer, batch_size=stage.batch_size // world,
@@ -124,7 +124,7 @@ def run_stage(model: CLIP, stage: StageConfig, stage_index: int, recipe: RecipeC
         pixels, tokens = next(batches)
         pixels, tokens = pixels.to(device, non_blocking=True), tokens.to(device, non_blocking=True)
         with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            image_emb, text_emb, scale = net(pixels, tokens)
+            image_emb, text_emb, scale = net(pixels, tokens, mask_ratio=stage.mask_ratio)
             loss = contrastive_loss(image_emb.float(), text_emb.float(), scale.float())
         if not torch.isfinite(loss):
             raise TrainingError(f"stage {stage.name!r} step {step}: loss is {loss.item()}; stopping (no checkpoint "

@@ -31,17 +31,18 @@ def build_optimizer(model: nn.Module, config: OptimizerConfig, device: str = "cp
 
 
 def lr_factor(stage: StageConfig) -> Callable[[int], float]:
-    """step -> multiplier of the base lr: linear warmup from 0 over warmup_steps, then decay to end_lr_ratio."""
-    warmup, total, end = stage.warmup_steps, stage.steps, stage.end_lr_ratio
+    """step -> multiplier of the base lr: linear warmup from 0 to start_lr_ratio over warmup_steps, then a linear
+    or cosine decay to end_lr_ratio at the last step ("constant" stays at start_lr_ratio)."""
+    warmup, total, start, end = stage.warmup_steps, stage.steps, stage.start_lr_ratio, stage.end_lr_ratio
 
     def factor(step: int) -> float:
         if warmup and step < warmup:
-            return (step + 1) / warmup
+            return start * (step + 1) / warmup
         if stage.schedule == "constant" or total <= warmup:
-            return 1.0
+            return start
         progress = min(1.0, (step - warmup) / max(1, total - warmup))
         if stage.schedule == "linear":
-            return 1.0 - (1.0 - end) * progress
-        return end + (1.0 - end) * 0.5 * (1.0 + math.cos(math.pi * progress))
+            return start - (start - end) * progress
+        return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
     return factor

@@ -42,9 +42,16 @@ class StageConfig:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     warmup_steps: int = 0
     schedule: Literal["linear", "cosine", "constant"] = "linear"  # decay after warmup; the paper uses linear
-    end_lr_ratio: float = 0.0  # lr at the last step, as a fraction of optimizer.lr
+    # After warmup the lr goes from start_lr_ratio to end_lr_ratio (fractions of optimizer.lr); chaining the ratios
+    # of consecutive stages expresses one schedule across stages (the multi-grid recipe).
+    start_lr_ratio: float = 1.0
+    end_lr_ratio: float = 0.0
+    # FLIP-style random masking of image tokens (the paper's Table 10 baseline); 0 = off.
+    mask_ratio: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 0 <= self.mask_ratio < 1:
+            raise ValueError(f"stage {self.name!r}: mask_ratio must be in [0, 1), got {self.mask_ratio}")
         if self.steps <= 0 or self.batch_size <= 0:
             raise ValueError(f"stage {self.name!r}: steps and batch_size must be positive")
         if not 0 <= self.warmup_steps <= self.steps:

@@ -1,0 +1,60 @@
+"""The paper's recipes (and the ablations of Tables 6-10) are files that run: each is run here for one step per
+stage with the tiny architecture, on generated shards."""
+
+import pytest
+import torch
+
+from reclip_eval.models.flops import count_sample_compute
+from reclip_eval.models.presets import build_config
+from reclip_eval.models.vision import keep_random_tokens
+from reclip_eval.registry import named_yaml_files
+from reclip_eval.train.loop import train
+from reclip_eval.train.optim import lr_factor
+from reclip_eval.train.recipe import load_recipe
+
+PAPER_RECIPES = [n for n in named_yaml_files("training") if n not in ("demo-shapes", "tiny-shapes")]
+
+
+@pytest.mark.parametrize("name", PAPER_RECIPES)
+def test_paper_recipe_runs_in_miniature(name, synth_dir, tmp_path):
+    recipe = load_recipe(name)
+    overrides = ["model.preset=tiny", "model.overrides={text: {context_length: 64}}", "data.shards=shapes-train",
+                 "data.workers=0", "data.shuffle_buffer=20"]
+    for i, _ in enumerate(recipe.stages):
+        overrides += [f"stages.{i}.steps=1", f"stages.{i}.warmup_steps=0", f"stages.{i}.batch_size=4"]
+    small = load_recipe(name, overrides)
+    assert [s.image_size for s in small.stages] == [s.image_size for s in recipe.stages]
+    _, reports = train(small, tmp_path / "run", data_dir=synth_dir, device="cpu", workers=0)
+    assert [r.image_size for r in reports] == [s.image_size for s in recipe.stages]
+    assert all(len(r.losses) == 1 for r in reports)
+
+
+def test_masking_keeps_the_right_number_of_tokens():
+    x = torch.arange(2 * 196 * 3, dtype=torch.float32).view(2, 196, 3)
+    kept = keep_random_tokens(x, 0.75)
+    assert kept.shape == (2, 49, 3)
+    assert set(kept[0, :, 0].tolist()) <= set(x[0, :, 0].tolist())  # a subset of the image's own tokens
+    assert len(set(kept[0, :, 0].tolist())) == 49  # without repeats
+
+
+@pytest.mark.parametrize("size", [112, 80, 64])
+def test_mask_recipes_match_reclip_compute(size):
+    """Table 10: Mask-X keeps as many image tokens as RECLIP-X has, so the transformer compute is the same (the
+    masked run still embeds all 196 patches: at most 0.15 GMACs more)."""
+    mask, reclip = load_recipe(f"mask-{size}"), load_recipe(f"reclip-{size}")
+    config = build_config("vit-l16-text12x1024")
+    masked = count_sample_compute(config, 224, mask.stages[0].text_length, mask.stages[0].mask_ratio)
+    resized = count_sample_compute(config, size, reclip.stages[0].text_length)
+    assert 0 <= masked.image_gmacs - resized.image_gmacs < 0.15
+    assert masked.text_gmacs == resized.text_gmacs
+
+
+def test_multigrid_schedule_is_one_continuous_decay():
+    stages = load_recipe("reclip-112-multigrid").stages
+    assert [(s.image_size, s.batch_size, s.steps) for s in stages] == [
+        (112, 65536, 25000), (160, 32768, 50000), (224, 16384, 100000)]
+    assert all(s.steps * s.batch_size == 25000 * 65536 for s in stages)  # the same samples per stage
+    ends = [lr_factor(s)(s.steps - 1) for s in stages]
+    starts = [lr_factor(s)(0 if not s.warmup_steps else s.warmup_steps) for s in stages[1:]]
+    for end, start in zip(ends, starts, strict=False):
+        assert start == pytest.approx(end, abs=1e-4)
