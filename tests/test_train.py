@@ -59,9 +59,23 @@ def test_two_stage_run(synth_dir, tmp_path):
 def test_nan_loss_stops_with_the_step(synth_dir, tmp_path, monkeypatch):
     recipe = load_recipe("tiny-shapes", ["stages.0.steps=3", "stages.0.warmup_steps=0"])
     monkeypatch.setattr("reclip_eval.train.loop.contrastive_loss", lambda *a: torch.tensor(float("nan")))
-    with pytest.raises(TrainingError, match="stage 'lowres' step 0: loss is nan"):
+    with pytest.raises(TrainingError, match="stage 'lowres' step 0: loss is nan; stopping: no resume point"):
         train(recipe, tmp_path / "run", data_dir=synth_dir, device="cpu", workers=0)
-    assert not (tmp_path / "run").exists()
+    # With resume points on disk, the message names the last good one.
+    recipe = load_recipe("tiny-shapes", ["stages.0.steps=2", "stages.0.warmup_steps=0", "stages.1.steps=2",
+                                         "stages.1.warmup_steps=0"])
+    real_loss = contrastive_loss
+    calls = []
+
+    def nan_in_stage_two(*args):
+        calls.append(1)
+        return real_loss(*args) if len(calls) <= 2 else torch.tensor(float("inf"))
+
+    monkeypatch.setattr("reclip_eval.train.loop.contrastive_loss", nan_in_stage_two)
+    with pytest.raises(TrainingError, match=r"stage 'hires' step 0: loss is inf; stopping: the last good state is "
+                                            r".*resume/stage0-step00000002"):
+        train(recipe, tmp_path / "run2", data_dir=synth_dir, device="cpu", workers=0)
+    assert not (tmp_path / "run" / "model.safetensors").exists()  # no checkpoint of a diverged run
 
 
 def test_training_data_generated_when_missing(tmp_path):
@@ -70,3 +84,17 @@ def test_training_data_generated_when_missing(tmp_path):
                                          "data.synth.samples_per_shard=32"])
     train(recipe, tmp_path / "run", data_dir=tmp_path / "data", device="cpu", workers=0)
     assert len(list((tmp_path / "data" / "shapes-train").glob("*.tar"))) == 2
+
+
+def test_training_curves_in_tensorboard(synth_dir, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    recipe = load_recipe("tiny-shapes", ["stages.0.steps=6", "stages.0.warmup_steps=0", "stages.1.steps=4",
+                                         "stages.1.warmup_steps=0", "log_every=2"])
+    train(recipe, tmp_path / "run", data_dir=synth_dir, device="cpu", workers=0)
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    loss = events.Scalars("train/loss")
+    assert [e.step for e in loss] == [0, 2, 4, 5, 6, 8, 9]  # global steps across both stages (and each stage end)
+    sizes = {e.step: e.value for e in events.Scalars("train/image_size")}
+    assert sizes[0] == 16 and sizes[9] == 32

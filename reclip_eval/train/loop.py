@@ -27,11 +27,13 @@ from reclip_eval.models.presets import with_image_size
 from reclip_eval.models.tokenizer import ClipTokenizer
 from reclip_eval.paths import default_data_dir
 from reclip_eval.train.loss import contrastive_loss
+from reclip_eval.train.metrics_log import MetricsLog
 from reclip_eval.train.optim import build_optimizer, lr_factor
 from reclip_eval.train.recipe import RecipeConfig, StageConfig, recipe_to_yaml
 from reclip_eval.train.resume import (
     ResumePoint,
     latest_resume_point,
+    list_resume_points,
     load_model_weights,
     load_optimizer_and_rng,
     save_resume_point,
@@ -82,7 +84,7 @@ def build_model(recipe: RecipeConfig) -> CLIP:
 
 def run_stage(model: CLIP, stage: StageConfig, stage_index: int, recipe: RecipeConfig, shards: list[str],
               device: str, workers: int, out_dir: Path, done: list[StageReport],
-              resume: ResumePoint | None = None) -> StageReport:
+              resume: ResumePoint | None = None, metrics: MetricsLog | None = None) -> StageReport:
     """Run one stage (from `resume`'s step when given); `done` are the reports of the stages before it."""
     rank, world = rank_and_size()
     if stage.batch_size % world:
@@ -127,8 +129,10 @@ def run_stage(model: CLIP, stage: StageConfig, stage_index: int, recipe: RecipeC
             image_emb, text_emb, scale = net(pixels, tokens, mask_ratio=stage.mask_ratio)
             loss = contrastive_loss(image_emb.float(), text_emb.float(), scale.float())
         if not torch.isfinite(loss):
-            raise TrainingError(f"stage {stage.name!r} step {step}: loss is {loss.item()}; stopping (no checkpoint "
-                                "is written for a diverged run)")
+            points = list_resume_points(out_dir)
+            last = f"the last good state is {points[-1].path} (--resume continues from it)" if points else \
+                "no resume point was written yet"
+            raise TrainingError(f"stage {stage.name!r} step {step}: loss is {loss.item()}; stopping: {last}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if stage.optimizer.grad_clip_norm:
@@ -140,6 +144,13 @@ def run_stage(model: CLIP, stage: StageConfig, stage_index: int, recipe: RecipeC
         if step % recipe.log_every == 0 or step == stage.steps - 1:
             progress.set_postfix(loss=f"{loss.item():.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}",
                                  temp=f"{scale.item():.1f}")
+            if metrics is not None:
+                global_step = sum(s.steps for s in done) + step
+                metrics.scalars(global_step, {
+                    "train/loss": loss.item(), "train/lr": scheduler.get_last_lr()[0],
+                    "train/temperature_scale": scale.item(), "train/image_size": stage.image_size,
+                    "train/samples_per_second": report.samples_seen / max(1e-9, time.perf_counter() - started),
+                })
             log.debug("stage %s step %d loss %.4f", stage.name, step, loss.item())
         done_steps = step + 1
         if done_steps == stage.steps or (recipe.checkpoint_every and done_steps % recipe.checkpoint_every == 0):
@@ -183,19 +194,25 @@ def train(recipe: RecipeConfig, out_dir: str | Path, *, data_dir: Path | None = 
                                           "pos_embed_grid": tuple(point.state["reports"][point.stage_index]
                                                                   ["pos_embed_grid"])}))
             point = None
+    resumed_at = None
+    if point is not None:
+        resumed_at = sum(s.steps for s in recipe.stages[:point.stage_index]) + point.step
+    metrics = MetricsLog(out_dir, recipe.tensorboard and is_main_process(), purge_step=resumed_at)
     for index, stage in enumerate(recipe.stages):
         if index < len(reports):
             continue
         start = point if point is not None and point.stage_index == index else None
-        reports.append(run_stage(model, stage, index, recipe, shards, device, workers, out_dir, reports, start))
+        reports.append(run_stage(model, stage, index, recipe, shards, device, workers, out_dir, reports, start,
+                                 metrics))
         if save_stages and index < len(recipe.stages) - 1 and is_main_process():
             save_checkpoint(model, out_dir / "stages" / stage.name, recipe_yaml=recipe_to_yaml(recipe),
                             training=training_record(recipe, reports, device, world),
                             dtype=_DTYPES[recipe.save_dtype])
+    metrics.close()
     if is_main_process():
         save_checkpoint(model.cpu(), out_dir, recipe_yaml=recipe_to_yaml(recipe),
                         training=training_record(recipe, reports, device, world), dtype=_DTYPES[recipe.save_dtype],
-                        keep=("stages",))
+                        keep=("stages", "tensorboard"))
     barrier()
     return model, reports
 

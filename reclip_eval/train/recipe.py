@@ -81,6 +81,7 @@ class RecipeConfig:
     save_dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     checkpoint_every: int = 1000  # steps between resume points (also written at the end of every stage); 0: off
     keep_checkpoints: int = 2  # resume points kept on disk
+    tensorboard: bool = True  # training curves in <out>/tensorboard (when the tensorboard package is installed)
 
 
 def resolve_stages(stages: list[Any], source: str) -> list[dict[str, Any]]:
