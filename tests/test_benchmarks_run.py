@@ -18,3 +18,15 @@ def test_eval_throughput_smoke(tmp_path):
     report = json.loads(out.read_text())
     assert report["top1_agree"] is True  # same model, data and prompts: same accuracy on both sides
     assert set(report["images_per_second"]) == {"reclip-eval", "clip_benchmark"}
+
+
+def test_loader_throughput_smoke(tmp_path):
+    out = tmp_path / "loader.json"
+    run = subprocess.run(
+        [sys.executable, "benchmarks/loader_throughput.py", "--source-size", "96", "--short-side", "40",
+         "--image-size", "32", "--samples", "100", "--batch-size", "8", "--batches", "2", "--workers", "0",
+         "--out", str(out)], capture_output=True, text=True, cwd=REPO, timeout=600,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["bytes_per_sample"]["preresized"] < report["bytes_per_sample"]["original"]

@@ -90,3 +90,22 @@ def test_domain_shift_twins(tmp_path):
 
     pixels = np.asarray(Image.open(next((tmp_path / "shapes-sketch" / "val" / "star").glob("*.jpg"))), np.int16)
     assert np.abs(pixels[..., 0] - pixels[..., 2]).max() <= 3
+
+
+def test_preresize_keeps_every_sample_and_shrinks_images(synth_dir, tmp_path):
+    from reclip_eval.data.preresize import PreresizeConfig, preresize_shards
+    from reclip_eval.data.shards import list_shards
+
+    shards = list_shards("shapes-train", synth_dir)
+    summary = preresize_shards(shards, tmp_path / "small", PreresizeConfig(short_side=40), workers=2)
+    assert summary["samples"] == 600 and summary["shards"] == 2
+    before = list(wds.WebDataset(shards, shardshuffle=False).decode("pil"))
+    after = list(wds.WebDataset(list_shards(str(tmp_path / "small"), None), shardshuffle=False).decode("pil"))
+    assert [s["__key__"] for s in after] == [s["__key__"] for s in before]
+    assert [s["txt"] for s in after] == [s["txt"] for s in before] and after[0]["json"] == before[0]["json"]
+    assert after[0]["jpg"].size == (40, 40) and before[0]["jpg"].size == (64, 64)
+    # Never upscales: asking for a larger side keeps the size.
+    preresize_shards(shards[:1], tmp_path / "same", PreresizeConfig(short_side=500))
+    first = next(iter(wds.WebDataset(str(tmp_path / "same" / "shapes-train-000000.tar"), shardshuffle=False)
+                      .decode("pil")))
+    assert first["jpg"].size == (64, 64)

@@ -8,6 +8,7 @@ from pathlib import Path
 EPILOG = """examples:
   reclip-eval data synth --out data/                       # train shards + zero-shot set + retrieval set
   reclip-eval data synth --out data/ --sets zeroshot --seed 7 --zeroshot-per-class 50 --workers 8
+  reclip-eval data preresize '/data/laion/{00000..09999}.tar' --out /data/laion-96 --short-side 96 --workers 16
 """
 
 
@@ -27,10 +28,24 @@ def add_parser() -> argparse.ArgumentParser:
     s.add_argument("--zeroshot-per-class", type=int, default=20)
     s.add_argument("--retrieval-images", type=int, default=250)
     s.add_argument("--workers", type=int, default=2)
+    r = sub.add_parser("preresize", help="rewrite webdataset shards with smaller images (for low-res stages)")
+    r.add_argument("shards", help="a folder of .tar files, a glob, or brace notation")
+    r.add_argument("--out", type=Path, required=True)
+    r.add_argument("--short-side", type=int, default=96, help="shorter image side after resizing (no upscaling)")
+    r.add_argument("--quality", type=int, default=90, help="JPEG quality")
+    r.add_argument("--workers", type=int, default=2)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.action == "preresize":
+        from reclip_eval.data.preresize import PreresizeConfig, preresize_shards
+        from reclip_eval.data.shards import list_shards
+
+        summary = preresize_shards(list_shards(args.shards, None), args.out,
+                                   PreresizeConfig(args.short_side, args.quality), workers=args.workers)
+        print(f"{summary['samples']} samples in {summary['shards']} shards -> {args.out}")
+        return 0
     from reclip_eval.data.synth.export import SynthConfig, synthesize
 
     config = SynthConfig(seed=args.seed, image_size=args.image_size, train_samples=args.train_samples,
