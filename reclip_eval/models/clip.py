@@ -52,6 +52,11 @@ class CLIP(
         """-> (normalised image embeddings p, normalised text embeddings q, 1/tau); `mask_ratio`: see VisionTower."""
         return self.encode_image(pixels, mask_ratio=mask_ratio), self.encode_text(tokens), self.temperature_scale()
 
+    def set_activation_checkpointing(self, enabled: bool) -> None:
+        """Trade compute for memory in training: block activations are recomputed in the backward pass."""
+        self.visual.transformer.activation_checkpointing = enabled
+        self.text.transformer.activation_checkpointing = enabled
+
     def set_image_size(self, image_size: int) -> None:
         """Switch the image tower to `image_size`, resampling the position embedding (config.pos_embed_resample)."""
         self.visual.set_image_size(image_size, self.config.pos_embed_resample)

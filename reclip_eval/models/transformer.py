@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 
 class Attention(nn.Module):
@@ -52,10 +53,15 @@ class Transformer(nn.Module):
     def __init__(self, width: int, layers: int, heads: int, mlp_ratio: float):
         super().__init__()
         self.blocks = nn.ModuleList(Block(width, heads, mlp_ratio) for _ in range(layers))
+        # Recompute each block's activations in the backward pass instead of storing them (less memory).
+        self.activation_checkpointing = False
 
     def forward(self, x: torch.Tensor, *, causal: bool = False, key_padding: torch.Tensor | None = None) -> torch.Tensor:
         for block in self.blocks:
-            x = block(x, causal=causal, key_padding=key_padding)
+            if self.activation_checkpointing and torch.is_grad_enabled():
+                x = checkpoint(block, x, causal=causal, key_padding=key_padding, use_reentrant=False)
+            else:
+                x = block(x, causal=causal, key_padding=key_padding)
         return x
 
 

@@ -96,8 +96,11 @@ def run_stage(model: CLIP, stage: StageConfig, stage_index: int, recipe: RecipeC
         log.info("stage %s: image size -> %d px, position embedding upsampled %dx%d -> %dx%d", stage.name,
                  stage.image_size, old, old, model.config.vision.grid_size, model.config.vision.grid_size)
     model.to(device).train()
+    model.set_activation_checkpointing(recipe.activation_checkpointing)
     # A new stage may have replaced the position embedding: wrap (again) after resizing.
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    if recipe.compile:
+        net = torch.compile(net)
     optimizer = build_optimizer(model, stage.optimizer, device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(stage))
     transform = image_transform(stage.image_size, model.config.preprocess)

@@ -82,6 +82,8 @@ class RecipeConfig:
     checkpoint_every: int = 1000  # steps between resume points (also written at the end of every stage); 0: off
     keep_checkpoints: int = 2  # resume points kept on disk
     tensorboard: bool = True  # training curves in <out>/tensorboard (when the tensorboard package is installed)
+    activation_checkpointing: bool = False  # recompute block activations in backward: less memory, ~30% more compute
+    compile: bool = False  # torch.compile the model for each stage
 
 
 def resolve_stages(stages: list[Any], source: str) -> list[dict[str, Any]]:
