@@ -14,13 +14,13 @@ A CPU smoke run: --preset tiny --image-size 32 --images 144 --batch-size 32 --wo
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from _common import emit_report
 
 
 def _clip_benchmark_eval(model, dataset, tokenizer, classnames, templates, batch_size, workers, device, amp):
@@ -113,12 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         rate["clip_benchmark"], "top1_agree": abs(top1["reclip-eval"] - top1["clip_benchmark"]) < 1e-6
         if args.precision == "fp32" else None, "software": software_versions(),
     }
-    print(json.dumps(report, indent=2))
-    if args.out:
-        from reclip_eval.atomic import write_json_atomic
-
-        write_json_atomic(args.out, report)
-    return 0
+    return emit_report(report, args.out)
 
 
 if __name__ == "__main__":

@@ -11,13 +11,14 @@ on the short side); throughput is samples/s through `train_batches`, after one w
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _common import emit_report
 
 
 def measure(shards: list[str], image_size: int, batch_size: int, batches: int, workers: int) -> float:
@@ -72,12 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         "bytes_per_sample": {k: v / args.samples for k, v in size.items()},
         "samples_per_second": rate, "speedup_preresized_over_original": rate["preresized"] / rate["original"],
     }
-    print(json.dumps(report, indent=2))
-    if args.out:
-        from reclip_eval.atomic import write_json_atomic
-
-        write_json_atomic(args.out, report)
-    return 0
+    return emit_report(report, args.out)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import torch
+from _common import emit_report
 
 TEXT_LENGTH = {224: 64, 112: 64, 80: 16, 64: 16}
 ARCHS = {
@@ -133,12 +134,7 @@ def main(argv: list[str] | None = None) -> int:
               "command": " ".join([sys.executable, *sys.argv]), "device": device_name(args.device),
               "arch": args.arch, "batch_size": args.batch_size, "dtype": args.dtype, "compile": args.compile,
               "steps": args.steps, "results": rows, "software": software_versions()}
-    print(json.dumps(report, indent=2))
-    if args.out:
-        from reclip_eval.atomic import write_json_atomic
-
-        write_json_atomic(args.out, report)
-    return 0
+    return emit_report(report, args.out)
 
 
 if __name__ == "__main__":
