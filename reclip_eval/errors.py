@@ -32,3 +32,9 @@ class MissingWeightsError(ReclipError):
 
 class DataError(ReclipError):
     """Task data missing or in the wrong layout; the message prints the expected layout and where to get it."""
+
+
+class HubError(ReclipError):
+    """A Hub operation (publishing a checkpoint) that failed: unreachable endpoint, refused request, bad repo id.
+
+    The message is one line naming the repository, the step that failed and the server's or transport's reason."""

@@ -141,7 +141,7 @@ def _card_source(card: ModelCardSpec) -> CheckpointSource:
             f"model {card.name!r} has no published weights (the paper's authors released none). Either\n"
             f"  - train it:    reclip-eval train {recipe} --out runs/{card.name}\n"
             f"    then evaluate: reclip-eval --model {card.name} --checkpoint runs/{card.name} --task ...\n"
-            f"    and publish:   push the run directory to the Hub (huggingface_hub upload_folder / `hf upload`)\n"
+            f"    and publish:   reclip-eval push-to-hub runs/{card.name} ORG/{card.name}\n"
             f"  - or pass weights you have: --checkpoint DIR, or --model hf-hub:org/name"
         )
     path = card.checkpoint_path()

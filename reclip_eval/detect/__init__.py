@@ -1,0 +1,1 @@
+"""Open-vocabulary detection: the LVIS evaluator (and, later, the RO-ViT-style detector)."""

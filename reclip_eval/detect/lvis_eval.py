@@ -1,0 +1,107 @@
+"""LVIS evaluation with exact LVIS semantics on faster-coco-eval's LVIS mode (`lvis_style=True`).
+
+LVIS semantics, as lvis-api implements them (the tests compare both to 1e-6):
+- at most 300 detections per image, the highest scores kept (a stable sort: ties keep file order);
+- a detection of a category that is neither annotated in the image nor in its `neg_category_ids` is dropped
+  (the image was never checked for it); one in `neg_category_ids` is a false positive when unmatched;
+- an unmatched detection of a category in the image's `not_exhaustive_category_ids` is ignored;
+- AP is averaged over categories, and APr / APc / APf over the rare / common / frequent ones.
+
+`fixed_ap=True` is the "Fixed AP" of Dave et al. 2021 (Evaluating Large-Vocabulary Object Detectors: The Devil is
+in the Details): no per-image cap, but at most 10,000 detections per category over the whole dataset, so a
+detector cannot gain by spreading low-scoring guesses over many categories in every image.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from reclip_eval.errors import DataError
+
+log = logging.getLogger(__name__)
+
+MAX_DETS_PER_IMAGE = 300
+FIXED_AP_DETS_PER_CATEGORY = 10_000
+# faster-coco-eval's stats_as_dict names -> the names LVIS users read.
+METRIC_NAMES = {"AP_all": "AP", "AP_50": "AP50", "AP_75": "AP75", "AP_small": "APs", "AP_medium": "APm",
+                "AP_large": "APl", "APr": "APr", "APc": "APc", "APf": "APf"}
+
+
+def _load(path_or_data: str | Path | list | dict, what: str) -> Any:
+    if not isinstance(path_or_data, (str, Path)):
+        return path_or_data
+    path = Path(path_or_data)
+    if not path.is_file():
+        raise DataError(f"{path}: {what} file not found")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: not valid JSON ({e})") from None
+
+
+def top_per_image(detections: list[dict], limit: int = MAX_DETS_PER_IMAGE) -> list[dict]:
+    """The `limit` highest-scoring detections of each image (stable: ties keep their order), like lvis-api."""
+    by_image: dict[Any, list[dict]] = defaultdict(list)
+    for det in detections:
+        by_image[det["image_id"]].append(det)
+    kept = []
+    for dets in by_image.values():
+        kept.extend(dets if len(dets) <= limit else sorted(dets, key=lambda d: d["score"], reverse=True)[:limit])
+    return kept
+
+
+def top_per_category(detections: list[dict], limit: int = FIXED_AP_DETS_PER_CATEGORY) -> list[dict]:
+    """The `limit` highest-scoring detections of each category over the whole set (Fixed AP)."""
+    by_category: dict[Any, list[dict]] = defaultdict(list)
+    for det in detections:
+        by_category[det["category_id"]].append(det)
+    kept = []
+    for dets in by_category.values():
+        kept.extend(sorted(dets, key=lambda d: d["score"], reverse=True)[:limit])
+    return kept
+
+
+def validate(ground_truth: dict, detections: list, source: str) -> None:
+    if not isinstance(ground_truth, dict) or not {"images", "annotations", "categories"} <= set(ground_truth):
+        raise DataError(f"{source}: not an LVIS/COCO annotation file (needs images, annotations, categories)")
+    missing_freq = [c["id"] for c in ground_truth["categories"] if c.get("frequency") not in ("r", "c", "f")]
+    if missing_freq:
+        raise DataError(f"{source}: categories {missing_freq[:5]} have no LVIS frequency ('r', 'c' or 'f')")
+    if not isinstance(detections, list):
+        raise DataError("detections: expected a JSON list of {image_id, category_id, score, bbox|segmentation}")
+    categories = {c["id"] for c in ground_truth["categories"]}
+    images = {i["id"] for i in ground_truth["images"]}
+    unknown_cats = sorted({d["category_id"] for d in detections} - categories)
+    if unknown_cats:
+        raise DataError(f"detections: category id(s) {unknown_cats[:10]} are not in the annotations' categories")
+    unknown_imgs = sorted({d["image_id"] for d in detections} - images)
+    if unknown_imgs:
+        raise DataError(f"detections: image id(s) {unknown_imgs[:10]} are not in the annotations' images")
+
+
+def evaluate_lvis(annotations: str | Path | dict, detections: str | Path | list, iou_type: str = "bbox", *,
+                  fixed_ap: bool = False) -> dict[str, float]:
+    """AP, AP50, AP75, APs, APm, APl, APr, APc, APf (fractions in [0, 1]; -1 where undefined)."""
+    from faster_coco_eval import COCO, COCOeval_faster
+
+    if iou_type not in ("bbox", "segm"):
+        raise ValueError(f"iou_type must be bbox or segm, got {iou_type!r}")
+    ground_truth = _load(annotations, "annotation")
+    dets = _load(detections, "detections")
+    validate(ground_truth, dets, str(annotations) if isinstance(annotations, (str, Path)) else "annotations")
+    if iou_type == "segm" and dets and "segmentation" not in dets[0]:
+        raise DataError("detections: segm evaluation needs a 'segmentation' (RLE) in every detection")
+    dets = [dict(d) for d in (top_per_category(dets) if fixed_ap else top_per_image(dets))]
+    gt = COCO(ground_truth)
+    max_dets = FIXED_AP_DETS_PER_CATEGORY if fixed_ap else MAX_DETS_PER_IMAGE
+    evaluator = COCOeval_faster(gt, gt.loadRes(dets), iou_type, lvis_style=True, print_function=log.debug)
+    evaluator.params.maxDets = [max_dets]
+    evaluator.evaluate()
+    evaluator.accumulate()
+    evaluator.summarize()
+    stats = evaluator.stats_as_dict
+    return {ours: float(stats[theirs]) for theirs, ours in METRIC_NAMES.items()}
