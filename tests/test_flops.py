@@ -2,7 +2,7 @@
 
 import pytest
 
-from reclip_eval.cli.flops_cmd import table2_rows
+from reclip_eval.compute import table2_rows
 from reclip_eval.models.flops import count_sample_compute
 from reclip_eval.models.presets import build_config
 

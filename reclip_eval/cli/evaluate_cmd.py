@@ -12,7 +12,18 @@ EPILOG = """examples:
   reclip-eval --model reclip-64-f20k --checkpoint runs/reclip-64-f20k --task imagenet --data-dir /data
   reclip-eval --model hf-hub:org/name@main --task shapes-zeroshot
   reclip-eval --model path/to/checkpoint_dir --task my_task.yaml
+  reclip-eval --model runs/reclip-64 --task imagenet --image-size 64,112,224     # resolution sweep
 """
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected image sizes like 64,112,224, got {text!r}") from None
+    if not sizes or min(sizes) <= 0:
+        raise argparse.ArgumentTypeError(f"expected positive image sizes, got {text!r}")
+    return sizes
 
 
 def add_parser() -> argparse.ArgumentParser:
@@ -25,7 +36,9 @@ def add_parser() -> argparse.ArgumentParser:
                                       "hf-datasets:ID for a Hugging Face Hub dataset")
     p.add_argument("--output", type=Path, default=Path("leaderboards/results"),
                    help="where results JSON go (default: ./leaderboards/results)")
-    p.add_argument("--image-size", type=int, help="evaluate at another image size (pos-emb resampled)")
+    p.add_argument("--image-size", type=_sizes, default=[],
+                   help="evaluate at these image sizes, comma separated (pos-emb resampled at load): a resolution "
+                        "sweep, one results file per size")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
@@ -47,23 +60,24 @@ def run(args: argparse.Namespace) -> int:
     tasks = [load_task(t.strip()) for t in args.task.split(",") if t.strip()]  # validate all before loading
     device = init_from_env(resolve_device(args.device))  # under torchrun: join the group, one device per process
     precision = resolve_precision(args.precision, device)
-    adapter = load_adapter(args.model, checkpoint=args.checkpoint, image_size=args.image_size, device=device)
     options = EvalOptions(data_dir=args.data_dir, batch_size=args.batch_size, workers=args.workers, device=device,
                           precision=precision)
     rows = []
-    for task in tasks:
-        results = evaluate(adapter, task, options)
-        if not is_main_process():
-            continue
-        path = write_results(results, args.output)
-        counts = results["counts"]
-        for metric, value in results["metrics"].items():
-            rows.append([task.name, metric, f"{100 * value:.2f}"])
-        skipped = counts.get("images_skipped", 0)
-        note = f", {skipped} skipped (listed in the JSON)" if skipped else ""
-        print(f"{task.name}: {counts.get('images_evaluated')} images evaluated{note} -> {path}", file=sys.stderr)
+    for size in args.image_size or [None]:
+        adapter = load_adapter(args.model, checkpoint=args.checkpoint, image_size=size, device=device)
+        for task in tasks:
+            results = evaluate(adapter, task, options)
+            if not is_main_process():
+                continue
+            path = write_results(results, args.output, per_image_size=bool(args.image_size))
+            counts = results["counts"]
+            for metric, value in results["metrics"].items():
+                rows.append([task.name, adapter.image_size, metric, f"{100 * value:.2f}"])
+            skipped = counts.get("images_skipped", 0)
+            note = f", {skipped} skipped (listed in the JSON)" if skipped else ""
+            print(f"{task.name}: {counts.get('images_evaluated')} images evaluated{note} -> {path}", file=sys.stderr)
     if not is_main_process():
         return 0
-    print(f"model: {adapter.model_id} ({adapter.image_size}px, {precision}, {device})")
-    print(tabulate(rows, headers=["task", "metric", "%"], tablefmt="github"))
+    print(f"model: {adapter.model_id} ({precision}, {device})")
+    print(tabulate(rows, headers=["task", "image px", "metric", "%"], tablefmt="github"))
     return 0

@@ -19,6 +19,7 @@ SUBCOMMANDS = {
     "flops": ("reclip_eval.cli.flops_cmd", "compute per sample of a model's stages (the paper's Table 2)"),
     "detect": ("reclip_eval.cli.detect_cmd", "LVIS evaluation of a detections file (detect evaluate)"),
     "card": ("reclip_eval.cli.card_cmd", "render a checkpoint's model card from its results"),
+    "leaderboard": ("reclip_eval.cli.leaderboard_cmd", "regenerate leaderboards/ from results and paper numbers"),
     "push-to-hub": ("reclip_eval.cli.push_cmd", "publish a checkpoint directory on the Hugging Face Hub"),
 }
 

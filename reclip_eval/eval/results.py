@@ -63,9 +63,10 @@ def fingerprint_files(paths: list[Path], root: Path) -> str:
     return digest.hexdigest()
 
 
-def results_filename(model_id: str, task: str) -> str:
+def results_filename(model_id: str, task: str, image_size: int | None = None) -> str:
     slug = re.sub(r"[^A-Za-z0-9._@-]+", "_", model_id).strip("_")
-    return f"{slug}__{task}.json"
+    size = f"__{image_size}px" if image_size else ""
+    return f"{slug}__{task}{size}.json"
 
 
 def build_results(
@@ -100,7 +101,9 @@ def build_results(
     }
 
 
-def write_results(results: dict[str, Any], output_dir: str | Path) -> Path:
-    path = Path(output_dir) / results_filename(results["model"]["id"], results["task"]["name"])
+def write_results(results: dict[str, Any], output_dir: str | Path, per_image_size: bool = False) -> Path:
+    """One file per (model, task), or per (model, task, image size) in a resolution sweep."""
+    size = results["model"]["image_size"] if per_image_size else None
+    path = Path(output_dir) / results_filename(results["model"]["id"], results["task"]["name"], size)
     write_json_atomic(path, results)
     return path

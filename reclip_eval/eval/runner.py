@@ -35,6 +35,16 @@ class EvalOptions:
     precision: str = "fp32"
 
 
+def image_gmacs(adapter: ModelAdapter, device: str) -> float:
+    """GMACs (FLOPs / 2) of encoding one image at the adapter's size, counted by torch's FLOP counter."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    pixels = torch.zeros(1, 3, adapter.image_size, adapter.image_size, device=device)
+    with FlopCounterMode(display=False) as counter:
+        adapter.encode_image(pixels)
+    return round(counter.get_total_flops() / 2e9, 6)
+
+
 def _locate_once(spec: TaskSpec, options: EvalOptions):
     """Under torchrun the first process locates (and, for synthetic tasks, generates) the data; the others wait."""
     rank, world = rank_and_size()
@@ -63,8 +73,10 @@ def evaluate(adapter: ModelAdapter, spec: TaskSpec, options: EvalOptions, argv: 
         "synthetic_manifest": read_manifest(data_root) if local else None,  # generator version and settings
         **outcome.extra,
     }
+    model = adapter.describe()
+    model["compute"] = {**(model.get("compute") or {}), "image_gmacs": image_gmacs(adapter, options.device)}
     return build_results(
-        task=task_info, model=adapter.describe(), metrics=outcome.metrics, counts=outcome.counts,
+        task=task_info, model=model, metrics=outcome.metrics, counts=outcome.counts,
         skipped=outcome.skipped, prompts=outcome.prompts, precision=options.precision, device=options.device,
         wall_time_s=time.perf_counter() - started, argv=argv,
     )

@@ -46,6 +46,19 @@ class ReclipAdapter(ModelAdapter):
         self.model.to(device)
         return self
 
+    def _training_compute(self) -> dict[str, Any]:
+        """What the checkpoint's training.json says the weights cost (empty when it has none)."""
+        import json
+
+        path = self.source.path / "training.json" if self.source is not None else None
+        if path is None or not path.is_file():
+            return {}
+        record = json.loads(path.read_text(encoding="utf-8"))
+        # Records written before device-hours were kept have the (single-device) wall time.
+        hours = record.get("device_hours", round(record.get("wall_time_s", 0) / 3600, 4))
+        return {"train_device_hours": hours, "train_samples_seen": record.get("samples_seen"),
+                "train_device": record.get("device")}
+
     def describe(self) -> dict[str, Any]:
         config = self.model.config
         weights: dict[str, Any] = {"sha256": self.sha256}
@@ -55,6 +68,7 @@ class ReclipAdapter(ModelAdapter):
         return {
             "id": self.model_id,
             "family": "reclip",
+            "compute": self._training_compute(),
             "weights": weights,
             "image_size": self.image_size,
             "preprocess": describe_transform(self.image_size, config.preprocess),

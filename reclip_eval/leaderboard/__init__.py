@@ -1,0 +1,1 @@
+"""Leaderboards: the paper's tables with measured rows beside them, rebuilt from results JSON (a pure function)."""

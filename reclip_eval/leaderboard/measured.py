@@ -1,0 +1,66 @@
+"""Measured results (results JSON files) as leaderboard cells: which paper column each result can fill.
+
+A column is filled from a result on the real dataset (`imagenet/top1` from task `imagenet`) or, marked as such,
+from the synthetic twin of that dataset (`imagenet/top1` from `shapes-zeroshot`)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# dataset of a paper column -> its synthetic twin task
+TWINS = {
+    "imagenet": "shapes-zeroshot",
+    "imagenet-v2": "shapes-v2",
+    "imagenet-sketch": "shapes-sketch",
+    "imagenet-r": "shapes-r",
+    "imagenet-a": "shapes-a",
+    "flickr30k": "shapes-retrieval",
+}
+
+
+@dataclass
+class MeasuredRow:
+    """One evaluated model (at one image size): its metrics per task, and how they were obtained."""
+
+    model: str
+    image_size: int
+    weights_sha256: str | None
+    hub_commit: str | None
+    software: str
+    results: dict[str, dict[str, Any]] = field(default_factory=dict)  # task -> results JSON
+    files: list[str] = field(default_factory=list)
+
+    def value(self, column_key: str) -> tuple[float | None, str | None]:
+        """(value in %, task it came from) for a column key like 'imagenet/top1'; twins allowed."""
+        if "/" not in column_key:
+            return None, None
+        dataset, metric = column_key.split("/", 1)
+        for task in (dataset, TWINS.get(dataset)):
+            if task and task in self.results and metric in self.results[task]["metrics"]:
+                return 100 * self.results[task]["metrics"][metric], task
+        return None, None
+
+    def commands(self) -> list[str]:
+        return sorted({r["run"]["command"] for r in self.results.values()})
+
+
+def load_measured(results_dir: Path) -> list[MeasuredRow]:
+    """Every results JSON under `results_dir`, grouped by (model id, image size); sorted for stable output."""
+    rows: dict[tuple[str, int], MeasuredRow] = {}
+    for path in sorted(results_dir.glob("*.json")):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        model = data["model"]
+        key = (model["id"], model["image_size"])
+        weights = model.get("weights") or {}
+        software = data["run"]["software"]
+        version = software.get("reclip-eval", "?") + (f" (git {software['reclip-eval_git'][:10]})"
+                                                       if software.get("reclip-eval_git") else "")
+        row = rows.setdefault(key, MeasuredRow(
+            model=model["id"], image_size=model["image_size"], weights_sha256=weights.get("sha256"),
+            hub_commit=weights.get("hub_commit"), software=version))
+        row.results[data["task"]["name"]] = data
+        row.files.append(path.name)
+    return [rows[k] for k in sorted(rows)]
