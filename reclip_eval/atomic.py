@@ -51,6 +51,11 @@ def write_text_atomic(target: str | Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
+def write_bytes_atomic(target: str | Path, data: bytes) -> None:
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
+
+
 def write_json_atomic(target: str | Path, data: Any) -> None:
     write_text_atomic(target, json.dumps(data, indent=2, sort_keys=False) + "\n")
 

@@ -1,7 +1,6 @@
 """Leaderboards are a pure function of results JSON and the paper's numbers, and the committed ones are current."""
 
 import json
-import shutil
 
 from reclip_eval.cli.main import main
 from reclip_eval.leaderboard.build import build_leaderboards, stale_files
@@ -19,22 +18,69 @@ def test_committed_leaderboards_are_up_to_date():
 def test_build_is_deterministic_and_covers_every_paper_table():
     results = data_folder("leaderboards") / "results"
     first, second = build_leaderboards(results), build_leaderboards(results)
-    assert first == second
-    assert {f"table{n}.md" for n in range(1, 11)} | {"models.md", "README.md"} == set(first)
+    assert first == second  # the PNG too: no timestamp in its metadata
+    assert {f"table{n}.md" for n in range(1, 11)} | {"models.md", "README.md", "figure2.md", "figure2.png"} == set(first)
+    assert first["figure2.png"][:8] == b"\x89PNG\r\n\x1a\n"
     assert "| computed | reclip-64 (64 px, text 16)" in first["table2.md"]
+    # Figure 2's paper points are Table 1's: retrieval is the mean of the four R@1 columns.
+    assert "| paper | RECLIP-80 (600k steps) | 11,200 core-hours | 75.80 | 70.33 |" in first["figure2.md"]
 
 
-def test_real_results_fill_columns_without_the_twin_mark(tmp_path):
+def _result(task: str, model: str, image_size: int, metrics: dict, compute: dict | None = None) -> dict:
     source = json.loads((REPO / "leaderboards" / "results" / "reclip-demo__shapes-zeroshot.json").read_text())
-    real = {**source, "task": {**source["task"], "name": "imagenet"},
-            "model": {**source["model"], "id": "someone/clip"}, "metrics": {**source["metrics"], "top1": 0.5}}
-    (tmp_path / "someone_clip__imagenet.json").write_text(json.dumps(real))
-    shutil.copy(REPO / "leaderboards" / "results" / "reclip-demo__shapes-zeroshot.json", tmp_path)
-    table1 = build_leaderboards(tmp_path)["table1.md"]
+    kind = "retrieval" if "retrieval" in task else source["task"]["kind"]
+    return {**source, "task": {**source["task"], "name": task, "kind": kind},
+            "model": {**source["model"], "id": model, "image_size": image_size, "compute": compute or {}},
+            "metrics": metrics}
+
+
+def _write(folder, result: dict) -> None:
+    name = f"{result['model']['id'].replace('/', '_')}__{result['task']['name']}__{result['model']['image_size']}.json"
+    (folder / name).write_text(json.dumps(result))
+
+
+def test_real_results_join_paper_tables_and_twins_only_through_the_miniature_file(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    _write(results, _result("imagenet", "someone/clip", 224, {"top1": 0.5}))
+    _write(results, _result("shapes-zeroshot", "runs/a", 64, {"top1": 0.25}))
+    table1 = build_leaderboards(results, figure=False)["table1.md"]
     real_row = next(line for line in table1.splitlines() if "someone/clip" in line)
-    twin_row = next(line for line in table1.splitlines() if "reclip-demo" in line and "measured" in line)
     assert "| 50.00 " in real_row and "†" not in real_row
-    assert "25.42†" in twin_row
+    assert "runs/a" not in table1  # a synthetic-twin result alone says nothing about the paper's Table 1
+
+
+def test_miniature_rows_average_seeds_mark_twins_and_say_what_is_missing(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    compute = {"train_gmacs": 2.0e6, "train_device_hours": 0.1}
+    _write(results, _result("shapes-zeroshot", "runs/a", 64, {"top1": 0.20}, compute))
+    _write(results, _result("shapes-zeroshot", "runs/a-s1", 64, {"top1": 0.30}, compute))
+    _write(results, _result("shapes-retrieval", "runs/a", 64, {"i2t_R@1": 0.5, "t2i_R@1": 0.3}, compute))
+    _write(results, _result("shapes-retrieval", "runs/a-s1", 64, {"i2t_R@1": 0.7, "t2i_R@1": 0.5}, compute))
+    _write(results, _result("shapes-zeroshot", "runs/a/stages/lowres", 32, {"top1": 0.1}))
+    (tmp_path / "miniature.yaml").write_text(
+        "note: toy\nevaluated_with: x\ntables:\n"
+        "  - table: 1\n    note: t1\n    rows:\n"
+        "      - {label: mini A, trained_with: [train a], values: {steps: 10},"
+        " source: {models: [runs/a, runs/a-s1], image_size: 64}}\n"
+        "      - {label: mini B, trained_with: [train b], source: {models: [runs/b], image_size: 64}}\n"
+        "  - table: 5\n    note: t5\n    rows:\n"
+        "      - label: mini A\n        trained_with: [train a]\n        sources:\n"
+        "          before_finetune: {models: [runs/a/stages/lowres], image_size: 32}\n"
+        "          after_finetune: {models: [runs/a], image_size: 64}\n")
+    files = build_leaderboards(results)
+    row_a = next(line for line in files["table1.md"].splitlines() if "| mini A" in line)
+    cells = [c.strip() for c in row_a.split("|")]
+    assert "25.00 ± 7.07†" in cells  # ImageNet column from shapes-zeroshot, two seeds
+    assert "60.00 ± 14.14†" in cells and "40.00 ± 14.14†" in cells  # Flickr30K I2T / T2I from shapes-retrieval
+    assert cells[3] == "10" and cells[-3:-1] == ["2.0", "0.1"]  # steps; PMACs, device-hours
+    assert "Not measured yet: runs/b @ 64 px." in files["table1.md"]
+    row_5 = next(line for line in files["table5.md"].splitlines() if "| mini A" in line)
+    assert "10.00†" in row_5 and "20.00†" in row_5  # before (stage checkpoint at 32 px), after (seed 0 at 64 px)
+    assert "| miniature | mini A (" not in files["figure2.md"]
+    assert "| miniature | mini A | 2.000 PMACs | 25.00 | 50.00 |" in files["figure2.md"]
+    assert "mini B" not in files["figure2.md"]
 
 
 def test_check_mode_fails_on_a_difference(tmp_path, capsys):

@@ -8,6 +8,7 @@ from typing import Any
 from tabulate import tabulate
 
 from reclip_eval.leaderboard.measured import MeasuredRow
+from reclip_eval.leaderboard.miniature import MiniatureTable, miniature_cell, row_models, training_compute
 from reclip_eval.leaderboard.paper import PaperTable
 
 TWIN_MARK = "†"
@@ -40,35 +41,82 @@ def _provenance(rows: list[MeasuredRow]) -> list[str]:
     return lines
 
 
-def render_paper_table(table: PaperTable, measured: list[MeasuredRow], computed: list[list[str]] | None = None) -> str:
-    """The paper's rows, then measured rows filling the same columns (from real datasets, or synthetic twins
-    marked †), then rows computed by this project (e.g. Table 2's FLOPs)."""
-    keys = [c.key for c in table.columns]
-    rows = [["paper", r.row, *(_fmt(r.values.get(k)) for k in keys)] for r in table.rows]
-    used = []
+def _real_rows(keys: list[str], measured: list[MeasuredRow]) -> tuple[list[list[str]], list[MeasuredRow]]:
+    """Measured rows that fill some of `keys` from real datasets. Synthetic-twin results join a paper table only
+    through leaderboards/miniature.yaml, which pairs them with their baseline."""
+    rows, used = [], []
     for m in measured:
-        cells, filled = [], False
+        cells = []
         for key in keys:
             value, task = m.value(key)
-            filled = filled or value is not None
-            twin = task is not None and not key.startswith(task + "/")
-            cells.append("" if value is None else f"{value:.2f}{TWIN_MARK if twin else ''}")
-        if filled:
+            real = task is not None and key.split("/")[-2] == task
+            cells.append(f"{value:.2f}" if value is not None and real else "")
+        if any(cells):
             rows.append(["measured", f"{m.model} @ {m.image_size} px", *cells])
             used.append(m)
-    rows += computed or []
+    return rows, used
+
+
+def _miniature_rows(keys: list[str], experiment: MiniatureTable, measured: list[MeasuredRow]
+                    ) -> tuple[list[list[str]], list[str]]:
+    index = {(m.model, m.image_size): m for m in measured}
+    rows, provenance = [], []
+    for row in experiment.rows:
+        cells = []
+        for key in keys:
+            if key in row.values:
+                cells.append(_fmt(row.values[key]))
+                continue
+            cell = miniature_cell(row, key, index)
+            cells.append("" if cell is None else cell.text(TWIN_MARK if cell.twin else ""))
+        found = [index[k] for k in row_models(row) if k in index]
+        source_rows = [index[(m, row.source.image_size)] for m in row.source.models
+                       if (m, row.source.image_size) in index] if row.source else []
+        pmacs, hours = training_compute(source_rows) if row.source else (None, None)
+        rows.append(["miniature", row.label, *cells, _fmt(pmacs), _fmt(hours)])
+        missing = [f"{m} @ {s} px" for m, s in row_models(row) if (m, s) not in index]
+        lines = [f"- **{row.label}**: trained with " + "; ".join(f"`{c}`" for c in row.trained_with) + "."]
+        lines += ["  " + line[2:] for line in _provenance(found)]
+        if missing:
+            lines.append(f"  Not measured yet: {', '.join(missing)}.")
+        provenance += lines
+    return rows, provenance
+
+
+def render_paper_table(table: PaperTable, measured: list[MeasuredRow], experiment: MiniatureTable | None = None,
+                       computed: list[list[str]] | None = None) -> str:
+    """The paper's rows, then the miniature reproduction's rows (synthetic twins, marked †), then measured rows on
+    the real datasets, then rows computed by this project (e.g. Table 2's FLOPs)."""
+    keys = [c.key for c in table.columns]
+    headers = ["source", "row", *(c.title for c in table.columns)]
+    extra = ["train PMACs (fwd)", "device-hours"] if experiment else []
+    rows = [["paper", r.row, *(_fmt(r.values.get(k)) for k in keys), *([""] * len(extra))] for r in table.rows]
+    mini_provenance: list[str] = []
+    if experiment:
+        mini_rows, mini_provenance = _miniature_rows(keys, experiment, measured)
+        rows += mini_rows
+    real_rows, used = _real_rows(keys, measured)
+    rows += [r + [""] * len(extra) for r in real_rows]
+    rows += [r + [""] * (len(headers) + len(extra) - len(r)) for r in computed or []]
     out = [f"# {table.table}: {table.title}", ""]
     if table.note:
         out += [table.note, ""]
-    out += [_table(["source", "row", *(c.title for c in table.columns)], rows), ""]
+    out += [_table(headers + extra, rows), ""]
     if computed:
         out += ["Computed rows: `reclip-eval flops` on this project's model definitions (GMACs per image-text pair, "
                 "forward, matrix products only).", ""]
+    if experiment:
+        out += [f"Miniature rows: {experiment.note}", "",
+                f"{TWIN_MARK}: measured on the synthetic twin of that dataset (see the task table in the README), "
+                "not on the real one; compare trends, not values. Mean ± standard deviation over seeds where a row "
+                "has several. train PMACs (fwd): forward multiply-accumulates of both towers over all training "
+                "samples (Table 2's convention, summed over stages); device-hours on the device the checkpoint "
+                "records.", "", *mini_provenance, ""]
     if used:
-        out += [f"{TWIN_MARK}: measured on the synthetic twin of that dataset (see the task table in the README), "
-                "not on the real one; compare trends, not values.", "", "Measured rows:", *_provenance(used), ""]
-    else:
-        out += ["No measured row yet: no results file fills these columns.", ""]
+        out += ["Measured rows (real datasets):", *_provenance(used), ""]
+    if not experiment and not used:
+        out += ["No measured row yet: no results file on these datasets, and no miniature experiment for this "
+                "table.", ""]
     return "\n".join(out)
 
 

@@ -56,8 +56,12 @@ class ReclipAdapter(ModelAdapter):
         record = json.loads(path.read_text(encoding="utf-8"))
         # Records written before device-hours were kept have the (single-device) wall time.
         hours = record.get("device_hours", round(record.get("wall_time_s", 0) / 3600, 4))
+        stages = record.get("stages", [])
+        # Forward MACs of both towers over all training samples (Table 2's convention), when every stage has them.
+        counted = stages and all(s.get("gmacs_per_sample") is not None for s in stages)
+        train_gmacs = round(sum(s["gmacs_per_sample"] * s["samples_seen"] for s in stages), 1) if counted else None
         return {"train_device_hours": hours, "train_samples_seen": record.get("samples_seen"),
-                "train_device": record.get("device")}
+                "train_gmacs": train_gmacs, "train_device": record.get("device")}
 
     def describe(self) -> dict[str, Any]:
         config = self.model.config

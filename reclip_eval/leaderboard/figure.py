@@ -1,0 +1,133 @@
+"""Figure 2 of the paper (zero-shot accuracy vs training compute), from Table 1: the paper's points, and the
+miniature reproduction's points in their own panels (their compute is in other units, on another device, and
+their accuracy is on the synthetic twins, so sharing axes would suggest a comparison the data cannot make).
+
+The points are also written as a markdown table (figure2.md), which the drift check compares byte for byte; the
+PNG is rendered from exactly those points.
+"""
+
+from __future__ import annotations
+
+import io
+import statistics
+from dataclasses import dataclass
+
+from reclip_eval.leaderboard.measured import MeasuredRow
+from reclip_eval.leaderboard.miniature import MiniatureTable, miniature_cell, training_compute
+from reclip_eval.leaderboard.paper import PaperTable
+
+# The paper's retrieval axis: the mean of image->text and text->image R@1 on Flickr30K and MSCOCO.
+PAPER_RETRIEVAL = ["flickr30k/i2t_R@1", "flickr30k/t2i_R@1", "mscoco/i2t_R@1", "mscoco/t2i_R@1"]
+# The miniature has one retrieval twin (Flickr30K's); its two directions are averaged the same way.
+MINIATURE_RETRIEVAL = ["flickr30k/i2t_R@1", "flickr30k/t2i_R@1"]
+
+
+@dataclass(frozen=True)
+class Point:
+    series: str  # a model family; points of one series are joined by a line (e.g. 300k -> 600k steps)
+    label: str
+    compute: float
+    classification: float | None
+    retrieval: float | None
+
+
+def _series(row_label: str) -> str:
+    return row_label.split(" (")[0]
+
+
+def paper_points(table1: PaperTable) -> list[Point]:
+    """Table 1's rows that Figure 2 plots: the CLIP reproduction and the RECLIP models (not CLIP*, which was trained
+    on other data at another resolution and is grayed out in the paper)."""
+    points = []
+    for row in table1.rows:
+        if row.model is None:
+            continue
+        retrieval = [row.values.get(k) for k in PAPER_RETRIEVAL]
+        points.append(Point(_series(row.row), row.row, float(row.values["compute/tpu_v3_core_hours"]),
+                            row.values.get("imagenet/top1"),
+                            statistics.fmean(retrieval) if None not in retrieval else None))
+    return points
+
+
+def miniature_points(experiment: MiniatureTable | None, measured: list[MeasuredRow]) -> list[Point]:
+    if experiment is None:
+        return []
+    index = {(m.model, m.image_size): m for m in measured}
+    points = []
+    for row in experiment.rows:
+        if row.source is None:
+            continue
+        rows = [index[(m, row.source.image_size)] for m in row.source.models if (m, row.source.image_size) in index]
+        pmacs, _ = training_compute(rows)
+        if pmacs is None:
+            continue
+        top1 = miniature_cell(row, "imagenet/top1", index)
+        recalls = [miniature_cell(row, k, index) for k in MINIATURE_RETRIEVAL]
+        retrieval = (statistics.fmean(statistics.fmean(c.values) for c in recalls)
+                     if all(c is not None for c in recalls) else None)
+        points.append(Point(_series(row.label), row.label, pmacs,
+                            statistics.fmean(top1.values) if top1 else None, retrieval))
+    return points
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "" if value is None else f"{value:,.{digits}f}"
+
+
+def render_figure_markdown(paper: list[Point], miniature: list[Point]) -> str:
+    lines = ["# Figure 2: zero-shot accuracy vs training compute", "",
+             "![Figure 2](figure2.png)", "",
+             "Top: the paper's Figure 2 points, from its Table 1 (TPU-v3 core-hours; ImageNet top-1; retrieval = mean "
+             "of image->text and text->image R@1 on Flickr30K and MSCOCO). Bottom: the miniature reproduction "
+             "(leaderboards/miniature.yaml, Table 1 rows): forward PMACs over training; shapes-zeroshot top-1; "
+             "retrieval = mean of i2t and t2i R@1 on shapes-retrieval (the synthetic twins, mean over seeds).", "",
+             "| panel | point | compute | zero-shot top-1 (%) | retrieval mean R@1 (%) |",
+             "|---|---|---|---|---|"]
+    lines += [f"| paper | {p.label} | {_fmt(p.compute, 0)} core-hours | {_fmt(p.classification)} | "
+              f"{_fmt(p.retrieval)} |" for p in paper]
+    lines += [f"| miniature | {p.label} | {_fmt(p.compute, 3)} PMACs | {_fmt(p.classification)} | "
+              f"{_fmt(p.retrieval)} |" for p in miniature]
+    if not miniature:
+        lines += ["", "No miniature point yet: no Table 1 row of miniature.yaml has all its results."]
+    return "\n".join(lines + [""])
+
+
+def render_figure_png(paper: list[Point], miniature: list[Point]) -> bytes:
+    """The figure as PNG bytes; no timestamp or version in the metadata, so equal points give equal bytes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    panels = [("paper (Table 1)", "TPU-v3 core-hours", paper, "o"),
+              ("measured: miniature on synthetic twins", "training compute (forward PMACs)", miniature, "s")]
+    fig, axes = plt.subplots(2, 2, figsize=(10, 8), squeeze=False)
+    for r, (title, xlabel, points, marker) in enumerate(panels):
+        for c, (metric, ylabel) in enumerate([("classification", "zero-shot top-1 (%)"),
+                                              ("retrieval", "retrieval, mean R@1 (%)")]):
+            ax = axes[r][c]
+            for series in dict.fromkeys(p.series for p in points):
+                xs_ys = sorted((p.compute, getattr(p, metric)) for p in points
+                               if p.series == series and getattr(p, metric) is not None)
+                if xs_ys:
+                    xs, ys = [x for x, _ in xs_ys], [y for _, y in xs_ys]
+                    ax.plot(xs, ys, marker=marker, linestyle="-" if "RECLIP" in series else "--",
+                            label=series)
+            ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:,g}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())  # labelled minor ticks overlap on a short log axis
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(ylabel)
+            ax.set_title(title, fontsize=10)
+            ax.grid(True, which="both", alpha=0.3)
+            if not points:
+                ax.text(0.5, 0.5, "not measured yet", ha="center", va="center", transform=ax.transAxes)
+            elif ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=7)
+    fig.suptitle("RECLIP Figure 2: zero-shot accuracy vs training compute")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
+    plt.close(fig)
+    return buffer.getvalue()
