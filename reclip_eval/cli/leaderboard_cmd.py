@@ -28,7 +28,14 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.results.is_dir():
         raise DataError(f"{args.results}: results folder not found (run evaluations with --output there)")
-    files = build_leaderboards(args.results)
+    try:
+        import matplotlib  # noqa: F401
+        figure = True
+    except ImportError:
+        print("matplotlib is not installed: figure2.png is left as it is (pip install 'reclip-eval[plots]')",
+              file=sys.stderr)
+        figure = False
+    files = build_leaderboards(args.results, figure=figure)
     if args.check:
         stale = stale_files(files, args.out)
         if stale:
