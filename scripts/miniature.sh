@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The miniature reproduction (leaderboards/miniature.yaml), end to end: train every mini recipe, evaluate each
+# checkpoint (and each RECLIP run's main-phase checkpoint, for Table 5) on the synthetic twins, rebuild the
+# leaderboards. Run from the repository root; a finished checkpoint is skipped, an interrupted one resumes.
+#   bash scripts/miniature.sh            # seed 0
+#   SEEDS="0 1" bash scripts/miniature.sh
+set -euo pipefail
+SEEDS=${SEEDS:-0}
+RECIPES=${RECIPES:-"mini-reclip-32 mini-clip-64 mini-reclip-24 mini-reclip-16 mini-mask-32 mini-reclip-32-text32"}
+TASKS=shapes-zeroshot,shapes-v2,shapes-sketch,shapes-r,shapes-a,shapes-retrieval
+
+for seed in $SEEDS; do
+  for recipe in $RECIPES; do
+    out=runs/mini/${recipe#mini-}
+    [ "$seed" = 0 ] || out=$out-s$seed
+    if [ ! -f "$out/model.safetensors" ]; then
+      resume=()
+      [ -d "$out" ] && resume=(--resume)
+      reclip-eval train "$recipe" --out "$out" "seed=$seed" "${resume[@]}"
+    fi
+    [ -f "leaderboards/results/${out//\//_}__shapes-retrieval.json" ] || reclip-eval --model "$out" --task $TASKS
+    stage=$out/stages/lowres
+    if [ -d "$stage" ] && [ ! -f "leaderboards/results/${stage//\//_}__shapes-retrieval.json" ]; then
+      reclip-eval --model "$stage" --task $TASKS
+    fi
+  done
+done
+reclip-eval leaderboard
