@@ -100,6 +100,23 @@ def test_training_curves_in_tensorboard(synth_dir, tmp_path):
     assert sizes[0] == 16 and sizes[9] == 32
 
 
+def test_training_curves_in_weights_and_biases_offline(synth_dir, tmp_path, monkeypatch):
+    """The real wandb client, offline (no server): the run lives beside the checkpoint under the id we keep for
+    --resume, and its record file holds the logged metric and the recipe."""
+    pytest.importorskip("wandb", reason="wandb is an optional extra (in .[dev])")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    recipe = load_recipe("tiny-shapes", ["stages.0.steps=4", "stages.0.warmup_steps=0", "stages.1.steps=2",
+                                         "stages.1.warmup_steps=0", "log_every=2", "tensorboard=false"])
+    train(recipe, tmp_path / "run", data_dir=synth_dir, device="cpu", workers=0, wandb_project="reclip-test")
+    run_id = (tmp_path / "run" / "wandb_run_id").read_text().strip()
+    records = list((tmp_path / "run" / "wandb").glob(f"offline-run-*-{run_id}/run-{run_id}.wandb"))
+    assert len(records) == 1
+    content = records[0].read_bytes()
+    assert b"train/loss" in content and b"tiny-shapes" in content
+    assert not (tmp_path / "run" / "tensorboard").exists()
+
+
 def test_activation_checkpointing_gives_the_same_gradients():
     from reclip_eval.models import CLIP, build_config
 

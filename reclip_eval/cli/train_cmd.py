@@ -25,6 +25,9 @@ def add_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="data loader workers (default: the recipe's)")
     p.add_argument("--resume", action="store_true",
                    help="continue from the latest resume point in --out (same recipe, overrides and process count)")
+    p.add_argument("--wandb", metavar="PROJECT",
+                   help="also log the curves to this Weights & Biases project (needs `pip install wandb`; "
+                        "WANDB_MODE=offline works without network); --resume continues the same W&B run")
     return p
 
 
@@ -35,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     recipe = load_recipe(args.recipe, args.overrides)
     _, reports = train(recipe, args.out, data_dir=args.data_dir, device=args.device, workers=args.workers,
-                       resume=args.resume)
+                       resume=args.resume, wandb_project=args.wandb)
     if not is_main_process():
         return 0
     for r in reports:

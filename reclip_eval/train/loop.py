@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from reclip_eval.checkpoint import save_checkpoint
+from reclip_eval.config import to_dict
 from reclip_eval.data.shards import list_shards, train_batches
 from reclip_eval.data.synth.export import made_by_current_generator, write_train_shards
 from reclip_eval.data.transforms import image_transform
@@ -26,8 +27,9 @@ from reclip_eval.models.flops import count_sample_compute
 from reclip_eval.models.presets import with_image_size
 from reclip_eval.models.tokenizer import ClipTokenizer
 from reclip_eval.paths import default_data_dir
+from reclip_eval.train.chunked import chunked_contrastive_backward
 from reclip_eval.train.loss import contrastive_loss
-from reclip_eval.train.metrics_log import MetricsLog
+from reclip_eval.train.metrics_log import WANDB_ID_FILE, MetricsLog
 from reclip_eval.train.optim import build_optimizer, lr_factor
 from reclip_eval.train.recipe import RecipeConfig, StageConfig, recipe_to_yaml
 from reclip_eval.train.resume import (
@@ -90,6 +92,11 @@ def run_stage(model: CLIP, stage: StageConfig, stage_index: int, recipe: RecipeC
     if stage.batch_size % world:
         raise TrainingError(f"stage {stage.name!r}: batch_size {stage.batch_size} is the global batch and must be "
                             f"divisible by the {world} processes")
+    local_batch = stage.batch_size // world
+    if stage.micro_batch_size and local_batch % stage.micro_batch_size:
+        raise TrainingError(f"stage {stage.name!r}: micro_batch_size {stage.micro_batch_size} must divide the "
+                            f"per-process batch {local_batch} (batch_size {stage.batch_size} / {world} processes)")
+    chunked = bool(stage.micro_batch_size) and stage.micro_batch_size < local_batch
     if model.config.vision.image_size != stage.image_size:
         old = model.config.vision.grid_size
         model.set_image_size(stage.image_size)
@@ -116,7 +123,7 @@ def run_stage(model: CLIP, stage: StageConfig, stage_index: int, recipe: RecipeC
         compute = count_sample_compute(model.config, stage.image_size, stage.text_length, stage.mask_ratio)
         report = StageReport(stage.name, stage.image_size, stage.text_length, stage.batch_size, stage.steps, 0, 0.0,
                              (model.config.vision.grid_size,) * 2, compute.total_gmacs)
-    batches = train_batches(shards, transform, tokenizer, batch_size=stage.batch_size // world,
+    batches = train_batches(shards, transform, tokenizer, batch_size=local_batch,
                             seed=recipe.seed + stage_index + 10_000 * rank, shuffle_buffer=recipe.data.shuffle_buffer,
                             workers=workers, skip_batches=first_step)
     precision = resolve_precision(recipe.precision, device)
@@ -125,19 +132,27 @@ def run_stage(model: CLIP, stage: StageConfig, stage_index: int, recipe: RecipeC
 
     progress = tqdm(range(first_step, stage.steps), desc=f"stage {stage.name} ({stage.image_size}px)", unit="step",
                     disable=rank != 0, initial=first_step, total=stage.steps)
+    def autocast():
+        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
     for step in progress:
         pixels, tokens = next(batches)
         pixels, tokens = pixels.to(device, non_blocking=True), tokens.to(device, non_blocking=True)
-        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            image_emb, text_emb, scale = net(pixels, tokens, mask_ratio=stage.mask_ratio)
-            loss = contrastive_loss(image_emb.float(), text_emb.float(), scale.float())
+        optimizer.zero_grad(set_to_none=True)
+        if chunked:
+            loss, scale = chunked_contrastive_backward(net, pixels, tokens, stage.micro_batch_size,
+                                                       mask_ratio=stage.mask_ratio, autocast=autocast)
+        else:
+            with autocast():
+                image_emb, text_emb, scale = net(pixels, tokens, mask_ratio=stage.mask_ratio)
+                loss = contrastive_loss(image_emb.float(), text_emb.float(), scale.float())
         if not torch.isfinite(loss):
             points = list_resume_points(out_dir)
             last = f"the last good state is {points[-1].path} (--resume continues from it)" if points else \
                 "no resume point was written yet"
             raise TrainingError(f"stage {stage.name!r} step {step}: loss is {loss.item()}; stopping: {last}")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if not chunked:
+            loss.backward()
         if stage.optimizer.grad_clip_norm:
             torch.nn.utils.clip_grad_norm_(model.parameters(), stage.optimizer.grad_clip_norm)
         optimizer.step()
@@ -168,8 +183,10 @@ def run_stage(model: CLIP, stage: StageConfig, stage_index: int, recipe: RecipeC
 
 
 def train(recipe: RecipeConfig, out_dir: str | Path, *, data_dir: Path | None = None, device: str = "auto",
-          workers: int | None = None, save_stages: bool = True, resume: bool = False) -> tuple[CLIP, list[StageReport]]:
+          workers: int | None = None, save_stages: bool = True, resume: bool = False,
+          wandb_project: str | None = None) -> tuple[CLIP, list[StageReport]]:
     """Run every stage of `recipe` and write the checkpoint to `out_dir` (stage checkpoints in out_dir/stages/).
+    Curves go to TensorBoard (recipe.tensorboard) and to the W&B project `wandb_project` when given.
 
     `resume=True` continues from the latest resume point in `out_dir/resume/` (same recipe, same number of
     processes and data workers), so the loss curve continues exactly as if the run had never stopped."""
@@ -200,7 +217,9 @@ def train(recipe: RecipeConfig, out_dir: str | Path, *, data_dir: Path | None = 
     resumed_at = None
     if point is not None:
         resumed_at = sum(s.steps for s in recipe.stages[:point.stage_index]) + point.step
-    metrics = MetricsLog(out_dir, recipe.tensorboard and is_main_process(), purge_step=resumed_at)
+    main = is_main_process()
+    metrics = MetricsLog(out_dir, recipe.tensorboard and main, purge_step=resumed_at,
+                         wandb_project=wandb_project if main else None, config=to_dict(recipe))
     for index, stage in enumerate(recipe.stages):
         if index < len(reports):
             continue
@@ -215,7 +234,7 @@ def train(recipe: RecipeConfig, out_dir: str | Path, *, data_dir: Path | None = 
     if is_main_process():
         save_checkpoint(model.cpu(), out_dir, recipe_yaml=recipe_to_yaml(recipe),
                         training=training_record(recipe, reports, device, world), dtype=_DTYPES[recipe.save_dtype],
-                        keep=("stages", "tensorboard"))
+                        keep=("stages", "tensorboard", "wandb", WANDB_ID_FILE))
     barrier()
     return model, reports
 

@@ -48,12 +48,17 @@ class StageConfig:
     end_lr_ratio: float = 0.0
     # FLIP-style random masking of image tokens (the paper's Table 10 baseline); 0 = off.
     mask_ratio: float = 0.0
+    # Pairs per forward pass on each process when the per-process batch does not fit in memory: the loss and the
+    # gradients stay those of the full global batch (reclip_eval/train/chunked.py). None: the whole batch at once.
+    micro_batch_size: int | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.mask_ratio < 1:
             raise ValueError(f"stage {self.name!r}: mask_ratio must be in [0, 1), got {self.mask_ratio}")
         if self.steps <= 0 or self.batch_size <= 0:
             raise ValueError(f"stage {self.name!r}: steps and batch_size must be positive")
+        if self.micro_batch_size is not None and self.micro_batch_size <= 0:
+            raise ValueError(f"stage {self.name!r}: micro_batch_size must be positive, got {self.micro_batch_size}")
         if not 0 <= self.warmup_steps <= self.steps:
             raise ValueError(f"stage {self.name!r}: warmup_steps must be within [0, steps={self.steps}]")
 
