@@ -122,8 +122,7 @@ def test_trainer_with_micro_batches_follows_the_same_loss_curve(tmp_path):
 
 
 def test_micro_batch_size_must_divide_the_per_process_batch(tmp_path):
-    from reclip_eval.train.loop import TrainingError
-    from reclip_eval.train.loop import train
+    from reclip_eval.train.loop import TrainingError, train
     from reclip_eval.train.recipe import load_recipe
 
     recipe = load_recipe("tiny-shapes", ["stages.0.steps=1", "stages.1.steps=1", "stages.0.warmup_steps=0",
