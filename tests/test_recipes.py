@@ -7,12 +7,11 @@ import torch
 from reclip_eval.models.flops import count_sample_compute
 from reclip_eval.models.presets import build_config
 from reclip_eval.models.vision import keep_random_tokens
-from reclip_eval.registry import named_yaml_files
 from reclip_eval.train.loop import train
 from reclip_eval.train.optim import lr_factor
-from reclip_eval.train.recipe import load_recipe
+from reclip_eval.train.recipe import clip_recipe_files, load_recipe
 
-PAPER_RECIPES = [n for n in named_yaml_files("training") if n not in ("demo-shapes", "tiny-shapes")]
+PAPER_RECIPES = [n for n in clip_recipe_files() if n not in ("demo-shapes", "tiny-shapes")]
 
 
 @pytest.mark.parametrize("name", PAPER_RECIPES)

@@ -8,6 +8,7 @@ from pathlib import Path
 EPILOG = """examples:
   reclip-eval data synth --out data/                       # train shards + zero-shot set + retrieval set
   reclip-eval data synth --out data/ --sets zeroshot --seed 7 --zeroshot-per-class 50 --workers 8
+  reclip-eval data synth --out data/ --sets lvis --image-size 128           # LVIS-format detection set
   reclip-eval data preresize '/data/laion/{00000..09999}.tar' --out /data/laion-96 --short-side 96 --workers 16
 """
 
@@ -20,13 +21,15 @@ def add_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=Path, required=True)
     s.add_argument("--sets", default="train,zeroshot,retrieval",
                    help="comma-separated: train, zeroshot, zeroshot-v2, zeroshot-sketch, zeroshot-r, zeroshot-a, "
-                        "retrieval")
+                        "probe, retrieval, lvis (the LVIS-format detection set)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--image-size", type=int, default=128)
     s.add_argument("--train-samples", type=int, default=20000)
     s.add_argument("--samples-per-shard", type=int, default=1000)
     s.add_argument("--zeroshot-per-class", type=int, default=20)
     s.add_argument("--retrieval-images", type=int, default=250)
+    s.add_argument("--lvis-train-images", type=int, default=400)
+    s.add_argument("--lvis-val-images", type=int, default=100)
     s.add_argument("--workers", type=int, default=2)
     r = sub.add_parser("preresize", help="rewrite webdataset shards with smaller images (for low-res stages)")
     r.add_argument("shards", help="a folder of .tar files, a glob, or brace notation")
@@ -50,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
 
     config = SynthConfig(seed=args.seed, image_size=args.image_size, train_samples=args.train_samples,
                          samples_per_shard=args.samples_per_shard, zeroshot_per_class=args.zeroshot_per_class,
-                         retrieval_images=args.retrieval_images)
+                         retrieval_images=args.retrieval_images, lvis_train_images=args.lvis_train_images,
+                         lvis_val_images=args.lvis_val_images)
     sets = [s.strip() for s in args.sets.split(",") if s.strip()]
     for folder in synthesize(args.out, config, sets=sets, workers=args.workers):
         print(folder)

@@ -17,7 +17,7 @@ SUBCOMMANDS = {
     "train": ("reclip_eval.cli.train_cmd", "train a model from a recipe"),
     "config": ("reclip_eval.cli.config_cmd", "print a resolved recipe (config show)"),
     "flops": ("reclip_eval.cli.flops_cmd", "compute per sample of a model's stages (the paper's Table 2)"),
-    "detect": ("reclip_eval.cli.detect_cmd", "LVIS evaluation of a detections file (detect evaluate)"),
+    "detect": ("reclip_eval.cli.detect_cmd", "open-vocabulary detector (detect train/predict) and LVIS evaluation"),
     "card": ("reclip_eval.cli.card_cmd", "render a checkpoint's model card from its results"),
     "leaderboard": ("reclip_eval.cli.leaderboard_cmd", "regenerate leaderboards/ from results and paper numbers"),
     "push-to-hub": ("reclip_eval.cli.push_cmd", "publish a checkpoint directory on the Hugging Face Hub"),

@@ -8,6 +8,7 @@ preference (`tasks/*.yaml`, `data.layouts`); the first one present in the task's
     karpathy_json   dataset_flickr30k.json / dataset_coco.json + the images they name
     flickr_txt      flickr30k_test_karpathy.txt (CLIP_benchmark) + flickr30k-images/
     coco_captions   coco_test_karpathy.json (COCO captions form, CLIP_benchmark) + val2014/
+    lvis_json       lvis_v1_val.json + COCO 2017 image folders found through each image's coco_url
 """
 
 from __future__ import annotations
@@ -27,12 +28,13 @@ from reclip_eval.errors import DataError
 HF_DATASETS_PREFIX = "hf-datasets:"
 CLASSIFICATION_KINDS = ("class_folders", "flat_loc_csv", "flat_devkit", "hf_dataset")
 RETRIEVAL_KINDS = ("karpathy_json", "flickr_txt", "coco_captions")
+DETECTION_KINDS = ("lvis_json",)
 
 
 @dataclass(frozen=True)
 class LayoutSpec:
     kind: Literal["class_folders", "flat_loc_csv", "flat_devkit", "hf_dataset", "karpathy_json", "flickr_txt",
-                  "coco_captions"]
+                  "coco_captions", "lvis_json"]
     split: str = "val"  # image folder (classification) or split name (karpathy_json, hf_dataset)
     folder_names: Literal["id", "index"] = "id"  # class_folders: class ids or label indices
     labels: str = "LOC_val_solution.csv"  # flat_loc_csv
@@ -107,6 +109,10 @@ def expected_layout(layout: LayoutSpec, folder: Path) -> str:
     if k == "hf_dataset":
         return (f"{folder}/{layout.dataset}/  (datasets.save_to_disk, split {layout.split!r}, columns "
                 f"{layout.image_column!r}/{layout.label_column!r}); or --data-dir {HF_DATASETS_PREFIX}<hub id>")
+    if k == "lvis_json":
+        images = folder / layout.images
+        return (f"{folder}/{layout.annotations}  with COCO 2017 images in  {images}/train2017/  and  {images}/val2017/"
+                "  (each image's coco_url names its folder)")
     return f"{folder}/{layout.annotations}  and the images under  {folder}/{layout.images}/"
 
 

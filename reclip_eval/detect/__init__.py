@@ -1,1 +1,3 @@
-"""Open-vocabulary detection: the LVIS evaluator (and, later, the RO-ViT-style detector)."""
+"""Open-vocabulary detection: the RO-ViT-style detector (torchvision Mask R-CNN on a CLIP ViT backbone: backbone.py,
+heads.py, model.py; vocabulary.py, data.py, train.py, predict.py, checkpoint.py, adapter.py) and the LVIS evaluator
+(lvis_eval.py)."""

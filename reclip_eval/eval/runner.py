@@ -11,6 +11,7 @@ import torch
 
 from reclip_eval.data.synth.export import read_manifest
 from reclip_eval.distributed import rank_and_size
+from reclip_eval.eval.detection import run_detection
 from reclip_eval.eval.linear_probe import run_linear_probe
 from reclip_eval.eval.outcome import TaskOutcome
 from reclip_eval.eval.results import build_results, fingerprint_files
@@ -24,6 +25,7 @@ TASK_KINDS: Registry = Registry("task kind")
 TASK_KINDS.register("zeroshot_classification")(run_zeroshot)
 TASK_KINDS.register("retrieval")(run_retrieval)
 TASK_KINDS.register("linear_probe")(run_linear_probe)
+TASK_KINDS.register("detection")(run_detection)
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,9 @@ def evaluate(adapter: ModelAdapter, spec: TaskSpec, options: EvalOptions, argv: 
         **outcome.extra,
     }
     model = adapter.describe()
-    model["compute"] = {**(model.get("compute") or {}), "image_gmacs": image_gmacs(adapter, options.device)}
+    count = getattr(adapter, "image_gmacs", None)  # a detector counts its whole forward, not an image embedding
+    gmacs = count(options.device) if callable(count) else image_gmacs(adapter, options.device)
+    model["compute"] = {**(model.get("compute") or {}), "image_gmacs": gmacs}
     return build_results(
         task=task_info, model=model, metrics=outcome.metrics, counts=outcome.counts,
         skipped=outcome.skipped, prompts=outcome.prompts, precision=options.precision, device=options.device,

@@ -14,6 +14,7 @@ from reclip_eval.config import from_dict, load_yaml
 from reclip_eval.data.imagefolder import read_class_list
 from reclip_eval.data.layouts import (
     CLASSIFICATION_KINDS,
+    DETECTION_KINDS,
     HF_DATASETS_PREFIX,
     RETRIEVAL_KINDS,
     LayoutSpec,
@@ -38,7 +39,7 @@ class DataSpec:
 @dataclass(frozen=True)
 class TaskSpec:
     name: str
-    kind: Literal["zeroshot_classification", "retrieval", "linear_probe"]
+    kind: Literal["zeroshot_classification", "retrieval", "linear_probe", "detection"]
     description: str
     data: DataSpec
     get_data: str  # where the data comes from, printed when it is missing
@@ -48,7 +49,7 @@ class TaskSpec:
     probe_train_layouts: list[LayoutSpec] = field(default_factory=list)
     # Synthetic-world tasks: which set to generate on first use, with which generator settings.
     synth_set: Literal["zeroshot", "zeroshot-v2", "zeroshot-sketch", "zeroshot-r", "zeroshot-a", "probe",
-                       "retrieval"] | None = None
+                       "retrieval", "lvis"] | None = None
     synth: SynthConfig | None = None
     path: str = ""
 
@@ -71,8 +72,9 @@ def load_task(name_or_path: str) -> TaskSpec:
     images are the test split, training images come from `train/` beside them unless the task says otherwise)."""
     if name_or_path.startswith(LINEAR_PROBE_PREFIX):
         base = load_task(name_or_path[len(LINEAR_PROBE_PREFIX):])
-        if base.kind == "retrieval":
-            raise ConfigError(base.path, [f"kind: a linear probe needs a classification task, {base.name} is retrieval"])
+        if base.kind in ("retrieval", "detection"):
+            raise ConfigError(base.path, [f"kind: a linear probe needs a classification task, {base.name} is "
+                                          f"{base.kind}"])
         train = base.probe_train_layouts or [LayoutSpec(kind="class_folders", split="train")]
         return dataclasses.replace(base, name=f"linear-probe-{base.name}", kind="linear_probe",
                                    probe_train_layouts=train)
@@ -87,11 +89,11 @@ def load_task(name_or_path: str) -> TaskSpec:
         problems.append("classes and probe_train_layouts: required for linear_probe")
     if (spec.synth_set is None) != (spec.synth is None):
         problems.append("synth_set and synth: give both (a synthetic task) or neither")
-    kinds = RETRIEVAL_KINDS if spec.kind == "retrieval" else CLASSIFICATION_KINDS
+    kinds = {"retrieval": RETRIEVAL_KINDS, "detection": DETECTION_KINDS}.get(spec.kind, CLASSIFICATION_KINDS)
     for i, layout in enumerate(spec.data.layouts):
         if layout.kind not in kinds:
             problems.append(f"data.layouts[{i}].kind: {layout.kind!r} cannot feed a {spec.kind} task")
-        if layout.kind in RETRIEVAL_KINDS and not layout.annotations:
+        if layout.kind in RETRIEVAL_KINDS + DETECTION_KINDS and not layout.annotations:
             problems.append(f"data.layouts[{i}].annotations: required for {layout.kind}")
     if not spec.data.layouts:
         problems.append("data.layouts: give at least one layout")

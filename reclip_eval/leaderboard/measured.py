@@ -18,6 +18,7 @@ TWINS = {
     "imagenet-r": "shapes-r",
     "imagenet-a": "shapes-a",
     "flickr30k": "shapes-retrieval",
+    "lvis": "shapes-lvis",
 }
 
 

@@ -19,7 +19,7 @@ from reclip_eval.config import apply_overrides, deep_merge, from_dict, load_yaml
 from reclip_eval.data.synth.export import SynthConfig
 from reclip_eval.errors import ConfigError
 from reclip_eval.models.presets import ArchitectureSpec
-from reclip_eval.registry import find_named_yaml
+from reclip_eval.registry import find_named_yaml, named_yaml_files
 
 
 @dataclass(frozen=True)
@@ -129,8 +129,21 @@ def _patch_stages_by_name(stages: Any, patches: dict[str, Any], path: Path) -> l
     return [deep_merge(s, patches.get(s.get("name"), {})) for s in stages]
 
 
+def is_detector_recipe(path: str | Path) -> bool:
+    """Detector recipes (`training/detect-*.yaml`, run by `reclip-eval detect train`) have a `detector:` key."""
+    return "detector" in load_yaml(path)
+
+
+def clip_recipe_files() -> dict[str, Path]:
+    """name -> path of the CLIP recipes under training/ (the detector recipes beside them left out)."""
+    return {name: path for name, path in named_yaml_files("training").items() if not is_detector_recipe(path)}
+
+
 def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> RecipeConfig:
     path = find_named_yaml("training", "recipe", name_or_path)
+    if is_detector_recipe(path):
+        raise ConfigError(str(path), [f"detector: this is a detector recipe; run it with `reclip-eval detect train "
+                                      f"--recipe {path.stem} --backbone MODEL --out DIR`"])
     raw = apply_overrides(_merged_raw(path), overrides or [], source=f"{path} (with overrides)")
     raw["stages"] = resolve_stages(raw.get("stages"), str(path))
     recipe = from_dict(RecipeConfig, raw, source=str(path))

@@ -1,8 +1,9 @@
 """`--model` spec strings -> a loaded ModelAdapter.
 
     NAME                      a named model (model_cards/NAME.yaml), weights from the card or --checkpoint DIR
-    path/to/dir               a checkpoint folder: ours (config.json), open_clip (open_clip_config.json) or
-                              transformers CLIPModel (config.json with model_type "clip")
+    path/to/dir               a checkpoint folder: ours (config.json), open_clip (open_clip_config.json),
+                              transformers CLIPModel (config.json with model_type "clip"), or one of our
+                              detectors (config.json with architecture "reclip-detector", detection tasks)
     hf-hub:org/name[@rev]     any of those kinds on the Hugging Face Hub (the local cache when HF_HUB_OFFLINE=1)
     openclip:ARCH             an open_clip architecture; weights from --checkpoint FILE.safetensors
     hf:PATH                   a transformers CLIPModel folder
@@ -55,6 +56,8 @@ def folder_kind(folder: Path) -> str:
             raise CheckpointError(f"{config}: not valid JSON ({e})") from None
         if data.get("architecture") == "reclip-clip":
             return "reclip"
+        if data.get("architecture") == "reclip-detector":
+            return "reclip_detector"
         if data.get("model_type") == "clip":
             return "hf_transformers"
         raise CheckpointError(f"{config}: neither a reclip-eval checkpoint (architecture 'reclip-clip') nor a "
@@ -69,6 +72,12 @@ def _adapter_for_folder(folder: Path, model_id: str, image_size: int | None,
         if source and source.repo_id else {}
     if kind == "reclip":
         return ReclipAdapter.from_source(source or CheckpointSource(path=folder.resolve()), model_id, image_size)
+    if kind == "reclip_detector":
+        if image_size:
+            raise CheckpointError(f"{model_id}: a detector runs at its trained canvas size; drop --image-size")
+        from reclip_eval.detect.adapter import DetectorAdapter
+
+        return DetectorAdapter.from_dir(folder, model_id)
     if image_size:
         raise CheckpointError(f"{model_id}: --image-size is only supported for reclip-eval checkpoints")
     if kind == "open_clip":

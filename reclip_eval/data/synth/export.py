@@ -6,6 +6,8 @@
     <out>/shapes-retrieval/dataset_shapes.json    in the format of dataset_flickr30k.json
     <out>/shapes-{v2,sketch,r,a}/val/<class_id>/  domain-shift twins of the zero-shot set (see ZEROSHOT_VARIANTS)
     <out>/shapes-probe/{train,test}/<class_id>/   a linear-probe set: two independent draws of the zero-shot set
+    <out>/shapes-lvis/lvis_v1_{train,val}.json    an LVIS-v1-format detection set, images in train2017/ and
+                                                  val2017/ found through coco_url (lvis.py; not in SETS: on request)
 
 Each set is built in a temp directory and renamed into place with a `synth.json` manifest of its parameters, so an
 interrupted run never leaves a set that looks complete. Output is the same for any number of workers.
@@ -70,6 +72,8 @@ class SynthConfig:
     zeroshot_per_class: int = 20
     retrieval_images: int = 250
     captions_per_image: int = 5
+    lvis_train_images: int = 400  # the LVIS-format detection set (lvis.py): images per split
+    lvis_val_images: int = 100
 
 
 def _jpeg(image) -> bytes:
@@ -226,11 +230,19 @@ def karpathy_json(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
     return {"dataset": "shapes", "images": images}
 
 
+def write_lvis_set(out: Path, config: SynthConfig, workers: int = 1) -> Path:
+    """The LVIS-v1-format detection set (see lvis.py; imported here lazily because it builds on this module)."""
+    from reclip_eval.data.synth.lvis import write_lvis_set as write
+
+    return write(out, config, workers)
+
+
 WRITERS: dict[str, Callable[[Path, SynthConfig, int], Path]] = {
     "train": write_train_shards,
     **{name: functools.partial(write_zeroshot_set, set_name=name) for name in ZEROSHOT_VARIANTS},
     "probe": write_probe_set,
     "retrieval": write_retrieval_set,
+    "lvis": write_lvis_set,
 }
 
 

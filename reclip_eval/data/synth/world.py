@@ -34,7 +34,7 @@ CELLS: tuple[str, ...] = (
 
 # Named streams keep different sets from sharing draws even with the same seed.
 STREAMS = {"train": 0, "zeroshot": 1, "retrieval": 2, "zeroshot-v2": 3, "zeroshot-sketch": 4, "zeroshot-r": 5,
-           "zeroshot-a": 6, "probe-train": 7, "probe-test": 8}
+           "zeroshot-a": 6, "probe-train": 7, "probe-test": 8, "lvis-train": 9, "lvis-val": 10}
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,99 @@
+"""A trained detector behind the evaluation suite's ModelAdapter interface, so that
+`reclip-eval --model DETECTOR_DIR --task lvis` runs through the same task runner and results schema as the CLIP
+tasks. The encoders are the detector's frozen CLIP (its open-vocabulary branch); `image_gmacs` counts the whole
+detector on one canvas."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from reclip_eval.config import to_dict
+from reclip_eval.data.transforms import image_transform
+from reclip_eval.detect.checkpoint import LoadedDetector, load_detector
+from reclip_eval.models.tokenizer import ClipTokenizer
+from reclip_eval.zoo.adapter import ModelAdapter
+
+
+class DetectorAdapter(ModelAdapter):
+    def __init__(self, loaded: LoadedDetector, model_id: str):
+        self.loaded = loaded
+        self.model_id = model_id
+        self.image_size = loaded.config.backbone.image_size
+        self.tokenizer = ClipTokenizer(loaded.clip.config.text.context_length)
+        self.transform = image_transform(self.image_size, loaded.clip.config.preprocess)
+
+    @classmethod
+    def from_dir(cls, directory: str | Path, model_id: str) -> DetectorAdapter:
+        return cls(load_detector(directory), model_id)
+
+    def tokenize(self, texts: list[str]) -> torch.Tensor:
+        return self.tokenizer(texts)
+
+    def _device(self) -> torch.device:
+        return self.loaded.clip.logit_scale.device
+
+    @torch.no_grad()
+    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The frozen CLIP embedding of whole images at the detector's canvas size."""
+        vlm = self.loaded.detector.roi_heads.vlm
+        tower = vlm.tower if vlm is not None else self.loaded.clip.visual
+        size = tower.config.image_size
+        pixels = pixels.to(self._device())
+        if pixels.shape[-1] != size:
+            pixels = F.interpolate(pixels, size=(size, size), mode="bilinear", antialias=True)
+        return F.normalize(tower(pixels), dim=-1)
+
+    @torch.no_grad()
+    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.loaded.clip.encode_text(tokens.to(self._device()), normalize=True)
+
+    def to(self, device: str | torch.device) -> DetectorAdapter:
+        self.loaded.detector.to(device)
+        self.loaded.clip.to(device)
+        return self
+
+    @torch.no_grad()
+    def image_gmacs(self, device: str) -> float:
+        """GMACs (FLOPs / 2) of detecting on one canvas: backbone, RPN, heads, frozen tower (matmuls and convs;
+        RoIAlign, NMS and mask pasting are not counted)."""
+        from torch.utils.flop_counter import FlopCounterMode
+
+        detector = self.loaded.detector.eval()
+        pixels = torch.rand(3, self.image_size, self.image_size, device=device)
+        with FlopCounterMode(display=False) as counter:
+            detector([pixels])
+        return round(counter.get_total_flops() / 2e9, 6)
+
+    def _training_record(self) -> dict[str, Any]:
+        path = self.loaded.path / "training.json" if self.loaded.path is not None else None
+        if path is None or not path.is_file():
+            return {}
+        record = json.loads(path.read_text(encoding="utf-8"))
+        return {"train_device_hours": round(record.get("wall_time_s", 0) / 3600, 4),
+                "train_samples_seen": record.get("images_seen"), "train_device": record.get("device")}
+
+    def describe(self) -> dict[str, Any]:
+        loaded = self.loaded
+        clip_config = loaded.clip.config
+        preprocess = clip_config.preprocess
+        return {
+            "id": self.model_id,
+            "family": "reclip-detector",
+            "compute": self._training_record(),
+            "weights": {"sha256": loaded.sha256, "path": str(loaded.path) if loaded.path else None,
+                        "clip_sha256": loaded.clip_sha256},
+            "image_size": self.image_size,
+            "preprocess": {"image_size": self.image_size, "resize": "longer side to image_size, pad to a square",
+                           "interpolation": "bilinear", "antialias": False, "mean": list(preprocess.mean),
+                           "std": list(preprocess.std)},
+            "tokenizer": {"name": clip_config.text.tokenizer, "context_length": clip_config.text.context_length},
+            "pos_embed_resample": to_dict(clip_config.pos_embed_resample),
+            "detector": to_dict(loaded.config),
+            "base_vocabulary_size": len(loaded.base_vocabulary),
+            "source": (loaded.extra or {}).get("source"),
+        }

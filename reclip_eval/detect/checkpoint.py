@@ -1,0 +1,131 @@
+"""Detector checkpoint directories, written atomically and loaded strictly from safetensors:
+
+    config.json         architecture "reclip-detector": DetectorConfig, prompt templates, base vocabulary
+    model.safetensors   the detector's trained weights (backbone copy, pyramid, RPN, heads, background embedding)
+    clip/               the CLIP checkpoint it started from, unchanged (reclip_eval.checkpoint layout): its frozen
+                        image tower gives the open-vocabulary region scores, its text tower the class embeddings
+    recipe.yaml         the resolved detector recipe
+    training.json       steps, losses, wall time, device
+    README.md           what this is and how it was made
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reclip_eval.atomic import atomic_dir, write_json_atomic, write_text_atomic
+from reclip_eval.checkpoint import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    file_sha256,
+    load_model,
+    read_weights,
+    save_checkpoint,
+)
+from reclip_eval.config import from_dict, to_dict
+from reclip_eval.detect.config import DetectorConfig
+from reclip_eval.detect.model import OpenVocabDetector
+from reclip_eval.errors import CheckpointError, ConfigError
+from reclip_eval.models.clip import CLIP
+
+ARCHITECTURE = "reclip-detector"
+FORMAT_VERSION = 1
+CLIP_DIR = "clip"
+
+
+@dataclass
+class LoadedDetector:
+    detector: OpenVocabDetector
+    clip: CLIP  # frozen: text tower for the vocabulary
+    config: DetectorConfig
+    templates: list[str]
+    base_vocabulary: list[str]  # category names trained on; anything else is novel at inference
+    path: Path | None = None
+    sha256: str | None = None  # of model.safetensors
+    clip_sha256: str | None = None
+    extra: dict[str, Any] | None = None  # the rest of config.json (backbone source, ...)
+
+
+def is_detector_dir(path: str | Path) -> bool:
+    config = Path(path) / CONFIG_NAME
+    if not config.is_file():
+        return False
+    try:
+        return json.loads(config.read_text(encoding="utf-8")).get("architecture") == ARCHITECTURE
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return False
+
+
+def save_detector(directory: str | Path, loaded: LoadedDetector, *, recipe_yaml: str | None = None,
+                  training: dict[str, Any] | None = None, card: str | None = None) -> Path:
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    with atomic_dir(directory) as tmp:
+        state = {k: v.detach().to("cpu").contiguous() for k, v in loaded.detector.trainable_state_dict().items()}
+        save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", "architecture": ARCHITECTURE})
+        save_checkpoint(loaded.clip, tmp / CLIP_DIR)
+        write_json_atomic(tmp / CONFIG_NAME, {
+            "architecture": ARCHITECTURE, "format_version": FORMAT_VERSION, "detector": to_dict(loaded.config),
+            "templates": loaded.templates, "base_vocabulary": loaded.base_vocabulary, "clip": CLIP_DIR,
+            **(loaded.extra or {}),
+        })
+        if recipe_yaml is not None:
+            write_text_atomic(tmp / "recipe.yaml", recipe_yaml)
+        if training is not None:
+            write_json_atomic(tmp / "training.json", training)
+        if card is not None:
+            write_text_atomic(tmp / "README.md", card)
+    return directory
+
+
+def load_detector(directory: str | Path, map_location: str = "cpu") -> LoadedDetector:
+    directory = Path(directory).expanduser()
+    path = directory / CONFIG_NAME
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing; a detector directory holds {CONFIG_NAME}, {WEIGHTS_NAME} and "
+                              f"{CLIP_DIR}/ (train one with `reclip-eval detect train`)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+    if data.get("architecture") != ARCHITECTURE:
+        raise CheckpointError(f"{path}: architecture is {data.get('architecture')!r}, expected {ARCHITECTURE!r}")
+    if data.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: format_version {data.get('format_version')!r} is not supported")
+    try:
+        config = from_dict(DetectorConfig, data.get("detector"), source=str(path))
+    except ConfigError as e:
+        raise CheckpointError(str(e)) from None
+    clip_dir = directory / data.get("clip", CLIP_DIR)
+    clip = load_model(clip_dir, map_location=map_location)
+    detector = OpenVocabDetector(clip, config)
+    state = read_weights(directory / WEIGHTS_NAME)
+    expected = detector.trainable_state_dict()
+    problems = [f"missing tensor {k}" for k in sorted(set(expected) - set(state))]
+    problems += [f"unexpected tensor {k}" for k in sorted(set(state) - set(expected))]
+    problems += [f"{k}: checkpoint shape {tuple(state[k].shape)}, detector expects {tuple(v.shape)}"
+                 for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    if problems:
+        raise CheckpointError(f"{directory}: does not match its config.json:\n" + "\n".join(f"  - {p}" for p in problems))
+    detector.load_state_dict(state, strict=False)  # the frozen CLIP copy came from clip/ above; all else checked
+    extra = {k: v for k, v in data.items()
+             if k not in ("architecture", "format_version", "detector", "templates", "base_vocabulary", "clip")}
+    return LoadedDetector(
+        detector=detector.to(map_location).eval(), clip=clip.eval(), config=config,
+        templates=list(data.get("templates") or []), base_vocabulary=list(data.get("base_vocabulary") or []),
+        path=directory, sha256=file_sha256(directory / WEIGHTS_NAME),
+        clip_sha256=file_sha256(clip_dir / WEIGHTS_NAME), extra=extra)
+
+
+def detector_card(loaded: LoadedDetector, recipe_name: str, backbone: str, steps: int) -> str:
+    return (f"# reclip-eval open-vocabulary detector\n\nMask R-CNN (torchvision) on a CLIP ViT backbone, RO-ViT style "
+            f"(ViTDet backbone recipe, F-VLM classifier and score ensemble).\n\n- recipe: `{recipe_name}`, {steps} "
+            f"steps\n- backbone: `{backbone}`\n- trained on {len(loaded.base_vocabulary)} base categories; others "
+            f"are scored open-vocabulary (alpha {loaded.config.open_vocab.alpha}, beta "
+            f"{loaded.config.open_vocab.beta})\n\nEvaluate: `reclip-eval --model THIS_DIR --task lvis` (or "
+            f"`shapes-lvis`).\n")
+

@@ -1,0 +1,183 @@
+"""Train the open-vocabulary detector from a CLIP checkpoint on an LVIS-format set's base categories.
+
+Schedule (ViTDet, Li et al. 2022, whose LVIS recipe RO-ViT (Kim et al. 2023) starts from): AdamW, linear warmup
+from 0.001x, step decay x0.1 at the recipe's fractions of the steps, layer-wise lr decay over the ViT blocks,
+no weight decay on norms, biases, position and background embeddings; large-scale jitter (data.py). Base
+categories only, text-embedding classifier (F-VLM, Kuo et al. 2023). The run ends with an atomic checkpoint
+(checkpoint.py) that carries the starting CLIP model unchanged for open-vocabulary inference.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, RandomSampler
+
+from reclip_eval.checkpoint import WEIGHTS_NAME, CheckpointSource, file_sha256, load_model, resolve_checkpoint
+from reclip_eval.data.synth.export import synthesize
+from reclip_eval.detect.checkpoint import LoadedDetector, detector_card, save_detector
+from reclip_eval.detect.config import DetectRecipe, detect_recipe_to_yaml
+from reclip_eval.detect.data import LvisSet, LvisTrainDataset, collate_lists, read_lvis
+from reclip_eval.detect.model import OpenVocabDetector
+from reclip_eval.detect.vocabulary import read_templates_file, text_embeddings
+from reclip_eval.device import resolve_device, resolve_precision
+from reclip_eval.errors import MissingWeightsError
+from reclip_eval.models.clip import CLIP
+from reclip_eval.paths import default_data_dir
+
+log = logging.getLogger(__name__)
+WARMUP_START = 0.001  # ViTDet's warmup factor
+
+
+@dataclass
+class DetectTrainReport:
+    steps: int
+    losses: list[float] = field(default_factory=list)  # total loss at each logged step
+    wall_time_s: float = 0.0
+    skipped_images: list[dict] = field(default_factory=list)
+
+
+def resolve_backbone(spec: str) -> CheckpointSource:
+    """A CLIP checkpoint directory, `hf-hub:org/name[@rev]`, or a named model card with weights."""
+    from reclip_eval.zoo.cards import load_card
+    from reclip_eval.zoo.resolve import HUB_PREFIX, parse_hub_spec
+
+    if spec.startswith(HUB_PREFIX):
+        repo, revision = parse_hub_spec(spec)
+        return resolve_checkpoint(repo, revision=revision)
+    if Path(spec).expanduser().is_dir():
+        return resolve_checkpoint(spec)
+    card = load_card(spec)
+    if card.checkpoint is None:
+        raise MissingWeightsError(f"model {card.name!r} has no published weights; train it first "
+                                  f"(`reclip-eval train {card.recipe or '<recipe>'} --out runs/{card.name}`) and pass "
+                                  f"--backbone runs/{card.name}")
+    if card.checkpoint.startswith(HUB_PREFIX):
+        repo, revision = parse_hub_spec(card.checkpoint)
+        return resolve_checkpoint(repo, revision=revision)
+    return resolve_checkpoint(str(card.checkpoint_path()))
+
+
+def load_backbone_clip(spec: str, random_init: bool, seed: int) -> tuple[CLIP, dict]:
+    """The CLIP model the detector starts from, and what to record about it. `random_init` keeps the architecture
+    and draws fresh weights for both towers (the no-language-pretraining baseline)."""
+    source = resolve_backbone(spec)
+    clip = load_model(source.path)
+    info = {"backbone": spec, "backbone_path": str(source.path), "backbone_hub_commit": source.commit,
+            "backbone_sha256": file_sha256(source.path / WEIGHTS_NAME), "random_init": random_init}
+    if random_init:
+        torch.manual_seed(seed)
+        clip = CLIP(clip.config).eval()
+        info["backbone_sha256"] = None
+    return clip, info
+
+
+def locate_lvis(recipe: DetectRecipe, data_dir: str | Path | None, workers: int) -> LvisSet:
+    """The recipe's annotation file under the data root (or the root itself), generated when synthetic."""
+    root = Path(data_dir).expanduser() if data_dir else default_data_dir()
+    data = recipe.data
+    folder = root / data.folder
+    if not (folder / data.annotations).is_file() and (root / data.annotations).is_file():
+        folder = root
+    if not (folder / data.annotations).is_file() and data.synth is not None:
+        log.info("generating the synthetic LVIS set under %s", root)
+        synthesize(root, data.synth, sets=["lvis"], workers=workers)
+        folder = root / data.folder
+    images = Path(data.images) if Path(data.images).is_absolute() else folder / data.images
+    return read_lvis(folder / data.annotations, images)
+
+
+def param_groups(detector: OpenVocabDetector, base_lr: float, weight_decay: float, layer_decay: float) -> list[dict]:
+    """AdamW groups: lr x layer_decay^(depth - layer) for backbone parameters (ViTDet), no weight decay on 1-d
+    parameters (norms, biases) and embeddings."""
+    backbone = detector.backbone
+    depth = len(backbone.blocks) + 1
+    groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
+    for name, param in detector.named_parameters():
+        if not param.requires_grad:
+            continue
+        scale = layer_decay ** (depth - backbone.layer_id(name[len("backbone."):])) if name.startswith("backbone.") \
+            else 1.0
+        no_decay = param.ndim <= 1 or name.endswith(("pos_embed", "background"))
+        groups.setdefault((scale, 0.0 if no_decay else weight_decay), []).append(param)
+    return [{"params": p, "lr": base_lr * s, "weight_decay": wd} for (s, wd), p in groups.items()]
+
+
+def lr_factor(step: int, steps: int, warmup_steps: int, decay_at: list[float]) -> float:
+    factor = 0.1 ** sum(step >= round(f * steps) for f in decay_at)
+    if step < warmup_steps:
+        factor *= WARMUP_START + (1 - WARMUP_START) * step / warmup_steps
+    return factor
+
+
+def train_detector(recipe: DetectRecipe, backbone: str, out: str | Path, *, data_dir: str | Path | None = None,
+                   device: str = "auto", random_init: bool = False, workers: int | None = None
+                   ) -> tuple[LoadedDetector, DetectTrainReport]:
+    device = resolve_device(device)
+    precision = resolve_precision(recipe.precision, device)
+    workers = recipe.data.workers if workers is None else workers
+    started = time.perf_counter()
+    clip, source_info = load_backbone_clip(backbone, random_init, recipe.seed)
+    lvis = locate_lvis(recipe, data_dir, max(1, workers))
+    vocabulary = [c for c in lvis.categories if c.frequency in recipe.data.train_frequencies]
+    templates = read_templates_file(recipe.detector.classifier.templates)
+    torch.manual_seed(recipe.seed)
+    detector = OpenVocabDetector(clip, recipe.detector).to(device)
+    clip = clip.to(device)
+    detector.set_vocabulary(text_embeddings(clip, vocabulary, templates, source_info["backbone_sha256"]))
+    fill = tuple(clip.config.preprocess.mean)
+    schedule = recipe.schedule
+    dataset = LvisTrainDataset(lvis, vocabulary, recipe.detector.backbone.image_size, schedule.lsj_scale, fill)
+    generator = torch.Generator().manual_seed(recipe.seed)
+    sampler = RandomSampler(dataset, replacement=True, num_samples=schedule.steps * schedule.batch_size,
+                            generator=generator)
+    loader = DataLoader(dataset, batch_size=schedule.batch_size, sampler=sampler, collate_fn=collate_lists,
+                        num_workers=workers, drop_last=True, generator=generator)
+    optimizer = torch.optim.AdamW(param_groups(detector, schedule.lr, schedule.weight_decay,
+                                               recipe.detector.backbone.layer_decay), lr=schedule.lr,
+                                  betas=schedule.betas)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, schedule.steps, schedule.warmup_steps, schedule.decay_at))
+    report = DetectTrainReport(steps=0)
+    detector.train()
+    log.info("training on %d images, %d base categories (%d in the file), %d steps of %d", len(dataset),
+             len(vocabulary), len(lvis.categories), schedule.steps, schedule.batch_size)
+    for images, targets in loader:
+        good = [i for i, image in enumerate(images) if image is not None]
+        report.skipped_images += [{"image_id": targets[i]["image_id"], "reason": targets[i]["error"]}
+                                  for i in range(len(images)) if images[i] is None]
+        if not good:
+            continue
+        batch_images = [images[i].to(device) for i in good]
+        batch_targets = [{k: v.to(device) for k, v in targets[i].items() if k != "image_id"} for i in good]
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
+        with autocast:
+            losses = detector(batch_images, batch_targets)
+        loss = sum(losses.values())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if schedule.grad_clip_norm:
+            torch.nn.utils.clip_grad_norm_(detector.parameters(), schedule.grad_clip_norm)
+        optimizer.step()
+        scheduler.step()
+        report.steps += 1
+        if report.steps % recipe.log_every == 0 or report.steps in (1, schedule.steps):
+            report.losses.append(round(float(loss.detach()), 5))
+            log.info("step %d/%d loss %.4f (%s)", report.steps, schedule.steps, float(loss.detach()),
+                     ", ".join(f"{k.removeprefix('loss_')} {float(v.detach()):.3f}" for k, v in losses.items()))
+    report.wall_time_s = time.perf_counter() - started
+    detector.eval()
+    loaded = LoadedDetector(detector=detector, clip=clip, config=recipe.detector, templates=templates,
+                            base_vocabulary=[c.name for c in vocabulary], extra={"source": source_info})
+    training = {"recipe": recipe.name, "steps": report.steps, "images_seen": report.steps * schedule.batch_size,
+                "losses": report.losses, "wall_time_s": round(report.wall_time_s, 2), "device": device,
+                "precision": precision, "train_images": len(dataset), "annotations": str(lvis.path),
+                "skipped_images": report.skipped_images, **source_info}
+    save_detector(out, loaded, recipe_yaml=detect_recipe_to_yaml(recipe), training=training,
+                  card=detector_card(loaded, recipe.name, backbone, report.steps))
+    return loaded, report
