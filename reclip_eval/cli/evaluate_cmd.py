@@ -72,7 +72,9 @@ def run(args: argparse.Namespace) -> int:
             path = write_results(results, args.output, per_image_size=bool(args.image_size))
             counts = results["counts"]
             for metric, value in results["metrics"].items():
-                rows.append([task.name, adapter.image_size, metric, f"{100 * value:.2f}"])
+                # LVIS's -1: no ground truth in that slice (e.g. no large objects), so the AP is undefined.
+                shown = f"{100 * value:.2f}" if value >= 0 else "n/a (no ground truth)"
+                rows.append([task.name, adapter.image_size, metric, shown])
             skipped = counts.get("images_skipped", 0)
             note = f", {skipped} skipped (listed in the JSON)" if skipped else ""
             print(f"{task.name}: {counts.get('images_evaluated')} images evaluated{note} -> {path}", file=sys.stderr)

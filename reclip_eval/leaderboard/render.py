@@ -136,6 +136,9 @@ def render_models(measured: list[MeasuredRow]) -> str:
             elif result["task"]["kind"] == "retrieval":
                 metrics = result["metrics"]
                 cells.append(f"{100 * metrics['i2t_R@1']:.2f} / {100 * metrics['t2i_R@1']:.2f}")
+            elif result["task"]["kind"] == "detection":
+                metrics = result["metrics"]
+                cells.append(f"{100 * metrics['AP']:.2f} / {100 * metrics['APr']:.2f}")
             else:
                 cells.append(f"{100 * result['metrics']['top1']:.2f}")
         rows.append([m.model, str(m.image_size), _fmt(compute.get("image_gmacs")),
@@ -143,6 +146,6 @@ def render_models(measured: list[MeasuredRow]) -> str:
     return "\n".join([
         "# Models", "",
         "Zero-shot top-1 (%) for classification tasks and linear probes, image->text / text->image R@1 (%) for "
-        "retrieval; GMACs per image of the image tower at the evaluated size; device-hours of the checkpoint's "
+        "retrieval, mask AP / APr (%) for detection; GMACs per image of the image tower at the evaluated size; device-hours of the checkpoint's "
         "training when it records them.", "",
         _table(headers, rows), "", "Provenance:", *_provenance(measured), ""])
