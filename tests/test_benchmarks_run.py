@@ -45,3 +45,15 @@ def test_train_throughput_smoke(tmp_path):
     for row in results.values():
         ours, theirs = row["reclip-eval"]["forward_gflops_per_sample"], row["open_clip"]["forward_gflops_per_sample"]
         assert abs(ours - theirs) / theirs < 0.1
+
+
+def test_detect_throughput_smoke(tmp_path):
+    out = tmp_path / "detect.json"
+    run = subprocess.run(
+        [sys.executable, "benchmarks/detect_throughput.py", "--archs", "tiny", "--recipe", "detect-shapes",
+         "--image-size", "64", "--batch-size", "2", "--steps", "1", "--warmup", "1", "--categories", "10",
+         "--device", "cpu", "--precision", "fp32", "--out", str(out)],
+        capture_output=True, text=True, cwd=REPO, timeout=600, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(out.read_text())["results"]["tiny"]
+    assert result["train_images_per_second"] > 0 and result["inference_images_per_second"] > 0
