@@ -74,12 +74,12 @@ def test_miniature_rows_average_seeds_mark_twins_and_say_what_is_missing(tmp_pat
     cells = [c.strip() for c in row_a.split("|")]
     assert "25.00 ± 7.07†" in cells  # ImageNet column from shapes-zeroshot, two seeds
     assert "60.00 ± 14.14†" in cells and "40.00 ± 14.14†" in cells  # Flickr30K I2T / T2I from shapes-retrieval
-    assert cells[3] == "10" and cells[-3:-1] == ["2.0", "0.1"]  # steps; PMACs, device-hours
+    assert cells[3] == "10" and cells[-3:-1] == ["2,000", "0.1"]  # steps; TMACs, device-hours
     assert "Not measured yet: runs/b @ 64 px." in files["table1.md"]
     row_5 = next(line for line in files["table5.md"].splitlines() if "| mini A" in line)
     assert "10.00†" in row_5 and "20.00†" in row_5  # before (stage checkpoint at 32 px), after (seed 0 at 64 px)
     assert "| miniature | mini A (" not in files["figure2.md"]
-    assert "| miniature | mini A | 2.000 PMACs | 25.00 | 50.00 |" in files["figure2.md"]
+    assert "| miniature | mini A | 2,000.000 TMACs | 25.00 | 50.00 |" in files["figure2.md"]
     assert "mini B" not in files["figure2.md"]
 
 

@@ -58,14 +58,14 @@ def miniature_points(experiment: MiniatureTable | None, measured: list[MeasuredR
         if row.source is None:
             continue
         rows = [index[(m, row.source.image_size)] for m in row.source.models if (m, row.source.image_size) in index]
-        pmacs, _ = training_compute(rows)
-        if pmacs is None:
+        tmacs, _ = training_compute(rows)
+        if tmacs is None:
             continue
         top1 = miniature_cell(row, "imagenet/top1", index)
         recalls = [miniature_cell(row, k, index) for k in MINIATURE_RETRIEVAL]
         retrieval = (statistics.fmean(statistics.fmean(c.values) for c in recalls)
                      if all(c is not None for c in recalls) else None)
-        points.append(Point(_series(row.label), row.label, pmacs,
+        points.append(Point(_series(row.label), row.label, tmacs,
                             statistics.fmean(top1.values) if top1 else None, retrieval))
     return points
 
@@ -79,13 +79,13 @@ def render_figure_markdown(paper: list[Point], miniature: list[Point]) -> str:
              "![Figure 2](figure2.png)", "",
              "Top: the paper's Figure 2 points, from its Table 1 (TPU-v3 core-hours; ImageNet top-1; retrieval = mean "
              "of image->text and text->image R@1 on Flickr30K and MSCOCO). Bottom: the miniature reproduction "
-             "(leaderboards/miniature.yaml, Table 1 rows): forward PMACs over training; shapes-zeroshot top-1; "
+             "(leaderboards/miniature.yaml, Table 1 rows): forward TMACs over training; shapes-zeroshot top-1; "
              "retrieval = mean of i2t and t2i R@1 on shapes-retrieval (the synthetic twins, mean over seeds).", "",
              "| panel | point | compute | zero-shot top-1 (%) | retrieval mean R@1 (%) |",
              "|---|---|---|---|---|"]
     lines += [f"| paper | {p.label} | {_fmt(p.compute, 0)} core-hours | {_fmt(p.classification)} | "
               f"{_fmt(p.retrieval)} |" for p in paper]
-    lines += [f"| miniature | {p.label} | {_fmt(p.compute, 3)} PMACs | {_fmt(p.classification)} | "
+    lines += [f"| miniature | {p.label} | {_fmt(p.compute, 3)} TMACs | {_fmt(p.classification)} | "
               f"{_fmt(p.retrieval)} |" for p in miniature]
     if not miniature:
         lines += ["", "No miniature point yet: no Table 1 row of miniature.yaml has all its results."]
@@ -101,7 +101,7 @@ def render_figure_png(paper: list[Point], miniature: list[Point]) -> bytes:
     from matplotlib.ticker import FuncFormatter, NullFormatter
 
     panels = [("paper (Table 1)", "TPU-v3 core-hours", paper, "o"),
-              ("measured: miniature on synthetic twins", "training compute (forward PMACs)", miniature, "s")]
+              ("measured: miniature on synthetic twins", "training compute (forward TMACs)", miniature, "s")]
     fig, axes = plt.subplots(2, 2, figsize=(10, 8), squeeze=False)
     for r, (title, xlabel, points, marker) in enumerate(panels):
         for c, (metric, ylabel) in enumerate([("classification", "zero-shot top-1 (%)"),

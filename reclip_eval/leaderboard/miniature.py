@@ -102,13 +102,13 @@ def row_models(row: MiniatureRow) -> list[tuple[str, int]]:
 
 
 def training_compute(rows: list[MeasuredRow]) -> tuple[float | None, float | None]:
-    """Mean (forward PMACs over training, device-hours) of the checkpoints behind `rows`, from their results."""
-    pmacs, hours = [], []
+    """Mean (forward TMACs over training, device-hours) of the checkpoints behind `rows`, from their results."""
+    tmacs, hours = [], []
     for m in rows:
         compute = next(iter(m.results.values()))["model"].get("compute") or {}
         if compute.get("train_gmacs") is not None:
-            pmacs.append(compute["train_gmacs"] / 1e6)
+            tmacs.append(compute["train_gmacs"] / 1e3)
         if compute.get("train_device_hours") is not None:
             hours.append(compute["train_device_hours"])
-    complete = len(pmacs) == len(rows) and rows, len(hours) == len(rows) and rows
-    return (statistics.fmean(pmacs) if complete[0] else None), (statistics.fmean(hours) if complete[1] else None)
+    complete = len(tmacs) == len(rows) and rows, len(hours) == len(rows) and rows
+    return (statistics.fmean(tmacs) if complete[0] else None), (statistics.fmean(hours) if complete[1] else None)

@@ -72,8 +72,8 @@ def _miniature_rows(keys: list[str], experiment: MiniatureTable, measured: list[
         found = [index[k] for k in row_models(row) if k in index]
         source_rows = [index[(m, row.source.image_size)] for m in row.source.models
                        if (m, row.source.image_size) in index] if row.source else []
-        pmacs, hours = training_compute(source_rows) if row.source else (None, None)
-        rows.append(["miniature", row.label, *cells, _fmt(pmacs), _fmt(hours)])
+        tmacs, hours = training_compute(source_rows) if row.source else (None, None)
+        rows.append(["miniature", row.label, *cells, _fmt(tmacs), _fmt(hours)])
         missing = [f"{m} @ {s} px" for m, s in row_models(row) if (m, s) not in index]
         lines = [f"- **{row.label}**: trained with " + "; ".join(f"`{c}`" for c in row.trained_with) + "."]
         lines += ["  " + line[2:] for line in _provenance(found)]
@@ -89,7 +89,7 @@ def render_paper_table(table: PaperTable, measured: list[MeasuredRow], experimen
     the real datasets, then rows computed by this project (e.g. Table 2's FLOPs)."""
     keys = [c.key for c in table.columns]
     headers = ["source", "row", *(c.title for c in table.columns)]
-    extra = ["train PMACs (fwd)", "device-hours"] if experiment else []
+    extra = ["train TMACs (fwd)", "device-hours"] if experiment else []
     rows = [["paper", r.row, *(_fmt(r.values.get(k)) for k in keys), *([""] * len(extra))] for r in table.rows]
     mini_provenance: list[str] = []
     if experiment:
@@ -109,7 +109,7 @@ def render_paper_table(table: PaperTable, measured: list[MeasuredRow], experimen
         out += [f"Miniature rows: {experiment.note}", "",
                 f"{TWIN_MARK}: measured on the synthetic twin of that dataset (see the task table in the README), "
                 "not on the real one; compare trends, not values. Mean ± standard deviation over seeds where a row "
-                "has several. train PMACs (fwd): forward multiply-accumulates of both towers over all training "
+                "has several. train TMACs (fwd): forward multiply-accumulates of both towers over all training "
                 "samples (Table 2's convention, summed over stages); device-hours on the device the checkpoint "
                 "records.", "", *mini_provenance, ""]
     if used:
