@@ -8,25 +8,10 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from reclip_eval.models import CLIP, build_config
 from reclip_eval.train.chunked import chunked_contrastive_backward
 from reclip_eval.train.loss import contrastive_loss
 
-BATCH = 8
-
-
-def _batch():
-    generator = torch.Generator().manual_seed(123)
-    pixels = torch.randn(BATCH, 3, 32, 32, generator=generator)
-    tokens = torch.randint(1, 49000, (BATCH, 16), generator=generator)
-    tokens[:, 0], tokens[:, 10] = 49406, 49407
-    tokens[:, 11:] = 0
-    return pixels, tokens
-
-
-def _model():
-    torch.manual_seed(0)
-    return CLIP(build_config("tiny"))
+from .contrastive_batch import BATCH, tiny_batch, tiny_model
 
 
 def _grads(model):
@@ -43,13 +28,13 @@ def _assert_grads_close(got, expected):
 
 @pytest.mark.parametrize("micro", [1, 2, 4, 8])
 def test_micro_batches_give_the_full_batch_loss_and_gradients(micro):
-    pixels, tokens = _batch()
-    full = _model()
+    pixels, tokens = tiny_batch()
+    full = tiny_model()
     image, text, scale = full(pixels, tokens)
     loss = contrastive_loss(image, text, scale)
     loss.backward()
 
-    chunked = _model()
+    chunked = tiny_model()
     got_loss, got_scale = chunked_contrastive_backward(chunked, pixels, tokens, micro)
     torch.testing.assert_close(got_loss, loss.detach(), rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(got_scale, scale.detach())
@@ -60,15 +45,15 @@ def test_token_masking_is_replayed_identically_in_the_second_pass():
     """Reference: the memory-hungry way with the same masks, i.e. every micro-batch forwarded with autograd in
     turn from the same seed, embeddings concatenated, one backward. Without replaying the random state, the
     second pass would mask other tokens and the gradients would differ."""
-    pixels, tokens = _batch()
-    reference = _model()
+    pixels, tokens = tiny_batch()
+    reference = tiny_model()
     torch.manual_seed(7)
     outputs = [reference(p, t, mask_ratio=0.5) for p, t in zip(pixels.split(2), tokens.split(2), strict=True)]
     loss = contrastive_loss(torch.cat([o[0] for o in outputs]), torch.cat([o[1] for o in outputs]), outputs[-1][2])
     loss.backward()
     after_reference = torch.rand(1)
 
-    chunked = _model()
+    chunked = tiny_model()
     torch.manual_seed(7)
     got_loss, _ = chunked_contrastive_backward(chunked, pixels, tokens, 2, mask_ratio=0.5)
     torch.testing.assert_close(got_loss, loss.detach(), rtol=1e-6, atol=1e-6)
@@ -79,8 +64,8 @@ def test_token_masking_is_replayed_identically_in_the_second_pass():
 def _worker(rank, world, init_file, out_file):
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
-        model = torch.nn.parallel.DistributedDataParallel(_model())
-        pixels, tokens = _batch()
+        model = torch.nn.parallel.DistributedDataParallel(tiny_model())
+        pixels, tokens = tiny_batch()
         part = slice(rank * BATCH // world, (rank + 1) * BATCH // world)
         loss, _ = chunked_contrastive_backward(model, pixels[part], tokens[part], 2)
         mean_loss = loss.clone()
@@ -93,8 +78,8 @@ def _worker(rank, world, init_file, out_file):
 
 
 def test_two_processes_with_micro_batches_equal_one_process_on_the_full_batch(tmp_path):
-    full = _model()
-    pixels, tokens = _batch()
+    full = tiny_model()
+    pixels, tokens = tiny_batch()
     image, text, scale = full(pixels, tokens)
     loss = contrastive_loss(image, text, scale)
     loss.backward()

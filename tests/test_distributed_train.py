@@ -7,31 +7,16 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from reclip_eval.models import CLIP, build_config
 from reclip_eval.train.loss import contrastive_loss
 
-BATCH = 8
-
-
-def _batch():
-    generator = torch.Generator().manual_seed(123)
-    pixels = torch.randn(BATCH, 3, 32, 32, generator=generator)
-    tokens = torch.randint(1, 49000, (BATCH, 16), generator=generator)
-    tokens[:, 0], tokens[:, 10] = 49406, 49407
-    tokens[:, 11:] = 0
-    return pixels, tokens
-
-
-def _model():
-    torch.manual_seed(0)
-    return CLIP(build_config("tiny"))
+from .contrastive_batch import BATCH, tiny_batch, tiny_model
 
 
 def _worker(rank, world, init_file, out_file):
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
-        model = torch.nn.parallel.DistributedDataParallel(_model())
-        pixels, tokens = _batch()
+        model = torch.nn.parallel.DistributedDataParallel(tiny_model())
+        pixels, tokens = tiny_batch()
         part = slice(rank * BATCH // world, (rank + 1) * BATCH // world)
         image, text, scale = model(pixels[part], tokens[part])
         loss = contrastive_loss(image, text, scale)
@@ -47,8 +32,8 @@ def _worker(rank, world, init_file, out_file):
 
 
 def test_two_process_loss_and_gradients_equal_one_process(tmp_path):
-    model = _model()
-    pixels, tokens = _batch()
+    model = tiny_model()
+    pixels, tokens = tiny_batch()
     image, text, scale = model(pixels, tokens)
     loss = contrastive_loss(image, text, scale)
     loss.backward()

@@ -110,5 +110,9 @@ def training_compute(rows: list[MeasuredRow]) -> tuple[float | None, float | Non
             tmacs.append(compute["train_gmacs"] / 1e3)
         if compute.get("train_device_hours") is not None:
             hours.append(compute["train_device_hours"])
-    complete = len(tmacs) == len(rows) and rows, len(hours) == len(rows) and rows
-    return (statistics.fmean(tmacs) if complete[0] else None), (statistics.fmean(hours) if complete[1] else None)
+    return _mean_if_all(tmacs, len(rows)), _mean_if_all(hours, len(rows))
+
+
+def _mean_if_all(values: list[float], expected: int) -> float | None:
+    """The mean when every checkpoint reported the value (no mean over a subset of seeds), else None."""
+    return statistics.fmean(values) if values and len(values) == expected else None

@@ -16,20 +16,17 @@ micro-batch's random state is saved before step 1 and restored before step 3: bo
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import torch
 
 from reclip_eval.train.loss import contrastive_loss
 
 
-@contextlib.contextmanager
-def _same_random_state(state: tuple[torch.Tensor, list[torch.Tensor]] | None) -> Iterator[None]:
-    if state is not None:
-        torch.set_rng_state(state[0])
-        if state[1]:
-            torch.cuda.set_rng_state_all(state[1])
-    yield
+def _set_random_state(state: tuple[torch.Tensor, list[torch.Tensor]]) -> None:
+    torch.set_rng_state(state[0])
+    if state[1]:
+        torch.cuda.set_rng_state_all(state[1])
 
 
 def _random_state() -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -68,7 +65,8 @@ def chunked_contrastive_backward(
     for index, (chunk_pixels, chunk_tokens) in enumerate(zip(pixel_chunks, token_chunks, strict=True)):
         last = index == len(pixel_chunks) - 1
         sync = contextlib.nullcontext() if last or no_sync is None else no_sync()
-        with sync, _same_random_state(states[index]):
+        _set_random_state(states[index])
+        with sync:
             with autocast():
                 image_emb, text_emb, chunk_scale = net(chunk_pixels, chunk_tokens, mask_ratio=mask_ratio)
             # d(loss)/d(params) = sum over embeddings of (cached d loss / d embedding) * d embedding / d params;
@@ -78,7 +76,5 @@ def chunked_contrastive_backward(
             if last:
                 surrogate = surrogate + chunk_scale.float() * scale_leaf.grad
             surrogate.backward()
-    torch.set_rng_state(after[0])  # continue from where the first pass left the generator, as if run once
-    if after[1]:
-        torch.cuda.set_rng_state_all(after[1])
+    _set_random_state(after)  # continue from where the first pass left the generator, as if run once
     return loss.detach(), scale.detach()
