@@ -101,3 +101,27 @@ def test_resume_refuses_another_recipe(synth_dir, tmp_path, monkeypatch):
     _, reports = train(load_recipe("tiny-shapes", overrides), tmp_path / "run", data_dir=synth_dir, device="cpu",
                        workers=0, resume=True)
     assert [len(r.losses) for r in reports] == [4, 2]
+
+
+def test_resume_point_with_positional_optimizer_state_still_loads(tmp_path):
+    """Resume points written before optimizer states were keyed by parameter name (ids 0..n-1) load as before."""
+    from reclip_eval.train.optim import build_optimizer
+    from reclip_eval.train.recipe import OptimizerConfig
+    from reclip_eval.train.resume import latest_resume_point, load_optimizer_and_rng, save_resume_point
+
+    from .contrastive_batch import tiny_batch, tiny_model
+
+    model = tiny_model()
+    optimizer = build_optimizer(model, OptimizerConfig(name="adamw", lr=1e-3))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    image, text, scale = model(*tiny_batch())
+    (image @ text.t() * scale).sum().backward()
+    optimizer.step()
+    save_resume_point(tmp_path, model_state=model.state_dict(), optimizer_state=optimizer.state_dict(),
+                      scheduler=scheduler, stage_index=0, step=1, reports=[], keep=1, recipe_yaml="")
+    fresh = build_optimizer(model, OptimizerConfig(name="adamw", lr=1e-3))
+    load_optimizer_and_rng(latest_resume_point(tmp_path), model, fresh,
+                           torch.optim.lr_scheduler.LambdaLR(fresh, lambda step: 1.0))
+    for param in model.parameters():
+        for key, value in optimizer.state[param].items():
+            assert torch.equal(fresh.state[param][key], value), key

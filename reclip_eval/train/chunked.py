@@ -43,8 +43,8 @@ def chunked_contrastive_backward(
     autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Back-propagate the contrastive loss of the whole (local) batch through `net` in micro-batches of
-    `micro_batch_size` pairs; returns (loss, temperature scale), detached. Under DDP, gradients are synchronised
-    only on the last micro-batch's backward."""
+    `micro_batch_size` pairs; returns (loss, temperature scale), detached. Under DDP and FSDP, gradients are
+    synchronised only on the last micro-batch's backward."""
     pixel_chunks, token_chunks = pixels.split(micro_batch_size), tokens.split(micro_batch_size)
     states, images, texts = [], [], []
     with torch.no_grad():
@@ -60,11 +60,14 @@ def chunked_contrastive_backward(
     loss = contrastive_loss(image_all, text_all, scale_leaf)
     loss.backward()
     image_grads, text_grads = image_all.grad.split(micro_batch_size), text_all.grad.split(micro_batch_size)
-    no_sync = getattr(net, "no_sync", None)
+    no_sync = getattr(net, "no_sync", None)  # DDP
+    set_gradient_sync = getattr(net, "set_requires_gradient_sync", None)  # FSDP: reduce-scatter once, at the end
     after = _random_state()
     for index, (chunk_pixels, chunk_tokens) in enumerate(zip(pixel_chunks, token_chunks, strict=True)):
         last = index == len(pixel_chunks) - 1
         sync = contextlib.nullcontext() if last or no_sync is None else no_sync()
+        if set_gradient_sync is not None:
+            set_gradient_sync(last)
         _set_random_state(states[index])
         with sync:
             with autocast():

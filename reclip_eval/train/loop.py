@@ -1,7 +1,7 @@
 """The training loop: stages run in order; a stage with another image size first resamples the image position
 embedding (the paper's weight upsampling, logged); each stage gets its own optimizer and warmup + decay schedule.
 
-Single process (CPU or one GPU). The distributed trainer, exact resume and compute accounting extend this.
+One process, or one per device under torchrun (train/parallel.py: DDP or FSDP); exact resume in train/resume.py.
 """
 
 from __future__ import annotations
@@ -31,9 +31,11 @@ from reclip_eval.train.chunked import chunked_contrastive_backward
 from reclip_eval.train.loss import contrastive_loss
 from reclip_eval.train.metrics_log import WANDB_ID_FILE, MetricsLog
 from reclip_eval.train.optim import build_optimizer, lr_factor
+from reclip_eval.train.parallel import prepare_stage_model
 from reclip_eval.train.recipe import RecipeConfig, StageConfig, recipe_to_yaml
 from reclip_eval.train.resume import (
     ResumePoint,
+    gather_training_state,
     latest_resume_point,
     list_resume_points,
     load_model_weights,
@@ -102,20 +104,19 @@ def run_stage(model: CLIP, stage: StageConfig, stage_index: int, recipe: RecipeC
         model.set_image_size(stage.image_size)
         log.info("stage %s: image size -> %d px, position embedding upsampled %dx%d -> %dx%d", stage.name,
                  stage.image_size, old, old, model.config.vision.grid_size, model.config.vision.grid_size)
-    model.to(device).train()
+    model.train()
     model.set_activation_checkpointing(recipe.activation_checkpointing)
-    # A new stage may have replaced the position embedding: wrap (again) after resizing.
-    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    if recipe.compile:
-        net = torch.compile(net)
-    optimizer = build_optimizer(model, stage.optimizer, device)
+    # A new stage may have replaced the position embedding: wrap (or shard) again after resizing.
+    trained = prepare_stage_model(model, recipe.data_parallel, device)
+    net = torch.compile(trained.net) if recipe.compile else trained.net
+    optimizer = build_optimizer(trained.module, stage.optimizer, device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(stage))
     transform = image_transform(stage.image_size, model.config.preprocess)
     tokenizer = ClipTokenizer(stage.text_length)
     # Each process draws its own stream (seeded by stage and rank) and contributes batch_size / world pairs.
     first_step = 0
     if resume is not None:
-        load_optimizer_and_rng(resume, optimizer, scheduler)
+        load_optimizer_and_rng(resume, trained.module, optimizer, scheduler)
         first_step = resume.step
         report = StageReport(**{**resume.state["reports"][-1], "pos_embed_grid": (model.config.vision.grid_size,) * 2})
         log.info("stage %s: resuming at step %d from %s", stage.name, first_step, resume.path)
@@ -153,8 +154,9 @@ def run_stage(model: CLIP, stage: StageConfig, stage_index: int, recipe: RecipeC
             raise TrainingError(f"stage {stage.name!r} step {step}: loss is {loss.item()}; stopping: {last}")
         if not chunked:
             loss.backward()
+        trained.average_unsharded_gradients()
         if stage.optimizer.grad_clip_norm:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), stage.optimizer.grad_clip_norm)
+            torch.nn.utils.clip_grad_norm_(trained.module.parameters(), stage.optimizer.grad_clip_norm)
         optimizer.step()
         scheduler.step()
         report.losses.append(loss.item())
@@ -173,11 +175,14 @@ def run_stage(model: CLIP, stage: StageConfig, stage_index: int, recipe: RecipeC
         done_steps = step + 1
         if done_steps == stage.steps or (recipe.checkpoint_every and done_steps % recipe.checkpoint_every == 0):
             report.wall_time_s = time.perf_counter() - started
+            model_state, optimizer_state = gather_training_state(trained.module, optimizer)  # collective (FSDP)
             if is_main_process():
-                save_resume_point(out_dir, model=model, optimizer=optimizer, scheduler=scheduler,
-                                  stage_index=stage_index, step=done_steps, reports=[*done, report],
-                                  keep=recipe.keep_checkpoints, recipe_yaml=recipe_to_yaml(recipe))
+                save_resume_point(out_dir, model_state=model_state, optimizer_state=optimizer_state,
+                                  scheduler=scheduler, stage_index=stage_index, step=done_steps,
+                                  reports=[*done, report], keep=recipe.keep_checkpoints,
+                                  recipe_yaml=recipe_to_yaml(recipe))
             barrier()
+    trained.write_back(model)
     report.wall_time_s = time.perf_counter() - started
     return report
 

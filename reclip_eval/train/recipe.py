@@ -89,6 +89,9 @@ class RecipeConfig:
     tensorboard: bool = True  # training curves in <out>/tensorboard (when the tensorboard package is installed)
     activation_checkpointing: bool = False  # recompute block activations in backward: less memory, ~30% more compute
     compile: bool = False  # torch.compile the model for each stage
+    # Under torchrun: "ddp" replicates the model on every process; "fsdp" shards parameters, gradients and
+    # optimizer states across them (train/parallel.py). One process: ignored.
+    data_parallel: Literal["ddp", "fsdp"] = "ddp"
 
 
 def resolve_stages(stages: list[Any], source: str) -> list[dict[str, Any]]:
@@ -152,6 +155,12 @@ def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> Recipe
     context = recipe.model.build(source=str(path)).text.context_length
     problems += [f"stages.{s.name}.text_length: {s.text_length} exceeds the model's context_length {context}"
                  for s in recipe.stages if s.text_length > context]
+    if recipe.data_parallel == "fsdp":
+        # torch.optim.Adafactor's factored second moments use in-place ops that sharded (DTensor) parameters
+        # reject (torch 2.14); failing here beats failing at the first optimizer step on a cluster.
+        problems += [f"stages.{s.name}.optimizer.name: adafactor cannot step FSDP-sharded parameters; use "
+                     "data_parallel=ddp (the paper's ViT-L/16 fits replicated) or optimizer.name=adamw"
+                     for s in recipe.stages if s.optimizer.name == "adafactor"]
     if problems:
         raise ConfigError(str(path), problems)
     return recipe

@@ -6,7 +6,8 @@
         state.json              stage index, step, scheduler, RNG states, the stage reports so far (losses included)
 
 Written atomically (temp dir + fsync + rename), the last `keep` kept. No pickles: tensors go to safetensors,
-everything else to JSON. The data stream is positioned by skipping the batches already consumed
+everything else to JSON. Weights and optimizer state are saved whole (unsharded), the optimizer state keyed by
+parameter name: what lets FSDP cut it into shards again on resume. The data stream is positioned by skipping the batches already consumed
 (`data/shards.py:train_batches(skip_batches=...)`), so the resumed loss curve equals the uninterrupted one.
 """
 
@@ -52,9 +53,25 @@ def _flatten_optimizer(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict]
 
 def _unflatten_optimizer(tensors: dict[str, torch.Tensor], skeleton: dict) -> dict:
     state = {}
-    for pid, entries in skeleton["state"].items():
-        state[int(pid)] = {name: tensors[e["tensor"]] if "tensor" in e else e["value"] for name, e in entries.items()}
+    for key, entries in skeleton["state"].items():
+        state[key] = {name: tensors[e["tensor"]] if "tensor" in e else e["value"] for name, e in entries.items()}
     return {"state": state, "param_groups": skeleton["param_groups"]}
+
+
+def _full_state_options():
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+    return StateDictOptions(full_state_dict=True, cpu_offload=True)
+
+
+def gather_training_state(module: torch.nn.Module, optimizer: torch.optim.Optimizer
+                          ) -> tuple[dict[str, torch.Tensor], dict]:
+    """(model state, optimizer state keyed by parameter name), unsharded, on the CPU of the first process (other
+    processes get empty dicts). Collective under FSDP: every process must call it."""
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
+
+    options = _full_state_options()
+    return get_model_state_dict(module, options=options), get_optimizer_state_dict(module, optimizer, options=options)
 
 
 def rng_state() -> dict[str, Any]:
@@ -72,16 +89,17 @@ def restore_rng(state: dict[str, Any], torch_state: torch.Tensor) -> None:
     torch.set_rng_state(torch_state)
 
 
-def save_resume_point(out_dir: Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+def save_resume_point(out_dir: Path, *, model_state: dict[str, torch.Tensor], optimizer_state: dict,
                       scheduler: torch.optim.lr_scheduler.LRScheduler, stage_index: int, step: int,
                       reports: list[Any], keep: int, recipe_yaml: str) -> Path:
+    """Write what `gather_training_state` returned, with the scheduler, RNG states and reports."""
     from safetensors.torch import save_file
 
     target = Path(out_dir) / RESUME_DIR / f"stage{stage_index}-step{step:08d}"
     with atomic_dir(target) as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+        save_file({k: v.detach().cpu().contiguous() for k, v in model_state.items()},
                   str(tmp / "model.safetensors"))
-        tensors, skeleton = _flatten_optimizer(optimizer.state_dict())
+        tensors, skeleton = _flatten_optimizer(optimizer_state)
         tensors["__torch_rng__"] = torch.get_rng_state()
         save_file(tensors, str(tmp / "optimizer.safetensors"))
         state = {"stage_index": stage_index, "step": step, "recipe": recipe_yaml, "optimizer": skeleton,
@@ -112,12 +130,19 @@ def latest_resume_point(out_dir: Path) -> ResumePoint | None:
     return point
 
 
-def load_optimizer_and_rng(point: ResumePoint, optimizer: torch.optim.Optimizer,
+def load_optimizer_and_rng(point: ResumePoint, module: torch.nn.Module, optimizer: torch.optim.Optimizer,
                            scheduler: torch.optim.lr_scheduler.LRScheduler) -> None:
+    """Restore the optimizer of `module`'s parameters (sharding it again under FSDP), the scheduler and the RNGs."""
     from safetensors.torch import load_file
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
     tensors = load_file(str(point.path / "optimizer.safetensors"))
-    optimizer.load_state_dict(_unflatten_optimizer(tensors, point.state["optimizer"]))
+    state = _unflatten_optimizer(tensors, point.state["optimizer"])
+    if any(isinstance(i, int) for group in state["param_groups"] for i in group["params"]):
+        # written before optimizer states were keyed by parameter name: positional ids
+        optimizer.load_state_dict({**state, "state": {int(k): v for k, v in state["state"].items()}})
+    else:
+        set_optimizer_state_dict(module, optimizer, state, options=StateDictOptions(full_state_dict=True))
     scheduler.load_state_dict(point.state["scheduler"])
     restore_rng(point.state["rng"], tensors["__torch_rng__"])
 

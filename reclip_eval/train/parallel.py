@@ -1,0 +1,86 @@
+"""How the model is spread over the processes of a torchrun job during a stage: replicated (DDP) or sharded (FSDP).
+
+    recipe: data_parallel: ddp    every process holds the whole model, gradients are all-reduced (the default)
+            data_parallel: fsdp   parameters, gradients and optimizer states are split across the processes
+                                  (torch's FSDP2 `fully_shard`), one unit per transformer block plus the rest
+
+Either way the loss and the gradients are those of the global batch (tests/test_fsdp.py). Under FSDP the trainer
+keeps an unsharded master copy of the model on the CPU between stages (a new stage may resample the position
+embedding, which is a plain-tensor operation), trains a sharded copy of it, and writes the weights back at the end
+of the stage.
+
+The temperature `logit_scale` is a 0-d parameter, which FSDP cannot split along a dimension: it stays replicated
+(`ignored_params`) and its gradient is averaged here, as DDP would.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from reclip_eval.distributed import rank_and_size
+from reclip_eval.models.clip import CLIP
+
+DataParallel = Literal["ddp", "fsdp"]
+
+
+@dataclass
+class StageModel:
+    net: nn.Module  # run forward/backward through this: the model, its DDP wrapper, or the sharded copy
+    module: nn.Module  # whose parameters the optimizer steps and resume points save (the model, or the sharded copy)
+    sharded: bool
+
+    def average_unsharded_gradients(self) -> None:
+        """Under FSDP, all-reduce (mean) the gradients of the parameters FSDP left replicated; call after backward.
+        DDP and single-process training have nothing to do here."""
+        if not self.sharded:
+            return
+        world = rank_and_size()[1]
+        for param in self.module.parameters():
+            if param.grad is not None and not _is_sharded(param.grad):
+                dist.all_reduce(param.grad)
+                param.grad /= world
+
+    def write_back(self, model: CLIP) -> None:
+        """Copy the trained weights into `model` (FSDP: gathers the shards on every process: collective)."""
+        if self.module is model:
+            return
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        full = get_model_state_dict(self.module, options=StateDictOptions(full_state_dict=True))
+        model.load_state_dict({name: tensor.cpu() for name, tensor in full.items()}, strict=True)
+
+
+def _is_sharded(tensor: torch.Tensor) -> bool:
+    from torch.distributed.tensor import DTensor
+
+    return isinstance(tensor, DTensor)
+
+
+def prepare_stage_model(model: CLIP, strategy: DataParallel, device: str) -> StageModel:
+    """The model as this process trains it for one stage. Call after the stage's image size is set."""
+    world = rank_and_size()[1]
+    if world == 1:
+        model.to(device)
+        return StageModel(model, model, sharded=False)
+    if strategy == "ddp":
+        model.to(device)
+        return StageModel(nn.parallel.DistributedDataParallel(model), model, sharded=False)
+    if strategy != "fsdp":
+        raise ValueError(f"data_parallel: expected 'ddp' or 'fsdp', got {strategy!r}")
+    from torch.distributed.fsdp import fully_shard
+
+    model.cpu()  # the master copy waits on the CPU; the devices hold only shards
+    sharded = copy.deepcopy(model).to(device)
+    # One FSDP unit per block: its parameters are gathered just before the block runs and freed after, so at most
+    # one block is unsharded at a time; the root unit holds embeddings, norms and projections.
+    for tower in (sharded.visual, sharded.text):
+        for block in tower.transformer.blocks:
+            fully_shard(block)
+    fully_shard(sharded, ignored_params={sharded.logit_scale})
+    return StageModel(sharded, sharded, sharded=True)
