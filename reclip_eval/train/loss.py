@@ -7,10 +7,34 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 
-def _gather_with_grad(x: torch.Tensor) -> torch.Tensor:
-    from torch.distributed.nn.functional import all_gather
+class _GatherWithGrad(torch.autograd.Function):
+    """All processes' (B, D) blocks concatenated in rank order; the backward sums each block's gradient over the
+    processes that used it (reduce-scatter). torch.distributed.nn.functional.all_gather did this and is deprecated;
+    its suggested replacement lives in a private module."""
 
-    return torch.cat(all_gather(x), dim=0)
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        x = x.contiguous()
+        out = x.new_empty((dist.get_world_size() * x.shape[0], *x.shape[1:]))
+        _all_gather(out, x)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous()
+        mine = grad.new_empty((grad.shape[0] // dist.get_world_size(), *grad.shape[1:]))
+        _reduce_scatter(mine, grad)
+        return mine
+
+
+# all_gather_single / reduce_scatter_single are current torch's names; older releases only have the *_tensor ones
+# (same arguments), which current torch deprecates.
+_all_gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
+_reduce_scatter = getattr(dist, "reduce_scatter_single", None) or dist.reduce_scatter_tensor
+
+
+def _gather_with_grad(x: torch.Tensor) -> torch.Tensor:
+    return _GatherWithGrad.apply(x)
 
 
 def contrastive_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:

@@ -16,6 +16,7 @@ The temperature `logit_scale` is a 0-d parameter, which FSDP cannot split along 
 from __future__ import annotations
 
 import copy
+import inspect
 from dataclasses import dataclass
 from typing import Literal
 
@@ -24,6 +25,7 @@ import torch.distributed as dist
 from torch import nn
 
 from reclip_eval.distributed import rank_and_size
+from reclip_eval.errors import ReclipError
 from reclip_eval.models.clip import CLIP
 
 DataParallel = Literal["ddp", "fsdp"]
@@ -62,6 +64,17 @@ def _is_sharded(tensor: torch.Tensor) -> bool:
     return isinstance(tensor, DTensor)
 
 
+def _fully_shard():
+    try:
+        from torch.distributed.fsdp import fully_shard
+    except ImportError:
+        fully_shard = None
+    if fully_shard is None or "ignored_params" not in inspect.signature(fully_shard).parameters:
+        raise ReclipError(f"data_parallel=fsdp needs torch >= 2.7 (FSDP2's fully_shard with ignored_params); this is "
+                          f"torch {torch.__version__}: upgrade torch or use data_parallel=ddp")
+    return fully_shard
+
+
 def prepare_stage_model(model: CLIP, strategy: DataParallel, device: str) -> StageModel:
     """The model as this process trains it for one stage. Call after the stage's image size is set."""
     world = rank_and_size()[1]
@@ -73,8 +86,7 @@ def prepare_stage_model(model: CLIP, strategy: DataParallel, device: str) -> Sta
         return StageModel(nn.parallel.DistributedDataParallel(model), model, sharded=False)
     if strategy != "fsdp":
         raise ValueError(f"data_parallel: expected 'ddp' or 'fsdp', got {strategy!r}")
-    from torch.distributed.fsdp import fully_shard
-
+    fully_shard = _fully_shard()
     model.cpu()  # the master copy waits on the CPU; the devices hold only shards
     sharded = copy.deepcopy(model).to(device)
     # One FSDP unit per block: its parameters are gathered just before the block runs and freed after, so at most
