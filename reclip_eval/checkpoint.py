@@ -13,7 +13,6 @@ naming the tensor; the one exception is the image position embedding, resampled 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ import torch
 
 from reclip_eval.atomic import atomic_dir, atomic_path, write_json_atomic, write_text_atomic
 from reclip_eval.config import from_dict, to_dict
-from reclip_eval.errors import CheckpointError, ConfigError
+from reclip_eval.errors import CheckpointError, ConfigError, read_json
 from reclip_eval.models.clip import CLIP
 from reclip_eval.models.config import CLIPConfig
 from reclip_eval.models.pos_embed import resample_pos_embed
@@ -111,10 +110,7 @@ def read_config(directory: str | Path) -> CLIPConfig:
     path = Path(directory) / CONFIG_NAME
     if not path.is_file():
         raise CheckpointError(f"{path}: missing; a checkpoint directory holds {CONFIG_NAME} and {WEIGHTS_NAME}")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+    data = read_json(path, CheckpointError)
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: expected a JSON object")
     architecture = data.pop("architecture", None)

@@ -3,6 +3,12 @@
 The CLI prints `str(error)` without a traceback for these; anything else is a bug and keeps its traceback.
 """
 
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
 
 class ReclipError(Exception):
     """Base class of every user-facing error."""
@@ -38,3 +44,17 @@ class HubError(ReclipError):
     """A Hub operation (publishing a checkpoint) that failed: unreachable endpoint, refused request, bad repo id.
 
     The message is one line naming the repository, the step that failed and the server's or transport's reason."""
+
+
+def read_json(path: str | Path, error: type[ReclipError] = DataError, *, what: str = "file", hint: str = "") -> Any:
+    """The parsed JSON file at `path`; a missing, undecodable or unparsable file raises `error` naming it (`what` names
+    the file's role in the not-found message, `hint` is appended to the invalid-JSON one)."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(f"{path}: {what} not found") from None
+    except IsADirectoryError:
+        raise error(f"{path}: is a folder; expected the {what} itself") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise error(f"{path}: not valid JSON ({e}){hint}") from None

@@ -17,7 +17,6 @@ login): it is handed to huggingface_hub and never printed, logged or stored, and
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -34,7 +33,7 @@ from reclip_eval.checkpoint import (
     read_config,
     transport_errors,
 )
-from reclip_eval.errors import CheckpointError, HubError
+from reclip_eval.errors import CheckpointError, HubError, read_json
 from reclip_eval.models.config import CLIPConfig
 
 T = TypeVar("T")
@@ -119,7 +118,8 @@ def publishable_files(directory: Path, repo_id: str) -> dict[str, Path | bytes]:
         for path in sorted(directory.glob(pattern)):
             if path.is_file():
                 files[path.relative_to(directory).as_posix()] = path
-    parsed = {name: _read_json(path) for name, path in files.items() if name.endswith(".json")}
+    parsed = {name: read_json(path, CheckpointError, hint="; it would be published as is")
+              for name, path in files.items() if name.endswith(".json")}
     if CARD_NAME in files:
         _check_utf8(directory / CARD_NAME)  # the Hub validates the card's YAML header as text
     else:
@@ -146,13 +146,6 @@ def _render_card(directory: Path, repo_id: str, config: CLIPConfig, parsed: dict
             f"{directory}: has no {CARD_NAME}, and one cannot be rendered from {TRAINING_NAME} / results/*.json "
             f"(missing or malformed entry {e}); write the card first: reclip-eval card {directory}"
         ) from None
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path}: not valid JSON ({e}); it would be published as is") from None
 
 
 def _check_utf8(path: Path) -> None:

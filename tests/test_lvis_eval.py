@@ -151,6 +151,11 @@ def test_bad_input_names_the_problem(tmp_path):
         evaluate_lvis(ground_truth, [_det(7, 1, 0, 0, 5, 5, 0.5, 100, 100)], "bbox")
     with pytest.raises(DataError, match="missing.json: detections file not found"):
         evaluate_lvis(ground_truth, tmp_path / "missing.json", "bbox")
+    (tmp_path / "cut.json").write_text('[{"image_id": 1, "category_id"')  # a truncated write
+    with pytest.raises(DataError, match=r"cut.json: not valid JSON \(Expecting"):
+        evaluate_lvis(ground_truth, tmp_path / "cut.json", "bbox")
+    with pytest.raises(DataError, match="is a folder; expected the detections file itself"):
+        evaluate_lvis(ground_truth, tmp_path, "bbox")
     no_freq = copy.deepcopy(ground_truth)
     del no_freq["categories"][0]["frequency"]
     with pytest.raises(DataError, match="have no LVIS frequency"):

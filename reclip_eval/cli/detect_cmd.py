@@ -95,20 +95,14 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    import json
     import sys
 
     from reclip_eval.atomic import write_json_atomic
     from reclip_eval.detect.lvis_eval import FIXED_AP_DETS_PER_CATEGORY, MAX_DETS_PER_IMAGE, evaluate_lvis
-    from reclip_eval.errors import DataError
+    from reclip_eval.errors import read_json
     from reclip_eval.eval.results import software_versions
 
-    try:
-        detections = json.loads(args.detections.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{args.detections}: detections file not found") from None
-    except json.JSONDecodeError as e:
-        raise DataError(f"{args.detections}: not valid JSON ({e})") from None
+    detections = read_json(args.detections, what="detections file")
     iou_types = args.iou_type or (["bbox", "segm"] if detections and "segmentation" in detections[0] else ["bbox"])
     results = {t: evaluate_lvis(args.annotations, detections, t, fixed_ap=args.fixed_ap) for t in iou_types}
     print(_table(results))

@@ -9,12 +9,11 @@
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from reclip_eval.errors import DataError
+from reclip_eval.errors import DataError, read_json
 
 
 @dataclass(frozen=True)
@@ -37,18 +36,9 @@ def _build(pairs: list[tuple[Path, list[str]]], source: Path) -> RetrievalSet:
     return RetrievalSet(image_paths, captions, caption_image)
 
 
-def _load_json(path: Path):
-    if not path.is_file():
-        raise DataError(f"{path}: annotation file not found")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}: not valid JSON ({e})") from None
-
-
 def read_karpathy_json(path: str | Path, image_root: str | Path, split: str = "test") -> RetrievalSet:
     path, image_root = Path(path), Path(image_root)
-    data = _load_json(path)
+    data = read_json(path, what="annotation file")
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise DataError(f"{path}: not a Karpathy split JSON (expected {{'images': [...]}})")
     pairs = []
@@ -83,7 +73,7 @@ def read_flickr_txt(path: str | Path, image_root: str | Path) -> RetrievalSet:
 
 def read_coco_captions(path: str | Path, image_root: str | Path) -> RetrievalSet:
     path, image_root = Path(path), Path(image_root)
-    data = _load_json(path)
+    data = read_json(path, what="annotation file")
     try:
         files = {img["id"]: img["file_name"] for img in data["images"]}
         grouped: dict[int, list[str]] = defaultdict(list)

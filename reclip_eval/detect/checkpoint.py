@@ -28,7 +28,7 @@ from reclip_eval.checkpoint import (
 from reclip_eval.config import from_dict, to_dict
 from reclip_eval.detect.config import DetectorConfig
 from reclip_eval.detect.model import OpenVocabDetector
-from reclip_eval.errors import CheckpointError, ConfigError
+from reclip_eval.errors import CheckpointError, ConfigError, read_json
 from reclip_eval.models.clip import CLIP
 
 ARCHITECTURE = "reclip-detector"
@@ -88,10 +88,7 @@ def load_detector(directory: str | Path, map_location: str = "cpu") -> LoadedDet
     if not path.is_file():
         raise CheckpointError(f"{path}: missing; a detector directory holds {CONFIG_NAME}, {WEIGHTS_NAME} and "
                               f"{CLIP_DIR}/ (train one with `reclip-eval detect train`)")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+    data = read_json(path, CheckpointError)
     if data.get("architecture") != ARCHITECTURE:
         raise CheckpointError(f"{path}: architecture is {data.get('architecture')!r}, expected {ARCHITECTURE!r}")
     if data.get("format_version") != FORMAT_VERSION:

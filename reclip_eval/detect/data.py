@@ -9,7 +9,6 @@ horizontal flip. Padding is the normalisation mean, which is what torchvision pa
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as TF
 
 from reclip_eval.detect.vocabulary import Category, categories_from_json
-from reclip_eval.errors import DataError
+from reclip_eval.errors import DataError, read_json
 
 LVIS_SOURCE = ("LVIS v1 annotations from https://www.lvisdataset.org/dataset (lvis_v1_train.json, lvis_v1_val.json); "
                "images are COCO 2017: http://images.cocodataset.org/zips/train2017.zip and val2017.zip")
@@ -63,10 +62,7 @@ def read_lvis(annotations: str | Path, images: str | Path) -> LvisSet:
     if not annotations.is_file():
         raise DataError(f"{annotations}: LVIS annotation file not found.\n  expected layout:\n    "
                         f"{expected_lvis_layout(annotations, images)}\n  where to get it: {LVIS_SOURCE}")
-    try:
-        raw = json.loads(annotations.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"{annotations}: not valid JSON ({e})") from None
+    raw = read_json(annotations)
     if not isinstance(raw, dict) or not {"images", "annotations", "categories"} <= set(raw):
         raise DataError(f"{annotations}: not an LVIS annotation file (needs images, annotations, categories)")
     lvis = LvisSet(annotations, images, raw["images"], categories_from_json(raw, str(annotations)), raw=raw)

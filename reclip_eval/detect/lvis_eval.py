@@ -14,13 +14,12 @@ detector cannot gain by spreading low-scoring guesses over many categories in ev
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from reclip_eval.errors import DataError
+from reclip_eval.errors import DataError, read_json
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +33,7 @@ METRIC_NAMES = {"AP_all": "AP", "AP_50": "AP50", "AP_75": "AP75", "AP_small": "A
 def _load(path_or_data: str | Path | list | dict, what: str) -> Any:
     if not isinstance(path_or_data, (str, Path)):
         return path_or_data
-    path = Path(path_or_data)
-    if not path.is_file():
-        raise DataError(f"{path}: {what} file not found")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}: not valid JSON ({e})") from None
+    return read_json(path_or_data, what=f"{what} file")
 
 
 def top_per_image(detections: list[dict], limit: int = MAX_DETS_PER_IMAGE) -> list[dict]:
