@@ -13,7 +13,7 @@ import statistics
 from dataclasses import dataclass
 
 from reclip_eval.leaderboard.measured import MeasuredRow
-from reclip_eval.leaderboard.miniature import MiniatureTable, miniature_cell, training_compute
+from reclip_eval.leaderboard.miniature import MiniatureTable, index_measured, miniature_cell, training_compute
 from reclip_eval.leaderboard.paper import PaperTable
 
 # The paper's retrieval axis: the mean of image->text and text->image R@1 on Flickr30K and MSCOCO.
@@ -52,13 +52,10 @@ def paper_points(table1: PaperTable) -> list[Point]:
 def miniature_points(experiment: MiniatureTable | None, measured: list[MeasuredRow]) -> list[Point]:
     if experiment is None:
         return []
-    index = {(m.model, m.image_size): m for m in measured}
+    index = index_measured(measured)
     points = []
     for row in experiment.rows:
-        if row.source is None:
-            continue
-        rows = [index[(m, row.source.image_size)] for m in row.source.models if (m, row.source.image_size) in index]
-        tmacs, _ = training_compute(rows)
+        tmacs, _ = training_compute(row, index)
         if tmacs is None:
             continue
         top1 = miniature_cell(row, "imagenet/top1", index)

@@ -81,6 +81,11 @@ def _source_for(row: MiniatureRow, key: str) -> tuple[Source | None, str]:
     return row.source, key
 
 
+def index_measured(measured: list[MeasuredRow]) -> dict[tuple[str, int], MeasuredRow]:
+    """(model, image size) -> its measured row: how a miniature row's sources find their results."""
+    return {(m.model, m.image_size): m for m in measured}
+
+
 def miniature_cell(row: MiniatureRow, key: str, measured: dict[tuple[str, int], MeasuredRow]) -> Cell | None:
     source, inner = _source_for(row, key)
     if source is None:
@@ -101,8 +106,13 @@ def row_models(row: MiniatureRow) -> list[tuple[str, int]]:
     return sorted({(m, s.image_size) for s in sources for m in s.models})
 
 
-def training_compute(rows: list[MeasuredRow]) -> tuple[float | None, float | None]:
-    """Mean (forward TMACs over training, device-hours) of the checkpoints behind `rows`, from their results."""
+def training_compute(row: MiniatureRow, measured: dict[tuple[str, int], MeasuredRow]
+                     ) -> tuple[float | None, float | None]:
+    """Mean (forward TMACs over training, device-hours) of the checkpoints behind the row's main source (one per
+    seed), from their results; (None, None) without a source."""
+    if row.source is None:
+        return None, None
+    rows = [measured[key] for key in ((m, row.source.image_size) for m in row.source.models) if key in measured]
     tmacs, hours = [], []
     for m in rows:
         compute = next(iter(m.results.values()))["model"].get("compute") or {}

@@ -8,7 +8,13 @@ from typing import Any
 from tabulate import tabulate
 
 from reclip_eval.leaderboard.measured import MeasuredRow
-from reclip_eval.leaderboard.miniature import MiniatureTable, miniature_cell, row_models, training_compute
+from reclip_eval.leaderboard.miniature import (
+    MiniatureTable,
+    index_measured,
+    miniature_cell,
+    row_models,
+    training_compute,
+)
 from reclip_eval.leaderboard.paper import PaperTable
 
 TWIN_MARK = "†"
@@ -59,7 +65,7 @@ def _real_rows(keys: list[str], measured: list[MeasuredRow]) -> tuple[list[list[
 
 def _miniature_rows(keys: list[str], experiment: MiniatureTable, measured: list[MeasuredRow]
                     ) -> tuple[list[list[str]], list[str]]:
-    index = {(m.model, m.image_size): m for m in measured}
+    index = index_measured(measured)
     rows, provenance = [], []
     for row in experiment.rows:
         cells = []
@@ -70,9 +76,7 @@ def _miniature_rows(keys: list[str], experiment: MiniatureTable, measured: list[
             cell = miniature_cell(row, key, index)
             cells.append("" if cell is None else cell.text(TWIN_MARK if cell.twin else ""))
         found = [index[k] for k in row_models(row) if k in index]
-        source_rows = [index[(m, row.source.image_size)] for m in row.source.models
-                       if (m, row.source.image_size) in index] if row.source else []
-        tmacs, hours = training_compute(source_rows) if row.source else (None, None)
+        tmacs, hours = training_compute(row, index)
         rows.append(["miniature", row.label, *cells, _fmt(tmacs), _fmt(hours)])
         missing = [f"{m} @ {s} px" for m, s in row_models(row) if (m, s) not in index]
         lines = [f"- **{row.label}**: trained with " + "; ".join(f"`{c}`" for c in row.trained_with) + "."]
