@@ -9,12 +9,22 @@ Both models are the paper's ViT-L/16 image tower + 12-layer width-1024 text towe
 random inputs (text length 64 at 224/112 px, 16 at 80/64 px, as in the recipes). Reported per image size:
 samples/s, achieved TFLOP/s (3 x forward FLOPs per sample, counted by torch's FLOP counter on each model) and the
 ratio ours / OpenCLIP. A CPU smoke run: --arch tiny --sizes 32,16 --batch-size 8 --steps 2 --device cpu --dtype fp32
+
+With --shards, our step is also timed fed by the trainer's own loader (webdataset shards -> decode -> resize to
+the stage size -> tokenize, --workers processes, pinned memory), and the report gives that rate over the
+random-input one. For the low-resolution stages, pre-resize first (synthetic shards here; your own shards alike):
+
+    reclip-eval data synth --out /tmp/shards --sets train --image-size 448 --train-samples 20000 --workers 16
+    reclip-eval data preresize /tmp/shards/shapes-train --out /tmp/shards/small --short-side 96 --workers 16
+    python benchmarks/train_throughput.py --sizes 64 --compile --shards /tmp/shards/small --workers 16 \\
+        --out benchmarks/results/train_throughput_shards_h100.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -75,7 +85,21 @@ def _forward_flops(model, kind: str, pixels, tokens) -> float:
     return counter.get_total_flops()
 
 
+def _shard_batches(config, image_size: int, text_length: int, args):
+    """The trainer's stream (train/loop.py) over --shards, moved to the device as the trainer does."""
+    from reclip_eval.data.shards import list_shards, train_batches
+    from reclip_eval.data.transforms import image_transform
+    from reclip_eval.models.tokenizer import ClipTokenizer
+
+    stream = train_batches(list_shards(args.shards, None), image_transform(image_size, config.preprocess),
+                           ClipTokenizer(text_length), batch_size=args.batch_size, seed=0, shuffle_buffer=1000,
+                           workers=args.workers, pin_memory=args.device.startswith("cuda"))
+    for pixels, tokens in stream:
+        yield pixels.to(args.device, non_blocking=True), tokens.to(args.device, non_blocking=True)
+
+
 def benchmark(kind: str, arch: str, image_size: int, args) -> dict:
+    """kind: "ours" or "open_clip" on random inputs, or "ours_shards" fed from --shards."""
     from reclip_eval.models import CLIP
     from reclip_eval.models.presets import build_config, with_image_size
     from reclip_eval.train.loss import contrastive_loss
@@ -83,7 +107,7 @@ def benchmark(kind: str, arch: str, image_size: int, args) -> dict:
     preset, oc_config = ARCHS[arch]
     text_length = TEXT_LENGTH.get(image_size, 16)
     torch.manual_seed(0)
-    if kind == "ours":
+    if kind.startswith("ours"):
         config = with_image_size(build_config(preset, {"text": {"context_length": max(64, text_length)}}), image_size)
         model, loss_fn = CLIP(config).to(args.device), contrastive_loss
     else:
@@ -94,14 +118,16 @@ def benchmark(kind: str, arch: str, image_size: int, args) -> dict:
     tokens = torch.randint(1, 49407, (args.batch_size, text_length), device=args.device)
     tokens[:, -1] = 49407
     flops = _forward_flops(model, kind, pixels, tokens)
-    step = _step_fn(kind, torch.compile(model) if args.compile else model, loss_fn, optimizer, args.dtype)
-    for _ in range(args.warmup):
-        step(pixels, tokens)
+    step = _step_fn(kind.removesuffix("_shards"), torch.compile(model) if args.compile else model, loss_fn, optimizer,
+                    args.dtype)
+    batches = _shard_batches(config, image_size, text_length, args) if kind == "ours_shards" else None
+    for _ in range(args.warmup + max(1, args.workers) if batches else args.warmup):  # + loader start-up
+        step(*(next(batches) if batches else (pixels, tokens)))
     if args.device.startswith("cuda"):
         torch.cuda.synchronize()
     start = time.perf_counter()
     for _ in range(args.steps):
-        step(pixels, tokens)
+        step(*(next(batches) if batches else (pixels, tokens)))
     if args.device.startswith("cuda"):
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
@@ -120,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cuda")
     p.add_argument("--dtype", choices=["fp32", "bf16"], default="bf16")
     p.add_argument("--compile", action="store_true")
+    p.add_argument("--shards", help="also time our step fed from these webdataset shards (folder, glob or braces)")
+    p.add_argument("--workers", type=int, default=8, help="loader processes for --shards")
     p.add_argument("--out", type=Path)
     args = p.parse_args(argv)
 
@@ -130,10 +158,15 @@ def main(argv: list[str] | None = None) -> int:
         ours, theirs = benchmark("ours", args.arch, size, args), benchmark("open_clip", args.arch, size, args)
         rows[size] = {"reclip-eval": ours, "open_clip": theirs,
                       "ratio": ours["samples_per_second"] / theirs["samples_per_second"]}
+        if args.shards:
+            fed = benchmark("ours_shards", args.arch, size, args)
+            rows[size].update({"reclip-eval_shards": fed,
+                               "shards_over_random": fed["samples_per_second"] / ours["samples_per_second"]})
     report = {"benchmark": "training step throughput (forward, backward, AdamW step), random inputs",
               "command": " ".join([sys.executable, *sys.argv]), "device": device_name(args.device),
               "arch": args.arch, "batch_size": args.batch_size, "dtype": args.dtype, "compile": args.compile,
-              "steps": args.steps, "results": rows, "software": software_versions()}
+              "steps": args.steps, "shards": args.shards, "loader_workers": args.workers if args.shards else None,
+              "cpu_cores": os.cpu_count(), "results": rows, "software": software_versions()}
     return emit_report(report, args.out)
 
 

@@ -32,15 +32,18 @@ def test_loader_throughput_smoke(tmp_path):
     assert report["bytes_per_sample"]["preresized"] < report["bytes_per_sample"]["original"]
 
 
-def test_train_throughput_smoke(tmp_path):
+def test_train_throughput_smoke(tmp_path, synth_dir):
     out = tmp_path / "train.json"
     run = subprocess.run(
         [sys.executable, "benchmarks/train_throughput.py", "--arch", "tiny", "--sizes", "32,16", "--batch-size", "4",
-         "--steps", "1", "--warmup", "1", "--device", "cpu", "--dtype", "fp32", "--out", str(out)],
+         "--steps", "1", "--warmup", "1", "--device", "cpu", "--dtype", "fp32", "--out", str(out),
+         "--shards", str(synth_dir / "shapes-train"), "--workers", "0"],
         capture_output=True, text=True, cwd=REPO, timeout=600, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
     assert run.returncode == 0, run.stderr[-3000:]
     results = json.loads(out.read_text())["results"]
     assert set(results) == {"32", "16"}
+    assert all(row["reclip-eval_shards"]["samples_per_second"] > 0 and row["shards_over_random"] > 0
+               for row in results.values())
     # Both sides run the same architecture: their forward FLOPs agree within the class-token difference.
     for row in results.values():
         ours, theirs = row["reclip-eval"]["forward_gflops_per_sample"], row["open_clip"]["forward_gflops_per_sample"]

@@ -63,11 +63,13 @@ def train_batches(
     shuffle_buffer: int = 2000,
     workers: int = 2,
     skip_batches: int = 0,
+    pin_memory: bool = False,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """An endless, seeded stream of (pixels (B,3,S,S), tokens (B,L)): shards drawn with replacement, samples
     shuffled in a buffer. The stream is the same for the same seed and number of workers.
 
-    `skip_batches=k` starts at batch k of that stream (for exact resume). The DataLoader takes batches from its
+    `pin_memory=True` (for a CUDA device) hands out page-locked batches, so `.to(device, non_blocking=True)` copies
+    overlap with compute. `skip_batches=k` starts at batch k of that stream (for exact resume). The DataLoader takes batches from its
     workers in turn, so batch k is round k // W of worker k % W: every worker skips k // W batches' samples
     before decoding, and the k % W batches that remain before batch k are drawn and dropped.
     """
@@ -86,7 +88,7 @@ def train_batches(
         wds.map_tuple(transform, _decode_text, handler=wds.warn_and_continue),
         wds.batched(batch_size, collation_fn=_collate(tokenize), partial=False),
     )
-    loader = wds.WebLoader(pipeline, batch_size=None, num_workers=workers,
+    loader = wds.WebLoader(pipeline, batch_size=None, num_workers=workers, pin_memory=pin_memory,
                            persistent_workers=False, prefetch_factor=4 if workers else None)
     batches = iter(loader)
     for _ in range(remainder):

@@ -126,7 +126,8 @@ def run_stage(model: CLIP, stage: StageConfig, stage_index: int, recipe: RecipeC
                              (model.config.vision.grid_size,) * 2, compute.total_gmacs)
     batches = train_batches(shards, transform, tokenizer, batch_size=local_batch,
                             seed=recipe.seed + stage_index + 10_000 * rank, shuffle_buffer=recipe.data.shuffle_buffer,
-                            workers=workers, skip_batches=first_step)
+                            workers=workers, skip_batches=first_step,
+                            pin_memory=torch.device(device).type == "cuda")
     precision = resolve_precision(recipe.precision, device)
     started = time.perf_counter() - report.wall_time_s
     from tqdm import tqdm
