@@ -1,5 +1,7 @@
 """The fixed tiny model and batch that the contrastive-loss equality tests (DDP, micro-batches) compare on."""
 
+import contextlib
+
 import torch
 
 from reclip_eval.models import CLIP, build_config
@@ -19,3 +21,32 @@ def tiny_batch():
 def tiny_model():
     torch.manual_seed(0)
     return CLIP(build_config("tiny"))
+
+
+def local_part(rank: int, world: int) -> slice:
+    """This process's rows of the global batch."""
+    return slice(rank * BATCH // world, (rank + 1) * BATCH // world)
+
+
+def run_processes(worker, tmp_path, world: int = 2) -> dict:
+    """Run `worker(rank, world, init_file, out_file)` on `world` CPU processes; return what it saved to out_file.
+    The worker calls `join_group(rank, world, init_file)` and saves from one rank."""
+    import os
+
+    import torch.multiprocessing as mp
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    mp.spawn(worker, args=(world, str(tmp_path / "init"), str(tmp_path / "out.pt")), nprocs=world, join=True)
+    return torch.load(tmp_path / "out.pt")
+
+
+@contextlib.contextmanager
+def join_group(rank: int, world: int, init_file: str):
+    """A gloo process group for the body, torn down after it."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()

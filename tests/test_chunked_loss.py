@@ -1,17 +1,15 @@
 """Micro-batched contrastive training (GradCache) gives the loss and gradients of the full batch: on one process,
 with token masking, on two DDP processes, and in the trainer step for step."""
 
-import os
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from reclip_eval.train.chunked import chunked_contrastive_backward
 from reclip_eval.train.loss import contrastive_loss
 
-from .contrastive_batch import BATCH, tiny_batch, tiny_model
+from .contrastive_batch import join_group, local_part, run_processes, tiny_batch, tiny_model
 
 
 def _grads(model):
@@ -62,19 +60,16 @@ def test_token_masking_is_replayed_identically_in_the_second_pass():
 
 
 def _worker(rank, world, init_file, out_file):
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
-    try:
+    with join_group(rank, world, init_file):
         model = torch.nn.parallel.DistributedDataParallel(tiny_model())
         pixels, tokens = tiny_batch()
-        part = slice(rank * BATCH // world, (rank + 1) * BATCH // world)
+        part = local_part(rank, world)
         loss, _ = chunked_contrastive_backward(model, pixels[part], tokens[part], 2)
         mean_loss = loss.clone()
         dist.all_reduce(mean_loss)
         mean_loss /= world
         if rank == 0:
             torch.save({"loss": mean_loss, "grads": _grads(model.module)}, out_file)
-    finally:
-        dist.destroy_process_group()
 
 
 def test_two_processes_with_micro_batches_equal_one_process_on_the_full_batch(tmp_path):
@@ -84,9 +79,7 @@ def test_two_processes_with_micro_batches_equal_one_process_on_the_full_batch(tm
     loss = contrastive_loss(image, text, scale)
     loss.backward()
 
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    mp.spawn(_worker, args=(2, str(tmp_path / "init"), str(tmp_path / "out.pt")), nprocs=2, join=True)
-    result = torch.load(tmp_path / "out.pt")
+    result = run_processes(_worker, tmp_path)
     torch.testing.assert_close(result["loss"], loss.detach(), rtol=1e-6, atol=1e-6)
     _assert_grads_close(result["grads"], _grads(full))
 

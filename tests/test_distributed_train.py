@@ -5,19 +5,17 @@ import os
 
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from reclip_eval.train.loss import contrastive_loss
 
-from .contrastive_batch import BATCH, tiny_batch, tiny_model
+from .contrastive_batch import join_group, local_part, run_processes, tiny_batch, tiny_model
 
 
 def _worker(rank, world, init_file, out_file):
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
-    try:
+    with join_group(rank, world, init_file):
         model = torch.nn.parallel.DistributedDataParallel(tiny_model())
         pixels, tokens = tiny_batch()
-        part = slice(rank * BATCH // world, (rank + 1) * BATCH // world)
+        part = local_part(rank, world)
         image, text, scale = model(pixels[part], tokens[part])
         loss = contrastive_loss(image, text, scale)
         loss.backward()
@@ -27,8 +25,6 @@ def _worker(rank, world, init_file, out_file):
         if rank == 0:
             grads = {k: p.grad.clone() for k, p in model.module.named_parameters()}
             torch.save({"loss": mean_loss, "grads": grads}, out_file)
-    finally:
-        dist.destroy_process_group()
 
 
 def test_two_process_loss_and_gradients_equal_one_process(tmp_path):
@@ -38,9 +34,7 @@ def test_two_process_loss_and_gradients_equal_one_process(tmp_path):
     loss = contrastive_loss(image, text, scale)
     loss.backward()
 
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    mp.spawn(_worker, args=(2, str(tmp_path / "init"), str(tmp_path / "out.pt")), nprocs=2, join=True)
-    result = torch.load(tmp_path / "out.pt")
+    result = run_processes(_worker, tmp_path)
     torch.testing.assert_close(result["loss"], loss.detach(), rtol=1e-6, atol=1e-6)
     for name, param in model.named_parameters():
         # float32 summation order differs between the two set-ups: ~1e-7 absolute noise

@@ -11,7 +11,6 @@ import time
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from safetensors.torch import load_file
 
 from reclip_eval.errors import ConfigError
@@ -21,7 +20,7 @@ from reclip_eval.train.optim import build_optimizer
 from reclip_eval.train.recipe import OptimizerConfig, load_recipe
 
 from .conftest import REPO
-from .contrastive_batch import BATCH, tiny_batch, tiny_model
+from .contrastive_batch import join_group, local_part, run_processes, tiny_batch, tiny_model
 
 STEPS = 3
 
@@ -50,15 +49,14 @@ def _full(tensor):
 def _worker(rank, world, init_file, out_file):
     from reclip_eval.train.parallel import prepare_stage_model
 
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
-    try:
+    with join_group(rank, world, init_file):
         model = tiny_model()
         stage_model = prepare_stage_model(model, "fsdp", "cpu")
         assert stage_model.sharded and stage_model.module is not model
         sharded = [n for n, p in stage_model.module.named_parameters() if hasattr(p, "full_tensor")]
         optimizer = build_optimizer(stage_model.module, OptimizerConfig(name="adamw", lr=1e-3))
         pixels, tokens = tiny_batch()
-        part = slice(rank * BATCH // world, (rank + 1) * BATCH // world)
+        part = local_part(rank, world)
         losses, grads = _steps(stage_model.net, stage_model.module, optimizer, pixels[part], tokens[part],
                                stage_model.average_unsharded_gradients)
         for loss in losses:
@@ -73,8 +71,6 @@ def _worker(rank, world, init_file, out_file):
         if rank == 1:
             torch.save({"losses": losses, "grads": grads, "weights": model.state_dict(), "sharded": sharded,
                         "chunked_grads": chunked_grads}, out_file)
-    finally:
-        dist.destroy_process_group()
 
 
 def test_two_sharded_processes_equal_one_process(tmp_path):
@@ -82,9 +78,7 @@ def test_two_sharded_processes_equal_one_process(tmp_path):
     optimizer = build_optimizer(model, OptimizerConfig(name="adamw", lr=1e-3))
     losses, grads = _steps(model, model, optimizer, *tiny_batch())
 
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    mp.spawn(_worker, args=(2, str(tmp_path / "init"), str(tmp_path / "out.pt")), nprocs=2, join=True)
-    result = torch.load(tmp_path / "out.pt")
+    result = run_processes(_worker, tmp_path)
     # every parameter but the 0-d temperature is split across the two processes
     assert len(result["sharded"]) == len(grads) - 1 and "logit_scale" not in result["sharded"]
     for got, expected in zip(result["losses"], losses, strict=True):
