@@ -87,12 +87,19 @@ def prepare_stage_model(model: CLIP, strategy: DataParallel, device: str) -> Sta
     if strategy != "fsdp":
         raise ValueError(f"data_parallel: expected 'ddp' or 'fsdp', got {strategy!r}")
     fully_shard = _fully_shard()
+    from torch.distributed.device_mesh import init_device_mesh
+
+    # Explicit: the default mesh is the accelerator's even when this run asked for the CPU.
+    mesh = init_device_mesh(torch.device(device).type, (world,))
     model.cpu()  # the master copy waits on the CPU; the devices hold only shards
-    sharded = copy.deepcopy(model).to(device)
+    # The copy stays on the CPU too: each fully_shard call moves only its own unit's parameters to the device and
+    # shards them there, so the whole model is never on one device.
+    sharded = copy.deepcopy(model)
     # One FSDP unit per block: its parameters are gathered just before the block runs and freed after, so at most
     # one block is unsharded at a time; the root unit holds embeddings, norms and projections.
     for tower in (sharded.visual, sharded.text):
         for block in tower.transformer.blocks:
-            fully_shard(block)
-    fully_shard(sharded, ignored_params={sharded.logit_scale})
+            fully_shard(block, mesh=mesh)
+    fully_shard(sharded, mesh=mesh, ignored_params={sharded.logit_scale})
+    sharded.logit_scale.data = sharded.logit_scale.data.to(device)  # FSDP leaves ignored parameters where they are
     return StageModel(sharded, sharded, sharded=True)
