@@ -28,15 +28,16 @@ def local_part(rank: int, world: int) -> slice:
     return slice(rank * BATCH // world, (rank + 1) * BATCH // world)
 
 
-def run_processes(worker, tmp_path, world: int = 2) -> dict:
-    """Run `worker(rank, world, init_file, out_file)` on `world` CPU processes; return what it saved to out_file.
-    The worker calls `join_group(rank, world, init_file)` and saves from one rank."""
+def run_processes(worker, tmp_path, *args, world: int = 2) -> dict:
+    """Run `worker(rank, world, init_file, out_file, *args)` on `world` CPU processes; return what it saved to
+    out_file. The worker calls `join_group(rank, world, init_file)` and saves from one rank."""
     import os
 
     import torch.multiprocessing as mp
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    mp.spawn(worker, args=(world, str(tmp_path / "init"), str(tmp_path / "out.pt")), nprocs=world, join=True)
+    mp.spawn(worker, args=(world, str(tmp_path / "init"), str(tmp_path / "out.pt"), *args), nprocs=world,
+             join=True)
     return torch.load(tmp_path / "out.pt")
 
 

@@ -1,5 +1,6 @@
-"""FSDP (data_parallel: fsdp): 2 sharded CPU processes (gloo) compute the loss, gradients and optimizer steps of one
-process on the full batch; the trainer under torchrun follows the DDP loss curve and resumes exactly."""
+"""FSDP (data_parallel: fsdp): 2 sharded CPU processes (gloo) compute the loss, gradients and optimizer steps (AdamW,
+and Adafactor through ShardedAdafactor) of one process on the full batch, and resume them from a resume point; the
+trainer under torchrun follows the DDP loss curve and a killed sharded run resumes onto its curve."""
 
 import json
 import os
@@ -13,11 +14,11 @@ import torch
 import torch.distributed as dist
 from safetensors.torch import load_file
 
-from reclip_eval.errors import ConfigError
 from reclip_eval.train.chunked import chunked_contrastive_backward
 from reclip_eval.train.loss import contrastive_loss
 from reclip_eval.train.optim import build_optimizer
-from reclip_eval.train.recipe import OptimizerConfig, load_recipe
+from reclip_eval.train.recipe import OptimizerConfig
+from reclip_eval.train.sharded_adafactor import ShardedAdafactor
 
 from .conftest import REPO
 from .contrastive_batch import join_group, local_part, run_processes, tiny_batch, tiny_model
@@ -25,10 +26,10 @@ from .contrastive_batch import join_group, local_part, run_processes, tiny_batch
 STEPS = 3
 
 
-def _steps(net, module, optimizer, pixels, tokens, after_backward=lambda: None):
-    """STEPS AdamW steps with clipping on one batch; returns the loss of each step and the first step's gradients."""
+def _steps(net, module, optimizer, pixels, tokens, after_backward=lambda: None, steps=STEPS):
+    """Optimizer steps with clipping on one batch; returns the loss of each step and the first step's gradients."""
     losses, first_grads = [], None
-    for _ in range(STEPS):
+    for _ in range(steps):
         optimizer.zero_grad(set_to_none=True)
         image, text, scale = net(pixels, tokens)
         loss = contrastive_loss(image, text, scale)
@@ -46,48 +47,112 @@ def _full(tensor):
     return tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor
 
 
-def _worker(rank, world, init_file, out_file):
+def _optimizer(module, name):
+    return build_optimizer(module, OptimizerConfig(name=name, lr=1e-3))
+
+
+def _sharded_training(rank, world, name, point_dir):
+    """STEPS sharded steps, a resume point, then one more step from the live state and one from the resumed one."""
+    from reclip_eval.train.parallel import prepare_stage_model
+    from reclip_eval.train.resume import (
+        gather_training_state,
+        latest_resume_point,
+        load_model_weights,
+        load_optimizer_and_rng,
+        save_resume_point,
+    )
+
+    model = tiny_model()
+    stage_model = prepare_stage_model(model, "fsdp", "cpu")
+    assert stage_model.sharded and stage_model.module is not model
+    optimizer = _optimizer(stage_model.module, name)
+    assert isinstance(optimizer, ShardedAdafactor) == (name == "adafactor")
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    pixels, tokens = tiny_batch()
+    part = local_part(rank, world)
+    run = lambda model_, optimizer_, steps=STEPS: _steps(  # noqa: E731
+        model_.net, model_.module, optimizer_, pixels[part], tokens[part], model_.average_unsharded_gradients, steps)
+    losses, grads = run(stage_model, optimizer)
+    for loss in losses:
+        dist.all_reduce(loss)
+        loss /= world
+
+    model_state, optimizer_state = gather_training_state(stage_model.module, optimizer)
+    if rank == 0:
+        save_resume_point(point_dir, model_state=model_state, optimizer_state=optimizer_state, scheduler=schedule,
+                          stage_index=0, step=STEPS, reports=[], keep=1, recipe_yaml="")
+    dist.barrier()
+    point = latest_resume_point(point_dir)
+    resumed_master = tiny_model()
+    load_model_weights(point, resumed_master)
+    resumed = prepare_stage_model(resumed_master, "fsdp", "cpu")
+    resumed_optimizer = _optimizer(resumed.module, name)
+    load_optimizer_and_rng(point, resumed.module, resumed_optimizer,
+                           torch.optim.lr_scheduler.LambdaLR(resumed_optimizer, lambda step: 1.0))
+    run(stage_model, optimizer, 1)
+    run(resumed, resumed_optimizer, 1)
+    stage_model.write_back(model)  # the unsharded master copy, on every process
+    resumed.write_back(resumed_master)
+    return losses, grads, model.state_dict(), resumed_master.state_dict()
+
+
+def _worker(rank, world, init_file, out_file, name, point_dir):
     from reclip_eval.train.parallel import prepare_stage_model
 
     with join_group(rank, world, init_file):
-        model = tiny_model()
-        stage_model = prepare_stage_model(model, "fsdp", "cpu")
-        assert stage_model.sharded and stage_model.module is not model
-        sharded = [n for n, p in stage_model.module.named_parameters() if hasattr(p, "full_tensor")]
-        optimizer = build_optimizer(stage_model.module, OptimizerConfig(name="adamw", lr=1e-3))
-        pixels, tokens = tiny_batch()
-        part = local_part(rank, world)
-        losses, grads = _steps(stage_model.net, stage_model.module, optimizer, pixels[part], tokens[part],
-                               stage_model.average_unsharded_gradients)
-        for loss in losses:
-            dist.all_reduce(loss)
-            loss /= world
-        stage_model.write_back(model)  # the unsharded master copy, on every process
+        losses, grads, weights, resumed_weights = _sharded_training(rank, world, name, point_dir)
         # micro-batches of 2 (GradCache, train/chunked.py) through a fresh sharded model: the same first gradients
         chunked = prepare_stage_model(tiny_model(), "fsdp", "cpu")
+        pixels, tokens = tiny_batch()
+        part = local_part(rank, world)
         chunked_contrastive_backward(chunked.net, pixels[part], tokens[part], 2)
         chunked.average_unsharded_gradients()
         chunked_grads = {name: _full(p.grad) for name, p in chunked.module.named_parameters()}
+        sharded = [n for n, p in chunked.module.named_parameters() if hasattr(p, "full_tensor")]
         if rank == 1:
-            torch.save({"losses": losses, "grads": grads, "weights": model.state_dict(), "sharded": sharded,
-                        "chunked_grads": chunked_grads}, out_file)
+            torch.save({"losses": losses, "grads": grads, "weights": weights, "resumed_weights": resumed_weights,
+                        "sharded": sharded, "chunked_grads": chunked_grads}, out_file)
 
 
-def test_two_sharded_processes_equal_one_process(tmp_path):
+@pytest.mark.parametrize("name", ["adamw", "adafactor"])
+def test_two_sharded_processes_equal_one_process(tmp_path, name):
     model = tiny_model()
-    optimizer = build_optimizer(model, OptimizerConfig(name="adamw", lr=1e-3))
-    losses, grads = _steps(model, model, optimizer, *tiny_batch())
+    optimizer = _optimizer(model, name)
+    losses, grads = _steps(model, model, optimizer, *tiny_batch(), steps=STEPS + 1)
 
-    result = run_processes(_worker, tmp_path)
+    result = run_processes(_worker, tmp_path, name, str(tmp_path / "points"))
     # every parameter but the 0-d temperature is split across the two processes
     assert len(result["sharded"]) == len(grads) - 1 and "logit_scale" not in result["sharded"]
-    for got, expected in zip(result["losses"], losses, strict=True):
+    for got, expected in zip(result["losses"], losses[:STEPS], strict=True):
         torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
-    for name, grad in grads.items():  # float32 summation order differs: ~1e-7 absolute noise
-        torch.testing.assert_close(result["grads"][name], grad, rtol=1e-4, atol=1e-6, msg=name)
-        torch.testing.assert_close(result["chunked_grads"][name], grad, rtol=1e-4, atol=1e-6, msg=name)
-    for name, weight in model.state_dict().items():  # written back into the master copy of process 1
-        torch.testing.assert_close(result["weights"][name], weight, rtol=1e-4, atol=1e-5, msg=name)
+    for name_, grad in grads.items():  # float32 summation order differs: ~1e-7 absolute noise
+        torch.testing.assert_close(result["grads"][name_], grad, rtol=1e-4, atol=1e-6, msg=name_)
+        torch.testing.assert_close(result["chunked_grads"][name_], grad, rtol=1e-4, atol=1e-6, msg=name_)
+    initial = tiny_model().state_dict()
+    for name_, weight in model.state_dict().items():  # after STEPS + 1 steps, written back into the master copy
+        # Compared as updates, each within 1% of its tensor's largest update: Adafactor moves some tensors by only
+        # ~1e-6, less than a tolerance on the weights would notice. Not tighter: for a 1-d parameter Adafactor's
+        # update is about grad / |grad|, so an element whose gradient is ~1e-6 turns the 1e-7 float noise of the
+        # sharded sum into a ~0.2% difference (measured); per-shard statistics would be off by far more.
+        update = weight - initial[name_]
+        scale = 1e-2 * update.abs().max().item()
+        assert scale > 0, name_
+        torch.testing.assert_close(result["weights"][name_] - initial[name_], update, rtol=0, atol=scale, msg=name_)
+        # the run resumed from the resume point took the same last step as the live one
+        torch.testing.assert_close(result["resumed_weights"][name_], result["weights"][name_], rtol=0, atol=1e-4 * scale,
+                                   msg=name_)
+
+
+def test_sharded_adafactor_is_torchs_adafactor_on_unsharded_parameters():
+    reference, ours = tiny_model(), tiny_model()
+    torch_adafactor = torch.optim.Adafactor(reference.parameters(), lr=1e-2, weight_decay=0.01)
+    sharded_adafactor = ShardedAdafactor(ours.parameters(), lr=1e-2, weight_decay=0.01)
+    batch = tiny_batch()
+    _steps(reference, reference, torch_adafactor, *batch)
+    _steps(ours, ours, sharded_adafactor, *batch)
+    for (name, expected), got in zip(reference.state_dict().items(), ours.state_dict().values(), strict=True):
+        assert torch.equal(got, expected), name
+    assert str(torch_adafactor.state_dict()) == str(sharded_adafactor.state_dict())
 
 
 def _torchrun_args(out, data, *overrides, resume=False):
@@ -142,10 +207,3 @@ def test_fsdp_trainer_follows_ddp_and_resumes_exactly(synth_dir, tmp_path):
     assert resumed_losses == pytest.approx(fsdp_losses, abs=2e-4)
     for name, weight in fsdp_weights.items():
         torch.testing.assert_close(resumed_weights[name], weight, rtol=1e-4, atol=1e-5, msg=name)
-
-
-def test_fsdp_with_adafactor_is_refused_when_the_recipe_loads():
-    with pytest.raises(ConfigError, match=r"stages\.lowres\.optimizer\.name: adafactor cannot step FSDP"):
-        load_recipe("reclip-64", ["data_parallel=fsdp"])
-    # the finetune stage inherits the optimizer of the main phase
-    assert load_recipe("reclip-64", ["data_parallel=fsdp", "stages.0.optimizer.name=adamw"]).data_parallel == "fsdp"

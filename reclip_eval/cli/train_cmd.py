@@ -11,8 +11,7 @@ EPILOG = """examples:
   reclip-eval train demo-shapes --out runs/quick stages.0.steps=200 stages.1.steps=50
   reclip-eval train training/my_recipe.yaml --out runs/mine --data-dir /data --device cuda
   torchrun --nproc_per_node=8 -m reclip_eval train reclip-64 --out runs/reclip-64 data.shards=/data/{00000..09999}.tar
-  torchrun --nproc_per_node=8 -m reclip_eval train reclip-64 --out runs/sharded data_parallel=fsdp \\
-      stages.0.optimizer.name=adamw      # parameters, gradients and optimizer states sharded (FSDP)
+  torchrun --nproc_per_node=8 -m reclip_eval train reclip-64 --out runs/sharded data_parallel=fsdp  # sharded (FSDP)
 """
 
 

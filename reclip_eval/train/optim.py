@@ -8,7 +8,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from reclip_eval.train.parallel import is_sharded
 from reclip_eval.train.recipe import OptimizerConfig, StageConfig
+from reclip_eval.train.sharded_adafactor import ShardedAdafactor
 
 
 def _decays(name: str, param: nn.Parameter) -> bool:
@@ -26,6 +28,8 @@ def build_optimizer(model: nn.Module, config: OptimizerConfig, device: str = "cp
         fused = torch.device(device).type == "cuda"
         return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, eps=config.eps, fused=fused)
     if config.name == "adafactor":
+        if any(is_sharded(p) for p in decay + no_decay):  # FSDP: torch's Adafactor cannot step DTensors
+            return ShardedAdafactor(groups, lr=config.lr)
         return torch.optim.Adafactor(groups, lr=config.lr)
     raise ValueError(f"unknown optimizer {config.name!r}")
 

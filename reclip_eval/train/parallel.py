@@ -44,7 +44,7 @@ class StageModel:
             return
         world = rank_and_size()[1]
         for param in self.module.parameters():
-            if param.grad is not None and not _is_sharded(param.grad):
+            if param.grad is not None and not is_sharded(param.grad):
                 dist.all_reduce(param.grad)
                 param.grad /= world
 
@@ -58,7 +58,8 @@ class StageModel:
         model.load_state_dict({name: tensor.cpu() for name, tensor in full.items()}, strict=True)
 
 
-def _is_sharded(tensor: torch.Tensor) -> bool:
+def is_sharded(tensor: torch.Tensor) -> bool:
+    """A DTensor: a parameter (or gradient) that FSDP split across the processes."""
     from torch.distributed.tensor import DTensor
 
     return isinstance(tensor, DTensor)

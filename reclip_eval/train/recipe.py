@@ -155,12 +155,6 @@ def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> Recipe
     context = recipe.model.build(source=str(path)).text.context_length
     problems += [f"stages.{s.name}.text_length: {s.text_length} exceeds the model's context_length {context}"
                  for s in recipe.stages if s.text_length > context]
-    if recipe.data_parallel == "fsdp":
-        # torch.optim.Adafactor's factored second moments use in-place ops that sharded (DTensor) parameters
-        # reject (torch 2.14); failing here beats failing at the first optimizer step on a cluster.
-        problems += [f"stages.{s.name}.optimizer.name: adafactor cannot step FSDP-sharded parameters; use "
-                     "data_parallel=ddp (the paper's ViT-L/16 fits replicated) or optimizer.name=adamw"
-                     for s in recipe.stages if s.optimizer.name == "adafactor"]
     if problems:
         raise ConfigError(str(path), problems)
     return recipe
