@@ -70,9 +70,12 @@ def _sharded_training(rank, world, name, point_dir):
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     pixels, tokens = tiny_batch()
     part = local_part(rank, world)
-    run = lambda model_, optimizer_, steps=STEPS: _steps(  # noqa: E731
-        model_.net, model_.module, optimizer_, pixels[part], tokens[part], model_.average_unsharded_gradients, steps)
-    losses, grads = run(stage_model, optimizer)
+
+    def train(stage_model_, optimizer_, steps=STEPS):
+        return _steps(stage_model_.net, stage_model_.module, optimizer_, pixels[part], tokens[part],
+                      stage_model_.average_unsharded_gradients, steps)
+
+    losses, grads = train(stage_model, optimizer)
     for loss in losses:
         dist.all_reduce(loss)
         loss /= world
@@ -89,8 +92,8 @@ def _sharded_training(rank, world, name, point_dir):
     resumed_optimizer = _optimizer(resumed.module, name)
     load_optimizer_and_rng(point, resumed.module, resumed_optimizer,
                            torch.optim.lr_scheduler.LambdaLR(resumed_optimizer, lambda step: 1.0))
-    run(stage_model, optimizer, 1)
-    run(resumed, resumed_optimizer, 1)
+    train(stage_model, optimizer, 1)
+    train(resumed, resumed_optimizer, 1)
     stage_model.write_back(model)  # the unsharded master copy, on every process
     resumed.write_back(resumed_master)
     return losses, grads, model.state_dict(), resumed_master.state_dict()
@@ -107,7 +110,7 @@ def _worker(rank, world, init_file, out_file, name, point_dir):
         part = local_part(rank, world)
         chunked_contrastive_backward(chunked.net, pixels[part], tokens[part], 2)
         chunked.average_unsharded_gradients()
-        chunked_grads = {name: _full(p.grad) for name, p in chunked.module.named_parameters()}
+        chunked_grads = {key: _full(p.grad) for key, p in chunked.module.named_parameters()}
         sharded = [n for n, p in chunked.module.named_parameters() if hasattr(p, "full_tensor")]
         if rank == 1:
             torch.save({"losses": losses, "grads": grads, "weights": weights, "resumed_weights": resumed_weights,
