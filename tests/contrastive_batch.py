@@ -23,6 +23,26 @@ def tiny_model():
     return CLIP(build_config("tiny"))
 
 
+def full_batch_reference():
+    """(model, loss) of one process on the whole batch, after backward: what the multi-process runs must equal."""
+    from reclip_eval.train.loss import contrastive_loss
+
+    model = tiny_model()
+    image, text, scale = model(*tiny_batch())
+    loss = contrastive_loss(image, text, scale)
+    loss.backward()
+    return model, loss.detach()
+
+
+def mean_over_processes(value: torch.Tensor) -> torch.Tensor:
+    """The mean of `value` over the processes (a copy): the global-batch loss from the per-process ones."""
+    import torch.distributed as dist
+
+    mean = value.detach().clone()
+    dist.all_reduce(mean)
+    return mean / dist.get_world_size()
+
+
 def local_part(rank: int, world: int) -> slice:
     """This process's rows of the global batch."""
     return slice(rank * BATCH // world, (rank + 1) * BATCH // world)

@@ -4,12 +4,19 @@ with token masking, on two DDP processes, and in the trainer step for step."""
 
 import pytest
 import torch
-import torch.distributed as dist
 
 from reclip_eval.train.chunked import chunked_contrastive_backward
 from reclip_eval.train.loss import contrastive_loss
 
-from .contrastive_batch import join_group, local_part, run_processes, tiny_batch, tiny_model
+from .contrastive_batch import (
+    full_batch_reference,
+    join_group,
+    local_part,
+    mean_over_processes,
+    run_processes,
+    tiny_batch,
+    tiny_model,
+)
 
 
 def _grads(model):
@@ -65,22 +72,15 @@ def _worker(rank, world, init_file, out_file):
         pixels, tokens = tiny_batch()
         part = local_part(rank, world)
         loss, _ = chunked_contrastive_backward(model, pixels[part], tokens[part], 2)
-        mean_loss = loss.clone()
-        dist.all_reduce(mean_loss)
-        mean_loss /= world
+        mean_loss = mean_over_processes(loss)
         if rank == 0:
             torch.save({"loss": mean_loss, "grads": _grads(model.module)}, out_file)
 
 
 def test_two_processes_with_micro_batches_equal_one_process_on_the_full_batch(tmp_path):
-    full = tiny_model()
-    pixels, tokens = tiny_batch()
-    image, text, scale = full(pixels, tokens)
-    loss = contrastive_loss(image, text, scale)
-    loss.backward()
-
+    full, loss = full_batch_reference()
     result = run_processes(_worker, tmp_path)
-    torch.testing.assert_close(result["loss"], loss.detach(), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(result["loss"], loss, rtol=1e-6, atol=1e-6)
     _assert_grads_close(result["grads"], _grads(full))
 
 

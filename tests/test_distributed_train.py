@@ -4,11 +4,18 @@ full batch: the contrastive loss gathers embeddings with gradients and DDP avera
 import os
 
 import torch
-import torch.distributed as dist
 
 from reclip_eval.train.loss import contrastive_loss
 
-from .contrastive_batch import join_group, local_part, run_processes, tiny_batch, tiny_model
+from .contrastive_batch import (
+    full_batch_reference,
+    join_group,
+    local_part,
+    mean_over_processes,
+    run_processes,
+    tiny_batch,
+    tiny_model,
+)
 
 
 def _worker(rank, world, init_file, out_file):
@@ -19,23 +26,16 @@ def _worker(rank, world, init_file, out_file):
         image, text, scale = model(pixels[part], tokens[part])
         loss = contrastive_loss(image, text, scale)
         loss.backward()
-        mean_loss = loss.detach().clone()
-        dist.all_reduce(mean_loss)
-        mean_loss /= world
+        mean_loss = mean_over_processes(loss)
         if rank == 0:
             grads = {k: p.grad.clone() for k, p in model.module.named_parameters()}
             torch.save({"loss": mean_loss, "grads": grads}, out_file)
 
 
 def test_two_process_loss_and_gradients_equal_one_process(tmp_path):
-    model = tiny_model()
-    pixels, tokens = tiny_batch()
-    image, text, scale = model(pixels, tokens)
-    loss = contrastive_loss(image, text, scale)
-    loss.backward()
-
+    model, loss = full_batch_reference()
     result = run_processes(_worker, tmp_path)
-    torch.testing.assert_close(result["loss"], loss.detach(), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(result["loss"], loss, rtol=1e-6, atol=1e-6)
     for name, param in model.named_parameters():
         # float32 summation order differs between the two set-ups: ~1e-7 absolute noise
         torch.testing.assert_close(result["grads"][name], param.grad, rtol=1e-4, atol=1e-6)

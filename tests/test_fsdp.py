@@ -21,7 +21,7 @@ from reclip_eval.train.recipe import OptimizerConfig
 from reclip_eval.train.sharded_adafactor import ShardedAdafactor
 
 from .conftest import REPO
-from .contrastive_batch import join_group, local_part, run_processes, tiny_batch, tiny_model
+from .contrastive_batch import join_group, local_part, mean_over_processes, run_processes, tiny_batch, tiny_model
 
 STEPS = 3
 
@@ -76,9 +76,7 @@ def _sharded_training(rank, world, name, point_dir):
                       stage_model_.average_unsharded_gradients, steps)
 
     losses, grads = train(stage_model, optimizer)
-    for loss in losses:
-        dist.all_reduce(loss)
-        loss /= world
+    losses = [mean_over_processes(loss) for loss in losses]
 
     model_state, optimizer_state = gather_training_state(stage_model.module, optimizer)
     if rank == 0:

@@ -58,19 +58,17 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], skeleton: dict) -> di
     return {"state": state, "param_groups": skeleton["param_groups"]}
 
 
-def _full_state_options():
-    from torch.distributed.checkpoint.state_dict import StateDictOptions
-
-    return StateDictOptions(full_state_dict=True, cpu_offload=True)
-
-
 def gather_training_state(module: torch.nn.Module, optimizer: torch.optim.Optimizer
                           ) -> tuple[dict[str, torch.Tensor], dict]:
     """(model state, optimizer state keyed by parameter name), unsharded, on the CPU of the first process (other
     processes get empty dicts). Collective under FSDP: every process must call it."""
-    from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_model_state_dict,
+        get_optimizer_state_dict,
+    )
 
-    options = _full_state_options()
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
     return get_model_state_dict(module, options=options), get_optimizer_state_dict(module, optimizer, options=options)
 
 
