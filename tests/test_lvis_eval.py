@@ -145,9 +145,9 @@ def test_fixed_ap_caps_per_category_not_per_image():
 
 def test_bad_input_names_the_problem(tmp_path):
     ground_truth, perfect = _one_image_set()
-    with pytest.raises(DataError, match=r"category id\(s\) \[99\] are not in the annotations"):
+    with pytest.raises(DataError, match=r"category_id 99 is not in the annotations' categories \(unknown category_ids: \[99\]\)"):
         evaluate_lvis(ground_truth, perfect + [_det(1, 99, 0, 0, 5, 5, 0.5, 100, 100)], "bbox")
-    with pytest.raises(DataError, match=r"image id\(s\) \[7\]"):
+    with pytest.raises(DataError, match=r"unknown image_ids: \[7\]"):
         evaluate_lvis(ground_truth, [_det(7, 1, 0, 0, 5, 5, 0.5, 100, 100)], "bbox")
     with pytest.raises(DataError, match="missing.json: detections file not found"):
         evaluate_lvis(ground_truth, tmp_path / "missing.json", "bbox")
@@ -179,4 +179,4 @@ def test_cli_evaluate_writes_json(tmp_path, capsys):
     (tmp_path / "bad.json").write_text(json.dumps(perfect + [_det(1, 42, 0, 0, 5, 5, 0.5, 100, 100)]))
     assert main(["detect", "evaluate", "--annotations", str(tmp_path / "gt.json"), "--detections",
                  str(tmp_path / "bad.json")]) == 2
-    assert "category id(s) [42]" in capsys.readouterr().err
+    assert "category_id 42 is not in the annotations' categories" in capsys.readouterr().err

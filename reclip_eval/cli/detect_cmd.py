@@ -49,6 +49,10 @@ def add_parser() -> argparse.ArgumentParser:
                    help="bbox and/or segm (default: bbox, plus segm when the detections carry masks)")
     e.add_argument("--fixed-ap", action="store_true",
                    help="Fixed AP (Dave et al. 2021): no per-image cap, at most 10,000 detections per category")
+    e.add_argument("--allow-missing-federated-fields", action="store_true",
+                   help="evaluate an annotation file whose images lack neg_category_ids / not_exhaustive_category_ids "
+                        "(read as empty: false positives on unannotated categories are not counted; recorded in "
+                        "the metrics JSON)")
     e.add_argument("--json", type=Path, help="write the metrics here (atomically)")
     return p
 
@@ -98,20 +102,44 @@ def _evaluate(args: argparse.Namespace) -> int:
     import sys
 
     from reclip_eval.atomic import write_json_atomic
-    from reclip_eval.detect.lvis_eval import FIXED_AP_DETS_PER_CATEGORY, MAX_DETS_PER_IMAGE, evaluate_lvis
+    from reclip_eval.detect.lvis_eval import (
+        FIXED_AP_DETS_PER_CATEGORY,
+        MAX_DETS_PER_IMAGE,
+        detection_counts,
+        evaluate_lvis,
+    )
+    from reclip_eval.detect.lvis_inputs import check_annotations, check_detections, default_iou_types
     from reclip_eval.errors import read_json
     from reclip_eval.eval.results import software_versions
 
+    # Both files are checked up front, so that a bad one fails before any evaluation runs (evaluate_lvis repeats
+    # the cheap check for callers that hand it data directly).
+    ground_truth = read_json(args.annotations, what="annotation file")
+    missing = check_annotations(ground_truth, str(args.annotations),
+                                allow_missing_federated_fields=args.allow_missing_federated_fields)
     detections = read_json(args.detections, what="detections file")
-    iou_types = args.iou_type or (["bbox", "segm"] if detections and "segmentation" in detections[0] else ["bbox"])
-    results = {t: evaluate_lvis(args.annotations, detections, t, fixed_ap=args.fixed_ap) for t in iou_types}
+    iou_types = args.iou_type or default_iou_types(detections)
+    for iou_type in iou_types:
+        check_detections(detections, ground_truth, iou_type, str(args.detections))
+    results = {t: evaluate_lvis(ground_truth, detections, t, fixed_ap=args.fixed_ap,
+                                allow_missing_federated_fields=args.allow_missing_federated_fields)
+               for t in iou_types}
+    counts = detection_counts(ground_truth, detections, fixed_ap=args.fixed_ap)
     print(_table(results))
+    print(f"{counts['read']} detections read, {counts['used']} used ({counts['over_cap']} beyond the cap, "
+          f"{counts['unchecked_category']} of a category never checked in their image)")
+    if any(missing.values()):
+        print("warning: " + ", ".join(f"{n} images lack {name}" for name, n in missing.items() if n)
+              + ": read as empty (--allow-missing-federated-fields), AP is not comparable to LVIS's", file=sys.stderr)
     if args.json:
         write_json_atomic(args.json, {
             "annotations": str(args.annotations), "detections": str(args.detections),
             "protocol": "fixed_ap" if args.fixed_ap else "lvis",
             "max_detections": {"per_category": FIXED_AP_DETS_PER_CATEGORY} if args.fixed_ap
             else {"per_image": MAX_DETS_PER_IMAGE},
+            "detection_counts": counts,
+            "federated_fields": {"allow_missing": args.allow_missing_federated_fields,
+                                 "images": len(ground_truth["images"]), "images_missing": missing},
             "metrics": results, "command": " ".join(["reclip-eval", *sys.argv[1:]]), "software": software_versions(),
         })
     return 0

@@ -19,7 +19,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from reclip_eval.errors import DataError, read_json
+from reclip_eval.detect.lvis_inputs import check_annotations, check_detections, with_federated_defaults
+from reclip_eval.errors import read_json
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,10 @@ def _load(path_or_data: str | Path | list | dict, what: str) -> Any:
     if not isinstance(path_or_data, (str, Path)):
         return path_or_data
     return read_json(path_or_data, what=f"{what} file")
+
+
+def _source(path_or_data: str | Path | list | dict, what: str) -> str:
+    return str(path_or_data) if isinstance(path_or_data, (str, Path)) else what
 
 
 def top_per_image(detections: list[dict], limit: int = MAX_DETS_PER_IMAGE) -> list[dict]:
@@ -58,38 +63,41 @@ def top_per_category(detections: list[dict], limit: int = FIXED_AP_DETS_PER_CATE
     return kept
 
 
-def validate(ground_truth: dict, detections: list, source: str) -> None:
-    if not isinstance(ground_truth, dict) or not {"images", "annotations", "categories"} <= set(ground_truth):
-        raise DataError(f"{source}: not an LVIS/COCO annotation file (needs images, annotations, categories)")
-    missing_freq = [c["id"] for c in ground_truth["categories"] if c.get("frequency") not in ("r", "c", "f")]
-    if missing_freq:
-        raise DataError(f"{source}: categories {missing_freq[:5]} have no LVIS frequency ('r', 'c' or 'f')")
-    if not isinstance(detections, list):
-        raise DataError("detections: expected a JSON list of {image_id, category_id, score, bbox|segmentation}")
-    categories = {c["id"] for c in ground_truth["categories"]}
-    images = {i["id"] for i in ground_truth["images"]}
-    unknown_cats = sorted({d["category_id"] for d in detections} - categories)
-    if unknown_cats:
-        raise DataError(f"detections: category id(s) {unknown_cats[:10]} are not in the annotations' categories")
-    unknown_imgs = sorted({d["image_id"] for d in detections} - images)
-    if unknown_imgs:
-        raise DataError(f"detections: image id(s) {unknown_imgs[:10]} are not in the annotations' images")
+def _kept(detections: list[dict], fixed_ap: bool) -> list[dict]:
+    return top_per_category(detections) if fixed_ap else top_per_image(detections)
+
+
+def detection_counts(ground_truth: dict, detections: list[dict], *, fixed_ap: bool = False) -> dict[str, int]:
+    """How many detections were read, cut by the cap, dropped as detections of a category the image was never checked
+    for (neither annotated there nor a verified negative: LVIS does not score them), and used by the evaluation."""
+    kept = _kept(detections, fixed_ap)
+    checked: dict[Any, set] = defaultdict(set)
+    for image in ground_truth["images"]:
+        checked[image["id"]].update(image.get("neg_category_ids", ()))
+    for ann in ground_truth["annotations"]:
+        checked[ann["image_id"]].add(ann["category_id"])
+    unchecked = sum(d["category_id"] not in checked[d["image_id"]] for d in kept)
+    return {"read": len(detections), "over_cap": len(detections) - len(kept), "unchecked_category": unchecked,
+            "used": len(kept) - unchecked}
 
 
 def evaluate_lvis(annotations: str | Path | dict, detections: str | Path | list, iou_type: str = "bbox", *,
-                  fixed_ap: bool = False) -> dict[str, float]:
-    """AP, AP50, AP75, APs, APm, APl, APr, APc, APf (fractions in [0, 1]; -1 where undefined)."""
+                  fixed_ap: bool = False, allow_missing_federated_fields: bool = False) -> dict[str, float]:
+    """AP, AP50, AP75, APs, APm, APl, APr, APc, APf (fractions in [0, 1]; -1 where undefined).
+
+    Both inputs are checked first (lvis_inputs.py); an image without the federated fields is an error unless
+    `allow_missing_federated_fields`, which reads them as empty lists."""
     from faster_coco_eval import COCO, COCOeval_faster
 
     if iou_type not in ("bbox", "segm"):
         raise ValueError(f"iou_type must be bbox or segm, got {iou_type!r}")
     ground_truth = _load(annotations, "annotation")
     dets = _load(detections, "detections")
-    validate(ground_truth, dets, str(annotations) if isinstance(annotations, (str, Path)) else "annotations")
-    if iou_type == "segm" and dets and "segmentation" not in dets[0]:
-        raise DataError("detections: segm evaluation needs a 'segmentation' (RLE) in every detection")
-    dets = [dict(d) for d in (top_per_category(dets) if fixed_ap else top_per_image(dets))]
-    gt = COCO(ground_truth)
+    check_annotations(ground_truth, _source(annotations, "annotations"),
+                      allow_missing_federated_fields=allow_missing_federated_fields)
+    check_detections(dets, ground_truth, iou_type, _source(detections, "detections"))
+    dets = [dict(d) for d in _kept(dets, fixed_ap)]
+    gt = COCO(with_federated_defaults(ground_truth))
     max_dets = FIXED_AP_DETS_PER_CATEGORY if fixed_ap else MAX_DETS_PER_IMAGE
     evaluator = COCOeval_faster(gt, gt.loadRes(dets), iou_type, lvis_style=True, print_function=log.debug)
     evaluator.params.maxDets = [max_dets]

@@ -8,7 +8,8 @@ import hashlib
 from pathlib import Path
 
 from reclip_eval.data.layouts import LayoutSpec
-from reclip_eval.detect.lvis_eval import MAX_DETS_PER_IMAGE
+from reclip_eval.detect.lvis_eval import MAX_DETS_PER_IMAGE, detection_counts
+from reclip_eval.detect.lvis_inputs import check_annotations
 from reclip_eval.errors import CheckpointError, DataError
 from reclip_eval.eval.outcome import TaskOutcome
 from reclip_eval.eval.tasks import TaskSpec
@@ -35,6 +36,8 @@ def run_detection(adapter: ModelAdapter, spec: TaskSpec, data_root: Path | str, 
     if not isinstance(data_root, Path):
         raise DataError(f"task {spec.name!r} reads LVIS JSON from a folder, not a Hugging Face dataset")
     lvis = read_lvis(data_root / layout.annotations, data_root / layout.images)
+    # Before the model runs: an annotation file without LVIS's federated fields would inflate AP with no word.
+    check_annotations(lvis.raw, str(lvis.path))
     loaded = adapter.loaded
     predictions = predict_lvis(loaded, lvis, batch_size=max(1, min(batch_size, MAX_BATCH)), workers=workers,
                                device=device, precision=precision)
@@ -48,6 +51,7 @@ def run_detection(adapter: ModelAdapter, spec: TaskSpec, data_root: Path | str, 
             "images_evaluated": predictions.images_evaluated,
             "images_skipped": len(predictions.skipped),
             "detections": len(predictions.detections),
+            "detection_counts": detection_counts(lvis.raw, predictions.detections),
             "categories": len(lvis.categories),
             "categories_by_frequency": frequencies,
             "novel_categories": predictions.novel_categories,
