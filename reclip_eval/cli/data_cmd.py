@@ -13,6 +13,21 @@ EPILOG = """examples:
 """
 
 
+def _at_least(minimum: int):
+    """An argparse type: an int >= minimum (a shard of 0 samples or an image of 0 px would fail deep inside)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
+        return value
+
+    return parse
+
+
 def add_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="reclip-eval data", description="Data utilities.", epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -23,13 +38,13 @@ def add_parser() -> argparse.ArgumentParser:
                    help="comma-separated: train, zeroshot, zeroshot-v2, zeroshot-sketch, zeroshot-r, zeroshot-a, "
                         "probe, retrieval, lvis (the LVIS-format detection set)")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--image-size", type=int, default=128)
-    s.add_argument("--train-samples", type=int, default=20000)
-    s.add_argument("--samples-per-shard", type=int, default=1000)
-    s.add_argument("--zeroshot-per-class", type=int, default=20)
-    s.add_argument("--retrieval-images", type=int, default=250)
-    s.add_argument("--lvis-train-images", type=int, default=400)
-    s.add_argument("--lvis-val-images", type=int, default=100)
+    s.add_argument("--image-size", type=_at_least(1), default=128)
+    s.add_argument("--train-samples", type=_at_least(0), default=20000)
+    s.add_argument("--samples-per-shard", type=_at_least(1), default=1000)
+    s.add_argument("--zeroshot-per-class", type=_at_least(0), default=20)
+    s.add_argument("--retrieval-images", type=_at_least(0), default=250)
+    s.add_argument("--lvis-train-images", type=_at_least(0), default=400)
+    s.add_argument("--lvis-val-images", type=_at_least(0), default=100)
     s.add_argument("--workers", type=int, default=2)
     r = sub.add_parser("preresize", help="rewrite webdataset shards with smaller images (for low-res stages)")
     r.add_argument("shards", help="a folder of .tar files, a glob, or brace notation")

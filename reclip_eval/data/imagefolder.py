@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from reclip_eval.data.images import is_image_file
+from reclip_eval.data.images import IMAGE_SUFFIXES, is_image_file
 from reclip_eval.errors import DataError
 
 
@@ -50,7 +50,7 @@ def read_class_list(path: str | Path) -> ClassList:
 
 @dataclass(frozen=True)
 class FolderScan:
-    items: list[tuple[Path, int]]  # (image path, label)
+    items: list[tuple[Path, int]]  # (file path, label): every file, so a non-image one is skipped with its reason
     empty_classes: list[str]  # class ids with no folder or no images: reported in the results
 
 
@@ -73,13 +73,17 @@ def scan_image_folder(split_dir: Path, classes: ClassList, folder_names: str = "
         )
     items: list[tuple[Path, int]] = []
     for folder in folders:
-        files = sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p))
+        # Every file, images or not: the loader skips (and lists) the others, so the denominator is stated.
+        files = sorted(p for p in folder.iterdir() if p.is_file())
         items.extend((p, label_of[folder.name]) for p in files)
     return finish_scan(items, classes, split_dir)
 
 
 def finish_scan(items: list[tuple[Path, int]], classes: ClassList, where: Path) -> FolderScan:
-    if not items:
-        raise DataError(f"{where}: no images found")
-    seen = {label for _, label in items}
+    images = [(path, label) for path, label in items if is_image_file(path)]
+    if not images:
+        others = f" ({len(items)} other file(s), e.g. {items[0][0].name})" if items else ""
+        raise DataError(f"{where}: no images found{others}; images are files ending in "
+                        f"{' '.join(IMAGE_SUFFIXES)}")
+    seen = {label for _, label in images}
     return FolderScan(items=items, empty_classes=[c for i, c in enumerate(classes.ids) if i not in seen])

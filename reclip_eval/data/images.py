@@ -4,23 +4,40 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+# The formats read (all through PIL). A GIF or a multi-page TIFF gives its first frame; the transform makes it RGB.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+# What a bad image file raises while opening or decoding (DecompressionBombError: a pixel-count bomb).
+IMAGE_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError)
+
+
+class NotAnImageError(ValueError):
+    """A file found in an image folder whose suffix is not one of IMAGE_SUFFIXES: listed as skipped, never opened."""
 
 
 def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
 
 
-def open_image(path: Path) -> Image.Image:
-    image = Image.open(path)
+def open_image(source: Path | IO[bytes]) -> Image.Image:
+    """The decoded image in a file (whatever its name: an annotation file named it) or a binary stream."""
+    image = Image.open(source)
     image.load()  # decode now: a truncated file fails here, not later in the transform
     return image
+
+
+def open_found_image(path: Path) -> Image.Image:
+    """A file found by listing an image folder: only the IMAGE_SUFFIXES formats are opened, so that any other file
+    there is skipped with its reason (and so counted in the denominator) instead of vanishing from it."""
+    if not is_image_file(path):
+        raise NotAnImageError(f"not an image: suffix {path.suffix or '(none)'!r} is not one of "
+                              f"{' '.join(IMAGE_SUFFIXES)}")
+    return open_image(path)
 
 
 class ImageListDataset(Dataset):
@@ -42,7 +59,7 @@ class ImageListDataset(Dataset):
         source, target = self.items[index]
         try:
             pixels = self.transform(self.load(source))
-        except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
+        except IMAGE_ERRORS as e:
             return None, target, index, f"{type(e).__name__}: {e}"
         return pixels, target, index, None
 

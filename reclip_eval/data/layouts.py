@@ -21,7 +21,7 @@ from typing import Any, Literal
 from PIL import Image
 
 from reclip_eval.data.imagefolder import ClassList, FolderScan, scan_image_folder
-from reclip_eval.data.images import is_image_file, open_image
+from reclip_eval.data.images import is_image_file, open_found_image, open_image
 from reclip_eval.data.retrieval_files import RetrievalSet, read_coco_captions, read_flickr_txt, read_karpathy_json
 from reclip_eval.errors import DataError
 
@@ -55,7 +55,7 @@ class ClassificationData:
 
     @classmethod
     def from_scan(cls, scan: FolderScan) -> ClassificationData:
-        return cls(scan.items, scan.empty_classes)
+        return cls(scan.items, scan.empty_classes, load=open_found_image)
 
 
 def is_present(layout: LayoutSpec, folder: Path | str, num_classes: int | None = None,
@@ -129,7 +129,7 @@ def read_classification(layout: LayoutSpec, folder: Path | str, classes: ClassLi
             labels = read_loc_val_solution(source)
         else:
             source = folder / layout.devkit
-            labels = read_devkit(source, [p.stem for p in split.iterdir() if p.is_file()])
+            labels = read_devkit(source, [p.stem for p in split.iterdir() if p.is_file() and is_image_file(p)])
         return ClassificationData.from_scan(scan_flat_folder(split, labels, classes, source))
     if k == "hf_dataset":
         from reclip_eval.data.hf_dataset import HFImageLoader, hf_items, load_hf_split

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import glob
+import io
+import logging
+from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from PIL import Image
 
+from reclip_eval.data.images import IMAGE_ERRORS, IMAGE_SUFFIXES, open_image
 from reclip_eval.errors import DataError
+
+log = logging.getLogger(__name__)
 
 _REMOTE = ("http://", "https://", "pipe:", "s3://", "gs://")
 
@@ -34,16 +41,72 @@ def list_shards(spec: str, root: Path | None) -> list[str]:
     return shards
 
 
+IMAGE_MEMBERS = tuple(suffix.lstrip(".") for suffix in IMAGE_SUFFIXES)  # in order of preference
+TEXT_MEMBER = "txt"
+# img2dataset writes a .json of metadata beside every pair: not decoded either, but expected, so not warned about.
+METADATA_MEMBERS = ("json",)
+
+
+@dataclass
+class ShardCounts:
+    """What the stream left out: members never decoded (by extension) and samples dropped (by reason)."""
+
+    members_ignored: Counter[str] = field(default_factory=Counter)
+    samples_dropped: Counter[str] = field(default_factory=Counter)
+
+    def update(self, other: ShardCounts) -> None:
+        self.members_ignored.update(other.members_ignored)
+        self.samples_dropped.update(other.samples_dropped)
+
+    def as_dict(self) -> dict[str, dict[str, int]]:
+        return {"members_ignored": dict(sorted(self.members_ignored.items())),
+                "samples_dropped": dict(sorted(self.samples_dropped.items()))}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, dict[str, int]] | None) -> ShardCounts:
+        data = data or {}
+        return cls(Counter(data.get("members_ignored", {})), Counter(data.get("samples_dropped", {})))
+
+
+def _decode_samples(samples: Iterator[dict], transform: Callable[[Image.Image], torch.Tensor],
+                    ) -> Iterator[tuple[torch.Tensor, str, ShardCounts]]:
+    """(pixels, caption, what was left out since the previous sample). Only the first image member (PIL) and the
+    .txt member (UTF-8) are decoded, by us: webdataset's default decoders unpickle .pyd/.pickle members, and a shard
+    is data, never code. Everything else is counted by extension and never read further."""
+    pending = ShardCounts()
+    for sample in samples:
+        members = [key for key in sample if not key.startswith("__")]  # __key__, __url__: webdataset bookkeeping
+        image_key = next((ext for ext in IMAGE_MEMBERS if ext in members), None)
+        pending.members_ignored.update(key for key in members if key not in (image_key, TEXT_MEMBER))
+        if image_key is None or TEXT_MEMBER not in members:
+            pending.samples_dropped["no image" if image_key is None else "no caption"] += 1
+            continue
+        try:
+            caption = sample[TEXT_MEMBER].decode("utf-8")
+        except UnicodeDecodeError:
+            pending.samples_dropped["caption not UTF-8"] += 1
+            continue
+        if not caption.strip():
+            pending.samples_dropped["empty caption"] += 1
+            continue
+        try:
+            pixels = transform(open_image(io.BytesIO(sample[image_key])))
+        except IMAGE_ERRORS:
+            pending.samples_dropped["unreadable image"] += 1
+            continue
+        yield pixels, caption, pending
+        pending = ShardCounts()
+
+
 def _collate(tokenize: Callable[[list[str]], torch.Tensor]):
-    def collate(samples: list[tuple[torch.Tensor, str]]) -> tuple[torch.Tensor, torch.Tensor]:
-        pixels = torch.stack([s[0] for s in samples])
-        return pixels, tokenize([s[1] for s in samples])
+    def collate(samples: list[tuple[torch.Tensor, str, ShardCounts]]) -> tuple[torch.Tensor, torch.Tensor,
+                                                                                ShardCounts]:
+        counts = ShardCounts()
+        for sample in samples:
+            counts.update(sample[2])
+        return torch.stack([s[0] for s in samples]), tokenize([s[1] for s in samples]), counts
 
     return collate
-
-
-def _decode_text(data: bytes | str) -> str:
-    return data.decode("utf-8") if isinstance(data, bytes) else data
 
 
 def _skip_samples(samples: Iterator, count: int) -> Iterator:
@@ -51,6 +114,40 @@ def _skip_samples(samples: Iterator, count: int) -> Iterator:
     for index, sample in enumerate(samples):
         if index >= count:
             yield sample
+
+
+class TrainBatches:
+    """The endless iterator of (pixels, tokens) batches; `counts` sums what the batches handed out so far left
+    out (starting from `counts_so_far`, a resumed run's record), so it is exact whatever the number of workers."""
+
+    def __init__(self, batches: Iterator[tuple[torch.Tensor, torch.Tensor, ShardCounts]],
+                 counts_so_far: dict[str, dict[str, int]] | None = None):
+        self._batches = batches
+        self._counts = ShardCounts.from_dict(counts_so_far)
+        self._reported: set[str] = set()
+
+    def __iter__(self) -> TrainBatches:
+        return self
+
+    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
+        pixels, tokens, counts = next(self._batches)
+        self._counts.update(counts)
+        self._report_new(counts)
+        return pixels, tokens
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        return self._counts.as_dict()
+
+    def _report_new(self, counts: ShardCounts) -> None:
+        """Say once per kind what is being left out (the totals go to the training record)."""
+        for ext in sorted(set(counts.members_ignored) - self._reported):
+            self._reported.add(ext)
+            level = logging.INFO if ext in METADATA_MEMBERS else logging.WARNING
+            log.log(level, "shard members .%s are ignored, never decoded (only %s and .%s are read); counted in "
+                    "the training record", ext, "/".join(f".{e}" for e in IMAGE_MEMBERS), TEXT_MEMBER)
+        for reason in sorted(set(counts.samples_dropped) - self._reported):
+            self._reported.add(reason)
+            log.warning("training samples dropped (%s); counted in the training record", reason)
 
 
 def train_batches(
@@ -64,7 +161,8 @@ def train_batches(
     workers: int = 2,
     skip_batches: int = 0,
     pin_memory: bool = False,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    counts_so_far: dict[str, dict[str, int]] | None = None,
+) -> TrainBatches:
     """An endless, seeded stream of (pixels (B,3,S,S), tokens (B,L)): shards drawn with replacement, samples
     shuffled in a buffer. The stream is the same for the same seed and number of workers.
 
@@ -72,6 +170,9 @@ def train_batches(
     overlap with compute. `skip_batches=k` starts at batch k of that stream (for exact resume). The DataLoader takes batches from its
     workers in turn, so batch k is round k // W of worker k % W: every worker skips k // W batches' samples
     before decoding, and the k % W batches that remain before batch k are drawn and dropped.
+
+    Only each sample's image and .txt members are decoded (`_decode_samples`); the returned iterator's `counts()`
+    says what was left out, continuing from `counts_so_far` (the record at batch k when resuming).
     """
     import functools
 
@@ -83,14 +184,12 @@ def train_batches(
         wds.tarfile_to_samples(handler=wds.warn_and_continue),
         wds.detshuffle(shuffle_buffer, initial=min(shuffle_buffer, 500), seed=seed),
         functools.partial(_skip_samples, count=rounds * batch_size),
-        wds.decode("pil", handler=wds.warn_and_continue),
-        wds.to_tuple("jpg;jpeg;png;webp", "txt", handler=wds.warn_and_continue),
-        wds.map_tuple(transform, _decode_text, handler=wds.warn_and_continue),
+        functools.partial(_decode_samples, transform=transform),
         wds.batched(batch_size, collation_fn=_collate(tokenize), partial=False),
     )
     loader = wds.WebLoader(pipeline, batch_size=None, num_workers=workers, pin_memory=pin_memory,
                            persistent_workers=False, prefetch_factor=4 if workers else None)
     batches = iter(loader)
-    for _ in range(remainder):
+    for _ in range(remainder):  # drawn before batch k by the uninterrupted run: already in `counts_so_far`
         next(batches)
-    return batches
+    return TrainBatches(batches, counts_so_far)

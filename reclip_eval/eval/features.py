@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from reclip_eval.data.images import ImageListDataset, collate_skipping
 from reclip_eval.distributed import is_main_process, map_sharded
+from reclip_eval.errors import DataError
 from reclip_eval.zoo.adapter import ModelAdapter
 
 
@@ -41,8 +42,10 @@ def encode_image_dataset(
     device: str,
     precision: str,
     desc: str = "images",
+    describe: Callable[[Any], str] = str,
 ) -> ImageFeatures:
-    """Encode every image; under torchrun each process takes a contiguous shard and the shards are gathered."""
+    """Encode every image; under torchrun each process takes a contiguous shard and the shards are gathered.
+    `describe(source)` names an item in the error raised when not one image can be read."""
 
     def encode_shard(indices: Sequence[int], offset: int) -> ImageFeatures:
         loader = DataLoader(Subset(dataset, list(indices)), batch_size=batch_size, num_workers=workers,
@@ -63,12 +66,18 @@ def encode_image_dataset(
 
     parts = map_sharded(range(len(dataset)), encode_shard)
     features = [p.features for p in parts if p.features.numel()]
-    return ImageFeatures(
+    encoded = ImageFeatures(
         torch.cat(features) if features else torch.empty(0, 0),
         [t for p in parts for t in p.targets],
         [i for p in parts for i in p.indices],
         [s for p in parts for s in p.skipped],
     )
+    if not encoded.indices:
+        # Skipping is for the odd bad file; with every one bad there is no metric, only a wrong folder or format.
+        index, reason = encoded.skipped[0] if encoded.skipped else (None, "the dataset is empty")
+        first = f"; the first, {describe(dataset.items[index][0])}: {reason}" if index is not None else f": {reason}"
+        raise DataError(f"{desc}: none of the {len(dataset)} images could be read{first}")
+    return encoded
 
 
 def encode_texts(

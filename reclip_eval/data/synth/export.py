@@ -38,6 +38,7 @@ from reclip_eval.data.synth.world import (
     sample_scene,
     shape_class_names,
 )
+from reclip_eval.errors import DataError
 
 MANIFEST = "synth.json"
 GENERATOR_VERSION = 2  # bump whenever the same settings would draw other images or captions
@@ -250,7 +251,8 @@ def synthesize(out: str | Path, config: SynthConfig, sets: Iterable[str] = SETS,
     """Write the requested sets under `out`; returns their folders."""
     unknown = [s for s in sets if s not in WRITERS]
     if unknown:
-        raise ValueError(f"unknown synthetic set(s) {unknown}; expected some of {list(WRITERS)}")
+        raise DataError(f"unknown synthetic set(s) {', '.join(map(repr, unknown))}; expected some of "
+                        f"{', '.join(WRITERS)}")
     return [WRITERS[s](Path(out), config, workers) for s in sets]
 
 
