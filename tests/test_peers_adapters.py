@@ -3,15 +3,20 @@ initialised open_clip model and a randomly initialised transformers CLIPModel, s
 
 import gzip
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load_file, save_file
 
 from reclip_eval.errors import CheckpointError
 from reclip_eval.eval.runner import EvalOptions, evaluate
 from reclip_eval.eval.tasks import load_task
+from reclip_eval.models.config import PosEmbedResampleConfig
+from reclip_eval.models.pos_embed import resample_pos_embed
 from reclip_eval.zoo.resolve import load_adapter
 
 TEXTS = ["a red circle in the top left.", "two shapes: a blue star and a green square.", "x"]
@@ -55,12 +60,19 @@ def test_open_clip_arch_with_weights_file(tiny_open_clip):
     assert adapter.describe()["weights"]["sha256"]
 
 
-def test_open_clip_folder_layout_and_pickles_refused(tiny_open_clip, tmp_path):
-    model, preprocess, tokenizer, folder, config = tiny_open_clip
+def _open_clip_folder(tiny_open_clip, tmp_path):
+    """The tiny open_clip model in the folder layout (open_clip_config.json + safetensors weights)."""
+    _, _, _, folder, config = tiny_open_clip
     repo = tmp_path / "oc"
     repo.mkdir()
     (repo / "open_clip_config.json").write_text(json.dumps({"model_cfg": config, "preprocess_cfg": {}}))
     (repo / "open_clip_model.safetensors").write_bytes((folder / "weights.safetensors").read_bytes())
+    return repo
+
+
+def test_open_clip_folder_layout_and_pickles_refused(tiny_open_clip, tmp_path):
+    model, preprocess, tokenizer, folder, config = tiny_open_clip
+    repo = _open_clip_folder(tiny_open_clip, tmp_path)
     adapter = load_adapter(str(repo))
     assert adapter.describe()["family"] == "open_clip"
     pixels = torch.stack([preprocess(i) for i in _images()])
@@ -146,3 +158,91 @@ def test_foreign_models_run_a_task_end_to_end(tiny_open_clip, tiny_hf_clip, synt
         results = evaluate(adapter, load_task("shapes-retrieval"), EvalOptions(data_dir=synth_dir, workers=0))
         assert results["counts"]["images_evaluated"] == 30 and results["model"]["weights"]["sha256"]
         json.dumps(results)  # the results JSON can be written
+
+
+def _resampled_like_ours(table: torch.Tensor, native: int, size: int, patch: int) -> torch.Tensor:
+    """What our resampler, in our default mode, makes of a (class token + grid) table."""
+    mode = PosEmbedResampleConfig()
+    return resample_pos_embed(table, (native // patch,) * 2, (size // patch,) * 2, num_prefix=1, mode=mode.mode,
+                              align_corners=mode.align_corners, antialias=mode.antialias)
+
+
+def _check_runs_at(adapter, size: int) -> None:
+    pixels = torch.stack([adapter.transform(i) for i in _images()])
+    assert adapter.image_size == size and pixels.shape[-2:] == (size, size)
+    assert torch.isfinite(adapter.encode_image(pixels)).all()
+    resample = adapter.describe()["pos_embed_resample"]
+    assert resample["mode"] == PosEmbedResampleConfig().mode and resample["from_image_size"] != size
+
+
+@pytest.mark.parametrize("layout", ["arch", "folder"])
+def test_open_clip_at_another_image_size_is_resampled_by_ours(tiny_open_clip, tmp_path, layout):
+    model, _, _, folder, config = tiny_open_clip
+    native, patch = config["vision_cfg"]["image_size"], config["vision_cfg"]["patch_size"]
+    size = native + 2 * patch
+    spec = str(_open_clip_folder(tiny_open_clip, tmp_path)) if layout == "folder" else "openclip:reclip-test-tiny"
+    adapter = load_adapter(spec, checkpoint=str(folder / "weights.safetensors") if layout == "arch" else None,
+                           image_size=size)
+    _check_runs_at(adapter, size)
+    resized = adapter.model.state_dict()
+    key = "visual.positional_embedding"
+    assert torch.equal(resized[key], _resampled_like_ours(model.state_dict()[key], native, size, patch))
+    assert all(torch.equal(resized[k], v) for k, v in model.state_dict().items() if k != key)
+
+
+def test_hf_clip_at_another_image_size_is_resampled_by_ours(tiny_hf_clip):
+    model, folder = tiny_hf_clip
+    vision = model.config.vision_config
+    size = vision.image_size + 2 * vision.patch_size
+    adapter = load_adapter(f"hf:{folder}", image_size=size)
+    _check_runs_at(adapter, size)
+    resized = adapter.model.state_dict()
+    key = "vision_model.embeddings.position_embedding.weight"
+    expected = _resampled_like_ours(model.state_dict()[key], vision.image_size, size, vision.patch_size)
+    assert torch.equal(resized[key], expected)
+    assert all(torch.equal(resized[k], v) for k, v in model.state_dict().items()
+               if k != key and not k.endswith("position_ids"))
+
+
+def test_foreign_image_size_not_a_multiple_of_the_patch_is_refused(tiny_open_clip, tiny_hf_clip, tmp_path):
+    _, _, _, folder, config = tiny_open_clip
+    patch = config["vision_cfg"]["patch_size"]
+    size = 5 * patch + 1
+    specs = [("openclip:reclip-test-tiny", str(folder / "weights.safetensors")),
+             (str(_open_clip_folder(tiny_open_clip, tmp_path)), None), (f"hf:{tiny_hf_clip[1]}", None)]
+    for spec, checkpoint in specs:
+        with pytest.raises(CheckpointError, match=f"image size {size} is not a multiple of the model's patch size "
+                                                  f"{patch}"):
+            load_adapter(spec, checkpoint=checkpoint, image_size=size)
+
+
+def test_open_clip_without_weights_only_on_purpose_and_marked(tiny_open_clip, tiny_hf_clip):
+    weights = str(tiny_open_clip[3] / "weights.safetensors")
+    with pytest.raises(CheckpointError, match="no weights given.*--random-init"):
+        load_adapter("openclip:reclip-test-tiny")
+    adapter = load_adapter("openclip:reclip-test-tiny", random_init=True)
+    described = adapter.describe()
+    assert described["id"] == adapter.model_id == "openclip:reclip-test-tiny+random-init"
+    assert described["weights"]["random_init"] is True and described["weights"]["sha256"] is None
+    assert load_adapter("openclip:reclip-test-tiny", checkpoint=weights).describe()["weights"]["random_init"] is False
+    with pytest.raises(CheckpointError, match="contradict"):
+        load_adapter("openclip:reclip-test-tiny", checkpoint=weights, random_init=True)
+    with pytest.raises(CheckpointError, match="--random-init applies to openclip:ARCH"):
+        load_adapter(f"hf:{tiny_hf_clip[1]}", random_init=True)
+
+
+def _with_nan(source, target, key):
+    state = load_file(str(source))
+    state[key].view(-1)[0] = float("nan")
+    save_file(state, str(target), metadata={"format": "pt"})
+
+
+def test_foreign_weights_holding_nan_are_refused(tiny_open_clip, tiny_hf_clip, tmp_path):
+    weights = tiny_open_clip[3] / "weights.safetensors"
+    _with_nan(weights, tmp_path / "nan.safetensors", "visual.proj")
+    with pytest.raises(CheckpointError, match=r"nan.safetensors: 1 tensor holds NaN or inf values \(visual.proj\)"):
+        load_adapter("openclip:reclip-test-tiny", checkpoint=str(tmp_path / "nan.safetensors"))
+    hf = Path(shutil.copytree(tiny_hf_clip[1], tmp_path / "hf"))
+    _with_nan(hf / "model.safetensors", hf / "model.safetensors", "text_projection.weight")
+    with pytest.raises(CheckpointError, match=r"model.safetensors: 1 tensor holds NaN.*text_projection.weight"):
+        load_adapter(f"hf:{hf}")

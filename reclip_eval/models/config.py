@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
 
 # OpenAI CLIP normalisation; the paper does not state its own, and every CLIP peer uses these.
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -94,3 +94,9 @@ class CLIPConfig:
     pos_embed_resample: PosEmbedResampleConfig = field(default_factory=PosEmbedResampleConfig)
     init_logit_scale: float = math.log(1 / 0.07)
     max_logit_scale: float = 100.0  # the learnable temperature is clamped at 1/100 as in CLIP
+
+
+def text_side(config: CLIPConfig) -> dict[str, Any]:
+    """The parts of `config` that a text embedding depends on (text tower, tokenizer, context length, projection
+    width); the image tower does not matter. Caches of class embeddings are keyed on it."""
+    return {"text": asdict(config.text), "embed_dim": config.embed_dim}

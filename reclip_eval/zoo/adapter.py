@@ -36,3 +36,10 @@ class ModelAdapter(ABC):
 
     @abstractmethod
     def to(self, device: str | torch.device) -> ModelAdapter: ...
+
+    def text_config(self) -> dict[str, Any]:
+        """Everything besides the weights that decides a text embedding (the class-embedding cache is keyed on it).
+        Here what `describe` says of the family, architecture and tokenizer; a family whose text tower is configured
+        beside its weights adds that configuration."""
+        described = self.describe()
+        return {key: described.get(key) for key in ("family", "architecture", "tokenizer")}

@@ -1,19 +1,25 @@
 """Adapter for Hugging Face transformers `CLIPModel` folders (`--model hf:PATH`, or a Hub repo via hf-hub:).
 
 Loaded with `local_files_only=True` and `use_safetensors=True`, never `trust_remote_code`; images are
-preprocessed by the folder's own `CLIPImageProcessor`, texts by its own tokenizer.
+preprocessed by the folder's own `CLIPImageProcessor`, texts by its own tokenizer. At another image size the model
+is rebuilt at that size with its position table resampled by us (zoo/foreign_size.py), and the processor's resize
+and crop scaled to it.
 """
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from reclip_eval.checkpoint import file_sha256
+from reclip_eval.checkpoint import check_finite, check_image_size, file_sha256
 from reclip_eval.errors import CheckpointError
 from reclip_eval.zoo.adapter import ModelAdapter
+from reclip_eval.zoo.foreign_size import describe_resample, resample_class_token_table
+
+POS_EMBED_KEY = "vision_model.embeddings.position_embedding.weight"
 
 
 def _features(output: Any) -> torch.Tensor:
@@ -35,25 +41,35 @@ class _ProcessorTransform:
 
 
 class HFClipAdapter(ModelAdapter):
-    def __init__(self, folder: Path, model_id: str, source: dict[str, Any] | None = None):
-        from transformers import AutoTokenizer, CLIPImageProcessor, CLIPModel
+    def __init__(self, folder: Path, model_id: str, source: dict[str, Any] | None = None,
+                 image_size: int | None = None):
+        from transformers import AutoTokenizer, CLIPConfig, CLIPImageProcessor, CLIPModel
 
         weights = folder / "model.safetensors"
         if not weights.is_file():
             raise CheckpointError(f"{folder}: no model.safetensors; pickled weights are never loaded")
         try:
+            vision = CLIPConfig.from_pretrained(str(folder), local_files_only=True).vision_config
+            if image_size:  # before the weights are read
+                check_image_size(image_size, vision.patch_size, model_id)
             self.model = CLIPModel.from_pretrained(str(folder), local_files_only=True, use_safetensors=True).eval()
             self.processor = CLIPImageProcessor.from_pretrained(str(folder), local_files_only=True)
             self.tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
         except (OSError, ValueError) as e:
             raise CheckpointError(f"{folder}: not a transformers CLIPModel folder ({e})") from None
+        check_finite(self.model.state_dict(), weights)
+        self.resample = None
+        if image_size and image_size != vision.image_size:
+            self.model = _resized_model(self.model, image_size, weights)
+            self.resample = describe_resample(vision.image_size, image_size)
+        if image_size:
+            self.processor = _resized_processor(folder, self.processor, image_size)
         self.folder = folder
         self.model_id = model_id
         self.sha256 = file_sha256(weights)
         self.source = source or {}
         self.transform = _ProcessorTransform(self.processor)
-        crop = self.processor.crop_size  # a dict in transformers 4, a SizeDict in 5
-        self.image_size = int(crop["height"] if isinstance(crop, dict) else getattr(crop, "height", crop))
+        self.image_size = _crop_height(self.processor)
         self.context_length = int(self.model.config.text_config.max_position_embeddings)
 
     def tokenize(self, texts: list[str]) -> torch.Tensor:
@@ -77,12 +93,51 @@ class HFClipAdapter(ModelAdapter):
         self.model.to(device)
         return self
 
+    def text_config(self) -> dict[str, Any]:
+        config = self.model.config
+        return {**super().text_config(), "text_config": config.text_config.to_dict(),
+                "projection_dim": config.projection_dim}
+
     def describe(self) -> dict[str, Any]:
         return {
             "id": self.model_id,
             "family": "hf_transformers",
             "weights": {"sha256": self.sha256, "path": str(self.folder), **self.source},
             "image_size": self.image_size,
+            "pos_embed_resample": self.resample,
             "preprocess": self.processor.to_dict(),
             "tokenizer": {"name": type(self.tokenizer).__name__, "context_length": self.context_length},
         }
+
+
+def _crop_height(processor) -> int:
+    crop = processor.crop_size  # a dict in transformers 4, a SizeDict in 5
+    return int(crop["height"] if isinstance(crop, dict) else getattr(crop, "height", crop))
+
+
+def _resized_model(model, image_size: int, source: Path):
+    """The same CLIPModel built at `image_size` (transformers sizes its position table from the config), with the
+    table resampled and every other tensor copied."""
+    from transformers import CLIPModel
+
+    config = copy.deepcopy(model.config)
+    config.vision_config.image_size = image_size
+    state = dict(model.state_dict())
+    grid = image_size // config.vision_config.patch_size
+    state[POS_EMBED_KEY] = resample_class_token_table(state[POS_EMBED_KEY], grid, source, POS_EMBED_KEY)
+    resized = CLIPModel(config).to(model.dtype)
+    for key, value in resized.state_dict().items():  # position ids follow the table's length
+        if key.endswith("position_ids"):
+            state[key] = value
+    resized.load_state_dict(state, strict=True)
+    return resized.eval()
+
+
+def _resized_processor(folder: Path, processor, image_size: int):
+    """The folder's processor with the crop at `image_size` and the resize scaled by the same factor."""
+    from transformers import CLIPImageProcessor
+
+    scale = image_size / _crop_height(processor)
+    size = {k: round(v * scale) for k, v in processor.to_dict()["size"].items() if isinstance(v, int)}
+    return CLIPImageProcessor.from_pretrained(str(folder), local_files_only=True, size=size,
+                                              crop_size={"height": image_size, "width": image_size})

@@ -1,7 +1,10 @@
 """Adapter for open_clip models: `--model openclip:ARCH --checkpoint weights.safetensors` (any open_clip
 architecture), or an open_clip checkpoint folder / Hub repo (`open_clip_config.json` + safetensors weights).
 
-Weights are read from safetensors only; open_clip's own loader would also accept pickles.
+Weights are read from safetensors only, by our reader (open_clip's own loader would also accept pickles). At
+another image size the model is built at that size and the position table resampled by us (zoo/foreign_size.py).
+Without weights the model is random: refused unless asked for (`random_init`), and then marked in its id and
+in `weights.random_init` of the results.
 """
 
 from __future__ import annotations
@@ -11,12 +14,15 @@ from typing import Any
 
 import torch
 
-from reclip_eval.checkpoint import file_sha256, read_weights
+from reclip_eval.checkpoint import check_image_size, file_sha256, read_weights
 from reclip_eval.errors import CheckpointError
 from reclip_eval.zoo.adapter import ModelAdapter
+from reclip_eval.zoo.foreign_size import describe_resample, resample_class_token_table
 
 OPENCLIP_CONFIG = "open_clip_config.json"
 OPENCLIP_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors", "model.safetensors")
+POS_EMBED_KEY = "visual.positional_embedding"
+RANDOM_INIT_TAG = "+random-init"
 
 
 def _strip_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -28,52 +34,65 @@ def _strip_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 class OpenClipAdapter(ModelAdapter):
     def __init__(self, model, preprocess, tokenizer, model_id: str, arch: str, weights: Path | None,
-                 source: dict[str, Any] | None = None):
+                 source: dict[str, Any] | None = None, resampled_from: int | None = None):
         self.model = model.eval()
         self.transform = preprocess
         self.tokenizer = tokenizer
-        self.model_id = model_id
+        self.random_init = weights is None
+        self.model_id = model_id + RANDOM_INIT_TAG if self.random_init else model_id
         self.arch = arch
         self.weights = weights
         self.sha256 = file_sha256(weights) if weights else None
         self.source = source or {}
-        size = getattr(model.visual, "image_size", 224)
-        self.image_size = size[0] if isinstance(size, (tuple, list)) else int(size)
+        self.image_size = _image_size(model)
+        self.resample = describe_resample(resampled_from or self.image_size, self.image_size)
 
     @classmethod
-    def from_arch(cls, arch: str, weights: str | None, model_id: str) -> OpenClipAdapter:
+    def from_arch(cls, arch: str, weights: str | None, model_id: str, *, image_size: int | None = None,
+                  random_init: bool = False) -> OpenClipAdapter:
         import open_clip
 
         if arch not in open_clip.list_models():
             from reclip_eval.registry import unknown_name
 
             raise unknown_name("open_clip architecture", arch, open_clip.list_models())
-        model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=None)
-        path = None
-        if weights:
-            path = Path(weights).expanduser()
-            state = _strip_prefix(read_weights(path))
-            missing, unexpected = _diff_keys(model.state_dict(), state)
-            if missing or unexpected:
-                raise CheckpointError(f"{path}: does not match open_clip {arch}: missing {missing[:5]}, "
-                                      f"unexpected {unexpected[:5]}")
-            try:
-                model.load_state_dict(state, strict=True)
-            except RuntimeError as e:
-                raise CheckpointError(f"{path}: does not match open_clip {arch}: {e}") from None
-        return cls(model, preprocess, open_clip.get_tokenizer(arch), model_id, arch, path)
+        if weights and random_init:
+            raise CheckpointError(f"{model_id}: --random-init and --checkpoint {weights} contradict; drop one")
+        if not weights and not random_init:
+            raise CheckpointError(f"{model_id}: no weights given; pass --checkpoint FILE.safetensors, or "
+                                  "--random-init to evaluate a randomly initialised model on purpose")
+        model_cfg = open_clip.get_model_config(arch)
+        _check_size_fits(model_cfg, image_size, model_id)
+        model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=None,
+                                                                     force_image_size=image_size)
+        _check_resizable(model, image_size, model_id)
+        path = Path(weights).expanduser() if weights else None
+        if path is not None:
+            _load_weights(model, path, f"open_clip {arch}")
+        return cls(model, preprocess, open_clip.get_tokenizer(arch), model_id, arch, path,
+                   resampled_from=_native_size(model_cfg) if image_size and path else None)
 
     @classmethod
-    def from_dir(cls, folder: Path, model_id: str, source: dict[str, Any] | None = None) -> OpenClipAdapter:
+    def from_dir(cls, folder: Path, model_id: str, source: dict[str, Any] | None = None, *,
+                 image_size: int | None = None) -> OpenClipAdapter:
         import open_clip
+
+        from reclip_eval.errors import read_json
 
         weights = next((folder / name for name in OPENCLIP_WEIGHTS if (folder / name).is_file()), None)
         if weights is None:
             raise CheckpointError(f"{folder}: no safetensors weights ({', '.join(OPENCLIP_WEIGHTS)}); pickled "
                                   "weights are never loaded")
+        model_cfg = read_json(folder / OPENCLIP_CONFIG, CheckpointError).get("model_cfg", {})
+        _check_size_fits(model_cfg, image_size, model_id)
         spec = f"local-dir:{folder}"
-        model, _, preprocess = open_clip.create_model_and_transforms(spec)
-        return cls(model, preprocess, open_clip.get_tokenizer(spec), model_id, spec, weights, source)
+        # load_weights=False: the weights go through our safetensors reader (and resampler), not open_clip's.
+        model, _, preprocess = open_clip.create_model_and_transforms(spec, load_weights=False,
+                                                                     force_image_size=image_size)
+        _check_resizable(model, image_size, model_id)
+        _load_weights(model, weights, spec)
+        return cls(model, preprocess, open_clip.get_tokenizer(spec), model_id, spec, weights, source,
+                   resampled_from=_native_size(model_cfg) if image_size else None)
 
     def tokenize(self, texts: list[str]) -> torch.Tensor:
         return self.tokenizer(texts)
@@ -98,8 +117,10 @@ class OpenClipAdapter(ModelAdapter):
             "id": self.model_id,
             "family": "open_clip",
             "architecture": self.arch,
-            "weights": {"sha256": self.sha256, "path": str(self.weights) if self.weights else None, **self.source},
+            "weights": {"sha256": self.sha256, "path": str(self.weights) if self.weights else None,
+                        "random_init": self.random_init, **self.source},
             "image_size": self.image_size,
+            "pos_embed_resample": self.resample,
             "preprocess": {"transform": repr(self.transform)},
             "tokenizer": {"name": type(self.tokenizer).__name__,
                           "context_length": getattr(self.tokenizer, "context_length", None)},
@@ -108,3 +129,46 @@ class OpenClipAdapter(ModelAdapter):
 
 def _diff_keys(expected: dict, state: dict) -> tuple[list[str], list[str]]:
     return sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+
+
+def _image_size(model) -> int:
+    size = getattr(model.visual, "image_size", 224)
+    return size[0] if isinstance(size, (tuple, list)) else int(size)
+
+
+def _native_size(model_cfg: dict[str, Any]) -> int | None:
+    """The image size the architecture (and so its weights) was configured for."""
+    size = model_cfg.get("vision_cfg", {}).get("image_size")
+    return size[0] if isinstance(size, (tuple, list)) else size
+
+
+def _check_size_fits(model_cfg: dict[str, Any], image_size: int | None, model_id: str) -> None:
+    """Before the model is built: the requested size must tile into the tower's patches."""
+    patch = model_cfg.get("vision_cfg", {}).get("patch_size")
+    if image_size and isinstance(patch, int):
+        check_image_size(image_size, patch, model_id)
+
+
+def _check_resizable(model, image_size: int | None, model_id: str) -> None:
+    """Only open_clip's own ViT has the (class token + grid) table we resample; refuse the others."""
+    from open_clip.transformer import VisionTransformer
+
+    if image_size and not isinstance(model.visual, VisionTransformer):
+        raise CheckpointError(f"{model_id}: --image-size is supported for open_clip ViT image towers only, this "
+                              f"one is {type(model.visual).__name__}; drop --image-size")
+
+
+def _load_weights(model, path: Path, what: str) -> None:
+    """Strictly load the safetensors file at `path`, resampling the position table to the model's grid."""
+    state = _strip_prefix(read_weights(path))
+    expected = model.state_dict()
+    missing, unexpected = _diff_keys(expected, state)
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: does not match {what}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    if POS_EMBED_KEY in state and state[POS_EMBED_KEY].shape != expected[POS_EMBED_KEY].shape:
+        grid = model.visual.grid_size[0]
+        state[POS_EMBED_KEY] = resample_class_token_table(state[POS_EMBED_KEY], grid, path, POS_EMBED_KEY)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: does not match {what}: {e}") from None

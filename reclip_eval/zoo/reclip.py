@@ -9,6 +9,7 @@ import torch
 from reclip_eval.checkpoint import WEIGHTS_NAME, CheckpointSource, file_sha256, load_model
 from reclip_eval.data.transforms import describe_transform, image_transform
 from reclip_eval.models.clip import CLIP
+from reclip_eval.models.config import text_side
 from reclip_eval.models.tokenizer import ClipTokenizer
 from reclip_eval.zoo.adapter import ModelAdapter
 
@@ -62,6 +63,9 @@ class ReclipAdapter(ModelAdapter):
         train_gmacs = round(sum(s["gmacs_per_sample"] * s["samples_seen"] for s in stages), 1) if counted else None
         return {"train_device_hours": hours, "train_samples_seen": record.get("samples_seen"),
                 "train_gmacs": train_gmacs, "train_device": record.get("device")}
+
+    def text_config(self) -> dict[str, Any]:
+        return {"family": "reclip", **text_side(self.model.config)}
 
     def describe(self) -> dict[str, Any]:
         config = self.model.config

@@ -5,7 +5,11 @@
                               transformers CLIPModel (config.json with model_type "clip"), or one of our
                               detectors (config.json with architecture "reclip-detector", detection tasks)
     hf-hub:org/name[@rev]     any of those kinds on the Hugging Face Hub (the local cache when HF_HUB_OFFLINE=1)
-    openclip:ARCH             an open_clip architecture; weights from --checkpoint FILE.safetensors
+    openclip:ARCH             an open_clip architecture; weights from --checkpoint FILE.safetensors, or none with
+                              random_init=True (--random-init), which marks the model id and the results
+
+`image_size` builds any of these at another input size, the position embedding resampled by our one resampler
+(ViT image towers only; any other is refused).
     hf:PATH                   a transformers CLIPModel folder
 """
 
@@ -17,6 +21,7 @@ from pathlib import Path
 from reclip_eval.checkpoint import (
     CONFIG_NAME,
     HUB_FILES,
+    WEIGHTS_NAME,
     CheckpointSource,
     download_snapshot,
     read_config,
@@ -78,15 +83,13 @@ def _adapter_for_folder(folder: Path, model_id: str, image_size: int | None,
         from reclip_eval.detect.adapter import DetectorAdapter
 
         return DetectorAdapter.from_dir(folder, model_id)
-    if image_size:
-        raise CheckpointError(f"{model_id}: --image-size is only supported for reclip-eval checkpoints")
     if kind == "open_clip":
         from reclip_eval.zoo.openclip import OpenClipAdapter
 
-        return OpenClipAdapter.from_dir(folder, model_id, hub)
+        return OpenClipAdapter.from_dir(folder, model_id, hub, image_size=image_size)
     from reclip_eval.zoo.hf_clip import HFClipAdapter
 
-    return HFClipAdapter(folder, model_id, hub)
+    return HFClipAdapter(folder, model_id, hub, image_size=image_size)
 
 
 def load_adapter(
@@ -95,11 +98,18 @@ def load_adapter(
     checkpoint: str | None = None,
     image_size: int | None = None,
     device: str = "cpu",
+    random_init: bool = False,
 ) -> ModelAdapter:
-    return _load(model, checkpoint, image_size).to(device)
+    """The adapter for the `--model` spec `model` (see the module docstring), at `image_size` if given.
+
+    `random_init` evaluates an `openclip:ARCH` without weights on purpose; without it a missing --checkpoint is
+    an error, since random weights would look like a real (chance-level) result."""
+    if random_init and not model.startswith(OPENCLIP_PREFIX):
+        raise CheckpointError(f"{model}: --random-init applies to openclip:ARCH models only; drop it")
+    return _load(model, checkpoint, image_size, random_init).to(device)
 
 
-def _load(model: str, checkpoint: str | None, image_size: int | None) -> ModelAdapter:
+def _load(model: str, checkpoint: str | None, image_size: int | None, random_init: bool) -> ModelAdapter:
     if model.startswith(HUB_PREFIX):
         repo, revision = parse_hub_spec(model)
         source = download_snapshot(repo, revision=revision, allow_patterns=HUB_ANY_FILES)
@@ -109,14 +119,22 @@ def _load(model: str, checkpoint: str | None, image_size: int | None) -> ModelAd
 
         arch = model[len(OPENCLIP_PREFIX):]
         if Path(arch).expanduser().is_dir():
-            return OpenClipAdapter.from_dir(Path(arch).expanduser(), model)
-        return OpenClipAdapter.from_arch(arch, checkpoint, model)
+            if random_init:
+                raise CheckpointError(f"{model}: a folder holds its weights; --random-init is for openclip:ARCH")
+            return OpenClipAdapter.from_dir(Path(arch).expanduser(), model, image_size=image_size)
+        return OpenClipAdapter.from_arch(arch, checkpoint, model, image_size=image_size, random_init=random_init)
     if model.startswith(HF_PREFIX):
         from reclip_eval.zoo.hf_clip import HFClipAdapter
 
-        return HFClipAdapter(Path(model[len(HF_PREFIX):]).expanduser(), model)
-    if checkpoint is None and Path(model).expanduser().is_dir():
-        return _adapter_for_folder(Path(model).expanduser(), str(Path(model)), image_size)
+        return HFClipAdapter(Path(model[len(HF_PREFIX):]).expanduser(), model, image_size=image_size)
+    path = Path(model).expanduser()
+    if checkpoint is None and path.is_dir():
+        return _adapter_for_folder(path, str(Path(model)), image_size)
+    if path.is_file() and path.suffix not in (".yaml", ".yml"):  # a model card YAML is a named model's file
+        hint = f"; for open_clip weights use --model openclip:ARCH --checkpoint {model}" \
+            if path.suffix == ".safetensors" else ""
+        raise CheckpointError(f"{model}: a file, not a checkpoint directory (expected a folder with {CONFIG_NAME} "
+                              f"and {WEIGHTS_NAME}, or open_clip_config.json){hint}")
     card = load_card(model)
     source = _source_from_spec(checkpoint) if checkpoint else _card_source(card)
     _check_matches_card(card, source)
