@@ -46,6 +46,11 @@ class HubError(ReclipError):
     The message is one line naming the repository, the step that failed and the server's or transport's reason."""
 
 
+class ResultsConflictError(ReclipError):
+    """A results file already records another measurement (other weights, data, preprocessing, prompts or
+    precision) or other metrics for the same one; the message names the file and what differs."""
+
+
 def read_json(path: str | Path, error: type[ReclipError] = DataError, *, what: str = "file", hint: str = "") -> Any:
     """The parsed JSON file at `path`; a missing, undecodable or unparsable file raises `error` naming it (`what` names
     the file's role in the not-found message, `hint` is appended to the invalid-JSON one)."""

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from reclip_eval.errors import DataError
-from reclip_eval.eval.results import write_results
+from reclip_eval.eval.results_store import results_path, store_results
 from reclip_eval.eval.runner import EvalOptions, evaluate
 from reclip_eval.eval.tasks import load_task, read_templates
 from reclip_eval.zoo.resolve import load_adapter
@@ -30,7 +30,7 @@ def test_zeroshot_results_json(adapter, synth_dir, tmp_path):
     assert results["prompts"]["templates"] == 7 and len(results["prompts"]["classnames_sha256"]) == 64
     assert results["precision"] == "fp32" and results["task"]["data_fingerprint"]
     assert results["run"]["command"] == "reclip-eval --task x" and results["run"]["software"]["torch"]
-    path = write_results(results, tmp_path / "out")
+    path = store_results(results, results_path(results, tmp_path / "out")).path
     assert json.loads(path.read_text())["metrics"] == results["metrics"]
     assert not list((tmp_path / "out").glob(".*.tmp"))
 

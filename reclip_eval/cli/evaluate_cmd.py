@@ -26,12 +26,28 @@ def _sizes(text: str) -> list[int]:
     return sizes
 
 
+def _count(minimum: int):
+    """An argparse type: an integer >= `minimum` (0 DataLoader workers is valid, 0 images per batch is not)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
+        return value
+
+    return parse
+
+
 def add_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="reclip-eval", description="Evaluate a CLIP model on zero-shot tasks.",
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="named model, hf-hub:org/name[@rev], or a checkpoint dir")
     p.add_argument("--task", required=True, help="task name(s), comma separated, or a task YAML path")
     p.add_argument("--checkpoint", help="weights for a named model: a checkpoint dir or hf-hub:org/name[@rev]")
+    p.add_argument("--random-init", action="store_true",
+                   help="evaluate openclip:ARCH with random weights on purpose (a baseline; its id and results say so)")
     p.add_argument("--data-dir", help="data root (default: $RECLIP_DATA, else the cache dir), a task's folder, or "
                                       "hf-datasets:ID for a Hugging Face Hub dataset")
     p.add_argument("--output", type=Path, default=Path("leaderboards/results"),
@@ -39,8 +55,12 @@ def add_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=_sizes, default=[],
                    help="evaluate at these image sizes, comma separated (pos-emb resampled at load): a resolution "
                         "sweep, one results file per size")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a results file that records another measurement (other weights, data, "
+                        "preprocessing, prompts or precision) or other metrics; without it such a file is kept and "
+                        "the run refused")
+    p.add_argument("--batch-size", type=_count(1), default=128)
+    p.add_argument("--workers", type=_count(0), default=2, help="DataLoader worker processes (0: in-process)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="auto: bf16 autocast on GPU, fp32 on CPU")
@@ -52,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
 
     from reclip_eval.device import resolve_device, resolve_precision
     from reclip_eval.distributed import init_from_env, is_main_process
-    from reclip_eval.eval.results import write_results
+    from reclip_eval.eval.results_store import check_before_run, describe_stored, results_path, store_results
     from reclip_eval.eval.runner import EvalOptions, evaluate
     from reclip_eval.eval.tasks import load_task
     from reclip_eval.zoo.resolve import load_adapter
@@ -64,12 +84,20 @@ def run(args: argparse.Namespace) -> int:
                           precision=precision)
     rows = []
     for size in args.image_size or [None]:
-        adapter = load_adapter(args.model, checkpoint=args.checkpoint, image_size=size, device=device)
+        adapter = load_adapter(args.model, checkpoint=args.checkpoint, image_size=size, device=device,
+                               random_init=args.random_init)
+        # A named model evaluated with other weights gets files of its own (named by the weights' sha256).
+        where = {"output_dir": args.output, "per_image_size": bool(args.image_size),
+                 "tag_weights": args.checkpoint is not None}
+        model = adapter.describe()
+        for task in tasks:  # refuse before evaluating anything when a file records another model setup
+            planned = {"model": model, "task": {"name": task.name}}
+            check_before_run(results_path(planned, **where), model, precision, overwrite=args.overwrite)
         for task in tasks:
             results = evaluate(adapter, task, options)
             if not is_main_process():
                 continue
-            path = write_results(results, args.output, per_image_size=bool(args.image_size))
+            stored = store_results(results, results_path(results, **where), overwrite=args.overwrite)
             counts = results["counts"]
             for metric, value in results["metrics"].items():
                 # LVIS's -1: no ground truth in that slice (e.g. no large objects), so the AP is undefined.
@@ -77,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
                 rows.append([task.name, adapter.image_size, metric, shown])
             skipped = counts.get("images_skipped", 0)
             note = f", {skipped} skipped (listed in the JSON)" if skipped else ""
-            print(f"{task.name}: {counts.get('images_evaluated')} images evaluated{note} -> {path}", file=sys.stderr)
+            print(f"{task.name}: {counts.get('images_evaluated')} images evaluated{note}; {describe_stored(stored)}",
+                  file=sys.stderr)
     if not is_main_process():
         return 0
     print(f"model: {adapter.model_id} ({precision}, {device})")

@@ -4,13 +4,11 @@ Names and synonyms come from the LVIS JSON's `categories` (never a hand-typed li
 prompt-ensembled (Radford et al. 2021; ViLD, F-VLM and RO-ViT do the same for LVIS): every phrase (the name and
 each synonym, underscores read as spaces) is put into every template, the L2-normalised text embeddings are
 averaged over templates, then over the category's phrases, and re-normalised. Embeddings are cached on disk, keyed
-by the CLIP weights, the templates and the phrases.
+by the CLIP weights, its text-side config, the templates and the phrases (reclip_eval/eval/class_cache.py).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +17,9 @@ import torch
 import torch.nn.functional as F
 
 from reclip_eval.errors import DataError
-from reclip_eval.eval.class_cache import cached_class_embeddings
+from reclip_eval.eval.class_cache import cache_key, cached_class_embeddings
 from reclip_eval.models.clip import CLIP
+from reclip_eval.models.config import text_side
 from reclip_eval.models.tokenizer import ClipTokenizer
 from reclip_eval.paths import data_folder
 
@@ -95,10 +94,9 @@ def build_text_embeddings(clip: CLIP, categories: Sequence[Category], templates:
 
 def text_embeddings(clip: CLIP, categories: Sequence[Category], templates: list[str],
                     clip_sha256: str | None) -> torch.Tensor:
-    """`build_text_embeddings`, cached on disk when the CLIP weights have a fingerprint."""
-    key = None
-    if clip_sha256:
-        payload = json.dumps({"detector_vocabulary": 1, "clip": clip_sha256, "templates": templates,
-                              "phrases": [c.phrases for c in categories]})
-        key = hashlib.sha256(payload.encode()).hexdigest()
+    """`build_text_embeddings`, cached on disk when the CLIP weights have a fingerprint (keyed like zero-shot class
+    embeddings: weights, text-side config, templates, phrases, and the dtype the text tower runs in)."""
+    key = cache_key(weights_sha256=clip_sha256, text_config=text_side(clip.config), templates=templates,
+                    class_names=[c.phrases for c in categories], precision=str(clip.logit_scale.dtype),
+                    purpose="detector_vocabulary")
     return cached_class_embeddings(key, lambda: build_text_embeddings(clip, categories, templates)).float()

@@ -1,5 +1,9 @@
-"""A disk cache for zero-shot class embeddings, keyed by (model weights, tokenizer, templates, class names,
-precision). ImageNet's 1000 classes x 80 templates are 80,000 texts: encoding them once per model is enough."""
+"""A disk cache for zero-shot class embeddings. ImageNet's 1000 classes x 80 templates are 80,000 texts: encoding
+them once per model is enough.
+
+The key is everything that changes a class embedding: the weights (sha256), the resolved text-side config (text
+tower, projection width, tokenizer and context length), the templates, the class names (or phrases) and the
+precision. Weights alone are not enough: the same weights with `text.pool: mean` embed the classes differently."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -17,15 +22,19 @@ from reclip_eval.paths import cache_dir
 
 log = logging.getLogger(__name__)
 
+# Bump when what the cached tensors mean changes (how they are computed, not what they are keyed on).
+CACHE_FORMAT = 2
 
-def cache_key(model_description: dict, templates: list[str], class_names: list[str], precision: str) -> str | None:
-    """None when the weights have no fingerprint (then nothing is cached)."""
-    sha = (model_description.get("weights") or {}).get("sha256")
-    if not sha:
+
+def cache_key(*, weights_sha256: str | None, text_config: dict[str, Any], templates: list[str],
+              class_names: list[Any], precision: str, purpose: str = "zeroshot") -> str | None:
+    """None when the weights have no fingerprint (then nothing is cached). `class_names` may be any JSON-able
+    per-class value (a detector category's phrases, say); `purpose` keeps differently pooled embeddings apart."""
+    if not weights_sha256:
         return None
-    payload = json.dumps({"weights": sha, "family": model_description.get("family"),
-                          "tokenizer": model_description.get("tokenizer"), "templates": templates,
-                          "classes": class_names, "precision": precision}, sort_keys=True)
+    payload = json.dumps({"format": CACHE_FORMAT, "purpose": purpose, "weights": weights_sha256,
+                          "text_config": text_config, "templates": templates, "classes": class_names,
+                          "precision": precision}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 

@@ -12,8 +12,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from reclip_eval.atomic import write_json_atomic
-
 SCHEMA_VERSION = 1
 _PACKAGES = ("reclip-eval", "torch", "torchvision", "numpy", "pillow", "open_clip_torch", "huggingface_hub")
 
@@ -63,10 +61,14 @@ def fingerprint_files(paths: list[Path], root: Path) -> str:
     return digest.hexdigest()
 
 
-def results_filename(model_id: str, task: str, image_size: int | None = None) -> str:
+def results_filename(model_id: str, task: str, image_size: int | None = None, *,
+                     weights_sha256: str | None = None) -> str:
+    """`MODEL__TASK.json`, `MODEL__TASK__64px.json` in a resolution sweep; `MODEL@SHA12__...` names the weights
+    when they are not the model's own (`--checkpoint` for a named model), so other weights never take its file."""
     slug = re.sub(r"[^A-Za-z0-9._@-]+", "_", model_id).strip("_")
+    weights = f"@{weights_sha256[:12]}" if weights_sha256 else ""
     size = f"__{image_size}px" if image_size else ""
-    return f"{slug}__{task}{size}.json"
+    return f"{slug}{weights}__{task}{size}.json"
 
 
 def build_results(
@@ -99,11 +101,3 @@ def build_results(
             "software": software_versions(),
         },
     }
-
-
-def write_results(results: dict[str, Any], output_dir: str | Path, per_image_size: bool = False) -> Path:
-    """One file per (model, task), or per (model, task, image size) in a resolution sweep."""
-    size = results["model"]["image_size"] if per_image_size else None
-    path = Path(output_dir) / results_filename(results["model"]["id"], results["task"]["name"], size)
-    write_json_atomic(path, results)
-    return path

@@ -11,6 +11,7 @@ import torch
 
 from reclip_eval.data.synth.export import read_manifest
 from reclip_eval.distributed import rank_and_size
+from reclip_eval.errors import ConfigError
 from reclip_eval.eval.detection import run_detection
 from reclip_eval.eval.linear_probe import run_linear_probe
 from reclip_eval.eval.outcome import TaskOutcome
@@ -35,6 +36,16 @@ class EvalOptions:
     workers: int = 2
     device: str = "cpu"
     precision: str = "fp32"
+
+    def __post_init__(self) -> None:
+        # Checked here, before data or a model is touched: a bad value would otherwise fail deep in a DataLoader.
+        problems = [f"{name}: expected an integer >= {low}, got {value!r}"
+                    for name, value, low in (("batch_size", self.batch_size, 1), ("workers", self.workers, 0))
+                    if not isinstance(value, int) or value < low]
+        if self.precision not in ("fp32", "bf16"):
+            problems.append(f"precision: expected 'fp32' or 'bf16', got {self.precision!r}")
+        if problems:
+            raise ConfigError("evaluation options", problems)
 
 
 def image_gmacs(adapter: ModelAdapter, device: str) -> float:

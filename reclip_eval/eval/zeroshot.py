@@ -40,7 +40,9 @@ def run_zeroshot(adapter: ModelAdapter, spec: TaskSpec, data_root: Path | str, l
     classes = read_class_list(spec.resource(spec.classes))
     templates = read_templates(spec.resource(spec.templates))
     data = read_classification(layout, data_root, classes)
-    key = cache_key(adapter.describe(), templates, list(classes.names), precision)
+    key = cache_key(weights_sha256=(adapter.describe().get("weights") or {}).get("sha256"),
+                    text_config=adapter.text_config(), templates=templates, class_names=list(classes.names),
+                    precision=precision)
     classifier = cached_class_embeddings(key, lambda: build_classifier(
         adapter, list(classes.names), templates, batch_size=batch_size, device=device, precision=precision))
     dataset = ImageListDataset(data.items, adapter.transform, load=data.load)
