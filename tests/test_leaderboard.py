@@ -92,3 +92,22 @@ def test_check_mode_fails_on_a_difference(tmp_path, capsys):
     assert main(["leaderboard", "--results", str(REPO / "leaderboards" / "results"), "--out", str(out),
                  "--check"]) == 1
     assert "table1.md" in capsys.readouterr().err
+
+
+def test_two_files_for_one_cell_with_other_weights_are_refused(tmp_path):
+    """`--checkpoint` results of a named model keep their own file, but the leaderboard groups by model id: it must
+    not let whichever file sorts last silently fill the cell."""
+    import pytest
+
+    from reclip_eval.errors import ReclipError
+
+    results = tmp_path / "results"
+    results.mkdir()
+    first = _result("shapes-zeroshot", "reclip-demo", 64, {"top1": 0.25})
+    other = _result("shapes-zeroshot", "reclip-demo", 64, {"top1": 0.10})
+    other["model"]["weights"] = {**other["model"]["weights"], "sha256": "0" * 64}
+    (results / "reclip-demo__shapes-zeroshot.json").write_text(json.dumps(first))
+    (results / "reclip-demo@000000000000__shapes-zeroshot.json").write_text(json.dumps(other))
+    with pytest.raises(ReclipError, match=r"reclip-demo@000000000000__shapes-zeroshot.json and "
+                                          r"reclip-demo__shapes-zeroshot.json both hold reclip-demo at 64 px"):
+        build_leaderboards(results, figure=False)

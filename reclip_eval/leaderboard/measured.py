@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reclip_eval.errors import ReclipError
+
 # dataset of a paper column -> its synthetic twin task
 TWINS = {
     "imagenet": "shapes-zeroshot",
@@ -48,9 +50,14 @@ class MeasuredRow:
         return sorted({r["run"]["command"] for r in self.results.values()})
 
 
+class LeaderboardInputError(ReclipError):
+    """The results folder cannot be turned into one leaderboard without choosing between files."""
+
+
 def load_measured(results_dir: Path) -> list[MeasuredRow]:
     """Every results JSON under `results_dir`, grouped by (model id, image size); sorted for stable output."""
     rows: dict[tuple[str, int], MeasuredRow] = {}
+    cell_files: dict[tuple[str, int, str], str] = {}  # (model, size, task) -> the file that filled that cell
     for path in sorted(results_dir.glob("*.json")):
         data = json.loads(path.read_text(encoding="utf-8"))
         model = data["model"]
@@ -62,6 +69,14 @@ def load_measured(results_dir: Path) -> list[MeasuredRow]:
         row = rows.setdefault(key, MeasuredRow(
             model=model["id"], image_size=model["image_size"], weights_sha256=weights.get("sha256"),
             hub_commit=weights.get("hub_commit"), software=version))
-        row.results[data["task"]["name"]] = data
+        task = data["task"]["name"]
+        earlier = row.results.get(task)
+        if earlier and (earlier["model"].get("weights") or {}).get("sha256") != weights.get("sha256"):
+            # Two files claim one leaderboard cell with different weights: picking either would be silently wrong.
+            raise LeaderboardInputError(
+                f"{results_dir}: {cell_files[(*key, task)]} and {path.name} both hold {model['id']} at "
+                f"{model['image_size']} px on {task} but measured different weights; move one out of the folder")
+        cell_files[(*key, task)] = path.name
+        row.results[task] = data
         row.files.append(path.name)
     return [rows[k] for k in sorted(rows)]
