@@ -6,15 +6,26 @@
     recipe.yaml         the resolved training recipe that produced the weights (when trained here)
     training.json       what the trainer recorded: stages run, steps, samples seen, wall time, device
 
-Loading checks every tensor: a missing or unexpected key, or a shape that differs from the config, is an error
+Loading checks the config first: every architecture key of `format_version` 1 is required (a missing one is named
+with the file, before any tensor is read). Format 1 is the only format this project has written (every key present
+since the first commit); a change of format bumps FORMAT_VERSION and adds a named step migrating the older files.
+Then every tensor: a missing or unexpected key, a shape that differs from the config, or a NaN/inf value is an error
 naming the tensor; the one exception is the image position embedding, resampled to the requested image size.
+
+The weights fingerprint (`sha256` in results, caches and model cards) is the sha256 of the model.safetensors bytes:
+tensor names, dtypes, shapes and values, plus its fixed header metadata. It does not cover config.json (architecture,
+preprocessing, pos-embed resampling mode), which results record separately. Saving is deterministic: two saves of
+the same tensors are byte-identical, so one set of weights has one fingerprint (casting to float16 is another file).
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import logging
 import os
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,8 +76,6 @@ def write_config(config: CLIPConfig, directory: Path) -> None:
 
 def write_weights(model: torch.nn.Module, directory: Path, dtype: torch.dtype | None = None) -> None:
     """model.safetensors, written atomically; `dtype` (e.g. float16) casts floating tensors to make files smaller."""
-    from safetensors.torch import save_file
-
     state = {}
     for key, tensor in model.state_dict().items():
         tensor = tensor.detach().to("cpu").contiguous()
@@ -74,7 +83,18 @@ def write_weights(model: torch.nn.Module, directory: Path, dtype: torch.dtype | 
             tensor = tensor.to(dtype)
         state[key] = tensor
     with atomic_path(directory / WEIGHTS_NAME) as tmp:
-        save_file(state, str(tmp), metadata={"format": "pt", "architecture": ARCHITECTURE})
+        save_safetensors(state, tmp)
+
+
+def save_safetensors(state: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Write `state` as safetensors, byte-identical for identical tensors (the file's sha256 is its fingerprint).
+
+    One metadata entry only: safetensors serialises the metadata from a hash map whose order changes from save to
+    save, so two entries gave two different files (and two sha256) for the same weights. Tensor order is fixed by
+    the library (sorted by dtype alignment and name)."""
+    from safetensors.torch import save_file
+
+    save_file(state, str(path), metadata={"format": "pt"})
 
 
 def save_checkpoint(
@@ -85,21 +105,24 @@ def save_checkpoint(
     training: dict[str, Any] | None = None,
     card: str | None = None,
     dtype: torch.dtype | None = None,
-    keep: tuple[str, ...] = (),
+    in_place: bool = False,
 ) -> Path:
-    """Write a complete checkpoint directory atomically (built in a temp dir, then renamed into place).
+    """Write a complete checkpoint directory atomically (built in a temp dir, then swapped into place).
 
-    `keep` names entries of an existing directory to carry over (e.g. the trainer's `stages/` sub-checkpoints)."""
+    `in_place=True` writes each file atomically into `directory` instead and leaves everything else in it alone
+    (a training run's folder, which may hold the user's files, resume points and curves beside the model);
+    config.json comes last, so a reader never finds a config without its weights."""
     directory = Path(directory)
-    with atomic_dir(directory, keep=keep) as tmp:
-        write_weights(model, tmp, dtype=dtype)
-        write_config(model.config, tmp)
+    with contextlib.nullcontext(directory) if in_place else atomic_dir(directory) as folder:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_weights(model, folder, dtype=dtype)
         if recipe_yaml is not None:
-            write_text_atomic(tmp / RECIPE_NAME, recipe_yaml)
+            write_text_atomic(folder / RECIPE_NAME, recipe_yaml)
         if training is not None:
-            write_json_atomic(tmp / TRAINING_NAME, training)
+            write_json_atomic(folder / TRAINING_NAME, training)
         if card is not None:
-            write_text_atomic(tmp / CARD_NAME, card)
+            write_text_atomic(folder / CARD_NAME, card)
+        write_config(model.config, folder)
     return directory
 
 
@@ -122,14 +145,60 @@ def read_config(directory: str | Path) -> CLIPConfig:
     version = data.pop("format_version", None)
     if version != FORMAT_VERSION:
         raise CheckpointError(f"{path}: format_version {version!r} is not supported (expected {FORMAT_VERSION})")
+    # The dataclass defaults are for building new models; a stored model must say what it is, or a missing key
+    # would silently load as another architecture or preprocessing.
+    missing = missing_keys(CLIPConfig, data)
+    if missing:
+        raise CheckpointError(f"{path}: missing key{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+                              f"(every key of format_version {FORMAT_VERSION} is required)")
     try:
         return from_dict(CLIPConfig, data, source=str(path))
     except ConfigError as e:
         raise CheckpointError(str(e)) from None
 
 
+def missing_keys(cls: type, data: Any, prefix: str = "") -> list[str]:
+    """Dotted names of the fields of dataclass `cls` (and of its nested dataclasses) that `data` lacks."""
+    if not isinstance(data, dict):
+        return []  # a wrong type is reported by from_dict, with the expected type
+    hints = typing.get_type_hints(cls)
+    missing = []
+    for field in dataclasses.fields(cls):
+        key = f"{prefix}{field.name}"
+        if field.name not in data:
+            missing.append(key)
+        elif dataclasses.is_dataclass(hints[field.name]):
+            missing += missing_keys(hints[field.name], data[field.name], f"{key}.")
+    return missing
+
+
+def nonfinite_tensors(state: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating tensors in `state` that hold a NaN or an infinity."""
+    return sorted(k for k, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all()))
+
+
+def check_finite(state: dict[str, torch.Tensor], source: str | Path) -> None:
+    """Refuse weights holding NaN or inf: such a model evaluates at chance and would look like a real result."""
+    bad = nonfinite_tensors(state)
+    if bad:
+        shown = ", ".join(bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+        counted = f"{len(bad)} tensors hold" if len(bad) > 1 else "1 tensor holds"
+        raise CheckpointError(f"{source}: {counted} NaN or inf values ({shown}); the weights are broken (a "
+                              "diverged training run?) and would evaluate at chance")
+
+
+def check_image_size(image_size: int, patch_size: int, source: str | Path) -> None:
+    """An image size must tile into whole patches; say which sizes would."""
+    if image_size % patch_size == 0:
+        return
+    lower, upper = image_size // patch_size * patch_size, (image_size // patch_size + 1) * patch_size
+    near = " or ".join(str(s) for s in (lower, upper) if s > 0)
+    raise CheckpointError(f"{source}: image size {image_size} is not a multiple of the model's patch size "
+                          f"{patch_size}; use {near}")
+
+
 def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a safetensors file; anything else (a pickle, a truncated download) is a CheckpointError."""
+    """Read a safetensors file; anything else (a pickle, a truncated download) or NaN/inf values is a CheckpointError."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -139,11 +208,13 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
         hint = f" (found {', '.join(others)}: pickled weights are never loaded; convert them to safetensors)" if others else ""
         raise CheckpointError(f"{path}: missing{hint}")
     try:
-        return load_file(str(path))
+        state = load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise CheckpointError(
             f"{path}: not a readable safetensors file ({e}); the file may be truncated or in another format"
         ) from None
+    check_finite(state, path)
+    return state
 
 
 def file_sha256(path: str | Path) -> str:
@@ -203,6 +274,8 @@ def load_model(directory: str | Path, *, image_size: int | None = None, map_loca
     """Build the model from `directory/config.json` (at `image_size` if given) and load its weights strictly."""
     directory = Path(directory)
     stored = read_config(directory)
+    if image_size:
+        check_image_size(image_size, stored.vision.patch_size, directory)
     config = with_image_size(stored, image_size) if image_size else stored
     state = read_weights(directory / WEIGHTS_NAME)
     model = CLIP(config)

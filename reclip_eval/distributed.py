@@ -64,3 +64,14 @@ def map_sharded(items: Sequence[T], fn: Callable[[Sequence[T], int], Any]) -> li
     gathered: list[Any] = [None] * world
     dist.all_gather_object(gathered, mine)
     return gathered
+
+
+def gather_ints(values: list[int], device: str | torch.device) -> list[list[int]]:
+    """Every process's equally long `values`, in rank order (a tensor collective on `device`: nccl needs CUDA)."""
+    rank, world = rank_and_size()
+    if world == 1:
+        return [list(values)]
+    mine = torch.tensor(values, dtype=torch.int64, device=device)
+    gathered = [torch.empty_like(mine) for _ in range(world)]
+    dist.all_gather(gathered, mine)
+    return [t.tolist() for t in gathered]

@@ -213,3 +213,72 @@ def test_devkit_labels_pair_with_the_images_not_other_files(tmp_path):
     read = read_classification(LayoutSpec("flat_devkit"), tmp_path, classes)
     assert [(p.name, label) for p, label in read.items] == [
         (f"ILSVRC2012_val_{number:08d}.JPEG", number - 1) for number in range(1, len(wnids) + 1)]
+
+
+def _shard_with_drops(path: Path, pairs: int) -> Path:
+    """Captioned pairs with an uncaptioned image after every third one: a stream that drops samples."""
+    with tarfile.open(path, "w") as tar:
+        for k in range(pairs):
+            _add(tar, f"{k:04d}.jpg", _jpeg_bytes((7 * k % 256, 3 * k % 256, 11 * k % 256)))
+            _add(tar, f"{k:04d}.txt", f"scene number {k}".encode())
+            if k % 3 == 2:
+                _add(tar, f"{k:04d}x.jpg", _jpeg_bytes((0, 0, 0)))
+    return path
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resume_restarts_the_stream_exactly_when_samples_were_dropped(tmp_path, workers):
+    """A dropped sample (here: images without captions) moves a worker's raw position past batches x batch size; a
+    resumed stream that skipped batches x batch size would then hand out other batches than the uninterrupted one."""
+    shards = [str(_shard_with_drops(tmp_path / f"{n}.tar", 12)) for n in range(2)]
+    kwargs = dict(transform=image_transform(16, PreprocessConfig()), tokenize=ClipTokenizer(16), batch_size=4,
+                  seed=5, shuffle_buffer=10, workers=workers)
+    full = train_batches(shards, **kwargs)
+    tokens, positions, counts = [], [], []
+    for _ in range(9):
+        tokens.append(next(full)[1])
+        positions.append(full.stream_positions())
+        counts.append(full.counts())
+    assert counts[-1]["samples_dropped"]["no caption"] > 0  # the setup does drop samples
+    for k in (3, 4, 5):
+        resumed = train_batches(shards, skip_batches=k, stream_positions=positions[k - 1],
+                                counts_so_far=counts[k - 1], **kwargs)
+        for step in range(k, 9):
+            assert next(resumed)[1].equal(tokens[step]), (k, step)
+        assert resumed.counts() == counts[-1]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_trainer_resumes_onto_the_curve_when_samples_were_dropped(tmp_path, workers, monkeypatch):
+    """End to end: a run that dies after its second resume point, on shards that drop samples, resumes onto the
+    uninterrupted loss curve (the resume point records where each worker's stream stood)."""
+    from reclip_eval.train import loop
+    from reclip_eval.train.recipe import load_recipe
+
+    shard_dir = tmp_path / "shards"
+    shard_dir.mkdir()
+    for n in range(2):
+        _shard_with_drops(shard_dir / f"{n:04d}.tar", 30)
+    overrides = [f"data.shards={shard_dir}", "data.synth=null", "stages.0.steps=6", "stages.0.warmup_steps=0",
+                 "stages.0.batch_size=8", "stages.1.steps=1", "stages.1.warmup_steps=0", "stages.1.batch_size=8",
+                 "checkpoint_every=2", "keep_checkpoints=5"]
+    _, whole = loop.train(load_recipe("tiny-shapes", overrides), tmp_path / "whole", device="cpu", workers=workers)
+    assert sum(whole[0].data_skipped["samples_dropped"].values()) > 0
+
+    real_save, saves = loop.save_resume_point, []
+
+    def save_then_die(*args, **kwargs):
+        saves.append(real_save(*args, **kwargs))
+        if len(saves) == 2:
+            raise RuntimeError("power cut")
+        return saves[-1]
+
+    monkeypatch.setattr(loop, "save_resume_point", save_then_die)
+    with pytest.raises(RuntimeError, match="power cut"):
+        loop.train(load_recipe("tiny-shapes", overrides), tmp_path / "cut", device="cpu", workers=workers)
+    monkeypatch.undo()
+    _, resumed = loop.train(load_recipe("tiny-shapes", overrides), tmp_path / "cut", device="cpu", workers=workers,
+                            resume=True)
+    for a, b in zip(whole, resumed, strict=True):
+        assert b.losses == pytest.approx(a.losses, abs=2e-4), a.name
+        assert b.data_skipped == a.data_skipped

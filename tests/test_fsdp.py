@@ -2,12 +2,14 @@
 and Adafactor through ShardedAdafactor) of one process on the full batch, and resume them from a resume point; the
 trainer under torchrun follows the DDP loss curve and a killed sharded run resumes onto its curve."""
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -175,6 +177,15 @@ def _torchrun(out, data, *overrides, resume=False):
     return [loss for stage in record["stages"] for loss in stage["losses"]], load_file(str(out / "model.safetensors"))
 
 
+def _process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants (Linux /proc)."""
+    children = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            children += [int(c) for c in (task / "children").read_text().split()]
+    return [pid] + [d for c in children for d in _process_tree(c)]
+
+
 def _kill_after_first_resume_point(out, data, *overrides):
     """Start the run and SIGKILL the launcher and both workers once a resume point exists."""
     proc = subprocess.Popen(_torchrun_args(out, data, *overrides), stdout=subprocess.DEVNULL,
@@ -184,7 +195,11 @@ def _kill_after_first_resume_point(out, data, *overrides):
         while time.time() < deadline and not list((out / "resume").glob("stage0-step*")):
             assert proc.poll() is None, "the run finished before it could be killed"
             time.sleep(0.02)
-        os.killpg(proc.pid, signal.SIGKILL)
+        # torchrun starts each worker in a session of its own: killing the launcher's group alone leaves them
+        # running to the end (and a --resume then found a finished run). Kill the whole tree, workers first.
+        for pid in reversed(_process_tree(proc.pid)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
     finally:
         proc.wait(timeout=60)
     assert not (out / "training.json").exists()

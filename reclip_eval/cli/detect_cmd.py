@@ -83,11 +83,14 @@ def _predict(args: argparse.Namespace) -> int:
     from reclip_eval.detect.checkpoint import load_detector
     from reclip_eval.detect.data import read_lvis
     from reclip_eval.detect.lvis_eval import evaluate_lvis
+    from reclip_eval.detect.lvis_inputs import check_annotations
     from reclip_eval.detect.predict import predict_lvis
     from reclip_eval.device import resolve_device, resolve_precision
 
     device = resolve_device(args.device)
     lvis = read_lvis(args.annotations, args.images or args.annotations.parent)
+    if args.evaluate:  # before predicting: a file that cannot be evaluated fails in seconds, not after the model ran
+        check_annotations(lvis.raw, str(lvis.path))
     predictions = predict_lvis(load_detector(args.model), lvis, batch_size=args.batch_size, device=device,
                                precision=resolve_precision(args.precision, device))
     write_json_atomic(args.out, predictions.detections)

@@ -20,12 +20,14 @@ def add_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("recipe", help="recipe name (training/) or YAML path")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. stages.0.steps=100")
-    p.add_argument("--out", type=Path, required=True, help="checkpoint directory to write")
+    p.add_argument("--out", type=Path, required=True,
+                   help="run folder: new, empty, or this run's own (--resume); other files in it are never deleted")
     p.add_argument("--data-dir", type=Path, help="data root for the recipe's shards (default: $RECLIP_DATA/cache)")
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, help="data loader workers (default: the recipe's)")
     p.add_argument("--resume", action="store_true",
-                   help="continue from the latest resume point in --out (same recipe, overrides and process count)")
+                   help="continue the run in --out from its newest intact resume point (same recipe, overrides, "
+                        "process count, --workers and shards: checked)")
     p.add_argument("--wandb", metavar="PROJECT",
                    help="also log the curves to this Weights & Biases project (needs `pip install wandb`; "
                         "WANDB_MODE=offline works without network); --resume continues the same W&B run")

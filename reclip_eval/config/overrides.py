@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 import yaml
@@ -53,3 +54,24 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], *, source: str =
     if problems:
         raise ConfigError(source, problems)
     return out
+
+
+def _key_parts(text: str) -> list[str]:
+    """`stages[0].optimizer.lr` or `stages.0.optimizer.lr` -> ["stages", "0", "optimizer", "lr"]."""
+    return [p for p in re.split(r"[.\[\]]+", text) if p]
+
+
+def blame_overrides(problems: list[str], overrides: list[str]) -> tuple[list[str], list[str]]:
+    """When the config file alone is valid, tie each problem to the `key=value` override(s) that set its key, or
+    else that set the same key in another list item (stages inherit from the one before). Returns the problems,
+    each followed by its override(s), and the overrides to name as the source (all of them when none matched)."""
+    keys = [(item, _key_parts(item.split("=", 1)[0])) for item in overrides]
+    annotated, culprits = [], []
+    for problem in problems:
+        key = _key_parts(problem.split(":", 1)[0])
+        matched = [item for item, dotted in keys if dotted and key[:len(dotted)] == dotted]
+        matched = matched or [item for item, dotted in keys
+                              if len(key) > 2 and len(dotted) > 2 and key[0] == dotted[0] and key[2:] == dotted[2:]]
+        annotated.append(f"{problem} (from {', '.join(matched)})" if matched else problem)
+        culprits += [m for m in matched if m not in culprits]
+    return annotated, culprits or list(overrides)

@@ -3,7 +3,8 @@
 huggingface_hub's `_load_dataclass` and many configurators silently drop unknown keys, so a typo such as
 `warmup_step: 500` trains with the default. Here an unknown key, a missing required key or a value of the wrong
 type is an error naming the file and the dotted key (with the closest valid name), and all problems of a file are
-reported together rather than one per run.
+reported together rather than one per run. A dataclass may state value rules as data (`config_rules`, a tuple of
+`Rule`): every broken rule of the keys that converted is reported with its dotted key, in the same pass.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import dataclasses
 import difflib
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar, Union
 
@@ -48,6 +50,47 @@ def from_dict(cls: type[T], data: Any, *, source: str = "<config>") -> T:
     if problems:
         raise ConfigError(source, problems)
     return result
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """A value rule of a config dataclass (its `config_rules`): `check(*values of keys)` says what is wrong, or
+    returns None. Reported under the first key."""
+
+    keys: tuple[str, ...]
+    check: Callable[..., str | None]
+
+
+def at_least(key: str, low: float, note: str = "") -> Rule:
+    return Rule((key,), lambda v: None if v is None or v >= low else f"must be >= {low}{note}, got {v}")
+
+
+def above(key: str, low: float, note: str = "") -> Rule:
+    return Rule((key,), lambda v: None if v is None or v > low else f"must be > {low}{note}, got {v}")
+
+
+def _defaults(fields: dict[str, dataclasses.Field]) -> dict[str, Any]:
+    return {n: f.default_factory() if f.default_factory is not _MISSING else f.default for n, f in fields.items()
+            if f.default is not _MISSING or f.default_factory is not _MISSING}
+
+
+def _broken_rules(cls: Any, values: dict[str, Any], skip: set[str]) -> list[tuple[Rule, str]]:
+    broken = []
+    for rule in getattr(cls, "config_rules", ()):
+        if not any(k in skip or k not in values for k in rule.keys):
+            message = rule.check(*(values[k] for k in rule.keys))
+            if message:
+                broken.append((rule, message))
+    return broken
+
+
+def enforce_rules(obj: Any) -> None:
+    """For `__post_init__`: raise ValueError listing every broken rule of dataclass `obj` (for objects built in
+    code; `from_dict` reports the same rules one per key, before building)."""
+    values = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+    broken = _broken_rules(type(obj), values, set())
+    if broken:
+        raise ValueError("; ".join(f"{r.keys[0]}: {m}" for r, m in broken))
 
 
 def to_dict(obj: Any) -> Any:
@@ -167,6 +210,10 @@ def _convert_dataclass(cls: Any, value: Any, path: str, problems: list[str]) -> 
     for name, f in fields.items():
         if name not in kwargs and f.default is _MISSING and f.default_factory is _MISSING:
             problems.append(f"{path + '.' if path else ''}{name}: required key is missing")
+    failed = {k for k in kwargs if _has_problem_under(problems, f"{path}.{k}" if path else k)}
+    broken = [f"{path + '.' if path else ''}{r.keys[0]}: {message}" for r, message in
+              _broken_rules(cls, {**_defaults(fields), **kwargs}, failed)]
+    problems.extend(broken)  # every rule of the keys that converted, even when another key failed
     if _has_problem_under(problems, path):
         return None  # a half-converted object would only add a second, confusing error from __post_init__
     try:

@@ -109,20 +109,51 @@ def _collate(tokenize: Callable[[list[str]], torch.Tensor]):
     return collate
 
 
-def _skip_samples(samples: Iterator, count: int) -> Iterator:
-    """Drop the first `count` samples (before decoding, so skipping costs reading, not JPEG decoding)."""
+def _skip_samples(samples: Iterator, counts: list[int]) -> Iterator:
+    """Drop the first `counts[w]` samples of worker w's stream (before decoding, so skipping costs reading, not
+    JPEG decoding)."""
+    from torch.utils.data import get_worker_info
+
+    info = get_worker_info()
+    count = counts[info.id if info is not None else 0]
     for index, sample in enumerate(samples):
         if index >= count:
             yield sample
 
 
+class StreamPositions:
+    """Per loader worker, how many raw (undecoded) samples of its stream the batches handed out so far used.
+    Dropped samples make this more than batches x batch size, which is why exact resume records it."""
+
+    def __init__(self, starts: list[int], batch_size: int, handed_out: int):
+        self._batch_size = batch_size
+        self._handed_out = handed_out
+        self._before_after = [(start, start) for start in starts]  # around each worker's latest batch
+
+    def advance(self, counts: ShardCounts) -> None:
+        # The DataLoader hands out its workers' batches in turn: batch k came from worker k % W.
+        worker = self._handed_out % len(self._before_after)
+        _, after = self._before_after[worker]
+        self._before_after[worker] = (after, after + self._batch_size + sum(counts.samples_dropped.values()))
+        self._handed_out += 1
+
+    def at_last_round(self) -> list[int]:
+        """The positions at the end of the last complete round of batches: what `train_batches(skip_batches=k,
+        stream_positions=...)` skips to, to restart exactly at batch k (k = batches handed out so far)."""
+        remainder = self._handed_out % len(self._before_after)
+        return [before if worker < remainder else after
+                for worker, (before, after) in enumerate(self._before_after)]
+
+
 class TrainBatches:
     """The endless iterator of (pixels, tokens) batches; `counts` sums what the batches handed out so far left
-    out (starting from `counts_so_far`, a resumed run's record), so it is exact whatever the number of workers."""
+    out (starting from `counts_so_far`, a resumed run's record), so it is exact whatever the number of workers;
+    `stream_positions` is what a resume point records to restart the stream exactly."""
 
-    def __init__(self, batches: Iterator[tuple[torch.Tensor, torch.Tensor, ShardCounts]],
+    def __init__(self, batches: Iterator[tuple[torch.Tensor, torch.Tensor, ShardCounts]], positions: StreamPositions,
                  counts_so_far: dict[str, dict[str, int]] | None = None):
         self._batches = batches
+        self._positions = positions
         self._counts = ShardCounts.from_dict(counts_so_far)
         self._reported: set[str] = set()
 
@@ -131,12 +162,16 @@ class TrainBatches:
 
     def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
         pixels, tokens, counts = next(self._batches)
+        self._positions.advance(counts)
         self._counts.update(counts)
         self._report_new(counts)
         return pixels, tokens
 
     def counts(self) -> dict[str, dict[str, int]]:
         return self._counts.as_dict()
+
+    def stream_positions(self) -> list[int]:
+        return self._positions.at_last_round()
 
     def _report_new(self, counts: ShardCounts) -> None:
         """Say once per kind what is being left out (the totals go to the training record)."""
@@ -162,6 +197,7 @@ def train_batches(
     skip_batches: int = 0,
     pin_memory: bool = False,
     counts_so_far: dict[str, dict[str, int]] | None = None,
+    stream_positions: list[int] | None = None,
 ) -> TrainBatches:
     """An endless, seeded stream of (pixels (B,3,S,S), tokens (B,L)): shards drawn with replacement, samples
     shuffled in a buffer. The stream is the same for the same seed and number of workers.
@@ -171,6 +207,10 @@ def train_batches(
     workers in turn, so batch k is round k // W of worker k % W: every worker skips k // W batches' samples
     before decoding, and the k % W batches that remain before batch k are drawn and dropped.
 
+    Samples dropped on the way (no caption, unreadable image, ...) make a worker's raw position differ from its
+    batches x `batch_size`: pass `stream_positions`, the `stream_positions()` the interrupted run recorded at batch k,
+    to skip exactly (without it, as for resume points written before it was recorded, no drops are assumed).
+
     Only each sample's image and .txt members are decoded (`_decode_samples`); the returned iterator's `counts()`
     says what was left out, continuing from `counts_so_far` (the record at batch k when resuming).
     """
@@ -178,18 +218,27 @@ def train_batches(
 
     import webdataset as wds
 
-    rounds, remainder = divmod(skip_batches, max(1, workers))
+    lanes = max(1, workers)
+    rounds, remainder = divmod(skip_batches, lanes)
+    if stream_positions is None:
+        stream_positions = [rounds * batch_size] * lanes
+    if len(stream_positions) != lanes:
+        raise DataError(f"resume: the data stream was recorded for {len(stream_positions)} loader workers, this run "
+                        f"has {lanes}; exact resume needs the same number")
     pipeline = wds.DataPipeline(
         wds.ResampledShards(shards, seed=seed, deterministic=True),
         wds.tarfile_to_samples(handler=wds.warn_and_continue),
         wds.detshuffle(shuffle_buffer, initial=min(shuffle_buffer, 500), seed=seed),
-        functools.partial(_skip_samples, count=rounds * batch_size),
+        functools.partial(_skip_samples, counts=list(stream_positions)),
         functools.partial(_decode_samples, transform=transform),
         wds.batched(batch_size, collation_fn=_collate(tokenize), partial=False),
     )
     loader = wds.WebLoader(pipeline, batch_size=None, num_workers=workers, pin_memory=pin_memory,
                            persistent_workers=False, prefetch_factor=4 if workers else None)
     batches = iter(loader)
-    for _ in range(remainder):  # drawn before batch k by the uninterrupted run: already in `counts_so_far`
-        next(batches)
-    return TrainBatches(batches, counts_so_far)
+    positions = StreamPositions(stream_positions, batch_size, handed_out=rounds * lanes)
+    # Batches of round `rounds` that the uninterrupted run drew before batch k: drawn again and dropped (their
+    # counts are already in `counts_so_far`), advancing their workers' positions as they did then.
+    for _ in range(remainder):
+        positions.advance(next(batches)[2])
+    return TrainBatches(batches, positions, counts_so_far)

@@ -7,6 +7,10 @@
     recipe.yaml         the resolved detector recipe
     training.json       steps, losses, wall time, device
     README.md           what this is and how it was made
+    run.json            the run marker (reclip_eval/run_folder.py): a folder `detect train` may write into again
+
+Written file by file into the output folder (clip/ replaced whole), config.json last, so files of the user's beside
+them are never deleted; `check_out_dir` refuses a folder that is neither new, empty nor one of ours.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reclip_eval.atomic import atomic_dir, write_json_atomic, write_text_atomic
+from reclip_eval.atomic import atomic_path, clean_stale, write_json_atomic, write_text_atomic
 from reclip_eval.checkpoint import (
     CONFIG_NAME,
     WEIGHTS_NAME,
@@ -24,16 +28,20 @@ from reclip_eval.checkpoint import (
     load_model,
     read_weights,
     save_checkpoint,
+    save_safetensors,
 )
 from reclip_eval.config import from_dict, to_dict
 from reclip_eval.detect.config import DetectorConfig
 from reclip_eval.detect.model import OpenVocabDetector
 from reclip_eval.errors import CheckpointError, ConfigError, read_json
 from reclip_eval.models.clip import CLIP
+from reclip_eval.run_folder import MARKER, RunFolderError, read_marker, refuse_foreign, write_marker
 
 ARCHITECTURE = "reclip-detector"
 FORMAT_VERSION = 1
 CLIP_DIR = "clip"
+RUN_KIND = "reclip-eval detect train"
+_OWN_NAMES = frozenset({CONFIG_NAME, WEIGHTS_NAME, CLIP_DIR, "recipe.yaml", "training.json", "README.md", MARKER})
 
 
 @dataclass
@@ -59,26 +67,40 @@ def is_detector_dir(path: str | Path) -> bool:
         return False
 
 
+def check_out_dir(directory: str | Path) -> None:
+    """Refuse to train into `directory` unless it is new, empty, or an unfinished detector run of ours (a kill
+    before its end); a finished detector there is kept. Call before any data or model is touched."""
+    directory = Path(directory)
+    choices = "choose a new or empty --out"
+    if not refuse_foreign(directory, RUN_KIND, looks_like_ours=is_detector_dir(directory), choices=choices):
+        return
+    marker = read_marker(directory)
+    if marker is None or marker.get("status") == "finished":
+        raise RunFolderError(f"{directory}: holds a trained detector ({directory / WEIGHTS_NAME}); nothing was "
+                             f"changed; {choices}, or delete it to train again")
+    clean_stale(directory, _OWN_NAMES.__contains__)  # temp files of the killed run's save
+
+
 def save_detector(directory: str | Path, loaded: LoadedDetector, *, recipe_yaml: str | None = None,
                   training: dict[str, Any] | None = None, card: str | None = None) -> Path:
-    from safetensors.torch import save_file
-
     directory = Path(directory)
-    with atomic_dir(directory) as tmp:
-        state = {k: v.detach().to("cpu").contiguous() for k, v in loaded.detector.trainable_state_dict().items()}
-        save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", "architecture": ARCHITECTURE})
-        save_checkpoint(loaded.clip, tmp / CLIP_DIR)
-        write_json_atomic(tmp / CONFIG_NAME, {
-            "architecture": ARCHITECTURE, "format_version": FORMAT_VERSION, "detector": to_dict(loaded.config),
-            "templates": loaded.templates, "base_vocabulary": loaded.base_vocabulary, "clip": CLIP_DIR,
-            **(loaded.extra or {}),
-        })
-        if recipe_yaml is not None:
-            write_text_atomic(tmp / "recipe.yaml", recipe_yaml)
-        if training is not None:
-            write_json_atomic(tmp / "training.json", training)
-        if card is not None:
-            write_text_atomic(tmp / "README.md", card)
+    write_marker(directory, RUN_KIND, "running")
+    state = {k: v.detach().to("cpu").contiguous() for k, v in loaded.detector.trainable_state_dict().items()}
+    with atomic_path(directory / WEIGHTS_NAME) as tmp:
+        save_safetensors(state, tmp)  # byte-identical for identical weights (its sha256 is the fingerprint)
+    save_checkpoint(loaded.clip, directory / CLIP_DIR)
+    if recipe_yaml is not None:
+        write_text_atomic(directory / "recipe.yaml", recipe_yaml)
+    if training is not None:
+        write_json_atomic(directory / "training.json", training)
+    if card is not None:
+        write_text_atomic(directory / "README.md", card)
+    write_json_atomic(directory / CONFIG_NAME, {
+        "architecture": ARCHITECTURE, "format_version": FORMAT_VERSION, "detector": to_dict(loaded.config),
+        "templates": loaded.templates, "base_vocabulary": loaded.base_vocabulary, "clip": CLIP_DIR,
+        **(loaded.extra or {}),
+    })
+    write_marker(directory, RUN_KIND, "finished")
     return directory
 
 

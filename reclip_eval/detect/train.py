@@ -3,8 +3,9 @@
 Schedule (ViTDet, Li et al. 2022, whose LVIS recipe RO-ViT (Kim et al. 2023) starts from): AdamW, linear warmup
 from 0.001x, step decay x0.1 at the recipe's fractions of the steps, layer-wise lr decay over the ViT blocks,
 no weight decay on norms, biases, position and background embeddings; large-scale jitter (data.py). Base
-categories only, text-embedding classifier (F-VLM, Kuo et al. 2023). The run ends with an atomic checkpoint
-(checkpoint.py) that carries the starting CLIP model unchanged for open-vocabulary inference.
+categories only, text-embedding classifier (F-VLM, Kuo et al. 2023). The run ends with a checkpoint written file
+by file (checkpoint.py; an --out that is not new, empty or ours is refused first) that carries the starting CLIP
+model unchanged for open-vocabulary inference.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from torch.utils.data import DataLoader, RandomSampler
 
 from reclip_eval.checkpoint import WEIGHTS_NAME, CheckpointSource, file_sha256, load_model, resolve_checkpoint
 from reclip_eval.data.synth.export import synthesize
-from reclip_eval.detect.checkpoint import LoadedDetector, detector_card, save_detector
+from reclip_eval.detect.checkpoint import LoadedDetector, check_out_dir, detector_card, save_detector
 from reclip_eval.detect.config import DetectRecipe, detect_recipe_to_yaml
 from reclip_eval.detect.data import LvisSet, LvisTrainDataset, collate_lists, read_lvis
 from reclip_eval.detect.model import OpenVocabDetector
@@ -118,6 +119,7 @@ def lr_factor(step: int, steps: int, warmup_steps: int, decay_at: list[float]) -
 def train_detector(recipe: DetectRecipe, backbone: str, out: str | Path, *, data_dir: str | Path | None = None,
                    device: str = "auto", random_init: bool = False, workers: int | None = None
                    ) -> tuple[LoadedDetector, DetectTrainReport]:
+    check_out_dir(out)  # before the backbone or any data is touched: a folder that is not ours is refused
     device = resolve_device(device)
     precision = resolve_precision(recipe.precision, device)
     workers = recipe.data.workers if workers is None else workers

@@ -14,13 +14,13 @@ from typing import Any
 
 import torch
 
-from reclip_eval.checkpoint import save_checkpoint
+from reclip_eval.checkpoint import CONFIG_NAME, save_checkpoint
 from reclip_eval.config import to_dict
 from reclip_eval.data.shards import list_shards, train_batches
 from reclip_eval.data.synth.export import made_by_current_generator, write_train_shards
 from reclip_eval.data.transforms import image_transform
 from reclip_eval.device import resolve_device, resolve_precision
-from reclip_eval.distributed import barrier, init_from_env, is_main_process, rank_and_size
+from reclip_eval.distributed import barrier, gather_ints, init_from_env, is_main_process, rank_and_size
 from reclip_eval.errors import ReclipError
 from reclip_eval.models.clip import CLIP
 from reclip_eval.models.flops import count_sample_compute
@@ -29,18 +29,22 @@ from reclip_eval.models.tokenizer import ClipTokenizer
 from reclip_eval.paths import default_data_dir
 from reclip_eval.train.chunked import chunked_contrastive_backward
 from reclip_eval.train.loss import contrastive_loss
-from reclip_eval.train.metrics_log import WANDB_ID_FILE, MetricsLog
+from reclip_eval.train.metrics_log import MetricsLog
 from reclip_eval.train.optim import build_optimizer, lr_factor
+from reclip_eval.train.out_dir import STAGES_DIR, finish_run, open_out_dir, start_run
 from reclip_eval.train.parallel import prepare_stage_model
 from reclip_eval.train.recipe import RecipeConfig, StageConfig, recipe_to_yaml
 from reclip_eval.train.resume import (
+    ResumeError,
     ResumePoint,
     gather_training_state,
     latest_resume_point,
     list_resume_points,
     load_model_weights,
     load_optimizer_and_rng,
+    resume_settings,
     save_resume_point,
+    settings_mismatches,
 )
 
 log = logging.getLogger(__name__)
@@ -63,6 +67,10 @@ class StageReport:
     pos_embed_grid: tuple[int, int]
     gmacs_per_sample: float  # forward, image + text (models/flops.py); training costs about 3x this
     losses: list[float] = field(default_factory=list)  # one per step
+    data_skipped: dict[str, dict[str, int]] = field(default_factory=dict)  # this process's (data/shards.py)
+    # Per process, per loader worker: raw samples of its data stream used by the last resume point (dropped samples
+    # make it more than steps x batch), what exact resume skips to.
+    stream_positions: list[list[int]] = field(default_factory=list)
 
 
 def prepare_shards(recipe: RecipeConfig, data_dir: Path | None, workers: int) -> list[str]:
@@ -86,18 +94,30 @@ def build_model(recipe: RecipeConfig) -> CLIP:
     return CLIP(config)
 
 
-def run_stage(model: CLIP, stage: StageConfig, stage_index: int, recipe: RecipeConfig, shards: list[str],
-              device: str, workers: int, out_dir: Path, done: list[StageReport],
-              resume: ResumePoint | None = None, metrics: MetricsLog | None = None) -> StageReport:
-    """Run one stage (from `resume`'s step when given); `done` are the reports of the stages before it."""
-    rank, world = rank_and_size()
+def _batch_problems(stage: StageConfig, world: int) -> list[str]:
+    """How `stage`'s batch does not split over `world` processes. (A per-process batch of one is fine: the loss
+    runs over the gathered global batch, which the recipe schema keeps at two pairs or more.)"""
     if stage.batch_size % world:
-        raise TrainingError(f"stage {stage.name!r}: batch_size {stage.batch_size} is the global batch and must be "
-                            f"divisible by the {world} processes")
+        return [f"stage {stage.name!r}: batch_size {stage.batch_size} is the global batch and must be divisible by "
+                f"the {world} processes"]
     local_batch = stage.batch_size // world
     if stage.micro_batch_size and local_batch % stage.micro_batch_size:
-        raise TrainingError(f"stage {stage.name!r}: micro_batch_size {stage.micro_batch_size} must divide the "
-                            f"per-process batch {local_batch} (batch_size {stage.batch_size} / {world} processes)")
+        return [f"stage {stage.name!r}: micro_batch_size {stage.micro_batch_size} must divide the per-process batch "
+                f"{local_batch} (batch_size {stage.batch_size} / {world} processes)"]
+    return []
+
+
+def run_stage(model: CLIP, stage: StageConfig, stage_index: int, recipe: RecipeConfig, shards: list[str],
+              device: str, workers: int, out_dir: Path, done: list[StageReport],
+              resume: ResumePoint | None = None, metrics: MetricsLog | None = None,
+              settings: dict[str, Any] | None = None) -> StageReport:
+    """Run one stage (from `resume`'s step when given); `done` are the reports of the stages before it.
+    `settings` (`resume_settings`) are recorded in each resume point."""
+    rank, world = rank_and_size()
+    problems = _batch_problems(stage, world)
+    if problems:
+        raise TrainingError("; ".join(problems))
+    local_batch = stage.batch_size // world
     chunked = bool(stage.micro_batch_size) and stage.micro_batch_size < local_batch
     if model.config.vision.image_size != stage.image_size:
         old = model.config.vision.grid_size
@@ -126,7 +146,8 @@ def run_stage(model: CLIP, stage: StageConfig, stage_index: int, recipe: RecipeC
                              (model.config.vision.grid_size,) * 2, compute.total_gmacs)
     batches = train_batches(shards, transform, tokenizer, batch_size=local_batch,
                             seed=recipe.seed + stage_index + 10_000 * rank, shuffle_buffer=recipe.data.shuffle_buffer,
-                            workers=workers, skip_batches=first_step,
+                            workers=workers, skip_batches=first_step, counts_so_far=report.data_skipped,
+                            stream_positions=report.stream_positions[rank] if report.stream_positions else None,
                             pin_memory=torch.device(device).type == "cuda")
     precision = resolve_precision(recipe.precision, device)
     started = time.perf_counter() - report.wall_time_s
@@ -162,6 +183,7 @@ def run_stage(model: CLIP, stage: StageConfig, stage_index: int, recipe: RecipeC
         scheduler.step()
         report.losses.append(loss.item())
         report.samples_seen += stage.batch_size
+        report.data_skipped = batches.counts()
         if step % recipe.log_every == 0 or step == stage.steps - 1:
             progress.set_postfix(loss=f"{loss.item():.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}",
                                  temp=f"{scale.item():.1f}")
@@ -176,12 +198,13 @@ def run_stage(model: CLIP, stage: StageConfig, stage_index: int, recipe: RecipeC
         done_steps = step + 1
         if done_steps == stage.steps or (recipe.checkpoint_every and done_steps % recipe.checkpoint_every == 0):
             report.wall_time_s = time.perf_counter() - started
+            report.stream_positions = gather_ints(batches.stream_positions(), device)  # collective
             model_state, optimizer_state = gather_training_state(trained.module, optimizer)  # collective (FSDP)
             if is_main_process():
                 save_resume_point(out_dir, model_state=model_state, optimizer_state=optimizer_state,
                                   scheduler=scheduler, stage_index=stage_index, step=done_steps,
                                   reports=[*done, report], keep=recipe.keep_checkpoints,
-                                  recipe_yaml=recipe_to_yaml(recipe))
+                                  recipe_yaml=recipe_to_yaml(recipe), settings=settings)
             barrier()
     trained.write_back(model)
     report.wall_time_s = time.perf_counter() - started
@@ -194,20 +217,30 @@ def train(recipe: RecipeConfig, out_dir: str | Path, *, data_dir: Path | None = 
     """Run every stage of `recipe` and write the checkpoint to `out_dir` (stage checkpoints in out_dir/stages/).
     Curves go to TensorBoard (recipe.tensorboard) and to the W&B project `wandb_project` when given.
 
-    `resume=True` continues from the latest resume point in `out_dir/resume/` (same recipe, same number of
-    processes and data workers), so the loss curve continues exactly as if the run had never stopped."""
+    `resume=True` continues from the newest intact resume point in `out_dir/resume/` (same recipe, same number of
+    processes, data workers and shards, all checked), so the loss curve continues exactly as if the run had never
+    stopped. What `out_dir` may hold is decided first (train/out_dir.py); nothing the run did not write is deleted."""
     device = init_from_env(resolve_device(device))  # under torchrun: join the group, one device per process
     workers = recipe.data.workers if workers is None else workers
-    if not is_main_process():
+    out_dir = Path(out_dir)
+    main = is_main_process()
+    problems = [p for stage in recipe.stages for p in _batch_problems(stage, rank_and_size()[1])]
+    if problems:  # found now, not at the start of a later stage
+        raise TrainingError("; ".join(problems))
+    open_out_dir(out_dir, resume=resume, main=main)  # refuses before any data, model or file is touched
+    if not main:
         barrier()  # the first process prepares (possibly generates) the shards
     shards = prepare_shards(recipe, data_dir, workers)
-    if is_main_process():
+    if main:
+        start_run(out_dir, recipe.name, resume=resume)
         barrier()
     world = rank_and_size()[1]
+    settings = resume_settings(workers, world, shards)
     model = build_model(recipe)
     reports: list[StageReport] = []
-    out_dir = Path(out_dir)
-    point = _check_resume_point(latest_resume_point(out_dir), recipe, out_dir) if resume else None
+    point = None
+    if resume:  # tensor names do not depend on the stage's image size
+        point = _check_resume_point(latest_resume_point(out_dir, set(model.state_dict())), recipe, settings)
     if point is not None:
         for stage in recipe.stages[:point.stage_index + 1]:  # the model as it was at that point: size, then weights
             if model.config.vision.image_size != stage.image_size:
@@ -219,39 +252,58 @@ def train(recipe: RecipeConfig, out_dir: str | Path, *, data_dir: Path | None = 
             reports.append(StageReport(**{**point.state["reports"][point.stage_index],
                                           "pos_embed_grid": tuple(point.state["reports"][point.stage_index]
                                                                   ["pos_embed_grid"])}))
+            # A kill between this point and the stage checkpoint left no stages/NAME: these weights are its.
+            stage_dir = out_dir / STAGES_DIR / recipe.stages[point.stage_index].name
+            if save_stages and point.stage_index < len(recipe.stages) - 1 and main and \
+                    not (stage_dir / CONFIG_NAME).is_file():
+                _save_stage(model, point.stage_index, recipe, reports, device, world, out_dir)
             point = None
     resumed_at = None
     if point is not None:
         resumed_at = sum(s.steps for s in recipe.stages[:point.stage_index]) + point.step
-    main = is_main_process()
-    metrics = MetricsLog(out_dir, recipe.tensorboard and main, purge_step=resumed_at,
+    # A new run in a folder where a killed run left curves: purge_step 0 drops them instead of mixing them in.
+    metrics = MetricsLog(out_dir, recipe.tensorboard and main, purge_step=resumed_at or 0,
                          wandb_project=wandb_project if main else None, config=to_dict(recipe))
     for index, stage in enumerate(recipe.stages):
         if index < len(reports):
             continue
         start = point if point is not None and point.stage_index == index else None
         reports.append(run_stage(model, stage, index, recipe, shards, device, workers, out_dir, reports, start,
-                                 metrics))
-        if save_stages and index < len(recipe.stages) - 1 and is_main_process():
-            save_checkpoint(model, out_dir / "stages" / stage.name, recipe_yaml=recipe_to_yaml(recipe),
-                            training=training_record(recipe, reports, device, world),
-                            dtype=_DTYPES[recipe.save_dtype])
+                                 metrics, settings))
+        if save_stages and index < len(recipe.stages) - 1 and main:
+            _save_stage(model, index, recipe, reports, device, world, out_dir)
     metrics.close()
-    if is_main_process():
+    if main:
+        # File by file into the run folder: whatever else is in it (the user's files) stays.
         save_checkpoint(model.cpu(), out_dir, recipe_yaml=recipe_to_yaml(recipe),
                         training=training_record(recipe, reports, device, world), dtype=_DTYPES[recipe.save_dtype],
-                        keep=("stages", "tensorboard", "wandb", WANDB_ID_FILE))
+                        in_place=True)
+        finish_run(out_dir, recipe.name)
     barrier()
     return model, reports
 
 
-def _check_resume_point(point: ResumePoint | None, recipe: RecipeConfig, out_dir: Path) -> ResumePoint | None:
-    if point is None:
-        log.info("no resume point in %s: starting from scratch", out_dir / "resume")
-        return None
+def _save_stage(model: CLIP, index: int, recipe: RecipeConfig, reports: list[StageReport], device: str, world: int,
+                out_dir: Path) -> None:
+    save_checkpoint(model, out_dir / STAGES_DIR / recipe.stages[index].name, recipe_yaml=recipe_to_yaml(recipe),
+                    training=training_record(recipe, reports, device, world), dtype=_DTYPES[recipe.save_dtype])
+
+
+def _check_resume_point(point: ResumePoint | None, recipe: RecipeConfig, settings: dict[str, Any]
+                        ) -> ResumePoint | None:
+    if point is None:  # open_out_dir has refused a --resume without points
+        raise ResumeError("no resume point to continue from")
     if point.state.get("recipe") != recipe_to_yaml(recipe):
         raise TrainingError(f"{point.path}: was written by another recipe (or other overrides); resume with the "
                             "same recipe and overrides, or use a new --out")
+    recorded = point.state.get("settings")
+    if recorded is None:
+        log.warning("%s: written before resume points recorded workers, processes and shards; they are not checked",
+                    point.path)
+        return point
+    problems = settings_mismatches(recorded, settings)
+    if problems:
+        raise TrainingError(f"{point.path}: the run would not continue exactly: {'; '.join(problems)}")
     return point
 
 
@@ -272,6 +324,7 @@ def training_record(recipe: RecipeConfig, reports: list[StageReport], device: st
                 "loss_first": round(r.losses[0], 4) if r.losses else None,
                 "loss_last": round(r.losses[-1], 4) if r.losses else None,
                 "losses": [round(x, 4) for x in r.losses],
+                "data_skipped": r.data_skipped,
             }
             for r in reports
         ],

@@ -52,7 +52,7 @@ def _start_wandb(out_dir: Path, project: str, config: dict[str, Any]):
     except ImportError:
         from reclip_eval.errors import ConfigError
 
-        raise ConfigError(f"--wandb {project}: the wandb package is not installed (pip install wandb)") from None
+        raise ConfigError(f"--wandb {project}", ["the wandb package is not installed (pip install wandb)"]) from None
     id_file = out_dir / WANDB_ID_FILE
     run_id = id_file.read_text(encoding="utf-8").strip() if id_file.is_file() else secrets.token_hex(4)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -11,11 +11,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 
-from reclip_eval.config import apply_overrides, deep_merge, from_dict, load_yaml, to_dict
+from reclip_eval.config import (
+    Rule,
+    above,
+    apply_overrides,
+    at_least,
+    blame_overrides,
+    deep_merge,
+    enforce_rules,
+    from_dict,
+    load_yaml,
+    to_dict,
+)
 from reclip_eval.data.synth.export import SynthConfig
 from reclip_eval.errors import ConfigError
 from reclip_eval.models.presets import ArchitectureSpec
@@ -30,6 +41,15 @@ class OptimizerConfig:
     betas: tuple[float, float] = (0.9, 0.98)  # adamw only
     eps: float = 1e-6  # adamw only
     grad_clip_norm: float | None = 1.0
+
+    config_rules: ClassVar[tuple[Rule, ...]] = (
+        at_least("lr", 0), at_least("weight_decay", 0), above("eps", 0),
+        at_least("grad_clip_norm", 0, " (0 or null: no clipping)"),
+        Rule(("betas",), lambda b: None if all(0 <= x < 1 for x in b) else f"each must be in [0, 1), got {list(b)}"),
+    )
+
+    def __post_init__(self) -> None:
+        enforce_rules(self)
 
 
 @dataclass(frozen=True)
@@ -52,15 +72,17 @@ class StageConfig:
     # gradients stay those of the full global batch (reclip_eval/train/chunked.py). None: the whole batch at once.
     micro_batch_size: int | None = None
 
+    config_rules: ClassVar[tuple[Rule, ...]] = (
+        at_least("image_size", 1), at_least("text_length", 1), at_least("steps", 1),
+        # With one pair the softmax runs over a single logit: the loss is 0 at every step and nothing is learnt.
+        at_least("batch_size", 2, " (a contrastive batch needs other pairs as each pair's negatives)"),
+        Rule(("mask_ratio",), lambda r: None if 0 <= r < 1 else f"must be in [0, 1), got {r}"),
+        at_least("micro_batch_size", 1), at_least("start_lr_ratio", 0), at_least("end_lr_ratio", 0),
+        Rule(("warmup_steps", "steps"), lambda w, n: None if 0 <= w <= n else f"must be within [0, steps={n}], got {w}"),
+    )
+
     def __post_init__(self) -> None:
-        if not 0 <= self.mask_ratio < 1:
-            raise ValueError(f"stage {self.name!r}: mask_ratio must be in [0, 1), got {self.mask_ratio}")
-        if self.steps <= 0 or self.batch_size <= 0:
-            raise ValueError(f"stage {self.name!r}: steps and batch_size must be positive")
-        if self.micro_batch_size is not None and self.micro_batch_size <= 0:
-            raise ValueError(f"stage {self.name!r}: micro_batch_size must be positive, got {self.micro_batch_size}")
-        if not 0 <= self.warmup_steps <= self.steps:
-            raise ValueError(f"stage {self.name!r}: warmup_steps must be within [0, steps={self.steps}]")
+        enforce_rules(self)
 
 
 @dataclass(frozen=True)
@@ -71,6 +93,11 @@ class DataConfig:
     synth: SynthConfig | None = None  # generate the shards from the synthetic world when they are missing
     shuffle_buffer: int = 2000
     workers: int = 2
+
+    config_rules: ClassVar[tuple[Rule, ...]] = (at_least("shuffle_buffer", 0), at_least("workers", 0))
+
+    def __post_init__(self) -> None:
+        enforce_rules(self)
 
 
 @dataclass(frozen=True)
@@ -92,6 +119,13 @@ class RecipeConfig:
     # Under torchrun: "ddp" replicates the model on every process; "fsdp" shards parameters, gradients and
     # optimizer states across them (train/parallel.py). One process: ignored.
     data_parallel: Literal["ddp", "fsdp"] = "ddp"
+
+    config_rules: ClassVar[tuple[Rule, ...]] = (
+        at_least("log_every", 1), at_least("checkpoint_every", 0, " (0: off)"), at_least("keep_checkpoints", 1),
+    )
+
+    def __post_init__(self) -> None:
+        enforce_rules(self)
 
 
 def resolve_stages(stages: list[Any], source: str) -> list[dict[str, Any]]:
@@ -143,21 +177,63 @@ def clip_recipe_files() -> dict[str, Path]:
 
 
 def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> RecipeConfig:
+    """The resolved recipe; every problem (of the file, or of the `key=value` overrides, then named as the
+    source) is reported at once, before any data or model is touched."""
     path = find_named_yaml("training", "recipe", name_or_path)
     if is_detector_recipe(path):
         raise ConfigError(str(path), [f"detector: this is a detector recipe; run it with `reclip-eval detect train "
                                       f"--recipe {path.stem} --backbone MODEL --out DIR`"])
-    raw = apply_overrides(_merged_raw(path), overrides or [], source=f"{path} (with overrides)")
-    raw["stages"] = resolve_stages(raw.get("stages"), str(path))
-    recipe = from_dict(RecipeConfig, raw, source=str(path))
-    names = [s.name for s in recipe.stages]
-    problems = [f"stages: stage name {n!r} is used twice" for n in sorted({n for n in names if names.count(n) > 1})]
-    context = recipe.model.build(source=str(path)).text.context_length
-    problems += [f"stages.{s.name}.text_length: {s.text_length} exceeds the model's context_length {context}"
-                 for s in recipe.stages if s.text_length > context]
-    if problems:
-        raise ConfigError(str(path), problems)
-    return recipe
+    raw = _merged_raw(path)
+    recipe, problems = _parse(apply_overrides(raw, overrides or [], source=f"{path} (with overrides)"), path)
+    if not problems:
+        return recipe
+    if overrides and not _parse(raw, path)[1]:  # the file alone is fine: the command line broke it
+        problems, culprits = blame_overrides(problems, overrides)
+        raise ConfigError(f"command-line override {' '.join(culprits)} (recipe {path})", problems)
+    raise ConfigError(str(path), problems)
+
+
+def _parse(raw: dict[str, Any], path: Path) -> tuple[RecipeConfig | None, list[str]]:
+    """(recipe, []) or (None, every problem): the schema's and those that need the model and all stages."""
+    raw = {**raw, "stages": resolve_stages(raw.get("stages"), str(path))}
+    try:
+        recipe, problems = from_dict(RecipeConfig, raw, source=str(path)), []
+    except ConfigError as e:
+        recipe, problems = None, e.problems
+    return recipe, problems + _cross_problems(raw)
+
+
+def _cross_problems(raw: dict[str, Any]) -> list[str]:
+    """Rules across the model and the stages, checked on the raw values (so they are reported together with the
+    schema's problems); a value of the wrong type was reported by the schema already."""
+    stages = [s for s in raw["stages"] if isinstance(s, dict)]
+    names = [s.get("name") for s in stages]
+    problems = [f"stages: stage name {n!r} is used twice"
+                for n in sorted({n for n in names if isinstance(n, str) and names.count(n) > 1})]
+    model = None
+    try:
+        spec = from_dict(ArchitectureSpec, raw.get("model"), source="model")
+    except ConfigError:
+        spec = None  # reported by the schema
+    try:
+        model = spec.build(source="model") if spec is not None else None
+    except ConfigError as e:
+        problems += [f"model: {p}" for p in e.problems]
+    for s in stages if model is not None else []:
+        size, length = s.get("image_size"), s.get("text_length")
+        patch, context = model.vision.patch_size, model.text.context_length
+        if _is_int(size) and size > 0 and size % patch:
+            near = " or ".join(str(n) for n in sorted({size // patch * patch, (size // patch + 1) * patch} - {0}))
+            problems.append(f"stages.{s.get('name')}.image_size: {size} is not a multiple of the model's patch size "
+                            f"{patch} (e.g. {near})")
+        if _is_int(length) and length > context:
+            problems.append(f"stages.{s.get('name')}.text_length: {length} exceeds the model's context_length "
+                            f"{context}")
+    return problems
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def recipe_to_yaml(recipe: RecipeConfig) -> str:

@@ -5,7 +5,10 @@
         optimizer.safetensors   the optimizer's tensors; state.json holds the rest of its state dict
         state.json              stage index, step, scheduler, RNG states, the stage reports so far (losses included)
 
-Written atomically (temp dir + fsync + rename), the last `keep` kept. No pickles: tensors go to safetensors,
+Written atomically (temp dir + fsync + rename onto a new name), the last `keep` kept; older ones are renamed out of
+the name pattern before they are deleted, so a kill never leaves a half-deleted point under a name read here. On
+resume each point is verified (state.json parses, both safetensors files open and hold the expected tensors) and the
+newest intact one is used, the others skipped with the reason logged. No pickles: tensors go to safetensors,
 everything else to JSON. Weights and optimizer state are saved whole (unsharded), the optimizer state keyed by
 parameter name: what lets FSDP cut it into shards again on resume. The data stream is positioned by skipping the batches already consumed
 (`data/shards.py:train_batches(skip_batches=...)`), so the resumed loss curve equals the uninterrupted one.
@@ -13,10 +16,11 @@ parameter name: what lets FSDP cut it into shards again on resume. The data stre
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import random
 import re
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -24,8 +28,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from reclip_eval.atomic import atomic_dir
+from reclip_eval.atomic import atomic_dir, retire_dir
+from reclip_eval.errors import ReclipError
 
+log = logging.getLogger(__name__)
 RESUME_DIR = "resume"
 _NAME = re.compile(r"^stage(\d+)-step(\d{8})$")
 
@@ -36,6 +42,36 @@ class ResumePoint:
     stage_index: int
     step: int  # steps of that stage already done
     state: dict[str, Any]  # the rest of state.json
+
+
+class ResumeError(ReclipError):
+    """No usable resume point, or one written under settings that would not continue the run exactly."""
+
+
+def resume_settings(workers: int, world_size: int, shards: list[str]) -> dict[str, Any]:
+    """What the exact continuation of the data stream depends on besides the recipe (which is compared whole):
+    the number of loader streams (0 and 1 worker give the same stream, measured), the process count (each process
+    draws its own stream of batch_size / world pairs) and the shard files (names and sizes, not the folder, so
+    moved data still resumes)."""
+    listing = "\n".join(f"{Path(s).name} {Path(s).stat().st_size if Path(s).is_file() else '-'}" for s in shards)
+    return {"workers": workers, "world_size": world_size,
+            "shards": {"count": len(shards), "sha256": hashlib.sha256(listing.encode()).hexdigest()[:16]}}
+
+
+def settings_mismatches(recorded: dict[str, Any], given: dict[str, Any]) -> list[str]:
+    """The settings of `given` that differ from `recorded` in a way that changes the loss curve, each named."""
+    problems = []
+    if max(1, recorded["workers"]) != max(1, given["workers"]):
+        problems.append(f"data loader workers: the run used {recorded['workers']}, this one has {given['workers']} "
+                        f"(each worker is its own data stream; use --workers {recorded['workers']})")
+    if recorded["world_size"] != given["world_size"]:
+        problems.append(f"processes: the run used {recorded['world_size']}, this one has {given['world_size']} "
+                        "(each process draws its own stream)")
+    if recorded["shards"] != given["shards"]:
+        problems.append(f"training shards: the run read {recorded['shards']['count']} files (fingerprint "
+                        f"{recorded['shards']['sha256']}), this one finds {given['shards']['count']} "
+                        f"({given['shards']['sha256']}); check --data-dir")
+    return problems
 
 
 def _flatten_optimizer(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict]:
@@ -89,7 +125,8 @@ def restore_rng(state: dict[str, Any], torch_state: torch.Tensor) -> None:
 
 def save_resume_point(out_dir: Path, *, model_state: dict[str, torch.Tensor], optimizer_state: dict,
                       scheduler: torch.optim.lr_scheduler.LRScheduler, stage_index: int, step: int,
-                      reports: list[Any], keep: int, recipe_yaml: str) -> Path:
+                      reports: list[Any], keep: int, recipe_yaml: str, settings: dict[str, Any] | None = None
+                      ) -> Path:
     """Write what `gather_training_state` returned, with the scheduler, RNG states and reports."""
     from safetensors.torch import save_file
 
@@ -102,30 +139,80 @@ def save_resume_point(out_dir: Path, *, model_state: dict[str, torch.Tensor], op
         save_file(tensors, str(tmp / "optimizer.safetensors"))
         state = {"stage_index": stage_index, "step": step, "recipe": recipe_yaml, "optimizer": skeleton,
                  "scheduler": scheduler.state_dict(), "rng": rng_state(),
-                 "reports": [asdict(r) for r in reports]}
+                 "reports": [asdict(r) for r in reports], "settings": settings}
         (tmp / "state.json").write_text(json.dumps(state))
     for old in list_resume_points(out_dir)[:-keep]:
-        shutil.rmtree(old.path, ignore_errors=True)
+        retire_dir(old.path)
     return target
 
 
 def list_resume_points(out_dir: Path) -> list[ResumePoint]:
+    """Every folder named like a resume point, oldest first (intact or not: see `unusable_reason`)."""
     root = Path(out_dir) / RESUME_DIR
     points = []
-    for folder in sorted(root.iterdir()) if root.is_dir() else []:
+    for folder in root.iterdir() if root.is_dir() else []:
         match = _NAME.match(folder.name)
-        if match and (folder / "state.json").is_file():
+        if match and folder.is_dir():
             points.append(ResumePoint(folder, int(match[1]), int(match[2]), {}))
     return sorted(points, key=lambda p: (p.stage_index, p.step))
 
 
-def latest_resume_point(out_dir: Path) -> ResumePoint | None:
+def _safetensors_keys(path: Path) -> set[str]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:  # checks the header and that the file covers every tensor's bytes
+        return set(f.keys())
+
+
+def unusable_reason(point: ResumePoint, model_keys: set[str] | None = None) -> str | None:
+    """Why `point` cannot be resumed from (None when intact); fills `point.state` from its state.json."""
+    try:
+        state = json.loads((point.path / "state.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return "state.json is missing"
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        return f"state.json is not valid JSON ({e})"
+    needed = {"stage_index", "step", "recipe", "optimizer", "scheduler", "rng", "reports"}
+    if not isinstance(state, dict) or not needed <= set(state):
+        return f"state.json lacks {sorted(needed - set(state) if isinstance(state, dict) else needed)}"
+    if (state["stage_index"], state["step"]) != (point.stage_index, point.step):
+        return f"state.json is for stage {state['stage_index']} step {state['step']}, not its folder's name"
+    found = {}
+    for name in ("model.safetensors", "optimizer.safetensors"):
+        try:
+            found[name] = _safetensors_keys(point.path / name)
+        except FileNotFoundError:
+            return f"{name} is missing"
+        except Exception as e:  # safetensors raises its own SafetensorError (and OSError) for a damaged file
+            return f"{name} cannot be read ({e})"
+    if model_keys is not None and found["model.safetensors"] != model_keys:
+        return f"model.safetensors holds other tensors than the model ({len(found['model.safetensors'])} vs " \
+               f"{len(model_keys)})"
+    wanted = {e["tensor"] for entries in state["optimizer"]["state"].values() for e in entries.values()
+              if "tensor" in e} | {"__torch_rng__"}
+    if not wanted <= found["optimizer.safetensors"]:
+        return f"optimizer.safetensors lacks {len(wanted - found['optimizer.safetensors'])} tensors"
+    point.state = state
+    return None
+
+
+def latest_resume_point(out_dir: Path, model_keys: set[str] | None = None) -> ResumePoint | None:
+    """The newest intact resume point (None when there is none at all); damaged newer ones are skipped, each
+    logged with the reason. Raises ResumeError when points exist but none is intact."""
     points = list_resume_points(out_dir)
-    if not points:
-        return None
-    point = points[-1]
-    point.state = json.loads((point.path / "state.json").read_text())
-    return point
+    skipped = []
+    for point in reversed(points):
+        reason = unusable_reason(point, model_keys)
+        if reason is None:
+            if skipped:
+                log.warning("resuming from %s instead (the newest intact resume point)", point.path.name)
+            return point
+        log.warning("skipping resume point %s: %s", point.path, reason)
+        skipped.append(f"{point.path.name}: {reason}")
+    if skipped:
+        raise ResumeError(f"{Path(out_dir) / RESUME_DIR}: no intact resume point ({'; '.join(skipped)}); start the "
+                          "run again without --resume")
+    return None
 
 
 def load_optimizer_and_rng(point: ResumePoint, module: torch.nn.Module, optimizer: torch.optim.Optimizer,

@@ -1,0 +1,236 @@
+"""Every class of bad input, through the real command line: exit code 2, no traceback, and the file, key or value
+that is wrong named in the message (issue #12's table).
+
+Each row builds its command line (and whatever broken files it needs) inside a temp folder, runs `main(argv)` in
+this process and checks stderr. A row's `setup` gets a `Ctx` with the temp folder and lazily built fixtures (a tiny
+checkpoint, a small synthetic world), so a row only pays for what it uses.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from reclip_eval.cli.main import main
+
+
+@dataclass
+class Ctx:
+    tmp: Path
+    request: pytest.FixtureRequest
+
+    @property
+    def checkpoint(self) -> Path:
+        """A private copy of the tiny random checkpoint, free to break."""
+        copy = self.tmp / "ckpt"
+        if not copy.exists():
+            shutil.copytree(self.request.getfixturevalue("tiny_checkpoint"), copy)
+        return copy
+
+    @property
+    def synth(self) -> Path:
+        """The session's small synthetic world (read-only: copy what a row breaks)."""
+        return self.request.getfixturevalue("synth_dir")
+
+    def write_json(self, name: str, data) -> Path:
+        path = self.tmp / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data))
+        return path
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    setup: Callable[[Ctx], list[str]]  # returns argv; may write broken files under ctx.tmp
+    expect: tuple[str, ...]  # substrings the error message must hold (file, key, value, what was expected)
+
+
+def _edit_config(ctx: Ctx, edit: Callable[[dict], None]) -> Path:
+    config_path = ctx.checkpoint / "config.json"
+    config = json.loads(config_path.read_text())
+    edit(config)
+    config_path.write_text(json.dumps(config))
+    return ctx.checkpoint
+
+
+def _lvis_evaluate(ctx: Ctx, edit_gt: Callable[[dict], object] = lambda gt: None,
+                   edit_dets: Callable[[list], object] = lambda dets: None,
+                   as_json: Callable[[list], object] = lambda dets: dets) -> list[str]:
+    """`detect evaluate` on a two-image LVIS set (tests/test_lvis_eval.py) broken by the in-place edits (their
+    return values are ignored); `as_json` turns the detections into what is written."""
+    from tests.test_lvis_eval import _one_image_set
+
+    ground_truth, detections = _one_image_set()
+    edit_gt(ground_truth)
+    edit_dets(detections)
+    return ["detect", "evaluate", "--annotations", str(ctx.write_json("gt.json", ground_truth)),
+            "--detections", str(ctx.write_json("dets.json", as_json(detections))), "--iou-type", "bbox"]
+
+
+def _eval_argv(ctx: Ctx, task: str, data: Path) -> list[str]:
+    return ["--model", str(ctx.checkpoint), "--task", task, "--data-dir", str(data), "--workers", "0",
+            "--output", str(ctx.tmp / "results")]
+
+
+def _retrieval_with(ctx: Ctx, edit: Callable[[dict], object] = lambda d: None, folder: str = "shapes-retrieval",
+                    annotations: str = "dataset_shapes.json", images: str = ".") -> Path:
+    """A copy of the synthetic retrieval set as `folder/annotations` (images under `folder/images`), its Karpathy
+    JSON changed by `edit`; returns the data root."""
+    source, target = ctx.synth / "shapes-retrieval", ctx.tmp / "data" / folder
+    shutil.copytree(source / "images", target / images / "images")
+    data = json.loads((source / "dataset_shapes.json").read_text())
+    edit(data)
+    (target / annotations).write_text(json.dumps(data))
+    return ctx.tmp / "data"
+
+
+def _retrieval_case(edit: Callable[[dict], object]) -> Callable[[Ctx], list[str]]:
+    return lambda ctx: _eval_argv(ctx, "shapes-retrieval", _retrieval_with(ctx, edit))
+
+
+def _corrupt_retrieval(ctx: Ctx) -> list[str]:
+    data = _retrieval_with(ctx)
+    for image in (data / "shapes-retrieval" / "images").glob("*.jpg"):
+        image.write_bytes(b"not a jpeg")
+    return _eval_argv(ctx, "shapes-retrieval", data)
+
+
+def _set_split(data: dict, split: str) -> None:
+    for entry in data["images"]:
+        entry["split"] = split
+
+
+
+def _nan_weights(ctx: Ctx) -> Path:
+    """The tiny checkpoint with one NaN in its image projection."""
+    from safetensors.torch import load_file, save_file
+
+    weights = ctx.checkpoint / "model.safetensors"
+    state = load_file(str(weights))
+    state["visual.proj.weight"][0, 0] = float("nan")
+    save_file(state, str(weights), metadata={"format": "pt"})
+    return ctx.checkpoint
+
+
+def _train_into(ctx: Ctx, *extra: str, user_file: bool = False) -> list[str]:
+    """`train tiny-shapes` into ctx.tmp/out (holding a user's file when asked), two steps at most."""
+    out = ctx.tmp / "out"
+    if user_file:
+        out.mkdir()
+        (out / "precious.txt").write_text("the user's")
+    return ["train", "tiny-shapes", "--out", str(out), "--data-dir", str(ctx.synth), "--device", "cpu", "--workers",
+            "0", "stages.0.steps=1", "stages.0.warmup_steps=0", "stages.1.steps=1", "stages.1.warmup_steps=0", *extra]
+
+
+CASES: list[Case] = [
+    # --- command line and names ---
+    Case("unknown-task", lambda c: ["--model", "reclip-demo", "--task", "shapes-zeroshott"],
+         ("shapes-zeroshott", "Did you mean: shapes-zeroshot")),
+    # --- training: out folders, resume, recipes and overrides ---
+    Case("train-out-not-a-run", lambda c: _train_into(c, user_file=True),
+         ("out", "precious.txt", "not a folder this command wrote", "--resume")),
+    Case("train-resume-nothing-there", lambda c: _train_into(c, "--resume"), ("out", "nothing to resume")),
+    Case("train-batch-of-one", lambda c: ["config", "show", "tiny-shapes", "stages.0.batch_size=1"],
+         ("stages.0.batch_size=1", "stages[0].batch_size: must be >= 2", "contrastive")),
+    Case("train-recipe-values", lambda c: _train_into(c, "stages.0.image_size=20", "stages.1.image_size=0",
+                                                      "stages.0.optimizer.lr=-1", "data.workers=-1"),
+         ("stages.lowres.image_size: 20 is not a multiple of the model's patch size 8", "stages[1].image_size",
+          "stages[0].optimizer.lr", "data.workers")),
+    Case("train-override-typo", lambda c: ["config", "show", "tiny-shapes", "stages.0.stepz=3"],
+         ("command-line override stages.0.stepz=3", "did you mean 'steps'")),
+    Case("detect-train-out-not-a-run",
+         lambda c: (_train_into(c, user_file=True) and None) or [
+             "detect", "train", "--recipe", "detect-shapes", "--backbone", str(c.checkpoint), "--out",
+             str(c.tmp / "out"), "--data-dir", str(c.tmp / "data"), "--device", "cpu", "schedule.steps=1",
+             "schedule.warmup_steps=0"],
+         ("out", "precious.txt", "not a folder this command wrote")),
+    # --- data: shards, images, captions, retrieval ---
+    Case("retrieval-null-caption", _retrieval_case(lambda d: d["images"][2]["sentences"][1].update(raw=None)),
+         ("dataset_shapes.json", "images[2]", "caption 1 is None", "expected non-empty text")),
+    Case("retrieval-numeric-caption", _retrieval_case(lambda d: d["images"][2]["sentences"][0].update(raw=42)),
+         ("dataset_shapes.json", "images[2]", "caption 0 is 42")),
+    Case("retrieval-empty-caption", _retrieval_case(lambda d: d["images"][1]["sentences"][4].update(raw=" ")),
+         ("dataset_shapes.json", "images[1]", "caption 4 is ' '")),
+    Case("retrieval-duplicate-image", _retrieval_case(lambda d: d["images"].append(d["images"][0])),
+         ("dataset_shapes.json", "again (first at images[0])", "remove it")),
+    Case("retrieval-split-missing", _retrieval_case(lambda d: _set_split(d, "val")),
+         ("dataset_shapes.json", "no images in split 'test'", "splits: val (")),
+    Case("retrieval-images-not-found",
+         lambda c: _eval_argv(c, "flickr30k", _retrieval_with(c, folder="flickr30k",
+                                                              annotations="dataset_flickr30k.json")),
+         ("dataset_flickr30k.json", "0 of the", "in split 'test'", "flickr30k-images/", "does not exist",
+          "holds images/")),
+    Case("retrieval-every-image-corrupt", _corrupt_retrieval,
+         ("none of the", "could be read", "000000.jpg", "UnidentifiedImageError")),
+    Case("synth-unknown-set", lambda c: ["data", "synth", "--out", str(c.tmp / "out"), "--sets", "train,bogus"],
+         ("'bogus'", "expected some of", "retrieval")),
+    Case("synth-zero-samples-per-shard",
+         lambda c: ["data", "synth", "--out", str(c.tmp / "out"), "--samples-per-shard", "0"],
+         ("--samples-per-shard", ">= 1", "'0'")),
+    # --- checkpoints and models ---
+    Case("ckpt-config-missing-key",
+         lambda c: ["--model", str(_edit_config(c, lambda d: d["vision"].pop("layers"))), "--task", "shapes-zeroshot"],
+         ("ckpt/config.json: missing key vision.layers",)),
+    Case("ckpt-nan-weights", lambda c: ["--model", str(_nan_weights(c)), "--task", "shapes-zeroshot"],
+         ("ckpt/model.safetensors", "visual.proj.weight", "NaN")),
+    # Refused at model load, before any data is looked at (none is given).
+    Case("ckpt-image-size-not-multiple-of-patch",
+         lambda c: ["--model", str(c.checkpoint), "--task", "shapes-zeroshot", "--image-size", "60",
+                    "--data-dir", "no-such-data"],
+         ("image size 60", "patch size 8", "use 56 or 64")),
+    Case("model-is-a-file", lambda c: ["--model", str(c.checkpoint / "model.safetensors"), "--task", "shapes-zeroshot"],
+         ("ckpt/model.safetensors: a file, not a checkpoint directory",)),
+    Case("openclip-without-weights", lambda c: ["--model", "openclip:ViT-B-32", "--task", "shapes-zeroshot"],
+         ("openclip:ViT-B-32", "no weights given", "--random-init")),
+    Case("random-init-not-openclip",
+         lambda c: ["--model", str(c.checkpoint), "--task", "shapes-zeroshot", "--random-init"],
+         ("--random-init applies to openclip:ARCH models only",)),
+    # --- evaluation: results files, caches, options ---
+    Case("eval-batch-size-zero", lambda c: ["--model", "reclip-demo", "--task", "shapes-zeroshot", "--batch-size", "0"],
+         ("--batch-size", "expected an integer >= 1", "'0'")),
+    Case("eval-negative-workers", lambda c: ["--model", "reclip-demo", "--task", "shapes-zeroshot", "--workers", "-1"],
+         ("--workers", "expected an integer >= 0", "'-1'")),
+    # A results file in the way that is no results file: refused before any data is looked at (none is given).
+    Case("eval-results-file-not-a-result",
+         lambda c: ["--model", c.checkpoint.name, "--task", "shapes-zeroshot", "--workers", "0", "--output",
+                    c.write_json("out/ckpt__shapes-zeroshot.json", []).parent.name, "--data-dir", "no-such-data"],
+         ("out/ckpt__shapes-zeroshot.json", "not a results file", "--overwrite")),
+    # --- detection: LVIS annotations and detections ---
+    Case("lvis-no-federated-fields",
+         lambda c: _lvis_evaluate(c, lambda gt: [i.pop("neg_category_ids") for i in gt["images"]]),
+         ("gt.json", "image 0 (id 1) has no neg_category_ids", "2 of 2 images", "--allow-missing-federated-fields")),
+    Case("lvis-detections-dict", lambda c: _lvis_evaluate(c, as_json=lambda d: {"results": d}),
+         ("dets.json", "expected a JSON list", "got an object with keys ['results']")),
+    Case("lvis-negative-width", lambda c: _lvis_evaluate(c, edit_dets=lambda d: d[1]["bbox"].__setitem__(2, -20)),
+         ("dets.json", "entry 1 (image_id 1)", "negative width or height", "1 of 3 entries")),
+    Case("lvis-nan-score", lambda c: _lvis_evaluate(c, edit_dets=lambda d: d[2].update(score=float("nan"))),
+         ("dets.json", "entry 2 (image_id 2)", "score nan is not a finite number", "1 of 3 entries")),
+    Case("lvis-string-score", lambda c: _lvis_evaluate(c, edit_dets=lambda d: d[0].update(score="high")),
+         ("dets.json", "entry 0 (image_id 1)", "score 'high'", "1 of 3 entries")),
+    Case("lvis-missing-score", lambda c: _lvis_evaluate(c, edit_dets=lambda d: d[0].pop("score")),
+         ("dets.json", "entry 0 (image_id 1) has no score", "1 of 3 entries")),
+    Case("lvis-three-number-bbox", lambda c: _lvis_evaluate(c, edit_dets=lambda d: d[0]["bbox"].pop()),
+         ("dets.json", "entry 0 (image_id 1)", "is not 4 finite numbers", "1 of 3 entries")),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_is_one_clear_error(case: Case, tmp_path, request, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # nothing a row runs may write into the repository
+    argv = case.setup(Ctx(tmp_path, request))
+    capsys.readouterr()
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse's own usage errors
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == 2, f"exit code {code}, stderr:\n{err}"
+    assert "Traceback" not in err
+    for expected in case.expect:
+        assert expected in err, f"{expected!r} not in:\n{err}"
