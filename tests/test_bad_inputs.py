@@ -150,6 +150,10 @@ CASES: list[Case] = [
              str(c.tmp / "out"), "--data-dir", str(c.tmp / "data"), "--device", "cpu", "schedule.steps=1",
              "schedule.warmup_steps=0"],
          ("out", "precious.txt", "not a folder this command wrote")),
+    Case("detect-train-override-typo",
+         lambda c: ["detect", "train", "--recipe", "detect-shapes", "--backbone", str(c.checkpoint), "--out",
+                    str(c.tmp / "out"), "schedule.stepz=3"],
+         ("command-line override schedule.stepz=3", "did you mean 'steps'")),
     # --- data: shards, images, captions, retrieval ---
     Case("retrieval-null-caption", _retrieval_case(lambda d: d["images"][2]["sentences"][1].update(raw=None)),
          ("dataset_shapes.json", "images[2]", "caption 1 is None", "expected non-empty text")),
@@ -202,6 +206,12 @@ CASES: list[Case] = [
                     c.write_json("out/ckpt__shapes-zeroshot.json", []).parent.name, "--data-dir", "no-such-data"],
          ("out/ckpt__shapes-zeroshot.json", "not a results file", "--overwrite")),
     # --- detection: LVIS annotations and detections ---
+    Case("lvis-predict-evaluate-no-federated-fields",  # refused before the detector is loaded or run
+         lambda c: [(c.tmp / split).mkdir() for split in ("train2017", "val2017")] and [
+                    "detect", "predict", "--model", str(c.tmp / "no-detector-needed"), "--annotations",
+                    _lvis_evaluate(c, lambda gt: [i.pop("not_exhaustive_category_ids") for i in gt["images"]])[3],
+                    "--out", str(c.tmp / "dets-out.json"), "--evaluate"],
+         ("gt.json", "has no not_exhaustive_category_ids", "2 of 2 images")),
     Case("lvis-no-federated-fields",
          lambda c: _lvis_evaluate(c, lambda gt: [i.pop("neg_category_ids") for i in gt["images"]]),
          ("gt.json", "image 0 (id 1) has no neg_category_ids", "2 of 2 images", "--allow-missing-federated-fields")),

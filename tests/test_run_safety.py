@@ -306,5 +306,5 @@ def test_wandb_not_installed_is_one_clear_error(tmp_path, monkeypatch):
     from reclip_eval.train.metrics_log import MetricsLog
 
     monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb raises ImportError
-    with pytest.raises(ConfigError, match=r"--wandb proj.*pip install wandb"):
+    with pytest.raises(ConfigError, match=r"(?s)--wandb proj.*pip install wandb"):
         MetricsLog(tmp_path, False, wandb_project="proj")

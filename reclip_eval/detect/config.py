@@ -17,11 +17,12 @@ al. 2023, Region-Aware Pretraining for Open-Vocabulary Object Detection with Vis
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import yaml
 
-from reclip_eval.config import apply_overrides, from_dict, load_yaml, to_dict
+from reclip_eval.config import apply_overrides, blame_overrides, from_dict, load_yaml, to_dict
 from reclip_eval.data.synth.export import SynthConfig
 from reclip_eval.errors import ConfigError
 from reclip_eval.paths import data_folder
@@ -153,11 +154,26 @@ def load_detect_recipe(name_or_path: str, overrides: list[str] | None = None) ->
     raw = load_yaml(path)
     if "detector" not in raw:
         raise ConfigError(str(path), ["detector: missing; this is a CLIP recipe (run it with `reclip-eval train`)"])
-    raw = apply_overrides(raw, overrides or [], source=f"{path} (with overrides)")
-    recipe = from_dict(DetectRecipe, raw, source=str(path))
+    try:
+        recipe = from_dict(DetectRecipe, apply_overrides(raw, overrides or [], source=f"{path} (with overrides)"),
+                           source=str(path))
+    except ConfigError as e:
+        if not overrides or not _parses(raw, path):
+            raise
+        # The file alone is fine: the command line broke it, so name the override(s), not the file.
+        problems, culprits = blame_overrides(e.problems, overrides)
+        raise ConfigError(f"command-line override {' '.join(culprits)} (recipe {path})", problems) from None
     if path.parent == data_folder("training") and recipe.name != path.stem:
         raise ConfigError(str(path), [f"name: {recipe.name!r} must equal the file name {path.stem!r}"])
     return recipe
+
+
+def _parses(raw: dict, path: Path) -> bool:
+    try:
+        from_dict(DetectRecipe, raw, source=str(path))
+    except ConfigError:
+        return False
+    return True
 
 
 def detect_recipe_to_yaml(recipe: DetectRecipe) -> str:

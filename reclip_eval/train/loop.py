@@ -227,7 +227,8 @@ def train(recipe: RecipeConfig, out_dir: str | Path, *, data_dir: Path | None = 
     problems = [p for stage in recipe.stages for p in _batch_problems(stage, rank_and_size()[1])]
     if problems:  # found now, not at the start of a later stage
         raise TrainingError("; ".join(problems))
-    open_out_dir(out_dir, resume=resume, main=main)  # refuses before any data, model or file is touched
+    open_out_dir(out_dir, resume=resume)  # refuses before any data, model or file is touched
+    barrier()  # every process has looked at out_dir before the first one writes into it
     if not main:
         barrier()  # the first process prepares (possibly generates) the shards
     shards = prepare_shards(recipe, data_dir, workers)

@@ -40,16 +40,12 @@ def _newest_intact_point(out: Path) -> str | None:
     return next((p.path.name for p in reversed(list_resume_points(out)) if unusable_reason(p) is None), None)
 
 
-def open_out_dir(out: Path, *, resume: bool, main: bool) -> None:
-    """Refuse `out` when this run must not write there (every process calls it, before anything is written); on
-    the main process clean what killed saves left in our own entries."""
+def open_out_dir(out: Path, *, resume: bool) -> None:
+    """Refuse `out` when this run must not write there. Only looks: every process calls it, and all of them must
+    have looked before the first one writes (the caller's barrier), or one would see the other's first file."""
     out = Path(out)
     ours = refuse_foreign(out, KIND, looks_like_ours=bool(list_resume_points(out)) or _finished(out),
                           choices=_CHOICES)
-    if ours and main:
-        for folder, names in ((out, OWN_NAMES.__contains__), (out / RESUME_DIR, None), (out / STAGES_DIR, None)):
-            for action in clean_stale(folder, names):
-                log.info("left by an interrupted save: %s", action)
     if ours and _finished(out):
         what = "nothing to resume" if resume else "nothing was changed"
         raise RunFolderError(f"{out}: holds a finished run (its model: {out / WEIGHTS_NAME}); {what}; evaluate it "
@@ -69,7 +65,11 @@ def open_out_dir(out: Path, *, resume: bool, main: bool) -> None:
 
 def start_run(out: Path, recipe_name: str, *, resume: bool) -> None:
     """Mark `out` as this run's folder (main process, after `open_out_dir`). A new run first retires the damaged
-    resume points a killed earlier run left there (intact ones were refused by `open_out_dir`)."""
+    resume points a killed earlier run left there (intact ones were refused by `open_out_dir`). What killed saves
+    left in our own entries is cleaned first."""
+    for folder, names in ((out, OWN_NAMES.__contains__), (out / RESUME_DIR, None), (out / STAGES_DIR, None)):
+        for action in clean_stale(folder, names):
+            log.info("left by an interrupted save: %s", action)
     if not resume:
         for point in list_resume_points(out):
             log.warning("removing the damaged resume point %s (%s)", point.path, unusable_reason(point))
