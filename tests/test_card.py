@@ -1,6 +1,8 @@
 """Model cards: rendered from the card YAML, config, training record and results; huggingface_hub reads the
 model-index back."""
 
+import json
+
 from huggingface_hub import ModelCard
 
 from reclip_eval.cards.render import render_card
@@ -29,6 +31,23 @@ def test_card_round_trips_eval_results(tiny_checkpoint, synth_dir):
 def test_bundled_demo_card_states_its_measured_accuracy():
     adapter = load_adapter("reclip-demo")
     card = ModelCard.load(adapter.source.path / "README.md")
-    top1 = next(r for r in card.data.eval_results if r.dataset_name == "shapes-zeroshot" and r.metric_name == "top1")
-    assert top1.metric_value > 2.8 * 3  # well above chance (1/36), as measured
+    # Every number of the card's model-index is the committed results file's, rounded as the card writes it.
+    from reclip_eval.paths import data_folder
+
+    results = data_folder("leaderboards") / "results"
+    for entry in card.data.eval_results:
+        measured = json.loads((results / f"reclip-demo__{entry.dataset_name}.json").read_text())
+        assert entry.metric_value == round(100 * measured["metrics"][entry.metric_name], 2), entry
+    assert {r.dataset_name for r in card.data.eval_results} >= {"shapes-zeroshot", "shapes-retrieval"}
     assert "reclip-eval --model reclip-demo --task shapes-zeroshot" in card.text
+
+
+def test_detection_metrics_are_average_precision_and_undefined_ones_are_left_out():
+    from reclip_eval.cards.render import _eval_results
+
+    detection = {"task": {"kind": "detection", "name": "shapes-lvis", "split": "val"},
+                 "metrics": {"AP": 0.2302, "APl": -1.0, "box_APr": 0.17}}
+    entries = {e.metric_name: e for e in _eval_results([detection], "m")}
+    assert set(entries) == {"AP", "box_APr"}  # APl -1: no large objects, so no score (not -100)
+    assert {e.metric_type for e in entries.values()} == {"mean_average_precision"}
+    assert entries["AP"].metric_value == 23.02

@@ -16,6 +16,12 @@ from reclip_eval.zoo.cards import ModelCardSpec
 _TASK_TYPES = {"zeroshot_classification": "zero-shot-image-classification", "retrieval": "image-text-retrieval"}
 
 
+def _metric_type(task_kind: str, metric: str) -> str:
+    if task_kind == "detection":
+        return "mean_average_precision"  # LVIS AP (mask, or box_ prefixed)
+    return "recall" if "R@" in metric else "accuracy"
+
+
 def _eval_results(results: list[dict[str, Any]], model_name: str):
     from huggingface_hub import EvalResult
 
@@ -23,10 +29,12 @@ def _eval_results(results: list[dict[str, Any]], model_name: str):
     for r in results:
         task = r["task"]
         for metric, value in r["metrics"].items():
+            if value < 0:  # LVIS's -1: undefined (no ground truth in that slice), not a score
+                continue
             out.append(EvalResult(
                 task_type=_TASK_TYPES.get(task["kind"], task["kind"]),
                 dataset_type=task["name"], dataset_name=task["name"], dataset_split=task.get("split"),
-                metric_type="recall" if "R@" in metric else "accuracy", metric_name=metric,
+                metric_type=_metric_type(task["kind"], metric), metric_name=metric,
                 metric_value=round(100 * value, 2),
             ))
     return out

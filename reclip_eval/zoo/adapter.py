@@ -1,4 +1,4 @@
-"""The small interface every evaluated model family implements (ours; open_clip and HF transformers later).
+"""The small interface every evaluated model family implements (ours, open_clip, HF transformers, detectors).
 
 Evaluation code sees only this: a tokenizer, an image transform, two encoders returning L2-normalised
 embeddings, and a description of exactly which weights and preprocessing were used (for the results JSON).
