@@ -54,11 +54,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from torchvision.datasets import ImageFolder
 
+    from reclip_eval.classifier.templates import read_templates
     from reclip_eval.data.imagefolder import read_class_list
     from reclip_eval.data.synth.export import SynthConfig, synthesize
     from reclip_eval.eval.results import device_name, software_versions
     from reclip_eval.eval.runner import EvalOptions, evaluate
-    from reclip_eval.eval.tasks import load_task, read_templates
+    from reclip_eval.eval.tasks import load_task
     from reclip_eval.models import CLIP
     from reclip_eval.models.presets import build_config, with_image_size
     from reclip_eval.zoo.reclip import ReclipAdapter

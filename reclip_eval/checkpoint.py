@@ -11,6 +11,8 @@ with the file, before any tensor is read). Format 1 is the only format this proj
 since the first commit); a change of format bumps FORMAT_VERSION and adds a named step migrating the older files.
 Then every tensor: a missing or unexpected key, a shape that differs from the config, or a NaN/inf value is an error
 naming the tensor; the one exception is the image position embedding, resampled to the requested image size.
+This module is the one reader and writer of these folders (the model class does no I/O); `load_checkpoint` takes a
+folder or a Hub repo id, fetched through reclip_eval.hub.
 
 The weights fingerprint (`sha256` in results, caches and model cards) is the sha256 of the model.safetensors bytes:
 tensor names, dtypes, shapes and values, plus its fixed header metadata. It does not cover config.json (architecture,
@@ -26,7 +28,6 @@ import hashlib
 import logging
 import os
 import typing
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ import torch
 from reclip_eval.atomic import atomic_dir, atomic_path, write_json_atomic, write_text_atomic
 from reclip_eval.config import from_dict, to_dict
 from reclip_eval.errors import CheckpointError, ConfigError, read_json
+from reclip_eval.hub import HUB_PREFIX, CheckpointSource, download_snapshot
 from reclip_eval.models.clip import CLIP
 from reclip_eval.models.config import CLIPConfig
 from reclip_eval.models.pos_embed import resample_pos_embed
@@ -51,16 +53,6 @@ ARCHITECTURE = "reclip-clip"
 FORMAT_VERSION = 1
 POS_EMBED_KEY = "visual.pos_embed"
 HUB_FILES = [CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, RECIPE_NAME, TRAINING_NAME, "results/*.json"]
-
-
-@dataclass(frozen=True)
-class CheckpointSource:
-    """Where a checkpoint came from: a local directory, or a Hub repo pinned to the commit that was resolved."""
-
-    path: Path
-    repo_id: str | None = None
-    revision: str | None = None
-    commit: str | None = None
 
 
 # --- writing ------------------------------------------------------------------------------------------------
@@ -298,75 +290,31 @@ def resolve_checkpoint(
         return CheckpointSource(path=path.resolve())
     if path.exists() or name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
         raise CheckpointError(f"{name_or_path}: not a checkpoint directory (expected a folder with {CONFIG_NAME})")
-    source = download_snapshot(name_or_path, revision=revision, cache_dir=cache_dir, force_download=force_download,
-                               token=token, local_files_only=local_files_only)
+    source = download_snapshot(name_or_path, allow_patterns=HUB_FILES, revision=revision, cache_dir=cache_dir,
+                               force_download=force_download, token=token, local_files_only=local_files_only)
     if not (source.path / CONFIG_NAME).is_file():
-        raise CheckpointError(f"hf-hub:{name_or_path}: the repository has no {CONFIG_NAME}; is it a reclip-eval "
+        raise CheckpointError(f"{HUB_PREFIX}{name_or_path}: the repository has no {CONFIG_NAME}; is it a reclip-eval "
                               "checkpoint?")
     return source
 
 
-def download_snapshot(
-    repo_id: str,
+def load_checkpoint(
+    name_or_path: str | Path,
     *,
     revision: str | None = None,
-    allow_patterns: list[str] | None = None,
+    image_size: int | None = None,
     cache_dir: str | Path | None = None,
     force_download: bool = False,
     token: str | bool | None = None,
     local_files_only: bool = False,
-) -> CheckpointSource:
-    """Download (or, offline, find in the HF cache) the files of a Hub model repo; the commit is pinned."""
-    from huggingface_hub import constants, snapshot_download
-    from huggingface_hub.errors import (
-        HfHubHTTPError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
+    map_location: str = "cpu",
+) -> CLIP:
+    """The model in a local checkpoint dir or a Hub repo id (the HF cache is used offline, HF_HUB_OFFLINE=1).
 
-    offline = constants.HF_HUB_OFFLINE or local_files_only
-    try:
-        snapshot = snapshot_download(
-            repo_id=repo_id,
-            revision=revision,
-            cache_dir=cache_dir,
-            force_download=force_download,
-            token=token,
-            local_files_only=local_files_only,
-            allow_patterns=allow_patterns or HUB_FILES,
-        )
-    except RepositoryNotFoundError:
-        raise CheckpointError(f"hf-hub:{repo_id}: repository not found (or private and no token)") from None
-    except RevisionNotFoundError:
-        raise CheckpointError(f"hf-hub:{repo_id}: revision {revision!r} not found") from None
-    except LocalEntryNotFoundError:
-        where = cache_dir or constants.HF_HUB_CACHE
-        why = "offline (HF_HUB_OFFLINE=1)" if offline else "the Hub could not be reached"
-        raise CheckpointError(
-            f"hf-hub:{repo_id}{'@' + revision if revision else ''}: not in the Hugging Face cache at {where} and {why}"
-        ) from None
-    except HfHubHTTPError as e:
-        raise CheckpointError(f"hf-hub:{repo_id}: download failed ({e.__class__.__name__}: {e})") from None
-    except transport_errors() as e:
-        raise CheckpointError(f"hf-hub:{repo_id}: cannot reach {constants.ENDPOINT} ({e})") from None
-    snapshot_path = Path(snapshot)
-    commit = snapshot_path.name if snapshot_path.parent.name == "snapshots" else None
-    return CheckpointSource(path=snapshot_path, repo_id=repo_id, revision=revision or "main", commit=commit)
-
-
-def transport_errors() -> tuple[type[BaseException], ...]:
-    """Connection errors of the HTTP library under huggingface_hub (httpx2's ConnectError is no HfHubHTTPError)."""
-    errors: list[type[BaseException]] = [OSError]
-    for module in ("httpx2", "httpx", "requests"):
-        try:
-            mod = __import__(module)
-        except ImportError:
-            continue
-        base = getattr(mod, "HTTPError", None) or getattr(getattr(mod, "exceptions", None), "RequestException", None)
-        if isinstance(base, type):
-            errors.append(base)
-    return tuple(errors)
+    `image_size` builds the model at another size and resamples the position embedding to it."""
+    source = resolve_checkpoint(str(name_or_path), revision=revision, cache_dir=cache_dir,
+                                force_download=force_download, token=token, local_files_only=local_files_only)
+    return load_model(source.path, image_size=image_size, map_location=map_location)
 
 
 def is_checkpoint_dir(path: str | Path) -> bool:

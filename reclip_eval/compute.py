@@ -1,6 +1,12 @@
-"""Compute per image-text pair of named models and recipes, stage by stage, beside the paper's Table 2."""
+"""Compute per image-text pair of named models and recipes, stage by stage, beside the paper's Table 2; counted
+from the model definitions, and kept as a compute results file (reclip_eval/compute_results.py) for the
+leaderboard, which never counts."""
 
 from __future__ import annotations
+
+from typing import Any
+
+from reclip_eval.compute_results import TABLE2, build_compute_results
 
 PAPER_KEY = "compute/gflops_per_sample"
 
@@ -46,3 +52,17 @@ def table2_rows(model: str | None = None) -> list[dict]:
                 "diff_percent": 100 * (compute.total_gmacs / paper - 1) if main and paper else None,
             })
     return rows
+
+
+def count_compute(*, model: str | None = None, recipe: str | None = None) -> dict[str, Any]:
+    """The compute results of a recipe's stages, of one named model's, or (neither) of every named model with a
+    paper Table 2 number; with the `reclip-eval flops` command that reproduces them."""
+    from reclip_eval.eval.results import software_versions
+
+    if recipe:
+        selection, rows, flag = {"recipe": recipe}, recipe_rows(recipe), f" --recipe {recipe}"
+    elif model:
+        selection, rows, flag = {"model": model}, table2_rows(model), f" --model {model}"
+    else:
+        selection, rows, flag = dict(TABLE2), table2_rows(), ""
+    return build_compute_results(selection, rows, command="reclip-eval flops" + flag, software=software_versions())

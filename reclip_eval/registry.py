@@ -1,5 +1,6 @@
-"""One lookup helper for everything chosen by name: task kinds, model families, and the named YAML files
-(model cards, tasks, recipes). Duplicates raise; an unknown name lists near matches and how to list them all."""
+"""One lookup helper for everything chosen by name: task kinds, model kinds, architecture presets, and the named
+YAML files (model cards, tasks, recipes). Duplicates raise; an unknown name lists near matches and how to list them
+all, in one message form (`unknown_name`)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,18 @@ from reclip_eval.paths import data_folder
 T = TypeVar("T")
 
 # What to type to see the known names, per kind.
-_LIST_COMMAND = {"model": "reclip-eval models", "task": "reclip-eval tasks", "recipe": "reclip-eval recipes"}
+_LIST_COMMAND = {"model": "reclip-eval models", "model kind": "reclip-eval models", "task": "reclip-eval tasks",
+                 "recipe": "reclip-eval recipes"}
+
+
+def near_matches(name: str, known: list[str]) -> list[str]:
+    """Up to three of `known` that look like a mistyping of `name`, closest first."""
+    return difflib.get_close_matches(name, known, n=3, cutoff=0.5)
 
 
 def unknown_name(kind: str, name: str, known: list[str]) -> UnknownNameError:
-    near = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    """The error for an unknown `kind` called `name`: the near matches, every known name, and the listing command."""
+    near = near_matches(name, known)
     hint = f" Did you mean: {', '.join(near)}?" if near else ""
     listing = f" Known: {', '.join(sorted(known))}." if known else ""
     see = f" (`{_LIST_COMMAND[kind]}` lists them.)" if kind in _LIST_COMMAND else ""
@@ -46,6 +54,10 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         return sorted(self._items)
+
+    def values(self) -> list[T]:
+        """The registered objects, in the order of `names()`."""
+        return [self._items[name] for name in self.names()]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())

@@ -11,10 +11,12 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from reclip_eval.cards.render import render_card
 from reclip_eval.checkpoint import (
     CONFIG_NAME,
     WEIGHTS_NAME,
     file_sha256,
+    load_checkpoint,
     load_model,
     read_config,
     resolve_checkpoint,
@@ -35,13 +37,13 @@ def test_round_trip_is_bit_exact(tmp_path):
     assert torch.equal(model.encode_image(pixels), loaded.encode_image(pixels))
 
 
-def test_hub_mixin_save_and_from_pretrained(tmp_path):
+def test_save_with_card_and_load_checkpoint(tmp_path):
     model = CLIP(build_config("tiny")).eval()
-    model.save_pretrained(tmp_path / "hf")
+    save_checkpoint(model, tmp_path / "hf", card=render_card(model_name="tiny", config=model.config))
     assert {p.name for p in (tmp_path / "hf").iterdir()} >= {CONFIG_NAME, WEIGHTS_NAME, "README.md"}
     config = json.loads((tmp_path / "hf" / CONFIG_NAME).read_text())
     assert config["architecture"] == "reclip-clip" and config["pos_embed_resample"]["mode"] == "bilinear"
-    loaded = CLIP.from_pretrained(tmp_path / "hf")
+    loaded = load_checkpoint(tmp_path / "hf")
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values(), strict=True))
 
 
@@ -49,7 +51,7 @@ def test_load_at_another_image_size_resamples_pos_embed(tmp_path, caplog):
     model = CLIP(build_config("tiny"))
     save_checkpoint(model, tmp_path / "ck")
     with caplog.at_level("INFO"):
-        big = CLIP.from_pretrained(tmp_path / "ck", image_size=64)
+        big = load_checkpoint(tmp_path / "ck", image_size=64)
     assert big.config.vision.image_size == 64 and big.visual.pos_embed.shape == (1, 64, 32)
     assert "resampling visual.pos_embed 4x4 -> 8x8" in caplog.text
     expected = model.visual.pos_embed.detach().clone()
@@ -156,11 +158,10 @@ def test_hub_repo_id_resolves_from_offline_cache(tmp_path):
     # HF_HUB_OFFLINE and HF_HOME are read when huggingface_hub is imported: use a fresh process.
     script = textwrap.dedent(f"""
         import torch
-        from reclip_eval.checkpoint import resolve_checkpoint
-        from reclip_eval.models import CLIP
+        from reclip_eval.checkpoint import load_checkpoint, resolve_checkpoint
         source = resolve_checkpoint("someorg/tiny-clip")
         assert source.commit == "{commit}", source
-        model = CLIP.from_pretrained("someorg/tiny-clip")
+        model = load_checkpoint("someorg/tiny-clip")
         got = model.encode_image(torch.ones(1, 3, 32, 32))
         assert torch.equal(got, torch.load(r"{tmp_path / 'expected.pt'}")), "embeddings differ"
         try:

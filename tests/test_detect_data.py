@@ -11,8 +11,8 @@ import torch
 
 from reclip_eval.data.synth.lvis import SPLIT_FILES, lvis_categories
 from reclip_eval.detect.data import LvisTrainDataset, check_category_ids, large_scale_jitter, read_lvis
-from reclip_eval.detect.lvis_eval import evaluate_lvis
 from reclip_eval.errors import DataError
+from reclip_eval.metrics.lvis import evaluate_lvis
 from tests.detect_helpers import write_tiny_lvis
 
 

@@ -79,8 +79,8 @@ def test_predict_and_evaluate_through_the_task_runner(trained, data_root, tiny_c
                        argv=["--model", str(out), "--task", "shapes-lvis"])
     # The runner's metrics are the LVIS evaluator's on this detector's own predictions (mask AP unprefixed, box
     # AP as box_*), so the runner neither drops nor adds detections on the way.
-    from reclip_eval.detect.lvis_eval import evaluate_lvis
     from reclip_eval.eval.detection import MAX_BATCH
+    from reclip_eval.metrics.lvis import evaluate_lvis
 
     folder = data_root / "shapes-lvis"
     lvis = read_lvis(folder / "lvis_v1_val.json", folder)

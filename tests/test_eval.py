@@ -4,10 +4,11 @@ import json
 
 import pytest
 
+from reclip_eval.classifier.templates import read_templates
 from reclip_eval.errors import DataError
 from reclip_eval.eval.results_store import results_path, store_results
 from reclip_eval.eval.runner import EvalOptions, evaluate
-from reclip_eval.eval.tasks import load_task, read_templates
+from reclip_eval.eval.tasks import load_task
 from reclip_eval.zoo.resolve import load_adapter
 
 

@@ -30,10 +30,10 @@ CHECKPOINT_FILES = {"config.json", "model.safetensors", "README.md", "recipe.yam
                     "results/tiny__shapes-zeroshot.json"}
 
 # Loads each (local dir, hf-hub spec) pair both ways and compares: the ModelAdapter evaluation uses and
-# CLIP.from_pretrained (the mixin's entry point). Prints one JSON line per pair.
+# load_checkpoint (the library entry point). Prints one JSON line per pair.
 COMPARE = textwrap.dedent("""
     import json, sys, torch
-    from reclip_eval.models import CLIP
+    from reclip_eval.checkpoint import load_checkpoint
     from reclip_eval.zoo.resolve import load_adapter, parse_hub_spec
     torch.manual_seed(0)
     pixels = torch.randn(2, 3, 32, 32)
@@ -41,18 +41,18 @@ COMPARE = textwrap.dedent("""
         local, hub = load_adapter(local_dir), load_adapter(spec)
         tokens = local.tokenize(["a red circle", "two blue squares"])
         repo, revision = parse_hub_spec(spec)
-        mixin = CLIP.from_pretrained(repo, revision=revision)
+        loaded = load_checkpoint(repo, revision=revision)
         print(json.dumps({
             "adapter_equal": torch.equal(local.encode_image(pixels), hub.encode_image(pixels))
             and torch.equal(local.encode_text(tokens), hub.encode_text(tokens)),
-            "mixin_equal": torch.equal(local.model.encode_image(pixels), mixin.encode_image(pixels)),
+            "loader_equal": torch.equal(local.model.encode_image(pixels), loaded.encode_image(pixels)),
             "weights": hub.describe()["weights"],
         }))
 """)
 
 PUSH = textwrap.dedent("""
     import json, sys
-    from reclip_eval.hub import push_checkpoint
+    from reclip_eval.publish import push_checkpoint
     for directory in sys.argv[2:]:
         print(json.dumps(push_checkpoint(directory, sys.argv[1])))
 """)
@@ -141,7 +141,7 @@ def _line(stdout: str, prefix: str) -> str:
 
 def test_push_download_and_offline_round_trip(hub, client, tiny_checkpoint, tmp_path):
     """push -> one commit of exactly the checkpoint's files -> fresh-cache download byte-identical -> same
-    embeddings (adapter and CLIP.from_pretrained) -> offline from the cache with zero requests."""
+    embeddings (adapter and load_checkpoint) -> offline from the cache with zero requests."""
     ckpt = _full_checkpoint(tiny_checkpoint, tmp_path / "ckpt")
     before = _snapshot(ckpt)
     out = client.cli("push-to-hub", ckpt, "org/tiny", "--commit-message", "first upload")
@@ -155,7 +155,7 @@ def test_push_download_and_offline_round_trip(hub, client, tiny_checkpoint, tmp_
     assert _snapshot(ckpt) == before  # the push only read the directory
 
     [loaded] = client.compare([(ckpt, "hf-hub:org/tiny")])
-    assert loaded["adapter_equal"] and loaded["mixin_equal"]
+    assert loaded["adapter_equal"] and loaded["loader_equal"]
     weights = loaded["weights"]
     assert (weights["hub_repo"], weights["hub_revision"], weights["hub_commit"]) == ("org/tiny", "main", sha)
     snapshot = Path(weights["path"])
@@ -165,7 +165,7 @@ def test_push_download_and_offline_round_trip(hub, client, tiny_checkpoint, tmp_
 
     requests = hub.requests
     [offline] = client.compare([(ckpt, "hf-hub:org/tiny")], HF_HUB_OFFLINE="1")
-    assert offline["adapter_equal"] and offline["mixin_equal"] and offline["weights"]["hub_commit"] == sha
+    assert offline["adapter_equal"] and offline["loader_equal"] and offline["weights"]["hub_commit"] == sha
     assert hub.requests == requests, hub.log[requests:]
 
 
@@ -203,8 +203,8 @@ def test_second_push_is_a_new_commit_and_the_first_sha_still_loads(hub, client, 
     assert "results/tiny__shapes-zeroshot.json" in hub.store.files_at("org/tiny", one["commit_sha"])[1]
 
     old, new = client.compare([(first, f"hf-hub:org/tiny@{one['commit_sha']}"), (second, "hf-hub:org/tiny")])
-    assert old["adapter_equal"] and old["mixin_equal"] and old["weights"]["hub_commit"] == one["commit_sha"]
-    assert new["adapter_equal"] and new["mixin_equal"] and new["weights"]["hub_commit"] == two["commit_sha"]
+    assert old["adapter_equal"] and old["loader_equal"] and old["weights"]["hub_commit"] == one["commit_sha"]
+    assert new["adapter_equal"] and new["loader_equal"] and new["weights"]["hub_commit"] == two["commit_sha"]
 
 
 def test_unreachable_hub_is_one_clear_line_and_changes_nothing(hub, client, tiny_checkpoint, tmp_path):
@@ -220,7 +220,7 @@ def test_unreachable_hub_is_one_clear_line_and_changes_nothing(hub, client, tiny
 
     script = textwrap.dedent("""
         import sys
-        from reclip_eval.hub import push_checkpoint
+        from reclip_eval.publish import push_checkpoint
         try:
             push_checkpoint(sys.argv[1], "org/tiny")
         except Exception as e:
@@ -262,16 +262,18 @@ def test_token_is_read_like_huggingface_hub_and_never_leaks(hub, client, tiny_ch
     assert [p for p in written if SECRET.encode() in p.read_bytes()] == []
 
 
-def test_mixin_push_to_hub(hub, client):
+def test_push_model_from_memory(hub, client):
     script = textwrap.dedent("""
         import torch
+        from reclip_eval.checkpoint import load_checkpoint
         from reclip_eval.models import CLIP, build_config
+        from reclip_eval.publish import push_model
         torch.manual_seed(3)
         model = CLIP(build_config("tiny"))
-        info = model.push_to_hub("org/other", commit_message="mixin upload")
-        loaded = CLIP.from_pretrained("org/other")
+        info = push_model(model, "org/other", commit_message="model upload")
+        loaded = load_checkpoint("org/other")
         assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
-        print(info.oid)
+        print(info["commit_sha"])
     """)
     out = client.python(script)
     assert out.returncode == 0, out.stderr

@@ -5,8 +5,8 @@ from pathlib import Path
 import open_clip.zero_shot_metadata as openclip_meta
 import timm.data
 
+from reclip_eval.classifier.templates import read_templates
 from reclip_eval.data.imagefolder import read_class_list
-from reclip_eval.eval.tasks import read_templates
 from reclip_eval.paths import data_folder
 
 TIMM_INFO = Path(timm.data.__file__).parent / "_info"

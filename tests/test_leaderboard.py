@@ -111,3 +111,49 @@ def test_two_files_for_one_cell_with_other_weights_are_refused(tmp_path):
     with pytest.raises(ReclipError, match=r"reclip-demo@000000000000__shapes-zeroshot.json and "
                                           r"reclip-demo__shapes-zeroshot.json both hold reclip-demo at 64 px"):
         build_leaderboards(results, figure=False)
+
+
+def test_the_leaderboard_reads_files_and_imports_nothing_that_counts():
+    """Leaderboards are a function of results files: no model, trainer or FLOP counter behind them (Table 2's
+    computed rows come from the file `reclip-eval flops` writes)."""
+    import subprocess
+    import sys
+
+    from .test_layout import _imports
+
+    counting = {"models", "train", "compute", "zoo", "eval", "data", "detect", "checkpoint", "cards", "cli"}
+    package = REPO / "reclip_eval"
+    for path in [*(package / "leaderboard").rglob("*.py"), package / "compute_results.py"]:
+        assert not _imports(path) & counting, f"{path.relative_to(package)} imports {_imports(path) & counting}"
+    # Nothing reaches them lazily or through another module either.
+    loaded = subprocess.run([sys.executable, "-c", "import sys, reclip_eval.leaderboard.build, reclip_eval.cli."
+                             "leaderboard_cmd; print(*sorted(sys.modules))"], capture_output=True, text=True,
+                            check=True).stdout.split()
+    assert "torch" not in loaded
+    command = {"reclip_eval.cli", "reclip_eval.cli.leaderboard_cmd"}
+    assert not {m.split(".")[1] for m in loaded if m.startswith("reclip_eval.") and m not in command} & counting
+
+
+def test_table2_computed_rows_are_the_compute_files(tmp_path):
+    import shutil
+
+    import pytest
+
+    from reclip_eval.leaderboard.measured import LeaderboardInputError
+
+    results = tmp_path / "results"
+    (results / "compute").mkdir(parents=True)
+    assert "| computed |" not in build_leaderboards(results, figure=False)["table2.md"]  # no file, no computed rows
+    compute = json.loads((REPO / "leaderboards" / "results" / "compute" / "table2.json").read_text())
+    row = next(r for r in compute["rows"] if r["model"] == "reclip-64" and r["paper_gflops"] is not None)
+    row["gmacs"] = 99.0
+    (results / "compute" / "table2.json").write_text(json.dumps(compute))
+    shutil.copy(REPO / "leaderboards" / "results" / "reclip-demo__shapes-zeroshot.json", results)
+    files = build_leaderboards(results, figure=False)
+    line = next(line for line in files["table2.md"].splitlines() if "reclip-64 (64 px, text 16)" in line)
+    assert [c.strip() for c in line.split("|")[1:-1]] == ["computed", "reclip-64 (64 px, text 16)", "99.00"]
+    assert "compute" not in files["models.md"]  # the compute file is no evaluated model
+    compute["selection"] = {"model": "reclip-64"}
+    (results / "compute" / "table2.json").write_text(json.dumps(compute))
+    with pytest.raises(LeaderboardInputError, match="table2.json: counts"):
+        build_leaderboards(results, figure=False)

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from reclip_eval.detect.lvis_eval import evaluate_lvis
 from reclip_eval.errors import DataError
+from reclip_eval.metrics.lvis import evaluate_lvis
 
 FREQUENCIES = ["f", "f", "f", "c", "c", "c", "r", "r"]
 

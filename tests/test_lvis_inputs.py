@@ -10,8 +10,8 @@ import json
 import pytest
 
 from reclip_eval.cli.main import main
-from reclip_eval.detect.lvis_eval import evaluate_lvis
 from reclip_eval.errors import DataError
+from reclip_eval.metrics.lvis import evaluate_lvis
 from tests.test_lvis_eval import _det, _one_image_set, _random_set
 
 FEDERATED_FIELDS = ("neg_category_ids", "not_exhaustive_category_ids")  # LVIS v1, per image

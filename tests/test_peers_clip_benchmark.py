@@ -12,9 +12,10 @@ import torch
 from torch.utils.data import DataLoader
 from torchvision.datasets import ImageFolder
 
+from reclip_eval.classifier.templates import read_templates
 from reclip_eval.data.imagefolder import read_class_list
 from reclip_eval.eval.runner import EvalOptions, evaluate
-from reclip_eval.eval.tasks import load_task, read_templates
+from reclip_eval.eval.tasks import load_task
 from reclip_eval.zoo.resolve import load_adapter
 
 

@@ -126,7 +126,7 @@ def render_card(
         "## Evaluation (measured by this project)", _measured(results, results_paths or ["?"] * len(results)),
         "## Paper-reported numbers", _paper(card),
         "## Usage",
-        "```python\nfrom reclip_eval.models import CLIP\nmodel = CLIP.from_pretrained(\"PATH_OR_REPO\")\n```\n\n"
+        "```python\nfrom reclip_eval.checkpoint import load_checkpoint\nmodel = load_checkpoint(\"PATH_OR_REPO\")\n```\n\n"
         f"or `reclip-eval --model {card.name if card else 'PATH_OR_REPO'} --task shapes-zeroshot`.",
     ]
     return "\n\n".join(sections) + "\n"

@@ -82,10 +82,10 @@ def _predict(args: argparse.Namespace) -> int:
     from reclip_eval.atomic import write_json_atomic
     from reclip_eval.detect.checkpoint import load_detector
     from reclip_eval.detect.data import read_lvis
-    from reclip_eval.detect.lvis_eval import evaluate_lvis
-    from reclip_eval.detect.lvis_inputs import check_annotations
     from reclip_eval.detect.predict import predict_lvis
     from reclip_eval.device import resolve_device, resolve_precision
+    from reclip_eval.metrics.lvis import evaluate_lvis
+    from reclip_eval.metrics.lvis_inputs import check_annotations
 
     device = resolve_device(args.device)
     lvis = read_lvis(args.annotations, args.images or args.annotations.parent)
@@ -105,15 +105,15 @@ def _evaluate(args: argparse.Namespace) -> int:
     import sys
 
     from reclip_eval.atomic import write_json_atomic
-    from reclip_eval.detect.lvis_eval import (
+    from reclip_eval.errors import read_json
+    from reclip_eval.eval.results import software_versions
+    from reclip_eval.metrics.lvis import (
         FIXED_AP_DETS_PER_CATEGORY,
         MAX_DETS_PER_IMAGE,
         detection_counts,
         evaluate_lvis,
     )
-    from reclip_eval.detect.lvis_inputs import check_annotations, check_detections, default_iou_types
-    from reclip_eval.errors import read_json
-    from reclip_eval.eval.results import software_versions
+    from reclip_eval.metrics.lvis_inputs import check_annotations, check_detections, default_iou_types
 
     # Both files are checked up front, so that a bad one fails before any evaluation runs (evaluate_lvis repeats
     # the cheap check for callers that hand it data directly).

@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     from reclip_eval.eval.results_store import check_before_run, describe_stored, results_path, store_results
     from reclip_eval.eval.runner import EvalOptions, evaluate
     from reclip_eval.eval.tasks import load_task
-    from reclip_eval.zoo.resolve import load_adapter
+    from reclip_eval.kinds import load_adapter  # every model kind, detectors included
 
     tasks = [load_task(t.strip()) for t in args.task.split(",") if t.strip()]  # validate all before loading
     device = init_from_env(resolve_device(args.device))  # under torchrun: join the group, one device per process

@@ -1,30 +1,41 @@
-"""reclip-eval flops [--model NAME]: GMACs per image-text pair for each stage of a model's recipe, beside the
-paper's Table 2 where it reports one."""
+"""reclip-eval flops [--model NAME | --recipe NAME]: GMACs per image-text pair for each stage of a model's recipe,
+beside the paper's Table 2 where it reports one; the rows are also written as a compute results file, which the
+leaderboard reads (it never counts FLOPs itself)."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 EPILOG = """examples:
   reclip-eval flops                       # every named model with a Table 2 number: the paper's table, recomputed
-  reclip-eval flops --model reclip-64     # every stage of one model's recipe
+                                          #   (writes leaderboards/results/compute/table2.json)
+  reclip-eval flops --model reclip-64     # every stage of one model's recipe (compute/model__reclip-64.json)
   reclip-eval flops --recipe mask-112     # every stage of any recipe (Table 10: masking vs resizing)
 """
+
 
 def add_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="reclip-eval flops", description=__doc__, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", help="a named model (default: those in the paper's Table 2)")
     p.add_argument("--recipe", help="a recipe name or YAML path instead of a named model")
+    p.add_argument("--output", type=Path, default=Path("leaderboards/results"),
+                   help="results folder; the rows go to its compute/ sub-folder (default: ./leaderboards/results)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a compute results file that holds other rows; without it such a file is kept and "
+                        "the run refused")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
-    from reclip_eval.compute import recipe_rows, table2_rows
+    from reclip_eval.compute import count_compute
+    from reclip_eval.compute_results import compute_results_path, store_compute_results
 
-    rows = recipe_rows(args.recipe) if args.recipe else table2_rows(args.model)
+    results = count_compute(model=args.model, recipe=args.recipe)
+    rows = results["rows"]
     print(tabulate(
         [[r["model"], r["stage"], r["image_size"], r["text_length"], f"{r['mask_ratio']:g}", f"{r['image_gmacs']:.2f}",
           f"{r['text_gmacs']:.2f}", f"{r['gmacs']:.2f}",
@@ -34,4 +45,8 @@ def run(args: argparse.Namespace) -> int:
                  "paper Table 2", "diff"], tablefmt="github"))
     print("\nGMACs per image-text pair, forward pass (FLOPs/2, matrix products only), counted by "
           "torch.utils.flop_counter on the model definitions; the paper's Table 2 reports the main training phase.")
+    path = compute_results_path(args.output, results["selection"])
+    action, replaced = store_compute_results(results, path, overwrite=args.overwrite)
+    said = {"written": "written", "kept": "the same rows are there already, kept", "replaced": "replaced"}[action]
+    print(f"{said}: {path}" + (f" ({'; '.join(replaced)})" if replaced else ""))
     return 0

@@ -1,4 +1,5 @@
-"""reclip-eval leaderboard [--check]: regenerate leaderboards/ from results JSON and the paper's numbers."""
+"""reclip-eval leaderboard [--check]: regenerate leaderboards/ from results JSON (evaluations, and Table 2's compute
+file from `reclip-eval flops`) and the paper's numbers."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 EPILOG = """examples:
   reclip-eval leaderboard                      # rewrite leaderboards/*.md from leaderboards/results/*.json
+                                               #   and leaderboards/results/compute/table2.json
   reclip-eval leaderboard --check              # exit 1 if the committed files differ from a fresh build
 """
 

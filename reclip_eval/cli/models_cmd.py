@@ -1,17 +1,19 @@
-"""reclip-eval models: the named models, their architecture, recipe and whether weights are available."""
+"""reclip-eval models: the named models (their architecture, recipe and whether weights are available), and the
+model kinds `--model` loads (a folder of each, its prefix form)."""
 
 from __future__ import annotations
 
 import argparse
 
+from reclip_eval.hub import HUB_PREFIX
+
 
 def add_parser() -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(prog="reclip-eval models", description="List the named models (model_cards/).")
+    return argparse.ArgumentParser(prog="reclip-eval models",
+                                   description="List the named models (model_cards/) and the model kinds.")
 
 
-def run(args: argparse.Namespace) -> int:
-    from tabulate import tabulate
-
+def _named_model_rows() -> list[list[str]]:
     from reclip_eval.zoo.cards import list_cards
 
     rows = []
@@ -26,5 +28,23 @@ def run(args: argparse.Namespace) -> int:
         arch = (f"ViT {config.vision.width}x{config.vision.layers} p{config.vision.patch_size} @ "
                 f"{config.vision.image_size}px / text {config.text.width}x{config.text.layers}")
         rows.append([card.name, arch, card.recipe or "-", weights])
-    print(tabulate(rows, headers=["model", "architecture", "recipe", "weights"], tablefmt="github"))
+    return rows
+
+
+def _model_kind_rows() -> list[list[str]]:
+    from reclip_eval.kinds import model_kinds
+
+    rows = []
+    for kind in model_kinds():
+        forms = ["DIR", f"{HUB_PREFIX}ORG/NAME"] + ([kind.prefix_form.usage] if kind.prefix_form else [])
+        rows.append([kind.name, ", ".join(forms), kind.layout])
+    return rows
+
+
+def run(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    print(tabulate(_named_model_rows(), headers=["model", "architecture", "recipe", "weights"], tablefmt="github"))
+    print()
+    print(tabulate(_model_kind_rows(), headers=["model kind", "--model", "a folder holds"], tablefmt="github"))
     return 0

@@ -29,7 +29,8 @@ def add_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reclip_eval.hub import push_checkpoint
+    from reclip_eval.hub import HUB_PREFIX
+    from reclip_eval.publish import push_checkpoint
 
     # The CLI logs at INFO; httpx2 would add a line per request, and the summary below says what happened.
     logging.getLogger("httpx2").setLevel(logging.WARNING)
@@ -43,5 +44,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"{where} already holds {args.checkpoint}: no new commit")
     print(f"commit: {pushed['commit_sha']}")
     print(f"url:    {pushed['commit_url']}")
-    print(f"load:   --model hf-hub:{pushed['repo_id']}@{pushed['commit_sha']}")
+    print(f"load:   --model {HUB_PREFIX}{pushed['repo_id']}@{pushed['commit_sha']}")
     return 0

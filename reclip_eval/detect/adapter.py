@@ -1,22 +1,28 @@
 """A trained detector behind the evaluation suite's ModelAdapter interface, so that
 `reclip-eval --model DETECTOR_DIR --task lvis` runs through the same task runner and results schema as the CLIP
 tasks. The encoders are the detector's frozen CLIP (its open-vocabulary branch); `image_gmacs` counts the whole
-detector on one canvas."""
+detector on one canvas.
+
+Also the `reclip_detector` model kind, registered from here so that the zoo's resolver needs no knowledge of
+detectors: importing reclip_eval.detect (as reclip_eval/kinds.py does for the CLI) makes detector folders loadable."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from reclip_eval.checkpoint import CONFIG_NAME, WEIGHTS_NAME
 from reclip_eval.config import to_dict
 from reclip_eval.data.transforms import image_transform
-from reclip_eval.detect.checkpoint import LoadedDetector, load_detector
+from reclip_eval.detect.checkpoint import ARCHITECTURE, CLIP_DIR, LoadedDetector, load_detector
+from reclip_eval.errors import CheckpointError
 from reclip_eval.models.tokenizer import ClipTokenizer
 from reclip_eval.zoo.adapter import ModelAdapter
+from reclip_eval.zoo.model_kinds import LoadRequest, ModelFolder, register_model_kind
+from reclip_eval.zoo.training_record import training_compute
 
 
 class DetectorAdapter(ModelAdapter):
@@ -69,14 +75,6 @@ class DetectorAdapter(ModelAdapter):
             detector([pixels])
         return round(counter.get_total_flops() / 2e9, 6)
 
-    def _training_record(self) -> dict[str, Any]:
-        path = self.loaded.path / "training.json" if self.loaded.path is not None else None
-        if path is None or not path.is_file():
-            return {}
-        record = json.loads(path.read_text(encoding="utf-8"))
-        return {"train_device_hours": round(record.get("wall_time_s", 0) / 3600, 4),
-                "train_samples_seen": record.get("images_seen"), "train_device": record.get("device")}
-
     def describe(self) -> dict[str, Any]:
         loaded = self.loaded
         clip_config = loaded.clip.config
@@ -84,7 +82,7 @@ class DetectorAdapter(ModelAdapter):
         return {
             "id": self.model_id,
             "family": "reclip-detector",
-            "compute": self._training_record(),
+            "compute": training_compute(loaded.path),
             "weights": {"sha256": loaded.sha256, "path": str(loaded.path) if loaded.path else None,
                         "clip_sha256": loaded.clip_sha256},
             "image_size": self.image_size,
@@ -97,3 +95,17 @@ class DetectorAdapter(ModelAdapter):
             "base_vocabulary_size": len(loaded.base_vocabulary),
             "source": (loaded.extra or {}).get("source"),
         }
+
+
+def _is_detector_folder(folder: ModelFolder) -> bool:
+    return folder.config_says("architecture", ARCHITECTURE)
+
+
+# Hub repos of detectors are fetched with the other kinds' files only (clip/ is not among them), as before.
+@register_model_kind("reclip_detector", priority=30, recognise=_is_detector_folder,
+                     layout=f"{CONFIG_NAME} with architecture {ARCHITECTURE!r}, {WEIGHTS_NAME}, {CLIP_DIR}/ "
+                            "(detection tasks)")
+def load_detector_folder(folder: Path, request: LoadRequest) -> DetectorAdapter:
+    if request.image_size:
+        raise CheckpointError(f"{request.model_id}: a detector runs at its trained canvas size; drop --image-size")
+    return DetectorAdapter.from_dir(folder, request.model_id)

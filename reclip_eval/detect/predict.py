@@ -16,8 +16,8 @@ from torch.utils.data import DataLoader
 
 from reclip_eval.detect.checkpoint import LoadedDetector
 from reclip_eval.detect.data import LvisImageDataset, LvisSet, check_category_ids, collate_lists
-from reclip_eval.detect.lvis_eval import evaluate_lvis
 from reclip_eval.detect.vocabulary import text_embeddings
+from reclip_eval.metrics.lvis import evaluate_lvis
 
 log = logging.getLogger(__name__)
 MASK_THRESHOLD = 0.5

@@ -28,6 +28,7 @@ from reclip_eval.detect.model import OpenVocabDetector
 from reclip_eval.detect.vocabulary import read_templates_file, text_embeddings
 from reclip_eval.device import resolve_device, resolve_precision
 from reclip_eval.errors import MissingWeightsError
+from reclip_eval.hub import HUB_PREFIX, parse_hub_spec
 from reclip_eval.models.clip import CLIP
 from reclip_eval.paths import default_data_dir
 
@@ -46,7 +47,6 @@ class DetectTrainReport:
 def resolve_backbone(spec: str) -> CheckpointSource:
     """A CLIP checkpoint directory, `hf-hub:org/name[@rev]`, or a named model card with weights."""
     from reclip_eval.zoo.cards import load_card
-    from reclip_eval.zoo.resolve import HUB_PREFIX, parse_hub_spec
 
     if spec.startswith(HUB_PREFIX):
         repo, revision = parse_hub_spec(spec)

@@ -4,7 +4,7 @@ Names and synonyms come from the LVIS JSON's `categories` (never a hand-typed li
 prompt-ensembled (Radford et al. 2021; ViLD, F-VLM and RO-ViT do the same for LVIS): every phrase (the name and
 each synonym, underscores read as spaces) is put into every template, the L2-normalised text embeddings are
 averaged over templates, then over the category's phrases, and re-normalised. Embeddings are cached on disk, keyed
-by the CLIP weights, its text-side config, the templates and the phrases (reclip_eval/eval/class_cache.py).
+by the CLIP weights, its text-side config, the templates and the phrases (reclip_eval/classifier/cache.py).
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from reclip_eval.classifier.cache import cache_key, cached_class_embeddings
+from reclip_eval.classifier.ensemble import ensemble_prompts
+from reclip_eval.classifier.templates import read_templates
 from reclip_eval.errors import DataError
-from reclip_eval.eval.class_cache import cache_key, cached_class_embeddings
 from reclip_eval.models.clip import CLIP
 from reclip_eval.models.config import text_side
 from reclip_eval.models.tokenizer import ClipTokenizer
@@ -56,17 +58,11 @@ def categories_from_json(data: dict, source: str) -> list[Category]:
 
 
 def read_templates_file(templates: str) -> list[str]:
-    """A templates file: a path relative to the tasks/ data folder, or an absolute path; one `{}` per line."""
+    """A recipe's templates file: a path relative to the tasks/ data folder, or an absolute path; one `{}` per line."""
     path = Path(templates).expanduser()
     if not path.is_absolute():
         path = data_folder("tasks") / templates
-    if not path.is_file():
-        raise DataError(f"{path}: prompt template file not found (classifier.templates is relative to tasks/)")
-    lines = [t.strip() for t in path.read_text(encoding="utf-8").splitlines() if t.strip()]
-    bad = [t for t in lines if t.count("{}") != 1]
-    if bad or not lines:
-        raise DataError(f"{path}: every template needs exactly one '{{}}'; bad: {bad[:3]}")
-    return lines
+    return read_templates(path, not_found_hint="classifier.templates is relative to tasks/")
 
 
 @torch.no_grad()
@@ -82,9 +78,8 @@ def encode_phrases(clip: CLIP, texts: list[str], batch_size: int = 256) -> torch
 def build_text_embeddings(clip: CLIP, categories: Sequence[Category], templates: list[str]) -> torch.Tensor:
     """(C, D): per category, templates averaged, then phrases (name + synonyms) averaged, L2-normalised."""
     phrases = [c.phrases for c in categories]
-    texts = [t.format(p) for group in phrases for p in group for t in templates]
-    flat = encode_phrases(clip, texts)
-    per_phrase = F.normalize(flat.view(-1, len(templates), flat.shape[-1]).mean(1), dim=-1)
+    per_phrase = ensemble_prompts(lambda texts: encode_phrases(clip, texts), [p for group in phrases for p in group],
+                                  templates)
     out, start = [], 0
     for group in phrases:
         out.append(per_phrase[start:start + len(group)].mean(0))

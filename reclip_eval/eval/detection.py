@@ -4,22 +4,18 @@ Table 4; box AP as `box_AP`, `box_APr`, ...)."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
+from reclip_eval.classifier.templates import prompts_record
 from reclip_eval.data.layouts import LayoutSpec
-from reclip_eval.detect.lvis_eval import MAX_DETS_PER_IMAGE, detection_counts
-from reclip_eval.detect.lvis_inputs import check_annotations
 from reclip_eval.errors import CheckpointError, DataError
 from reclip_eval.eval.outcome import TaskOutcome
 from reclip_eval.eval.tasks import TaskSpec
+from reclip_eval.metrics.lvis import MAX_DETS_PER_IMAGE, detection_counts
+from reclip_eval.metrics.lvis_inputs import check_annotations
 from reclip_eval.zoo.adapter import ModelAdapter
 
 MAX_BATCH = 8  # detection canvases are large (1024 px for LVIS): --batch-size is capped here
-
-
-def _sha256_lines(lines: list[str]) -> str:
-    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
 def run_detection(adapter: ModelAdapter, spec: TaskSpec, data_root: Path | str, layout: LayoutSpec, *,
@@ -59,8 +55,7 @@ def run_detection(adapter: ModelAdapter, spec: TaskSpec, data_root: Path | str, 
             "metric_denominator": "all images and categories of the annotation file",
         },
         skipped=predictions.skipped,
-        prompts={"templates": len(loaded.templates), "templates_sha256": _sha256_lines(loaded.templates),
-                 "classnames_sha256": _sha256_lines(phrases), "classnames_source": str(lvis.path)},
+        prompts={**prompts_record(loaded.templates, phrases), "classnames_source": str(lvis.path)},
         data_files=[lvis.path, *(lvis.image_path(img) for img in lvis.images)],
         extra={"layout": layout.kind, "annotations": layout.annotations, "protocol": "lvis",
                "max_detections_per_image": min(MAX_DETS_PER_IMAGE, loaded.config.heads.detections_per_image),

@@ -106,18 +106,6 @@ def list_tasks() -> list[TaskSpec]:
     return [load_task(str(p)) for p in named_yaml_files("tasks").values()]
 
 
-def read_templates(path: Path) -> list[str]:
-    if not path.is_file():
-        raise DataError(f"{path}: prompt template file not found")
-    templates = [t.strip() for t in path.read_text(encoding="utf-8").splitlines() if t.strip()]
-    bad = [f"line {i + 1}: {t!r}" for i, t in enumerate(templates) if t.count("{}") != 1]
-    if bad:
-        raise DataError(f"{path}: every template needs exactly one '{{}}' for the class name:\n  " + "\n  ".join(bad))
-    if not templates:
-        raise DataError(f"{path}: no templates")
-    return templates
-
-
 def locate_task_data(spec: TaskSpec, data_dir: Path | str | None, *, workers: int = 1) -> tuple[Path | str, LayoutSpec]:
     """The task's data folder and the layout found there. `data_dir` may be the parent of task folders or the
     task's folder itself, or `hf-datasets:<id>` for a Hub dataset.

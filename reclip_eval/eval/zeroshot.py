@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
+from reclip_eval.classifier.cache import cache_key, cached_class_embeddings
+from reclip_eval.classifier.ensemble import ensemble_prompts
+from reclip_eval.classifier.templates import prompts_record, read_templates
 from reclip_eval.data.imagefolder import read_class_list
 from reclip_eval.data.images import ImageListDataset
 from reclip_eval.data.layouts import LayoutSpec, read_classification
-from reclip_eval.eval.class_cache import cache_key, cached_class_embeddings
 from reclip_eval.eval.features import encode_image_dataset, encode_texts
 from reclip_eval.eval.metrics import classification_metrics
 from reclip_eval.eval.outcome import TaskOutcome
-from reclip_eval.eval.tasks import TaskSpec, read_templates
+from reclip_eval.eval.tasks import TaskSpec
 from reclip_eval.zoo.adapter import ModelAdapter
 
 
@@ -24,15 +24,11 @@ def build_classifier(
     precision: str,
 ) -> torch.Tensor:
     """(N_classes, D): per class, the mean of its L2-normalised template embeddings, re-normalised."""
-    texts = [template.format(name) for name in class_names for template in templates]
-    embeddings = encode_texts(adapter, texts, batch_size=batch_size, device=device, precision=precision,
-                              desc="class prompts")
-    per_class = embeddings.view(len(class_names), len(templates), -1).mean(dim=1)
-    return F.normalize(per_class, dim=-1)
+    def encode(texts: list[str]) -> torch.Tensor:
+        return encode_texts(adapter, texts, batch_size=batch_size, device=device, precision=precision,
+                            desc="class prompts")
 
-
-def _sha256_lines(lines: list[str]) -> str:
-    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+    return ensemble_prompts(encode, class_names, templates)
 
 
 def run_zeroshot(adapter: ModelAdapter, spec: TaskSpec, data_root: Path | str, layout: LayoutSpec, *,
@@ -60,11 +56,7 @@ def run_zeroshot(adapter: ModelAdapter, spec: TaskSpec, data_root: Path | str, l
             "metric_denominator": "images_evaluated",
         },
         skipped=[{"path": data.describe_source(data.items[i][0]), "reason": r} for i, r in encoded.skipped],
-        prompts={
-            "templates": len(templates),
-            "templates_sha256": _sha256_lines(templates),
-            "classnames_sha256": _sha256_lines(list(classes.names)),
-        },
+        prompts=prompts_record(templates, list(classes.names)),
         data_files=[p for p, _ in data.items if isinstance(p, Path)],
         extra={"classes_without_images": data.empty_classes, "layout": layout.kind},
     )

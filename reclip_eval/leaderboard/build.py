@@ -3,9 +3,9 @@ the miniature reproduction's pairings (leaderboards/miniature.yaml)."""
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
+from reclip_eval.leaderboard.computed import table2_computed_rows
 from reclip_eval.leaderboard.figure import miniature_points, paper_points, render_figure_markdown, render_figure_png
 from reclip_eval.leaderboard.measured import load_measured
 from reclip_eval.leaderboard.miniature import load_miniature
@@ -15,25 +15,18 @@ from reclip_eval.leaderboard.render import render_models, render_paper_table
 MINIATURE_FILE = "miniature.yaml"
 
 
-@functools.cache  # counting FLOPs of ViT-L at four sizes takes seconds; the answer depends only on the code
-def _table2_computed() -> tuple[tuple[str, ...], ...]:
-    """Table 2 recomputed from our model definitions (reclip-eval flops), beside the paper's GFLOPs."""
-    from reclip_eval.compute import table2_rows
-
-    return tuple(("computed", f"{r['model']} ({r['image_size']} px, text {r['text_length']})", f"{r['gmacs']:.2f}")
-                 for r in table2_rows() if r["paper_gflops"] is not None)
-
-
 def build_leaderboards(results_dir: Path, miniature_file: Path | None = None, *, figure: bool = True
                        ) -> dict[str, str | bytes]:
     """file name -> content (markdown text, or PNG bytes), for every leaderboard file. A pure function of the
-    inputs. `miniature_file` defaults to miniature.yaml beside the results folder."""
+    inputs: the results folder (evaluation results, and Table 2's compute file in its compute/ sub-folder), the
+    paper's numbers and `miniature_file` (default: miniature.yaml beside the results folder)."""
     paper = load_paper_tables()
     measured = load_measured(results_dir)
     miniature = load_miniature(miniature_file or results_dir.parent / MINIATURE_FILE)
+    table2_computed = table2_computed_rows(results_dir)
     files: dict[str, str | bytes] = {}
     for table in paper.tables:
-        computed = [list(r) for r in _table2_computed()] if table.number == 2 and len(table.columns) == 1 else None
+        computed = table2_computed if table.number == 2 and len(table.columns) == 1 else None
         experiment = miniature.table(table.number) if miniature else None
         files[f"table{table.number}.md"] = render_paper_table(table, measured, experiment, computed)
     files["models.md"] = render_models(measured)

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reclip_eval.config import deep_merge, from_dict, to_dict
-from reclip_eval.errors import UnknownNameError
 from reclip_eval.models.config import CLIPConfig, TextConfig, VisionConfig
+from reclip_eval.registry import unknown_name
 
 PRESETS: dict[str, CLIPConfig] = {
     # For unit tests: seconds on a CPU.
@@ -35,11 +35,7 @@ PRESETS: dict[str, CLIPConfig] = {
 def build_config(preset: str, overrides: dict[str, Any] | None = None, *, source: str = "<model>") -> CLIPConfig:
     """The preset `preset` with `overrides` (a nested mapping, e.g. {"vision": {"image_size": 64}}) applied."""
     if preset not in PRESETS:
-        import difflib
-
-        near = difflib.get_close_matches(preset, list(PRESETS), n=3)
-        hint = f" Did you mean {', '.join(near)}?" if near else ""
-        raise UnknownNameError(f"unknown architecture preset {preset!r}.{hint} Known: {', '.join(PRESETS)}")
+        raise unknown_name("architecture preset", preset, list(PRESETS))
     if not overrides:
         return PRESETS[preset]
     merged = deep_merge(to_dict(PRESETS[preset]), overrides)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reclip_eval.config import from_dict, load_yaml
+from reclip_eval.hub import HUB_PREFIX
 from reclip_eval.models.config import CLIPConfig
 from reclip_eval.models.presets import ArchitectureSpec
 from reclip_eval.registry import find_named_yaml, named_yaml_files
@@ -40,7 +41,7 @@ class ModelCardSpec:
         return self.architecture.build(source=self.path)
 
     def checkpoint_path(self) -> Path | None:
-        if self.checkpoint is None or self.checkpoint.startswith("hf-hub:"):
+        if self.checkpoint is None or self.checkpoint.startswith(HUB_PREFIX):
             return None
         return (Path(self.path).parent / self.checkpoint).resolve()
 

@@ -4,6 +4,9 @@ Loaded with `local_files_only=True` and `use_safetensors=True`, never `trust_rem
 preprocessed by the folder's own `CLIPImageProcessor`, texts by its own tokenizer. At another image size the model
 is rebuilt at that size with its position table resampled by us (zoo/foreign_size.py), and the processor's resize
 and crop scaled to it.
+
+Also the `hf_transformers` model kind: a folder whose config.json says model_type 'clip', and the `hf:PATH` prefix
+form.
 """
 
 from __future__ import annotations
@@ -14,12 +17,16 @@ from typing import Any
 
 import torch
 
-from reclip_eval.checkpoint import check_finite, check_image_size, file_sha256
+from reclip_eval.checkpoint import CONFIG_NAME, check_finite, check_image_size, file_sha256
 from reclip_eval.errors import CheckpointError
 from reclip_eval.zoo.adapter import ModelAdapter
 from reclip_eval.zoo.foreign_size import describe_resample, resample_class_token_table
+from reclip_eval.zoo.model_kinds import LoadRequest, ModelFolder, PrefixForm, register_model_kind
 
 POS_EMBED_KEY = "vision_model.embeddings.position_embedding.weight"
+WEIGHTS_NAME = "model.safetensors"
+# What a transformers CLIPModel folder needs besides its config and weights: image processor and tokenizer files.
+PROCESSOR_FILES = ("preprocessor_config.json", "tokenizer*", "vocab.json", "merges.txt", "special_tokens_map.json")
 
 
 def _features(output: Any) -> torch.Tensor:
@@ -45,9 +52,9 @@ class HFClipAdapter(ModelAdapter):
                  image_size: int | None = None):
         from transformers import AutoTokenizer, CLIPConfig, CLIPImageProcessor, CLIPModel
 
-        weights = folder / "model.safetensors"
+        weights = folder / WEIGHTS_NAME
         if not weights.is_file():
-            raise CheckpointError(f"{folder}: no model.safetensors; pickled weights are never loaded")
+            raise CheckpointError(f"{folder}: no {WEIGHTS_NAME}; pickled weights are never loaded")
         try:
             vision = CLIPConfig.from_pretrained(str(folder), local_files_only=True).vision_config
             if image_size:  # before the weights are read
@@ -141,3 +148,21 @@ def _resized_processor(folder: Path, processor, image_size: int):
     size = {k: round(v * scale) for k, v in processor.to_dict()["size"].items() if isinstance(v, int)}
     return CLIPImageProcessor.from_pretrained(str(folder), local_files_only=True, size=size,
                                               crop_size={"height": image_size, "width": image_size})
+
+
+def _is_hf_clip_folder(folder: ModelFolder) -> bool:
+    return folder.config_says("model_type", "clip")
+
+
+def _load_hf_spec(path: str, request: LoadRequest) -> HFClipAdapter:
+    """`hf:PATH`: the folder at PATH, taken as a CLIPModel folder without recognising it first."""
+    return load_hf_clip_folder(Path(path).expanduser(), request)
+
+
+@register_model_kind("hf_transformers", priority=40, recognise=_is_hf_clip_folder,
+                     hub_files=(CONFIG_NAME, WEIGHTS_NAME, *PROCESSOR_FILES),
+                     layout=f"{CONFIG_NAME} with model_type 'clip' (a transformers CLIPModel), {WEIGHTS_NAME}, "
+                            "its image processor and tokenizer",
+                     prefix_form=PrefixForm("hf:", "PATH", _load_hf_spec))
+def load_hf_clip_folder(folder: Path, request: LoadRequest) -> HFClipAdapter:
+    return HFClipAdapter(folder, request.model_id, request.hub_fields(), image_size=request.image_size)

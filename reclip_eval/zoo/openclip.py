@@ -5,6 +5,8 @@ Weights are read from safetensors only, by our reader (open_clip's own loader wo
 another image size the model is built at that size and the position table resampled by us (zoo/foreign_size.py).
 Without weights the model is random: refused unless asked for (`random_init`), and then marked in its id and
 in `weights.random_init` of the results.
+
+Also the `open_clip` model kind: a folder holding open_clip_config.json, and the `openclip:ARCH` prefix form.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ from reclip_eval.checkpoint import check_image_size, file_sha256, read_weights
 from reclip_eval.errors import CheckpointError
 from reclip_eval.zoo.adapter import ModelAdapter
 from reclip_eval.zoo.foreign_size import describe_resample, resample_class_token_table
+from reclip_eval.zoo.model_kinds import LoadRequest, ModelFolder, PrefixForm, register_model_kind
 
 OPENCLIP_CONFIG = "open_clip_config.json"
 OPENCLIP_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors", "model.safetensors")
 POS_EMBED_KEY = "visual.positional_embedding"
 RANDOM_INIT_TAG = "+random-init"
+PREFIX = "openclip:"
 
 
 def _strip_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -172,3 +176,28 @@ def _load_weights(model, path: Path, what: str) -> None:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
         raise CheckpointError(f"{path}: does not match {what}: {e}") from None
+
+
+def load_openclip_spec(arch: str, request: LoadRequest) -> OpenClipAdapter:
+    """`openclip:ARCH` (weights from --checkpoint, or none with --random-init), or `openclip:FOLDER`."""
+    folder = Path(arch).expanduser()
+    if folder.is_dir():
+        if request.random_init:
+            raise CheckpointError(f"{request.model_id}: a folder holds its weights; --random-init is for "
+                                  f"{PREFIX}ARCH")
+        return OpenClipAdapter.from_dir(folder, request.model_id, image_size=request.image_size)
+    return OpenClipAdapter.from_arch(arch, request.checkpoint, request.model_id, image_size=request.image_size,
+                                     random_init=request.random_init)
+
+
+def _is_openclip_folder(folder: ModelFolder) -> bool:
+    return folder.has(OPENCLIP_CONFIG)
+
+
+# Priority 10: open_clip_config.json decides, whatever a config.json beside it says.
+@register_model_kind("open_clip", priority=10, recognise=_is_openclip_folder,
+                     hub_files=(OPENCLIP_CONFIG, OPENCLIP_WEIGHTS[0]),
+                     layout=f"{OPENCLIP_CONFIG}, safetensors weights ({', '.join(OPENCLIP_WEIGHTS)})",
+                     prefix_form=PrefixForm(PREFIX, "ARCH", load_openclip_spec, random_init=True))
+def load_openclip_folder(folder: Path, request: LoadRequest) -> OpenClipAdapter:
+    return OpenClipAdapter.from_dir(folder, request.model_id, request.hub_fields(), image_size=request.image_size)

@@ -1,17 +1,29 @@
-"""Adapter for our own checkpoints (reclip_eval.models.CLIP)."""
+"""Adapter for our own checkpoints (reclip_eval.models.CLIP), and the `reclip` model kind: a folder whose config.json
+says architecture 'reclip-clip'."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from reclip_eval.checkpoint import WEIGHTS_NAME, CheckpointSource, file_sha256, load_model
+from reclip_eval.checkpoint import (
+    ARCHITECTURE,
+    CONFIG_NAME,
+    HUB_FILES,
+    WEIGHTS_NAME,
+    CheckpointSource,
+    file_sha256,
+    load_model,
+)
 from reclip_eval.data.transforms import describe_transform, image_transform
 from reclip_eval.models.clip import CLIP
 from reclip_eval.models.config import text_side
 from reclip_eval.models.tokenizer import ClipTokenizer
 from reclip_eval.zoo.adapter import ModelAdapter
+from reclip_eval.zoo.model_kinds import LoadRequest, ModelFolder, register_model_kind
+from reclip_eval.zoo.training_record import training_compute
 
 
 class ReclipAdapter(ModelAdapter):
@@ -47,23 +59,6 @@ class ReclipAdapter(ModelAdapter):
         self.model.to(device)
         return self
 
-    def _training_compute(self) -> dict[str, Any]:
-        """What the checkpoint's training.json says the weights cost (empty when it has none)."""
-        import json
-
-        path = self.source.path / "training.json" if self.source is not None else None
-        if path is None or not path.is_file():
-            return {}
-        record = json.loads(path.read_text(encoding="utf-8"))
-        # Records written before device-hours were kept have the (single-device) wall time.
-        hours = record.get("device_hours", round(record.get("wall_time_s", 0) / 3600, 4))
-        stages = record.get("stages", [])
-        # Forward MACs of both towers over all training samples (Table 2's convention), when every stage has them.
-        counted = stages and all(s.get("gmacs_per_sample") is not None for s in stages)
-        train_gmacs = round(sum(s["gmacs_per_sample"] * s["samples_seen"] for s in stages), 1) if counted else None
-        return {"train_device_hours": hours, "train_samples_seen": record.get("samples_seen"),
-                "train_gmacs": train_gmacs, "train_device": record.get("device")}
-
     def text_config(self) -> dict[str, Any]:
         return {"family": "reclip", **text_side(self.model.config)}
 
@@ -76,7 +71,7 @@ class ReclipAdapter(ModelAdapter):
         return {
             "id": self.model_id,
             "family": "reclip",
-            "compute": self._training_compute(),
+            "compute": training_compute(self.source.path if self.source is not None else None),
             "weights": weights,
             "image_size": self.image_size,
             "preprocess": describe_transform(self.image_size, config.preprocess),
@@ -87,3 +82,14 @@ class ReclipAdapter(ModelAdapter):
                 "antialias": config.pos_embed_resample.antialias,
             },
         }
+
+
+def _is_reclip_folder(folder: ModelFolder) -> bool:
+    return folder.config_says("architecture", ARCHITECTURE)
+
+
+@register_model_kind("reclip", priority=20, recognise=_is_reclip_folder, hub_files=HUB_FILES,
+                     layout=f"{CONFIG_NAME} with architecture {ARCHITECTURE!r}, {WEIGHTS_NAME}")
+def load_reclip_folder(folder: Path, request: LoadRequest) -> ReclipAdapter:
+    source = request.source or CheckpointSource(path=folder.resolve())
+    return ReclipAdapter.from_source(source, request.model_id, request.image_size)

@@ -1,95 +1,64 @@
 """`--model` spec strings -> a loaded ModelAdapter.
 
     NAME                      a named model (model_cards/NAME.yaml), weights from the card or --checkpoint DIR
-    path/to/dir               a checkpoint folder: ours (config.json), open_clip (open_clip_config.json),
-                              transformers CLIPModel (config.json with model_type "clip"), or one of our
-                              detectors (config.json with architecture "reclip-detector", detection tasks)
-    hf-hub:org/name[@rev]     any of those kinds on the Hugging Face Hub (the local cache when HF_HUB_OFFLINE=1)
-    openclip:ARCH             an open_clip architecture; weights from --checkpoint FILE.safetensors, or none with
-                              random_init=True (--random-init), which marks the model id and the results
+    path/to/dir               a checkpoint folder of any registered model kind (zoo/model_kinds.py): ours
+                              (config.json), open_clip (open_clip_config.json), transformers CLIPModel (config.json
+                              with model_type "clip"), and, once reclip_eval.detect is imported (reclip_eval/kinds.py,
+                              as the CLI does), our detectors (detection tasks)
+    hf-hub:org/name[@rev]     a folder of any of those kinds on the Hugging Face Hub (the local cache when
+                              HF_HUB_OFFLINE=1)
+    PREFIX:ARGUMENT           a kind's prefix form: openclip:ARCH (weights from --checkpoint FILE.safetensors, or none
+                              with random_init=True, --random-init, which marks the model id and the results) and
+                              hf:PATH (a transformers CLIPModel folder)
 
-`image_size` builds any of these at another input size, the position embedding resampled by our one resampler
-(ViT image towers only; any other is refused).
-    hf:PATH                   a transformers CLIPModel folder
+`reclip-eval models` lists the kinds. `image_size` builds any of these at another input size, the position embedding
+resampled by our one resampler (ViT image towers only; any other is refused). The resolver dispatches on no kind:
+folders are offered to the registered kinds in their priority order, and prefixes are the kinds' own; only its
+messages for what is no model at all name the zoo's own formats.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from reclip_eval.checkpoint import (
-    CONFIG_NAME,
-    HUB_FILES,
-    WEIGHTS_NAME,
-    CheckpointSource,
-    download_snapshot,
-    read_config,
-    resolve_checkpoint,
-)
+from reclip_eval.checkpoint import ARCHITECTURE, CONFIG_NAME, WEIGHTS_NAME, read_config, resolve_checkpoint
 from reclip_eval.config import to_dict
 from reclip_eval.errors import CheckpointError, MissingWeightsError
+from reclip_eval.hub import HUB_PREFIX, CheckpointSource, download_snapshot, parse_hub_spec
 from reclip_eval.models.presets import with_image_size
+
+# Each of the zoo's own kind modules registers its kind when imported; the kinds of the packages above the zoo are
+# listed in reclip_eval/kinds.py.
+from reclip_eval.zoo import hf_clip, openclip, reclip  # noqa: F401
 from reclip_eval.zoo.adapter import ModelAdapter
 from reclip_eval.zoo.cards import ModelCardSpec, load_card
-from reclip_eval.zoo.reclip import ReclipAdapter
-
-HUB_PREFIX = "hf-hub:"
-OPENCLIP_PREFIX = "openclip:"
-HF_PREFIX = "hf:"
-# Files worth downloading from a Hub repo of any supported kind (never pickles).
-HUB_ANY_FILES = HUB_FILES + ["open_clip_config.json", "open_clip_model.safetensors", "preprocessor_config.json",
-                             "tokenizer*", "vocab.json", "merges.txt", "special_tokens_map.json"]
-
-
-def parse_hub_spec(spec: str) -> tuple[str, str | None]:
-    """'hf-hub:org/name@rev' -> ('org/name', 'rev')."""
-    body = spec[len(HUB_PREFIX):] if spec.startswith(HUB_PREFIX) else spec
-    repo, _, revision = body.partition("@")
-    return repo, revision or None
+from reclip_eval.zoo.model_kinds import (
+    LoadRequest,
+    ModelFolder,
+    ModelKind,
+    PrefixForm,
+    hub_files,
+    prefix_form_of,
+    prefix_forms,
+    recognising_kind,
+)
 
 
-def folder_kind(folder: Path) -> str:
-    """'reclip', 'open_clip' or 'hf_transformers', from the files the folder holds."""
-    if (folder / "open_clip_config.json").is_file():
-        return "open_clip"
-    config = folder / CONFIG_NAME
-    if config.is_file():
-        try:
-            data = json.loads(config.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise CheckpointError(f"{config}: not valid JSON ({e})") from None
-        if data.get("architecture") == "reclip-clip":
-            return "reclip"
-        if data.get("architecture") == "reclip-detector":
-            return "reclip_detector"
-        if data.get("model_type") == "clip":
-            return "hf_transformers"
-        raise CheckpointError(f"{config}: neither a reclip-eval checkpoint (architecture 'reclip-clip') nor a "
-                              f"transformers CLIP model (model_type 'clip'); found {sorted(data)[:8]}")
-    raise CheckpointError(f"{folder}: no {CONFIG_NAME} or open_clip_config.json: not a model folder")
+def folder_kind(folder: Path) -> ModelKind:
+    """The registered kind that recognises `folder` first; a folder of none of them is an error saying why."""
+    candidate = ModelFolder(folder)
+    kind = recognising_kind(candidate)
+    if kind is not None:
+        return kind
+    if candidate.config is not None:
+        raise CheckpointError(f"{folder / CONFIG_NAME}: neither a reclip-eval checkpoint (architecture "
+                              f"{ARCHITECTURE!r}) nor a transformers CLIP model (model_type 'clip'); found "
+                              f"{sorted(candidate.config)[:8]}")
+    raise CheckpointError(f"{folder}: no {CONFIG_NAME} or {openclip.OPENCLIP_CONFIG}: not a model folder")
 
 
-def _adapter_for_folder(folder: Path, model_id: str, image_size: int | None,
-                        source: CheckpointSource | None = None) -> ModelAdapter:
-    kind = folder_kind(folder)
-    hub = {"hub_repo": source.repo_id, "hub_revision": source.revision, "hub_commit": source.commit} \
-        if source and source.repo_id else {}
-    if kind == "reclip":
-        return ReclipAdapter.from_source(source or CheckpointSource(path=folder.resolve()), model_id, image_size)
-    if kind == "reclip_detector":
-        if image_size:
-            raise CheckpointError(f"{model_id}: a detector runs at its trained canvas size; drop --image-size")
-        from reclip_eval.detect.adapter import DetectorAdapter
-
-        return DetectorAdapter.from_dir(folder, model_id)
-    if kind == "open_clip":
-        from reclip_eval.zoo.openclip import OpenClipAdapter
-
-        return OpenClipAdapter.from_dir(folder, model_id, hub, image_size=image_size)
-    from reclip_eval.zoo.hf_clip import HFClipAdapter
-
-    return HFClipAdapter(folder, model_id, hub, image_size=image_size)
+def _adapter_for_folder(folder: Path, request: LoadRequest) -> ModelAdapter:
+    return folder_kind(folder).load(folder, request)
 
 
 def load_adapter(
@@ -104,41 +73,34 @@ def load_adapter(
 
     `random_init` evaluates an `openclip:ARCH` without weights on purpose; without it a missing --checkpoint is
     an error, since random weights would look like a real (chance-level) result."""
-    if random_init and not model.startswith(OPENCLIP_PREFIX):
-        raise CheckpointError(f"{model}: --random-init applies to openclip:ARCH models only; drop it")
-    return _load(model, checkpoint, image_size, random_init).to(device)
+    form = prefix_form_of(model)
+    if random_init and not (form is not None and form.random_init):
+        allowed = " or ".join(f.usage for f in prefix_forms() if f.random_init)
+        raise CheckpointError(f"{model}: --random-init applies to {allowed} models only; drop it")
+    request = LoadRequest(model_id=model, image_size=image_size, checkpoint=checkpoint, random_init=random_init)
+    return _load(model, form, request).to(device)
 
 
-def _load(model: str, checkpoint: str | None, image_size: int | None, random_init: bool) -> ModelAdapter:
+def _load(model: str, form: PrefixForm | None, request: LoadRequest) -> ModelAdapter:
     if model.startswith(HUB_PREFIX):
         repo, revision = parse_hub_spec(model)
-        source = download_snapshot(repo, revision=revision, allow_patterns=HUB_ANY_FILES)
-        return _adapter_for_folder(source.path, model, image_size, source)
-    if model.startswith(OPENCLIP_PREFIX):
-        from reclip_eval.zoo.openclip import OpenClipAdapter
-
-        arch = model[len(OPENCLIP_PREFIX):]
-        if Path(arch).expanduser().is_dir():
-            if random_init:
-                raise CheckpointError(f"{model}: a folder holds its weights; --random-init is for openclip:ARCH")
-            return OpenClipAdapter.from_dir(Path(arch).expanduser(), model, image_size=image_size)
-        return OpenClipAdapter.from_arch(arch, checkpoint, model, image_size=image_size, random_init=random_init)
-    if model.startswith(HF_PREFIX):
-        from reclip_eval.zoo.hf_clip import HFClipAdapter
-
-        return HFClipAdapter(Path(model[len(HF_PREFIX):]).expanduser(), model, image_size=image_size)
+        source = download_snapshot(repo, revision=revision, allow_patterns=hub_files())
+        return _adapter_for_folder(source.path, LoadRequest(model_id=model, image_size=request.image_size,
+                                                            source=source))
+    if form is not None:
+        return form.load(model[len(form.prefix):], request)
     path = Path(model).expanduser()
-    if checkpoint is None and path.is_dir():
-        return _adapter_for_folder(path, str(Path(model)), image_size)
+    if request.checkpoint is None and path.is_dir():
+        return _adapter_for_folder(path, LoadRequest(model_id=str(Path(model)), image_size=request.image_size))
     if path.is_file() and path.suffix not in (".yaml", ".yml"):  # a model card YAML is a named model's file
-        hint = f"; for open_clip weights use --model openclip:ARCH --checkpoint {model}" \
+        hint = f"; for open_clip weights use --model {openclip.PREFIX}ARCH --checkpoint {model}" \
             if path.suffix == ".safetensors" else ""
         raise CheckpointError(f"{model}: a file, not a checkpoint directory (expected a folder with {CONFIG_NAME} "
-                              f"and {WEIGHTS_NAME}, or open_clip_config.json){hint}")
+                              f"and {WEIGHTS_NAME}, or {openclip.OPENCLIP_CONFIG}){hint}")
     card = load_card(model)
-    source = _source_from_spec(checkpoint) if checkpoint else _card_source(card)
+    source = _source_from_spec(request.checkpoint) if request.checkpoint else _card_source(card)
     _check_matches_card(card, source)
-    return ReclipAdapter.from_source(source, card.name, image_size)
+    return reclip.ReclipAdapter.from_source(source, card.name, request.image_size)
 
 
 def _source_from_spec(spec: str) -> CheckpointSource:

@@ -19,8 +19,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from reclip_eval.detect.lvis_inputs import check_annotations, check_detections, with_federated_defaults
 from reclip_eval.errors import read_json
+from reclip_eval.metrics.lvis_inputs import check_annotations, check_detections, with_federated_defaults
 
 log = logging.getLogger(__name__)
 

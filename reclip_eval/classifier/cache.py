@@ -1,5 +1,5 @@
-"""A disk cache for zero-shot class embeddings. ImageNet's 1000 classes x 80 templates are 80,000 texts: encoding
-them once per model is enough.
+"""A disk cache for class embeddings: zero-shot classifiers and the detector's vocabulary. ImageNet's 1000 classes
+x 80 templates are 80,000 texts: encoding them once per model is enough.
 
 The key is everything that changes a class embedding: the weights (sha256), the resolved text-side config (text
 tower, projection width, tokenizer and context length), the templates, the class names (or phrases) and the
@@ -39,6 +39,7 @@ def cache_key(*, weights_sha256: str | None, text_config: dict[str, Any], templa
 
 
 def cached_class_embeddings(key: str | None, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """The embeddings cached under `key`, else `compute()`, then cached by the main process (`key` None: never)."""
     if key is None:
         return compute()
     from safetensors.torch import load_file, save_file
