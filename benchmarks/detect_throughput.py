@@ -14,7 +14,6 @@ A CPU smoke run: --archs tiny --image-size 64 --batch-size 2 --steps 1 --warmup 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import resource
 import sys
 import time
@@ -91,8 +90,8 @@ def _sync(device: str) -> None:
 
 def measure(arch: str, args: argparse.Namespace) -> dict:
     device = args.device
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if args.precision == "bf16"
-                else contextlib.nullcontext())
+    from reclip_eval.device import autocast
+
     generator = torch.Generator().manual_seed(0)
     detector = _detector(arch, args.recipe, args.image_size, args.categories, device)
     params = [p for p in detector.parameters() if p.requires_grad]
@@ -105,7 +104,7 @@ def measure(arch: str, args: argparse.Namespace) -> dict:
         if step == args.warmup:
             _sync(device)
             began = time.perf_counter()
-        with autocast:
+        with autocast(device, args.precision):
             loss = sum(detector(images, targets).values())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -121,7 +120,7 @@ def measure(arch: str, args: argparse.Namespace) -> dict:
             if step == args.warmup:
                 _sync(device)
                 began = time.perf_counter()
-            with autocast:
+            with autocast(device, args.precision):
                 detector(images)
     _sync(device)
     infer_ips = args.steps * args.batch_size / (time.perf_counter() - began)

@@ -11,6 +11,8 @@ with the file, before any tensor is read). Format 1 is the only format this proj
 since the first commit); a change of format bumps FORMAT_VERSION and adds a named step migrating the older files.
 Then every tensor: a missing or unexpected key, a shape that differs from the config, or a NaN/inf value is an error
 naming the tensor; the one exception is the image position embedding, resampled to the requested image size.
+The model is built on the meta device (no random initialisation, which every tensor would overwrite anyway) and
+the file's tensors become its parameters (`load_state_dict(assign=True)`), cast to the model's dtypes.
 This module is the one reader and writer of these folders (the model class does no I/O); `load_checkpoint` takes a
 folder or a Hub repo id, fetched through reclip_eval.hub.
 
@@ -28,8 +30,9 @@ import hashlib
 import logging
 import os
 import typing
+from itertools import chain
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -38,8 +41,8 @@ from reclip_eval.config import from_dict, to_dict
 from reclip_eval.errors import CheckpointError, ConfigError, read_json
 from reclip_eval.hub import HUB_PREFIX, CheckpointSource, download_snapshot
 from reclip_eval.models.clip import CLIP
-from reclip_eval.models.config import CLIPConfig
-from reclip_eval.models.pos_embed import resample_pos_embed
+from reclip_eval.models.config import CLIPConfig, ImageSize, image_hw
+from reclip_eval.models.pos_embed import resize_pos_embed
 from reclip_eval.models.presets import with_image_size
 
 log = logging.getLogger(__name__)
@@ -179,14 +182,17 @@ def check_finite(state: dict[str, torch.Tensor], source: str | Path) -> None:
                               "diverged training run?) and would evaluate at chance")
 
 
-def check_image_size(image_size: int, patch_size: int, source: str | Path) -> None:
-    """An image size must tile into whole patches; say which sizes would."""
-    if image_size % patch_size == 0:
-        return
-    lower, upper = image_size // patch_size * patch_size, (image_size // patch_size + 1) * patch_size
-    near = " or ".join(str(s) for s in (lower, upper) if s > 0)
-    raise CheckpointError(f"{source}: image size {image_size} is not a multiple of the model's patch size "
-                          f"{patch_size}; use {near}")
+def check_image_size(image_size: ImageSize, patch_size: int, source: str | Path) -> None:
+    """An image size (an int, or (height, width)) must tile into whole patches on each side; say which would."""
+    for side, value in zip(("height", "width"), image_hw(image_size), strict=True):
+        if value % patch_size == 0:
+            continue
+        lower, upper = value // patch_size * patch_size, (value // patch_size + 1) * patch_size
+        near = " or ".join(str(s) for s in (lower, upper) if s > 0)
+        what = f"image size {image_size}" if isinstance(image_size, int) else \
+            f"image size {list(image_size)}: {side} {value}"
+        raise CheckpointError(f"{source}: {what} is not a multiple of the model's patch size {patch_size}; "
+                              f"use {near}")
 
 
 def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
@@ -217,8 +223,12 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def load_state_into(model: CLIP, state: dict[str, torch.Tensor], stored: CLIPConfig, *, source: str) -> None:
-    """Copy `state` (saved with config `stored`) into `model`, resampling only the image position embedding."""
+def load_state_into(model: CLIP, state: dict[str, torch.Tensor], stored: CLIPConfig, *, source: str,
+                    assign: bool = False) -> None:
+    """Load `state` (saved with config `stored`) into `model`, resampling only the image position embedding.
+
+    `assign=True` makes the (cast) tensors the model's parameters, for a model built on the meta device; then
+    anything the checkpoint does not hold (a non-persistent buffer) would stay unmaterialised and is refused."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -232,46 +242,57 @@ def load_state_into(model: CLIP, state: dict[str, torch.Tensor], stored: CLIPCon
         if key not in state:
             continue
         tensor = state[key]
-        if key == POS_EMBED_KEY and tensor.shape != target.shape:
-            tensor = _resample_checkpoint_pos_embed(tensor, stored, model.config, source)
+        if key == POS_EMBED_KEY:
+            tensor = _pos_embed_at(tensor, stored, model.config, source)
         if tensor.shape != target.shape:
             problems.append(f"{key}: checkpoint shape {tuple(tensor.shape)}, model expects {tuple(target.shape)}")
             continue
-        converted[key] = tensor.to(target.dtype)
+        # Assigned tensors are copied too: safetensors hands out buffers that are not 64-byte aligned, and CPU
+        # kernels then take other code paths, so a loaded model would not reproduce the saved one's outputs bit
+        # for bit. (Without assign, load_state_dict copies into the model's own, aligned, tensors.)
+        converted[key] = tensor.to(target.dtype, copy=assign)
     if problems:
         raise CheckpointError(f"{source}: does not match its config:\n" + "\n".join(f"  - {p}" for p in problems))
-    model.load_state_dict(converted, strict=True)
+    model.load_state_dict(converted, strict=True, assign=assign)
+    unset = [name for name, t in chain(model.named_parameters(), model.named_buffers()) if t.is_meta]
+    if unset:
+        raise CheckpointError(f"{source}: {', '.join(unset)} not in the checkpoint and never built (a buffer "
+                              "that is not saved must be built after a meta-device load)")
 
 
-def _resample_checkpoint_pos_embed(tensor: torch.Tensor, stored: CLIPConfig, target: CLIPConfig, source: str):
-    old_grid, new_grid = stored.vision.grid_size, target.vision.grid_size
-    prefix = stored.vision.num_prefix_tokens
-    if tensor.shape[1] != prefix + old_grid * old_grid:
-        raise CheckpointError(
-            f"{source}: {POS_EMBED_KEY} has {tensor.shape[1]} tokens, its config.json says "
-            f"{prefix}+{old_grid}x{old_grid} (image_size {stored.vision.image_size}, patch {stored.vision.patch_size})"
-        )
-    resample = target.pos_embed_resample
-    log.info(
-        "%s: resampling %s %dx%d -> %dx%d (%s, align_corners=%s)",
-        source, POS_EMBED_KEY, old_grid, old_grid, new_grid, new_grid, resample.mode, resample.align_corners,
-    )
-    return resample_pos_embed(
-        tensor, (old_grid, old_grid), (new_grid, new_grid), num_prefix=prefix,
-        mode=resample.mode, align_corners=resample.align_corners, antialias=resample.antialias,
-    )
+def _pos_embed_at(tensor: torch.Tensor, stored: CLIPConfig, target: CLIPConfig, source: str) -> torch.Tensor:
+    """The stored position embedding on `target`'s grid (one log line when it is resampled)."""
+    try:
+        resize = resize_pos_embed(tensor, stored.vision.grid_hw, target.vision, target.pos_embed_resample)
+    except ValueError as e:
+        raise CheckpointError(f"{source}: {POS_EMBED_KEY} does not match its {CONFIG_NAME} (image_size "
+                              f"{stored.vision.image_size}, patch {stored.vision.patch_size}): {e}") from None
+    if resize.description is not None:
+        log.info("%s: resampling %s %s", source, POS_EMBED_KEY, resize.description)
+    return resize.pos_embed
 
 
-def load_model(directory: str | Path, *, image_size: int | None = None, map_location: str = "cpu") -> CLIP:
-    """Build the model from `directory/config.json` (at `image_size` if given) and load its weights strictly."""
+def load_model(directory: str | Path, *, image_size: ImageSize | None = None, map_location: str = "cpu",
+               init: Literal["meta", "random"] = "meta") -> CLIP:
+    """Build the model from `directory/config.json` (at `image_size`, an int or (height, width), if given) and
+    load its weights strictly.
+
+    `init="random"` is the former path, kept so that benchmarks/load_time.py can measure both: the model built
+    with its random initialisation, then every tensor copied over it."""
     directory = Path(directory)
     stored = read_config(directory)
     if image_size:
         check_image_size(image_size, stored.vision.patch_size, directory)
     config = with_image_size(stored, image_size) if image_size else stored
     state = read_weights(directory / WEIGHTS_NAME)
-    model = CLIP(config)
-    load_state_into(model, state, stored, source=str(directory))
+    if init == "meta":
+        with torch.device("meta"):
+            model = CLIP(config)
+    elif init == "random":
+        model = CLIP(config)
+    else:
+        raise ValueError(f"init {init!r} is not 'meta' or 'random'")
+    load_state_into(model, state, stored, source=str(directory), assign=init == "meta")
     return model.to(map_location).eval()
 
 
@@ -302,7 +323,7 @@ def load_checkpoint(
     name_or_path: str | Path,
     *,
     revision: str | None = None,
-    image_size: int | None = None,
+    image_size: ImageSize | None = None,
     cache_dir: str | Path | None = None,
     force_download: bool = False,
     token: str | bool | None = None,

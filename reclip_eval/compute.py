@@ -31,21 +31,22 @@ def table2_rows(model: str | None = None) -> list[dict]:
     """One row per (model, stage): our GMACs per sample and, for the main stage, the paper's Table 2 value."""
     from reclip_eval.models.flops import count_sample_compute
     from reclip_eval.train.recipe import load_recipe
-    from reclip_eval.zoo.cards import list_cards, load_card
+    from reclip_eval.zoo.entries import list_entries, load_entry
 
-    cards = [load_card(model)] if model else [c for c in list_cards()
-                                              if any(PAPER_KEY in p.metrics for p in c.paper_results)]
+    entries = [load_entry(model)] if model else list_entries()
     rows = []
-    for card in cards:
-        recipe = load_recipe(card.recipe) if card.recipe else None
-        paper = next((p.metrics[PAPER_KEY] for p in card.paper_results if PAPER_KEY in p.metrics), None)
+    for entry in entries:
+        paper = next((p.values[PAPER_KEY] for p in entry.paper_numbers() if PAPER_KEY in p.values), None)
+        if paper is None and not model:
+            continue  # every named model with a paper Table 2 number
+        recipe = load_recipe(entry.recipe) if entry.recipe else None
         stages = recipe.stages if recipe else []
-        config = card.config()
+        config = entry.config()
         for index, stage in enumerate(stages):
             compute = count_sample_compute(config, stage.image_size, stage.text_length, stage.mask_ratio)
             main = index == 0  # Table 2 reports the main (low-resolution) training phase
             rows.append({
-                "model": card.name, "stage": stage.name, "image_size": stage.image_size,
+                "model": entry.name, "stage": stage.name, "image_size": stage.image_size,
                 "text_length": stage.text_length, "mask_ratio": stage.mask_ratio, "image_gmacs": compute.image_gmacs,
                 "text_gmacs": compute.text_gmacs, "gmacs": compute.total_gmacs,
                 "paper_gflops": paper if main else None,

@@ -26,7 +26,7 @@ from reclip_eval.errors import ReclipError, ResultsConflictError, read_json
 KIND = "compute"
 SCHEMA_VERSION = 1
 FOLDER = "compute"
-# The default selection: every named model whose card has a paper Table 2 number (the file the leaderboard reads).
+# The default selection: every named model whose zoo entry refers to a paper Table 2 row (the file the leaderboard reads).
 TABLE2 = {"models": "paper Table 2"}
 _HINT = "pass --overwrite to replace it, or --output DIR to write elsewhere"
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+PRECISIONS = ("fp32", "bf16")  # fp32, or bf16 autocast
+
 
 def resolve_device(device: str) -> str:
     """'auto' -> 'cuda' when a GPU is visible, else 'cpu'; anything else is passed through."""
@@ -16,6 +18,14 @@ def resolve_precision(precision: str, device: str) -> str:
     """'auto' -> bf16 autocast on a GPU, fp32 on the CPU (where bf16 matmuls are slow and inexact)."""
     if precision == "auto":
         return "bf16" if torch.device(device).type == "cuda" else "fp32"
-    if precision not in ("fp32", "bf16"):
-        raise ValueError(f"precision must be auto, fp32 or bf16, got {precision!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be auto, {' or '.join(PRECISIONS)}, got {precision!r}")
     return precision
+
+
+def autocast(device: str | torch.device, precision: str) -> torch.autocast:
+    """The one autocast of the project (evaluation, training, the detector): bf16 autocast on the device's type,
+    a disabled one for fp32, so callers need no branch."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16")

@@ -1,4 +1,4 @@
-"""Where the project's data folders (`model_cards/`, `tasks/`, `training/`, `leaderboards/`) and caches live.
+"""Where the project's data folders (`zoo/`, `tasks/`, `training/`, `leaderboards/`) and caches live.
 
 In a source checkout (editable install) the folders sit beside the package; a wheel carries copies under
 `reclip_eval/_data/` (hatchling `force-include`). An environment variable per folder points at a user's own copy.
@@ -10,7 +10,8 @@ import os
 from pathlib import Path
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
-DATA_FOLDERS = ("model_cards", "tasks", "training", "leaderboards")
+# zoo: the named models (one entry YAML each, reclip_eval/zoo/entries.py), not Hub model cards (reclip_eval/cards/).
+DATA_FOLDERS = ("zoo", "tasks", "training", "leaderboards")
 _ENV = {name: f"RECLIP_{name.upper()}_DIR" for name in DATA_FOLDERS}
 
 

@@ -1,5 +1,5 @@
 """One lookup helper for everything chosen by name: task kinds, model kinds, architecture presets, and the named
-YAML files (model cards, tasks, recipes). Duplicates raise; an unknown name lists near matches and how to list them
+YAML files (zoo entries, tasks, recipes). Duplicates raise; an unknown name lists near matches and how to list them
 all, in one message form (`unknown_name`)."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ T = TypeVar("T")
 
 # What to type to see the known names, per kind.
 _LIST_COMMAND = {"model": "reclip-eval models", "model kind": "reclip-eval models", "task": "reclip-eval tasks",
-                 "recipe": "reclip-eval recipes"}
+                 "task kind": "reclip-eval tasks", "data layout": "reclip-eval tasks", "recipe": "reclip-eval recipes"}
 
 
 def near_matches(name: str, known: list[str]) -> list[str]:
@@ -64,7 +64,7 @@ class Registry(Generic[T]):
 
 
 def named_yaml_files(folder: str) -> dict[str, Path]:
-    """name -> path of every `*.yaml` directly in the data folder `folder` (model_cards, tasks, training)."""
+    """name -> path of every `*.yaml` directly in the data folder `folder` (zoo, tasks, training)."""
     root = data_folder(folder)
     return {p.stem: p for p in sorted(root.glob("*.yaml"))} if root.is_dir() else {}
 

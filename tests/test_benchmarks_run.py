@@ -60,3 +60,14 @@ def test_detect_throughput_smoke(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(out.read_text())["results"]["tiny"]
     assert result["train_images_per_second"] > 0 and result["inference_images_per_second"] > 0
+
+
+def test_load_time_smoke(tmp_path):
+    out = tmp_path / "load.json"
+    run = subprocess.run(
+        [sys.executable, "benchmarks/load_time.py", "--preset", "tiny", "--runs", "1", "--out", str(out)],
+        capture_output=True, text=True, cwd=REPO, timeout=600, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert set(report["seconds"]) == {"random", "meta"} and report["preset"] == "tiny"
+    assert report["speedup_meta_over_random"] > 0 and report["median_seconds"]["read_weights_only"] > 0

@@ -1,5 +1,5 @@
-"""Model cards: rendered from the card YAML, config, training record and results; huggingface_hub reads the
-model-index back."""
+"""Model cards (a checkpoint's README.md): rendered from the zoo entry, config, training record, results and the
+paper's tables; huggingface_hub reads the model-index back."""
 
 import json
 
@@ -8,15 +8,16 @@ from huggingface_hub import ModelCard
 from reclip_eval.cards.render import render_card
 from reclip_eval.eval.runner import EvalOptions, evaluate
 from reclip_eval.eval.tasks import load_task
-from reclip_eval.zoo.cards import load_card
+from reclip_eval.paper_tables import load_paper_tables
+from reclip_eval.zoo.entries import load_entry
 from reclip_eval.zoo.resolve import load_adapter
 
 
 def test_card_round_trips_eval_results(tiny_checkpoint, synth_dir):
     adapter = load_adapter(str(tiny_checkpoint))
     results = evaluate(adapter, load_task("shapes-zeroshot"), EvalOptions(data_dir=synth_dir, workers=0))
-    card = load_card("reclip-64")
-    text = render_card(model_name="reclip-64", config=card.config(), card=card, results=[results],
+    entry = load_entry("reclip-64")
+    text = render_card(model_name="reclip-64", config=entry.config(), entry=entry, results=[results],
                        results_paths=["leaderboards/results/x.json"])
     parsed = ModelCard(text).data.eval_results
     assert {(r.dataset_name, r.metric_name) for r in parsed} == {
@@ -26,6 +27,27 @@ def test_card_round_trips_eval_results(tiny_checkpoint, synth_dir):
     # Paper numbers are present and labelled as the paper's, apart from the measured ones.
     assert "These are the paper's numbers" in text and "| Table 1 | RECLIP-64 (300k steps) | imagenet/top1 | 73.3 |" in text
     assert "results file `leaderboards/results/x.json`" in text
+
+
+def test_card_shows_the_referenced_rows_of_the_paper_tables():
+    """Every number of each row the entry references, as the tables file holds it, under its table and row, with
+    the paper named; the entry itself holds no numbers."""
+    entry = load_entry("reclip-64")
+    text = render_card(model_name="reclip-64", config=entry.config(), entry=entry)
+    paper = load_paper_tables()
+    tables = {t.table: t for t in paper.tables}
+    assert paper.source in text and "openreview.net" in text
+    for ref in entry.paper_rows:
+        (row,) = [r for r in tables[ref.table].rows if r.row == ref.row]
+        for key, value in row.values.items():
+            assert f"| {ref.table} | {ref.row} | {key} | {value} |" in text
+    # Table 5's before-finetune numbers keep the table's own keys (one source: no relabelled copy).
+    assert "| Table 5 | RECLIP-64 (300k) | before_finetune/imagenet/top1 | 62.8 |" in text
+
+
+def test_card_without_a_named_model_still_names_the_paper():
+    text = render_card(model_name="org/x", config=load_entry("reclip-demo").config())
+    assert "reports no numbers for this model" in text and "openreview.net" in text
 
 
 def test_bundled_demo_card_states_its_measured_accuracy():

@@ -179,3 +179,59 @@ def test_hub_repo_id_resolves_from_offline_cache(tmp_path):
 def test_not_a_directory_is_an_error(tmp_path):
     with pytest.raises(CheckpointError, match="not a checkpoint directory"):
         resolve_checkpoint(str(tmp_path / "nope" / "x"))
+
+
+def test_load_at_a_non_square_size_resamples_to_that_grid(tmp_path, caplog):
+    """A model trained at 32x32 (patch 16: a 2x2 grid) loaded at (32, 48): a 2x3 grid, by the one resampler."""
+    from reclip_eval.models.pos_embed import resample_pos_embed
+
+    model = CLIP(build_config("tiny", {"vision": {"patch_size": 16}})).eval()
+    save_checkpoint(model, tmp_path / "ck")
+    with caplog.at_level("INFO"):
+        wide = load_model(tmp_path / "ck", image_size=(32, 48))
+    assert wide.config.vision.image_size == (32, 48) and wide.config.vision.grid_hw == (2, 3)
+    assert "resampling visual.pos_embed 2x2 -> 2x3" in caplog.text
+    expected = resample_pos_embed(model.visual.pos_embed.detach(), (2, 2), (2, 3))
+    assert torch.equal(wide.visual.pos_embed, expected)
+    assert wide.encode_image(torch.randn(2, 3, 32, 48)).shape == (2, 32)
+    with pytest.raises(CheckpointError, match=r"image size \[32, 50\]: width 50 is not a multiple of the model's "
+                                              r"patch size 16; use 48 or 64"):
+        load_model(tmp_path / "ck", image_size=(32, 50))
+
+
+def test_non_square_config_round_trips_and_square_stays_an_int(tmp_path):
+    model = CLIP(build_config("tiny", {"vision": {"image_size": [32, 48]}}))
+    save_checkpoint(model, tmp_path / "wide")
+    assert json.loads((tmp_path / "wide" / CONFIG_NAME).read_text())["vision"]["image_size"] == [32, 48]
+    assert load_model(tmp_path / "wide").config == model.config
+    square = build_config("tiny", {"vision": {"image_size": [32, 32]}})
+    assert square.vision.image_size == 32 and square == build_config("tiny")
+
+
+def test_loading_draws_no_random_initialisation(tmp_path):
+    """The model is built on the meta device and the file's tensors assigned: the global RNG is not touched, and
+    the result has real float32 parameters (cast from float16) that train."""
+    model = CLIP(build_config("tiny")).eval()
+    save_checkpoint(model, tmp_path / "ck", dtype=torch.float16)
+    rng = torch.random.get_rng_state()
+    loaded = load_model(tmp_path / "ck")
+    assert torch.equal(rng, torch.random.get_rng_state())
+    for name, p in loaded.named_parameters():
+        assert isinstance(p, torch.nn.Parameter) and p.requires_grad and p.device.type == "cpu", name
+        assert p.dtype == torch.float32, name
+        assert torch.equal(p, model.state_dict()[name].half().float()), name
+    same = load_model(tmp_path / "ck", init="random")
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), same.state_dict().values(), strict=True))
+
+
+def test_a_tensor_no_checkpoint_holds_is_refused_after_a_meta_load(tmp_path):
+    """A buffer that is not saved would stay on the meta device: refused by name rather than failing later."""
+    from reclip_eval.checkpoint import load_state_into, read_weights
+
+    model = CLIP(build_config("tiny"))
+    save_checkpoint(model, tmp_path / "ck")
+    with torch.device("meta"):
+        target = CLIP(model.config)
+    target.text.register_buffer("causal_mask", torch.empty(16, 16, device="meta"), persistent=False)
+    with pytest.raises(CheckpointError, match="text.causal_mask not in the checkpoint"):
+        load_state_into(target, read_weights(tmp_path / "ck" / WEIGHTS_NAME), model.config, source="ck", assign=True)

@@ -9,7 +9,7 @@ from reclip_eval.zoo.resolve import load_adapter
 
 from .conftest import run_cli
 
-# Chance is 1/36 = 2.8%. The bundled model measures about 25% (model_cards/reclip-demo/README.md); this bound
+# Chance is 1/36 = 2.8%. The bundled model measures about 25% (zoo/reclip-demo/README.md); this bound
 # leaves room for a different draw of images while still failing for an untrained or broken model.
 DEMO_MIN_TOP1 = 0.15
 

@@ -94,3 +94,10 @@ def test_a_file_of_another_kind_is_not_replaced(tmp_path):
     with pytest.raises(ResultsConflictError, match="not a compute results file"):
         store_compute_results(results, path)
     assert store_compute_results(results, path, overwrite=True)[0] == "replaced"
+
+
+def test_non_square_image_counts_its_patches():
+    config = build_config("tiny")
+    wide, tall = (count_sample_compute(config, size, 16).image_gmacs for size in ((32, 64), (64, 32)))
+    small, big = (count_sample_compute(config, size, 16).image_gmacs for size in (32, 64))
+    assert wide == tall and small < wide < big

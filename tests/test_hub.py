@@ -32,19 +32,19 @@ CHECKPOINT_FILES = {"config.json", "model.safetensors", "README.md", "recipe.yam
 # Loads each (local dir, hf-hub spec) pair both ways and compares: the ModelAdapter evaluation uses and
 # load_checkpoint (the library entry point). Prints one JSON line per pair.
 COMPARE = textwrap.dedent("""
-    import json, sys, torch
+    import json, sys, numpy, torch
     from reclip_eval.checkpoint import load_checkpoint
     from reclip_eval.zoo.resolve import load_adapter, parse_hub_spec
     torch.manual_seed(0)
     pixels = torch.randn(2, 3, 32, 32)
+    texts = ["a red circle", "two blue squares"]
     for local_dir, spec in json.loads(sys.argv[1]):
         local, hub = load_adapter(local_dir), load_adapter(spec)
-        tokens = local.tokenize(["a red circle", "two blue squares"])
         repo, revision = parse_hub_spec(spec)
         loaded = load_checkpoint(repo, revision=revision)
         print(json.dumps({
-            "adapter_equal": torch.equal(local.encode_image(pixels), hub.encode_image(pixels))
-            and torch.equal(local.encode_text(tokens), hub.encode_text(tokens)),
+            "adapter_equal": numpy.array_equal(local.encode_images(pixels), hub.encode_images(pixels))
+            and numpy.array_equal(local.encode_texts(texts), hub.encode_texts(texts)),
             "loader_equal": torch.equal(local.model.encode_image(pixels), loaded.encode_image(pixels)),
             "weights": hub.describe()["weights"],
         }))

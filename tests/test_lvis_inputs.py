@@ -196,5 +196,4 @@ def test_task_run_checks_annotations_before_the_model_runs(tmp_path):
     (tmp_path / "lvis_v1_val.json").write_text(json.dumps(_without_federated(ground_truth)))
     layout = LayoutSpec(kind="lvis_json", annotations="lvis_v1_val.json")
     with pytest.raises(DataError, match="lvis_v1_val.json: image 0 .* has no neg_category_ids"):
-        run_detection(adapter, load_task("shapes-lvis"), tmp_path, layout, batch_size=1, workers=0, device="cpu",
-                      precision="fp32")
+        run_detection(adapter, load_task("shapes-lvis"), tmp_path, layout, batch_size=1, workers=0)

@@ -81,3 +81,27 @@ def test_paper_architecture_preset():
 def test_invalid_sizes_rejected():
     with pytest.raises(ValueError, match="not a multiple of patch_size"):
         dataclasses.replace(VisionConfig(), image_size=100)
+
+
+def test_image_size_may_be_height_and_width():
+    config = VisionConfig(image_size=(32, 48), patch_size=16, width=32, layers=1, heads=2)
+    assert config.image_hw == (32, 48) and config.grid_hw == (2, 3) and config.num_patches == 6
+    assert VisionConfig(image_size=[64, 64]).image_size == 64  # square is always the int
+    with pytest.raises(ValueError, match="not square"):
+        _ = config.grid_size
+    with pytest.raises(ValueError, match=r"image_size \[32, 40\]: width 40 is not a multiple of patch_size 16"):
+        dataclasses.replace(config, image_size=(32, 40))
+    with pytest.raises(ValueError, match="integer or a \\[height, width\\] pair"):
+        dataclasses.replace(config, image_size=(32, 48, 64))
+
+
+def test_set_image_size_to_height_and_width():
+    model = CLIP(build_config("tiny")).eval()
+    model.set_image_size((32, 48))
+    assert model.config.vision.image_size == (32, 48) and model.visual.pos_embed.shape == (1, 4 * 6, 32)
+    assert model.encode_image(torch.randn(1, 3, 32, 48)).shape == (1, 32)
+    with pytest.raises(ValueError, match="expects 32x48 pixels"):
+        model.encode_image(torch.randn(1, 3, 48, 32))
+    before = model.visual.pos_embed
+    model.set_image_size((32, 48))
+    assert model.visual.pos_embed is before  # the same size keeps the Parameter (and the optimizer's state)

@@ -94,7 +94,7 @@ class _ToyAdapter:
     def __init__(self, where, request):
         self.where, self.request, self.device = where, request, None
 
-    def to(self, device):
+    def place(self, device, precision="fp32"):
         self.device = device
         return self
 

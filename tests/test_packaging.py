@@ -1,4 +1,4 @@
-"""A non-editable install finds model_cards/, tasks/, training/ and leaderboards/ (shipped inside the wheel)."""
+"""A non-editable install finds zoo/, tasks/, training/ and leaderboards/ (shipped inside the wheel)."""
 
 import subprocess
 import sys
@@ -16,20 +16,20 @@ def test_wheel_carries_data_folders_and_finds_them(tmp_path):
     assert build.returncode == 0, build.stderr[-2000:]
     wheel = next((tmp_path / "dist").glob("reclip_eval-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
-    for required in ("reclip_eval/_data/model_cards/reclip-demo.yaml", "reclip_eval/_data/tasks/shapes-zeroshot.yaml",
+    for required in ("reclip_eval/_data/zoo/reclip-demo.yaml", "reclip_eval/_data/tasks/shapes-zeroshot.yaml",
                      "reclip_eval/_data/tasks/shapes/classes.tsv", "reclip_eval/_data/training/demo-shapes.yaml",
-                     "reclip_eval/_data/model_cards/reclip-demo/model.safetensors"):
+                     "reclip_eval/_data/zoo/reclip-demo/model.safetensors"):
         assert required in names, required
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     script = textwrap.dedent("""
         from reclip_eval.paths import data_folder
-        from reclip_eval.zoo.cards import list_cards
+        from reclip_eval.zoo.entries import list_entries
         from reclip_eval.eval.tasks import load_task
         from reclip_eval.train.recipe import load_recipe
         from reclip_eval.zoo.resolve import load_adapter
-        assert "_data" in str(data_folder("model_cards")), data_folder("model_cards")
-        assert "reclip-demo" in [c.name for c in list_cards()]
+        assert "_data" in str(data_folder("zoo")), data_folder("zoo")
+        assert "reclip-demo" in [e.name for e in list_entries()]
         load_task("shapes-zeroshot"); load_recipe("reclip-64-f20k")
         print(load_adapter("reclip-demo").image_size)
     """)

@@ -2,7 +2,8 @@
 
 Three kinds of checks: the file's structure; every number against the paper's text (each row's values, in column
 order, against the tab-separated line of that row; skipped only where the paper's text is not beside the repo);
-and every model card's `paper_results` against the file.
+and that the named models refer to their rows (zoo entries hold references, never copies of the numbers:
+tests/test_zoo_entries.py tests the mechanism).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 TABLES_FILE = REPO / "leaderboards" / "paper" / "reclip_tables.yaml"
-CARDS_DIR = REPO / "model_cards"
 PAPER = Path(__file__).resolve().parents[2] / "shared" / "paper" / "reclip-paper.txt"
 
 MODELS = {"clip-repro-224", "reclip-112", "reclip-80", "reclip-64", "reclip-64-f20k"}
@@ -124,8 +124,9 @@ def test_table1_schedules():
 
 
 def test_loader_reads_the_file():
-    paper = pytest.importorskip("reclip_eval.leaderboard.paper")
-    tables = paper.load_paper_tables(TABLES_FILE)
+    from reclip_eval.paper_tables import load_paper_tables
+
+    tables = load_paper_tables(TABLES_FILE)
     assert [t.number for t in tables.tables] == TABLE_NUMBERS
 
 
@@ -251,33 +252,13 @@ def test_spot_fragments_in_paper(table, row, key, value, fragment):
     assert any(fragment in line for line in PAPER.read_text(encoding="utf-8").splitlines()), fragment
 
 
-# --- against the model cards -----------------------------------------------------------------------------------
-
-# Cards record Table 5's "before" half as its own row with unprefixed keys.
-CARD_SUFFIXES = {", before high-resolution finetuning": "before_finetune/",
-                 ", after high-resolution finetuning": "after_finetune/"}
+# --- the named models' references ----------------------------------------------------------------------------
 
 
-def _cards() -> list[dict]:
-    cards = [yaml.safe_load(p.read_text(encoding="utf-8")) for p in sorted(CARDS_DIR.glob("*.yaml"))]
-    return [c for c in cards if c.get("paper_results")]
+def test_the_named_models_refer_to_rows_of_the_file():
+    from reclip_eval.zoo.entries import list_entries
 
-
-def test_cards_with_paper_results_are_the_named_models():
-    assert {c["name"] for c in _cards()} == MODELS
-
-
-@pytest.mark.parametrize("name", sorted(MODELS))
-def test_card_paper_results_match_the_file(name):
-    (card,) = [c for c in _cards() if c["name"] == name]
-    for result in card["paper_results"]:
-        label, prefix = result["row"], ""
-        for suffix, key_prefix in CARD_SUFFIXES.items():
-            if label.endswith(suffix):
-                label, prefix = label.removesuffix(suffix), key_prefix
-        row = _row(result["table"], label)
-        assert row["model"] == name, (result["table"], label)
-        for key, value in result["metrics"].items():
-            stored = row["values"].get(prefix + key, ABSENT)
-            assert stored is not ABSENT and stored == value and type(stored) is type(value), \
-                f"{name}: {result['table']} / {result['row']} / {key}: card {value!r}, file {stored!r}"
+    referring = {e.name: e for e in list_entries() if e.paper_rows}
+    assert set(referring) == MODELS
+    for name, entry in referring.items():  # read here without the entries' reader: rows the file gives that model
+        assert all(_row(r.table, r.row)["model"] == name for r in entry.paper_rows), name

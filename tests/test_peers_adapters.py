@@ -55,8 +55,8 @@ def test_open_clip_arch_with_weights_file(tiny_open_clip):
         expected_txt = model.encode_text(tokenizer(TEXTS), normalize=True)
     ours_pixels = torch.stack([adapter.transform(i) for i in images])
     assert torch.equal(ours_pixels, pixels)
-    torch.testing.assert_close(adapter.encode_image(ours_pixels), expected_img, rtol=0, atol=1e-6)
-    torch.testing.assert_close(adapter.encode_text(adapter.tokenize(TEXTS)), expected_txt, rtol=0, atol=1e-6)
+    torch.testing.assert_close(torch.from_numpy(adapter.encode_images(ours_pixels)), expected_img, rtol=0, atol=1e-6)
+    torch.testing.assert_close(torch.from_numpy(adapter.encode_texts(TEXTS)), expected_txt, rtol=0, atol=1e-6)
     assert adapter.describe()["weights"]["sha256"]
 
 
@@ -77,8 +77,8 @@ def test_open_clip_folder_layout_and_pickles_refused(tiny_open_clip, tmp_path):
     assert adapter.describe()["family"] == "open_clip"
     pixels = torch.stack([preprocess(i) for i in _images()])
     with torch.no_grad():
-        torch.testing.assert_close(adapter.encode_image(pixels), model.encode_image(pixels, normalize=True),
-                                   rtol=0, atol=1e-6)
+        torch.testing.assert_close(torch.from_numpy(adapter.encode_images(pixels)),
+                                   model.encode_image(pixels, normalize=True), rtol=0, atol=1e-6)
     (repo / "open_clip_model.safetensors").unlink()
     torch.save(model.state_dict(), repo / "open_clip_pytorch_model.bin")
     with pytest.raises(CheckpointError, match="pickled weights are never loaded"):
@@ -142,9 +142,10 @@ def test_hf_clip_folder_matches_transformers(tiny_hf_clip):
     text_out = getattr(text_out, "pooler_output", text_out)
     ours_pixels = torch.stack([adapter.transform(i) for i in images])
     torch.testing.assert_close(ours_pixels, inputs["pixel_values"])
-    torch.testing.assert_close(adapter.encode_image(ours_pixels), torch.nn.functional.normalize(image_out, dim=-1),
+    torch.testing.assert_close(torch.from_numpy(adapter.encode_images(ours_pixels)),
+                               torch.nn.functional.normalize(image_out, dim=-1),
                                rtol=0, atol=1e-6)
-    torch.testing.assert_close(adapter.encode_text(adapter.tokenize(TEXTS)),
+    torch.testing.assert_close(torch.from_numpy(adapter.encode_texts(TEXTS)),
                                torch.nn.functional.normalize(text_out, dim=-1), rtol=0, atol=1e-6)
     # The same folder is recognised without the hf: prefix too.
     assert load_adapter(str(folder)).describe()["family"] == "hf_transformers"
@@ -170,7 +171,7 @@ def _resampled_like_ours(table: torch.Tensor, native: int, size: int, patch: int
 def _check_runs_at(adapter, size: int) -> None:
     pixels = torch.stack([adapter.transform(i) for i in _images()])
     assert adapter.image_size == size and pixels.shape[-2:] == (size, size)
-    assert torch.isfinite(adapter.encode_image(pixels)).all()
+    assert np.isfinite(adapter.encode_images(pixels)).all()
     resample = adapter.describe()["pos_embed_resample"]
     assert resample["mode"] == PosEmbedResampleConfig().mode and resample["from_image_size"] != size
 

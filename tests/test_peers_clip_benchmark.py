@@ -33,17 +33,18 @@ def clip_benchmark_zeroshot(monkeypatch):
 
 
 class _AsModel(torch.nn.Module):
-    """CLIP_benchmark calls model.encode_image / model.encode_text: hand it the adapter's encoders."""
+    """CLIP_benchmark calls model.encode_image / model.encode_text on tensors: hand it the adapter's torch forward
+    (ours goes through the adapter's numpy interface)."""
 
     def __init__(self, adapter):
         super().__init__()
         self.adapter = adapter
 
     def encode_image(self, pixels):
-        return self.adapter.encode_image(pixels)
+        return self.adapter.embed_pixels(pixels)
 
     def encode_text(self, tokens):
-        return self.adapter.encode_text(tokens)
+        return self.adapter.embed_tokens(tokens)
 
 
 def test_zeroshot_classification_equals_clip_benchmark(clip_benchmark_zeroshot, tmp_path):

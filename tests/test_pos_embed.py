@@ -82,3 +82,19 @@ def test_matches_timm_with_the_same_mode():
     theirs = resample_abs_pos_embed(pe, new_size=[14, 14], old_size=[7, 7], num_prefix_tokens=1,
                                     interpolation="bicubic", antialias=False)
     torch.testing.assert_close(ours, theirs)
+
+
+def test_resize_for_a_config_reads_the_grids_and_describes_itself():
+    """The one resize decision (loader and set_image_size): grids from the configs, the count checked, described."""
+    from reclip_eval.models.config import PosEmbedResampleConfig, VisionConfig
+    from reclip_eval.models.pos_embed import resize_pos_embed
+
+    target = VisionConfig(image_size=(32, 48), patch_size=16, width=8, layers=1, heads=2, pool="cls")
+    pe = torch.randn(1, 1 + 4, 8)
+    resize = resize_pos_embed(pe, (2, 2), target, PosEmbedResampleConfig())
+    assert torch.equal(resize.pos_embed, resample_pos_embed(pe, (2, 2), (2, 3), num_prefix=1))
+    assert resize.description == "2x2 -> 2x3 (bilinear, align_corners=True, antialias=False)"
+    same = resize_pos_embed(resize.pos_embed, (2, 3), target, PosEmbedResampleConfig())
+    assert same.pos_embed is resize.pos_embed and same.description is None
+    with pytest.raises(ValueError, match="does not fit a 2x2 grid \\(expected 1 prefix \\+ 4 tokens\\)"):
+        resize_pos_embed(torch.randn(1, 4, 8), (2, 2), target, PosEmbedResampleConfig())

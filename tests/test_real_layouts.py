@@ -118,8 +118,7 @@ def test_imagenet_a_classifier_is_over_its_200_classes_by_wnid(adapter, tmp_path
     folder, layout = locate_task_data(task, tmp_path)
     data = read_classification(layout, folder, subset)
     assert sorted(label for _, label in data.items) == [0, 1]
-    assert build_classifier(adapter, list(subset.names), ["{}"], batch_size=64, device="cpu",
-                            precision="fp32").shape[0] == 200
+    assert build_classifier(adapter, list(subset.names), ["{}"], batch_size=64).shape[0] == 200
     results = evaluate(adapter, task, _options(tmp_path))
     assert results["counts"]["classes"] == 200 and results["counts"]["images_evaluated"] == 2
     # tench is an ImageNet class but not an ImageNet-A one: an error, never a shifted label.

@@ -8,8 +8,8 @@ from reclip_eval.models.flops import count_sample_compute
 from reclip_eval.models.presets import build_config
 from reclip_eval.models.vision import keep_random_tokens
 from reclip_eval.train.loop import train
-from reclip_eval.train.optim import lr_factor
 from reclip_eval.train.recipe import clip_recipe_files, load_recipe
+from reclip_eval.train.schedule import lr_factor
 
 PAPER_RECIPES = [n for n in clip_recipe_files() if n not in ("demo-shapes", "tiny-shapes")]
 
@@ -53,7 +53,7 @@ def test_multigrid_schedule_is_one_continuous_decay():
     assert [(s.image_size, s.batch_size, s.steps) for s in stages] == [
         (112, 65536, 25000), (160, 32768, 50000), (224, 16384, 100000)]
     assert all(s.steps * s.batch_size == 25000 * 65536 for s in stages)  # the same samples per stage
-    ends = [lr_factor(s)(s.steps - 1) for s in stages]
-    starts = [lr_factor(s)(0 if not s.warmup_steps else s.warmup_steps) for s in stages[1:]]
+    ends = [lr_factor(s.lr_schedule())(s.steps - 1) for s in stages]
+    starts = [lr_factor(s.lr_schedule())(0 if not s.warmup_steps else s.warmup_steps) for s in stages[1:]]
     for end, start in zip(ends, starts, strict=False):
         assert start == pytest.approx(end, abs=1e-4)

@@ -18,7 +18,7 @@ from reclip_eval.zoo.resolve import load_adapter
 
 from .conftest import REPO, run_cli
 
-DEMO = REPO / "model_cards" / "reclip-demo"
+DEMO = REPO / "zoo" / "reclip-demo"
 
 
 def _options(data_dir: Path) -> EvalOptions:

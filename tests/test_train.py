@@ -9,8 +9,8 @@ from reclip_eval.checkpoint import load_model
 from reclip_eval.models.pos_embed import resample_pos_embed
 from reclip_eval.train.loop import TrainingError, train
 from reclip_eval.train.loss import contrastive_loss
-from reclip_eval.train.optim import lr_factor
 from reclip_eval.train.recipe import load_recipe
+from reclip_eval.train.schedule import lr_factor
 
 
 def test_loss_matches_equations_1_and_2():
@@ -26,7 +26,7 @@ def test_loss_matches_equations_1_and_2():
 
 def test_warmup_then_linear_decay():
     stage = load_recipe("reclip-64").stages[1]  # 5000 warmup, 50000 steps, linear to 0
-    f = lr_factor(stage)
+    f = lr_factor(stage.lr_schedule())
     assert f(0) == pytest.approx(1 / 5000) and f(4999) == pytest.approx(1.0)
     assert f(5000 + 22500) == pytest.approx(0.5) and f(49999) == pytest.approx(1 / 45000, abs=1e-6)
 

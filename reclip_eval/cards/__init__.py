@@ -1,1 +1,2 @@
-"""Model cards rendered from model_cards/NAME.yaml + a checkpoint's config/training record + results JSON."""
+"""Model cards (a checkpoint's Hub README.md) rendered from a zoo entry (zoo/NAME.yaml) if the checkpoint is a named
+model's, its config and training record, results JSON and the paper's tables."""

@@ -1,7 +1,8 @@
 """Render a checkpoint's README.md: a Hub model card whose `model-index` metadata huggingface_hub reads back.
 
 Measured numbers come only from results JSON files and carry the file and the command that produced them;
-numbers the paper reports are in a separate, labelled section.
+numbers the paper reports are in a separate section, labelled with the paper and its table and row, read from the
+paper's tables (leaderboards/paper/reclip_tables.yaml) through the rows the named model's zoo entry references.
 """
 
 from __future__ import annotations
@@ -10,10 +11,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from reclip_eval.eval.task_kinds import hf_task_type
 from reclip_eval.models.config import CLIPConfig
-from reclip_eval.zoo.cards import ModelCardSpec
-
-_TASK_TYPES = {"zeroshot_classification": "zero-shot-image-classification", "retrieval": "image-text-retrieval"}
+from reclip_eval.zoo.entries import ZooEntry
 
 
 def _metric_type(task_kind: str, metric: str) -> str:
@@ -32,7 +32,7 @@ def _eval_results(results: list[dict[str, Any]], model_name: str):
             if value < 0:  # LVIS's -1: undefined (no ground truth in that slice), not a score
                 continue
             out.append(EvalResult(
-                task_type=_TASK_TYPES.get(task["kind"], task["kind"]),
+                task_type=hf_task_type(task["kind"]),
                 dataset_type=task["name"], dataset_name=task["name"], dataset_split=task.get("split"),
                 metric_type=_metric_type(task["kind"], metric), metric_name=metric,
                 metric_value=round(100 * value, 2),
@@ -87,13 +87,19 @@ def _measured(results: list[dict[str, Any]], results_paths: list[str]) -> str:
     return "\n\n".join(blocks)
 
 
-def _paper(card: ModelCardSpec | None) -> str:
-    if card is None or not card.paper_results:
-        return "The paper reports no numbers for this model."
-    lines = ["These are the paper's numbers (Li et al., RECLIP, TMLR), not measured by this project:", "",
+# Where to read the paper whose tables leaderboards/paper/reclip_tables.yaml transcribes.
+PAPER_URL = "https://openreview.net/forum?id=Ufc5cWhHko"
+
+
+def _paper(entry: ZooEntry | None) -> str:
+    numbers = entry.paper_numbers() if entry is not None else []
+    if not numbers:
+        return f"The paper (RECLIP, {PAPER_URL}) reports no numbers for this model."
+    lines = [f"These are the paper's numbers ({numbers[0].source}, {PAPER_URL}), not measured by this project; "
+             "each row is the paper's table and row:", "",
              "| table | row | metric | paper value |", "|---|---|---|---|"]
-    for p in card.paper_results:
-        lines += [f"| {p.table} | {p.row} | {k} | {v} |" for k, v in p.metrics.items()]
+    for p in numbers:
+        lines += [f"| {p.table} | {p.row} | {k} | {v} |" for k, v in p.values.items()]
     return "\n".join(lines)
 
 
@@ -101,7 +107,7 @@ def render_card(
     *,
     model_name: str,
     config: CLIPConfig,
-    card: ModelCardSpec | None = None,
+    entry: ZooEntry | None = None,
     training: dict[str, Any] | None = None,
     results: list[dict[str, Any]] | None = None,
     results_paths: list[str] | None = None,
@@ -110,24 +116,24 @@ def render_card(
 
     results = results or []
     data = ModelCardData(
-        model_name=model_name, library_name="reclip-eval", license=card.license if card else "apache-2.0",
+        model_name=model_name, library_name="reclip-eval", license=entry.license if entry else "apache-2.0",
         pipeline_tag="zero-shot-image-classification", tags=["clip", "reclip", "zero-shot-image-classification"],
         eval_results=_eval_results(results, model_name) or None,
     )
-    description = card.description if card else "A RECLIP-style CLIP checkpoint trained with reclip-eval."
+    description = entry.description if entry else "A RECLIP-style CLIP checkpoint trained with reclip-eval."
     sections = [
         f"---\n{data.to_yaml()}\n---", f"# {model_name}", description,
         "## Architecture", _architecture(config),
         "## Training", _training(training),
-        "## Training data", (card.training_data if card and card.training_data else "See the recipe."),
+        "## Training data", (entry.training_data if entry and entry.training_data else "See the recipe."),
         "## Intended use and limitations",
-        "\n\n".join(x for x in [card.intended_use if card else "", card.limitations if card else ""] if x)
+        "\n\n".join(x for x in [entry.intended_use if entry else "", entry.limitations if entry else ""] if x)
         or "Research use.",
         "## Evaluation (measured by this project)", _measured(results, results_paths or ["?"] * len(results)),
-        "## Paper-reported numbers", _paper(card),
+        "## Paper-reported numbers", _paper(entry),
         "## Usage",
         "```python\nfrom reclip_eval.checkpoint import load_checkpoint\nmodel = load_checkpoint(\"PATH_OR_REPO\")\n```\n\n"
-        f"or `reclip-eval --model {card.name if card else 'PATH_OR_REPO'} --task shapes-zeroshot`.",
+        f"or `reclip-eval --model {entry.name if entry else 'PATH_OR_REPO'} --task shapes-zeroshot`.",
     ]
     return "\n\n".join(sections) + "\n"
 

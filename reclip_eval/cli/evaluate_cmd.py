@@ -41,8 +41,11 @@ def _count(minimum: int):
 
 
 def add_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="reclip-eval", description="Evaluate a CLIP model on zero-shot tasks.",
-                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from reclip_eval.eval.task_kinds import TASK_KINDS
+
+    p = argparse.ArgumentParser(prog="reclip-eval", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                description=f"Evaluate a model on tasks of any kind ({', '.join(TASK_KINDS.names())});\n"
+                                            "`reclip-eval tasks` lists the tasks, kinds and data layouts.")
     p.add_argument("--model", required=True, help="named model, hf-hub:org/name[@rev], or a checkpoint dir")
     p.add_argument("--task", required=True, help="task name(s), comma separated, or a task YAML path")
     p.add_argument("--checkpoint", help="weights for a named model: a checkpoint dir or hf-hub:org/name[@rev]")

@@ -10,8 +10,8 @@ import sys
 from reclip_eval.errors import ReclipError
 
 SUBCOMMANDS = {
-    "models": ("reclip_eval.cli.models_cmd", "list the named models (model_cards/)"),
-    "tasks": ("reclip_eval.cli.tasks_cmd", "list the evaluation tasks (tasks/)"),
+    "models": ("reclip_eval.cli.models_cmd", "list the named models (zoo/)"),
+    "tasks": ("reclip_eval.cli.tasks_cmd", "list the evaluation tasks (tasks/), task kinds and data layouts"),
     "recipes": ("reclip_eval.cli.recipes_cmd", "list the training recipes (training/)"),
     "data": ("reclip_eval.cli.data_cmd", "generate the synthetic shapes world (data synth)"),
     "train": ("reclip_eval.cli.train_cmd", "train a model from a recipe"),

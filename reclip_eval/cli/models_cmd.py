@@ -10,24 +10,24 @@ from reclip_eval.hub import HUB_PREFIX
 
 def add_parser() -> argparse.ArgumentParser:
     return argparse.ArgumentParser(prog="reclip-eval models",
-                                   description="List the named models (model_cards/) and the model kinds.")
+                                   description="List the named models (zoo/) and the model kinds.")
 
 
 def _named_model_rows() -> list[list[str]]:
-    from reclip_eval.zoo.cards import list_cards
+    from reclip_eval.zoo.entries import list_entries
 
     rows = []
-    for card in list_cards():
-        if card.checkpoint is None:
+    for entry in list_entries():
+        if entry.checkpoint is None:
             weights = "not published: train it or pass --checkpoint"
-        elif card.checkpoint_path() is not None:
-            weights = "bundled" if card.checkpoint_path().is_dir() else f"missing: {card.checkpoint_path()}"
+        elif entry.checkpoint_path() is not None:
+            weights = "bundled" if entry.checkpoint_path().is_dir() else f"missing: {entry.checkpoint_path()}"
         else:
-            weights = card.checkpoint
-        config = card.config()
+            weights = entry.checkpoint
+        config = entry.config()
         arch = (f"ViT {config.vision.width}x{config.vision.layers} p{config.vision.patch_size} @ "
                 f"{config.vision.image_size}px / text {config.text.width}x{config.text.layers}")
-        rows.append([card.name, arch, card.recipe or "-", weights])
+        rows.append([entry.name, arch, entry.recipe or "-", weights])
     return rows
 
 

@@ -1,4 +1,5 @@
-"""reclip-eval tasks: the evaluation tasks and the data each needs."""
+"""reclip-eval tasks: the evaluation tasks and the data each needs, then the task kinds and data layouts a task
+YAML can name (both registries: a new kind or layout is listed here by registering itself)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,24 @@ import argparse
 
 
 def add_parser() -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(prog="reclip-eval tasks", description="List the evaluation tasks (tasks/).")
+    return argparse.ArgumentParser(prog="reclip-eval tasks",
+                                   description="List the evaluation tasks (tasks/), the task kinds and the data "
+                                               "layouts a task can name.")
 
 
 def run(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
+    from reclip_eval.data.layouts import LAYOUTS
+    from reclip_eval.eval.task_kinds import TASK_KINDS, readable_layouts
     from reclip_eval.eval.tasks import list_tasks
 
     rows = [[t.name, t.kind, ", ".join(x.kind for x in t.data.layouts), t.description] for t in list_tasks()]
     print(tabulate(rows, headers=["task", "kind", "layouts", "description"], tablefmt="github"))
+    kinds = [[k.name, k.reads, ", ".join(readable_layouts(k)), k.summary] for k in TASK_KINDS.values()]
+    print("\nTask kinds (a task's `kind`):\n")
+    print(tabulate(kinds, headers=["kind", "reads", "layouts", "what it measures"], tablefmt="github"))
+    layouts = [[layout.name, layout.role, layout.summary] for layout in LAYOUTS.values()]
+    print("\nData layouts (a task's `data.layouts[].kind`, first one present wins):\n")
+    print(tabulate(layouts, headers=["layout", "feeds", "on disk"], tablefmt="github"))
     return 0

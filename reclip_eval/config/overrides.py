@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import copy
 import re
-from typing import Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
 
 import yaml
 
 from reclip_eval.errors import ConfigError
+
+T = TypeVar("T")
 
 
 def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -75,3 +79,23 @@ def blame_overrides(problems: list[str], overrides: list[str]) -> tuple[list[str
         annotated.append(f"{problem} (from {', '.join(matched)})" if matched else problem)
         culprits += [m for m in matched if m not in culprits]
     return annotated, culprits or list(overrides)
+
+
+def parse_with_overrides(parse: Callable[[dict[str, Any]], T], raw: dict[str, Any], overrides: list[str],
+                         path: str | Path) -> T:
+    """`parse` (which raises one ConfigError listing every problem) of the file's mapping `raw` with the `key=value`
+    overrides applied: one parse when it succeeds. Only when it fails and overrides were given is the file alone
+    parsed too, to tell who broke it: if the file alone is fine, the error names the override(s), not the file."""
+    overridden = apply_overrides(raw, overrides, source=f"{path} (with overrides)")
+    try:
+        return parse(overridden)
+    except ConfigError as e:
+        if not overrides:
+            raise
+        failure = e
+    try:
+        parse(raw)
+    except ConfigError:
+        raise failure from None  # the file itself is broken: its own problems name it
+    problems, culprits = blame_overrides(failure.problems, overrides)
+    raise ConfigError(f"command-line override {' '.join(culprits)} (recipe {path})", problems) from None

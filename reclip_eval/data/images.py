@@ -69,7 +69,7 @@ def collate_skipping(batch):
     good = [b for b in batch if b[0] is not None]
     skipped = [(b[2], b[3]) for b in batch if b[0] is None]
     if good:
-        pixels = torch.stack([b[0] for b in good])
+        pixels = torch.stack([torch.as_tensor(b[0]) for b in good])  # a non-torch family's transform may give numpy
     else:
         pixels = torch.empty(0)
     targets = [b[1] for b in good]

@@ -1,7 +1,7 @@
 """A trained detector behind the evaluation suite's ModelAdapter interface, so that
 `reclip-eval --model DETECTOR_DIR --task lvis` runs through the same task runner and results schema as the CLIP
 tasks. The encoders are the detector's frozen CLIP (its open-vocabulary branch); `image_gmacs` counts the whole
-detector on one canvas.
+detector on one canvas, and `detect` runs it at the adapter's placement (detect/predict.py).
 
 Also the `reclip_detector` model kind, registered from here so that the zoo's resolver needs no knowledge of
 detectors: importing reclip_eval.detect (as reclip_eval/kinds.py does for the CLI) makes detector folders loadable."""
@@ -20,12 +20,12 @@ from reclip_eval.data.transforms import image_transform
 from reclip_eval.detect.checkpoint import ARCHITECTURE, CLIP_DIR, LoadedDetector, load_detector
 from reclip_eval.errors import CheckpointError
 from reclip_eval.models.tokenizer import ClipTokenizer
-from reclip_eval.zoo.adapter import ModelAdapter
 from reclip_eval.zoo.model_kinds import LoadRequest, ModelFolder, register_model_kind
+from reclip_eval.zoo.torch_adapter import TorchAdapter
 from reclip_eval.zoo.training_record import training_compute
 
 
-class DetectorAdapter(ModelAdapter):
+class DetectorAdapter(TorchAdapter):
     def __init__(self, loaded: LoadedDetector, model_id: str):
         self.loaded = loaded
         self.model_id = model_id
@@ -37,41 +37,35 @@ class DetectorAdapter(ModelAdapter):
     def from_dir(cls, directory: str | Path, model_id: str) -> DetectorAdapter:
         return cls(load_detector(directory), model_id)
 
-    def tokenize(self, texts: list[str]) -> torch.Tensor:
-        return self.tokenizer(texts)
+    def placed_modules(self) -> list[torch.nn.Module]:
+        return [self.loaded.detector, self.loaded.clip]
 
-    def _device(self) -> torch.device:
-        return self.loaded.clip.logit_scale.device
-
-    @torch.no_grad()
-    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+    def embed_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
         """The frozen CLIP embedding of whole images at the detector's canvas size."""
         vlm = self.loaded.detector.roi_heads.vlm
         tower = vlm.tower if vlm is not None else self.loaded.clip.visual
         size = tower.config.image_size
-        pixels = pixels.to(self._device())
         if pixels.shape[-1] != size:
             pixels = F.interpolate(pixels, size=(size, size), mode="bilinear", antialias=True)
         return F.normalize(tower(pixels), dim=-1)
 
-    @torch.no_grad()
-    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.loaded.clip.encode_text(tokens.to(self._device()), normalize=True)
+    def embed_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.loaded.clip.encode_text(tokens, normalize=True)
 
-    def to(self, device: str | torch.device) -> DetectorAdapter:
-        self.loaded.detector.to(device)
-        self.loaded.clip.to(device)
-        return self
+    def detect(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        """The detector's outputs (boxes, scores, labels, masks; on the device) for CPU images of any sizes."""
+        images = [image.to(self.device) for image in images]
+        with self.running():
+            return self.loaded.detector(images)
 
-    @torch.no_grad()
-    def image_gmacs(self, device: str) -> float:
+    def image_gmacs(self) -> float:
         """GMACs (FLOPs / 2) of detecting on one canvas: backbone, RPN, heads, frozen tower (matmuls and convs;
         RoIAlign, NMS and mask pasting are not counted)."""
         from torch.utils.flop_counter import FlopCounterMode
 
         detector = self.loaded.detector.eval()
-        pixels = torch.rand(3, self.image_size, self.image_size, device=device)
-        with FlopCounterMode(display=False) as counter:
+        pixels = torch.rand(3, self.image_size, self.image_size, device=self.device)
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
             detector([pixels])
         return round(counter.get_total_flops() / 2e9, 6)
 

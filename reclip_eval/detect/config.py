@@ -22,11 +22,15 @@ from typing import Literal
 
 import yaml
 
-from reclip_eval.config import apply_overrides, blame_overrides, from_dict, load_yaml, to_dict
+from reclip_eval.config import from_dict, load_yaml, parse_with_overrides, to_dict
 from reclip_eval.data.synth.export import SynthConfig
 from reclip_eval.errors import ConfigError
 from reclip_eval.paths import data_folder
 from reclip_eval.registry import find_named_yaml
+from reclip_eval.train.param_rules import ParamRule, detector_rules
+from reclip_eval.train.schedule import LrSchedule
+
+VITDET_WARMUP_FACTOR = 0.001  # ViTDet's warmup starts at this fraction of the lr
 
 
 @dataclass(frozen=True)
@@ -111,7 +115,9 @@ class DetectDataConfig:
     folder: str  # under the data root (--data-dir): the LVIS folder
     annotations: str = "lvis_v1_train.json"
     images: str = "."  # where train2017/ and val2017/ are, relative to the folder (or absolute)
-    synth: SynthConfig | None = None  # generate the synthetic LVIS set when the folder is missing
+    # Generate the synthetic LVIS set when the folder is missing. In the YAML also the name of a task whose
+    # `synth:` settings to use (`synth: shapes-lvis`), so that the detector trains on the world it is evaluated on.
+    synth: SynthConfig | None = None
     train_frequencies: list[Literal["r", "c", "f"]] = field(default_factory=lambda: ["c", "f"])  # base categories
     workers: int = 2
 
@@ -127,6 +133,10 @@ class ScheduleConfig:
     decay_at: list[float] = field(default_factory=lambda: [0.889, 0.963])  # fractions of steps; lr x0.1 at each
     grad_clip_norm: float | None = None
     lsj_scale: tuple[float, float] = (0.1, 2.0)  # large-scale jitter range (ViTDet, F-VLM)
+    # AdamW settings per parameter, first match wins (reclip_eval/train/param_rules.py); the default is ViTDet's:
+    # layer-wise lr decay over the backbone (detector.backbone.layer_decay), no weight decay on norms, biases,
+    # position and background embeddings.
+    param_rules: list[ParamRule] = field(default_factory=detector_rules)
 
     def __post_init__(self) -> None:
         if self.steps <= 0 or self.batch_size <= 0:
@@ -135,6 +145,11 @@ class ScheduleConfig:
             raise ValueError(f"warmup_steps must be within [0, steps={self.steps}]")
         if not 0 < self.lsj_scale[0] <= self.lsj_scale[1]:
             raise ValueError(f"lsj_scale must be (low, high) with 0 < low <= high, got {self.lsj_scale}")
+
+    def lr_schedule(self) -> LrSchedule:
+        """ViTDet's: linear warmup from VITDET_WARMUP_FACTOR, x0.1 at each fraction of the steps in decay_at."""
+        return LrSchedule("step", self.steps, self.warmup_steps, decay_at=tuple(self.decay_at),
+                          warmup_from=VITDET_WARMUP_FACTOR)
 
 
 @dataclass(frozen=True)
@@ -154,26 +169,24 @@ def load_detect_recipe(name_or_path: str, overrides: list[str] | None = None) ->
     raw = load_yaml(path)
     if "detector" not in raw:
         raise ConfigError(str(path), ["detector: missing; this is a CLIP recipe (run it with `reclip-eval train`)"])
-    try:
-        recipe = from_dict(DetectRecipe, apply_overrides(raw, overrides or [], source=f"{path} (with overrides)"),
-                           source=str(path))
-    except ConfigError as e:
-        if not overrides or not _parses(raw, path):
-            raise
-        # The file alone is fine: the command line broke it, so name the override(s), not the file.
-        problems, culprits = blame_overrides(e.problems, overrides)
-        raise ConfigError(f"command-line override {' '.join(culprits)} (recipe {path})", problems) from None
+    recipe = parse_with_overrides(lambda data: from_dict(DetectRecipe, _with_task_synth(data, path), source=str(path)),
+                                  raw, overrides or [], path)
     if path.parent == data_folder("training") and recipe.name != path.stem:
         raise ConfigError(str(path), [f"name: {recipe.name!r} must equal the file name {path.stem!r}"])
     return recipe
 
 
-def _parses(raw: dict, path: Path) -> bool:
-    try:
-        from_dict(DetectRecipe, raw, source=str(path))
-    except ConfigError:
-        return False
-    return True
+def _with_task_synth(raw: dict, path: Path) -> dict:
+    """`data.synth: TASK` -> that task's `synth:` settings (tasks/TASK.yaml), read from the task file itself."""
+    data = raw.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("synth"), str):
+        return raw
+    task_path = find_named_yaml("tasks", "task", data["synth"])
+    synth = load_yaml(task_path).get("synth")
+    if not isinstance(synth, dict):
+        raise ConfigError(str(path), [f"data.synth: task {data['synth']!r} ({task_path}) has no synth settings; "
+                                      "name a synthetic task or give the settings"])
+    return {**raw, "data": {**data, "synth": synth}}
 
 
 def detect_recipe_to_yaml(recipe: DetectRecipe) -> str:

@@ -5,7 +5,6 @@ are novel and get F-VLM's novel-category weight (beta) in the score ensemble."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from reclip_eval.detect.adapter import DetectorAdapter
 from reclip_eval.detect.checkpoint import LoadedDetector
 from reclip_eval.detect.data import LvisImageDataset, LvisSet, check_category_ids, collate_lists
 from reclip_eval.detect.vocabulary import text_embeddings
@@ -53,11 +53,19 @@ def set_lvis_vocabulary(loaded: LoadedDetector, lvis: LvisSet) -> int:
     return int(novel.sum())
 
 
-@torch.no_grad()
 def predict_lvis(loaded: LoadedDetector, lvis: LvisSet, *, batch_size: int = 4, workers: int = 0,
                  device: str = "cpu", precision: str = "fp32", with_masks: bool = True) -> Predictions:
-    detector = loaded.detector.to(device).eval()
-    loaded.clip.to(device)
+    """`predict_with` the detector at `loaded`, placed on `device` at `precision`."""
+    adapter = DetectorAdapter(loaded, str(loaded.path or "detector")).place(device, precision)
+    return predict_with(adapter, lvis, batch_size=batch_size, workers=workers, with_masks=with_masks)
+
+
+@torch.no_grad()
+def predict_with(adapter: DetectorAdapter, lvis: LvisSet, *, batch_size: int = 4, workers: int = 0,
+                 with_masks: bool = True) -> Predictions:
+    """Detections on every image of `lvis` by the detector behind `adapter`, at the adapter's placement."""
+    loaded = adapter.loaded
+    loaded.detector.eval()
     novel = set_lvis_vocabulary(loaded, lvis)
     category_ids = [c.id for c in lvis.categories]
     loader = DataLoader(LvisImageDataset(lvis), batch_size=batch_size, num_workers=workers, collate_fn=collate_lists)
@@ -65,14 +73,12 @@ def predict_lvis(loaded: LoadedDetector, lvis: LvisSet, *, batch_size: int = 4, 
     skipped: list[dict[str, str]] = []
     evaluated = 0
     paths = {img["id"]: str(lvis.image_path(img)) for img in lvis.images}
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
     for images, image_ids, errors in loader:
         skipped += [{"path": paths[i], "reason": e} for i, e in zip(image_ids, errors, strict=True) if e]
         good = [k for k, image in enumerate(images) if image is not None]
         if not good:
             continue
-        with autocast:
-            outputs = detector([images[k].to(device) for k in good])
+        outputs = adapter.detect([images[k] for k in good])
         for k, output in zip(good, outputs, strict=True):
             evaluated += 1
             boxes = output["boxes"].float().cpu()

@@ -10,7 +10,6 @@ model unchanged for open-vocabulary inference.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -19,21 +18,22 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, RandomSampler
 
-from reclip_eval.checkpoint import WEIGHTS_NAME, CheckpointSource, file_sha256, load_model, resolve_checkpoint
+from reclip_eval.checkpoint import WEIGHTS_NAME, CheckpointSource, file_sha256, load_model
 from reclip_eval.data.synth.export import synthesize
 from reclip_eval.detect.checkpoint import LoadedDetector, check_out_dir, detector_card, save_detector
 from reclip_eval.detect.config import DetectRecipe, detect_recipe_to_yaml
 from reclip_eval.detect.data import LvisSet, LvisTrainDataset, collate_lists, read_lvis
 from reclip_eval.detect.model import OpenVocabDetector
 from reclip_eval.detect.vocabulary import read_templates_file, text_embeddings
-from reclip_eval.device import resolve_device, resolve_precision
-from reclip_eval.errors import MissingWeightsError
-from reclip_eval.hub import HUB_PREFIX, parse_hub_spec
+from reclip_eval.device import autocast, resolve_device, resolve_precision
+from reclip_eval.errors import ConfigError, MissingWeightsError
 from reclip_eval.models.clip import CLIP
 from reclip_eval.paths import default_data_dir
+from reclip_eval.train.param_rules import ParamGroups, param_groups
+from reclip_eval.train.schedule import build_scheduler
+from reclip_eval.zoo.resolve import checkpoint_source
 
 log = logging.getLogger(__name__)
-WARMUP_START = 0.001  # ViTDet's warmup factor
 
 
 @dataclass
@@ -45,23 +45,12 @@ class DetectTrainReport:
 
 
 def resolve_backbone(spec: str) -> CheckpointSource:
-    """A CLIP checkpoint directory, `hf-hub:org/name[@rev]`, or a named model card with weights."""
-    from reclip_eval.zoo.cards import load_card
-
-    if spec.startswith(HUB_PREFIX):
-        repo, revision = parse_hub_spec(spec)
-        return resolve_checkpoint(repo, revision=revision)
-    if Path(spec).expanduser().is_dir():
-        return resolve_checkpoint(spec)
-    card = load_card(spec)
-    if card.checkpoint is None:
-        raise MissingWeightsError(f"model {card.name!r} has no published weights; train it first "
-                                  f"(`reclip-eval train {card.recipe or '<recipe>'} --out runs/{card.name}`) and pass "
-                                  f"--backbone runs/{card.name}")
-    if card.checkpoint.startswith(HUB_PREFIX):
-        repo, revision = parse_hub_spec(card.checkpoint)
-        return resolve_checkpoint(repo, revision=revision)
-    return resolve_checkpoint(str(card.checkpoint_path()))
+    """A CLIP checkpoint directory, `hf-hub:org/name[@rev]`, or a named model with weights (the resolver's)."""
+    try:
+        return checkpoint_source(spec)
+    except MissingWeightsError as e:  # the resolver's advice names the evaluation flags; this command's is --backbone
+        raise MissingWeightsError(f"{e}\n  (for `detect train`: --backbone runs/{spec} once trained, or --backbone "
+                                  "hf-hub:org/name)") from None
 
 
 def load_backbone_clip(spec: str, random_init: bool, seed: int) -> tuple[CLIP, dict]:
@@ -93,27 +82,19 @@ def locate_lvis(recipe: DetectRecipe, data_dir: str | Path | None, workers: int)
     return read_lvis(folder / data.annotations, images)
 
 
-def param_groups(detector: OpenVocabDetector, base_lr: float, weight_decay: float, layer_decay: float) -> list[dict]:
-    """AdamW groups: lr x layer_decay^(depth - layer) for backbone parameters (ViTDet), no weight decay on 1-d
-    parameters (norms, biases) and embeddings."""
-    backbone = detector.backbone
-    depth = len(backbone.blocks) + 1
-    groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
-    for name, param in detector.named_parameters():
-        if not param.requires_grad:
-            continue
-        scale = layer_decay ** (depth - backbone.layer_id(name[len("backbone."):])) if name.startswith("backbone.") \
-            else 1.0
-        no_decay = param.ndim <= 1 or name.endswith(("pos_embed", "background"))
-        groups.setdefault((scale, 0.0 if no_decay else weight_decay), []).append(param)
-    return [{"params": p, "lr": base_lr * s, "weight_decay": wd} for (s, wd), p in groups.items()]
+def optimizer_groups(detector: OpenVocabDetector, recipe: DetectRecipe) -> ParamGroups:
+    """AdamW groups of the recipe's `schedule.param_rules`; rules with `layer_decay` scale the lr by
+    layer_decay^(depth - layer) over the backbone (ViTDet)."""
+    backbone, schedule, source = detector.backbone, recipe.schedule, f"recipe {recipe.name}: schedule"
+    depth, decay = len(backbone.blocks) + 1, recipe.detector.backbone.layer_decay
 
+    def layer_scale(name: str) -> float:
+        if not name.startswith("backbone."):
+            raise ConfigError(source, [f"param_rules: {name}: layer_decay applies to backbone.* parameters only"])
+        return decay ** (depth - backbone.layer_id(name[len("backbone."):]))
 
-def lr_factor(step: int, steps: int, warmup_steps: int, decay_at: list[float]) -> float:
-    factor = 0.1 ** sum(step >= round(f * steps) for f in decay_at)
-    if step < warmup_steps:
-        factor *= WARMUP_START + (1 - WARMUP_START) * step / warmup_steps
-    return factor
+    return param_groups(detector.named_parameters(), schedule.param_rules, lr=schedule.lr,
+                        weight_decay=schedule.weight_decay, source=source, layer_scale=layer_scale)
 
 
 def train_detector(recipe: DetectRecipe, backbone: str, out: str | Path, *, data_dir: str | Path | None = None,
@@ -140,11 +121,9 @@ def train_detector(recipe: DetectRecipe, backbone: str, out: str | Path, *, data
                             generator=generator)
     loader = DataLoader(dataset, batch_size=schedule.batch_size, sampler=sampler, collate_fn=collate_lists,
                         num_workers=workers, drop_last=True, generator=generator)
-    optimizer = torch.optim.AdamW(param_groups(detector, schedule.lr, schedule.weight_decay,
-                                               recipe.detector.backbone.layer_decay), lr=schedule.lr,
-                                  betas=schedule.betas)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, schedule.steps, schedule.warmup_steps, schedule.decay_at))
+    groups = optimizer_groups(detector, recipe)
+    optimizer = torch.optim.AdamW(groups.groups, lr=schedule.lr, betas=schedule.betas)
+    scheduler = build_scheduler(optimizer, schedule.lr_schedule())
     report = DetectTrainReport(steps=0)
     detector.train()
     log.info("training on %d images, %d base categories (%d in the file), %d steps of %d", len(dataset),
@@ -157,8 +136,7 @@ def train_detector(recipe: DetectRecipe, backbone: str, out: str | Path, *, data
             continue
         batch_images = [images[i].to(device) for i in good]
         batch_targets = [{k: v.to(device) for k, v in targets[i].items() if k != "image_id"} for i in good]
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
-        with autocast:
+        with autocast(device, precision):
             losses = detector(batch_images, batch_targets)
         loss = sum(losses.values())
         optimizer.zero_grad(set_to_none=True)
@@ -179,7 +157,7 @@ def train_detector(recipe: DetectRecipe, backbone: str, out: str | Path, *, data
     training = {"recipe": recipe.name, "steps": report.steps, "images_seen": report.steps * schedule.batch_size,
                 "losses": report.losses, "wall_time_s": round(report.wall_time_s, 2), "device": device,
                 "precision": precision, "train_images": len(dataset), "annotations": str(lvis.path),
-                "skipped_images": report.skipped_images, **source_info}
+                "skipped_images": report.skipped_images, "param_rules": groups.counts(), **source_info}
     save_detector(out, loaded, recipe_yaml=detect_recipe_to_yaml(recipe), training=training,
                   card=detector_card(loaded, recipe.name, backbone, report.steps))
     return loaded, report

@@ -10,6 +10,7 @@ from reclip_eval.classifier.templates import prompts_record
 from reclip_eval.data.layouts import LayoutSpec
 from reclip_eval.errors import CheckpointError, DataError
 from reclip_eval.eval.outcome import TaskOutcome
+from reclip_eval.eval.task_kinds import Headline, TaskKind, register_task_kind
 from reclip_eval.eval.tasks import TaskSpec
 from reclip_eval.metrics.lvis import MAX_DETS_PER_IMAGE, detection_counts
 from reclip_eval.metrics.lvis_inputs import check_annotations
@@ -19,10 +20,10 @@ MAX_BATCH = 8  # detection canvases are large (1024 px for LVIS): --batch-size i
 
 
 def run_detection(adapter: ModelAdapter, spec: TaskSpec, data_root: Path | str, layout: LayoutSpec, *,
-                  batch_size: int, workers: int, device: str, precision: str) -> TaskOutcome:
+                  batch_size: int, workers: int) -> TaskOutcome:
     from reclip_eval.detect.adapter import DetectorAdapter
     from reclip_eval.detect.data import read_lvis
-    from reclip_eval.detect.predict import evaluate_predictions, predict_lvis
+    from reclip_eval.detect.predict import evaluate_predictions, predict_with
 
     if not isinstance(adapter, DetectorAdapter):
         raise CheckpointError(
@@ -35,8 +36,8 @@ def run_detection(adapter: ModelAdapter, spec: TaskSpec, data_root: Path | str, 
     # Before the model runs: an annotation file without LVIS's federated fields would inflate AP with no word.
     check_annotations(lvis.raw, str(lvis.path))
     loaded = adapter.loaded
-    predictions = predict_lvis(loaded, lvis, batch_size=max(1, min(batch_size, MAX_BATCH)), workers=workers,
-                               device=device, precision=precision)
+    # The adapter is placed (evaluate() did it): the detector runs on its device at its precision.
+    predictions = predict_with(adapter, lvis, batch_size=max(1, min(batch_size, MAX_BATCH)), workers=workers)
     metrics = evaluate_predictions(lvis, predictions.detections)
     frequencies = {f: sum(c.frequency == f for c in lvis.categories) for f in ("r", "c", "f")}
     phrases = [" | ".join(c.phrases) for c in lvis.categories]
@@ -63,3 +64,10 @@ def run_detection(adapter: ModelAdapter, spec: TaskSpec, data_root: Path | str, 
                               "alpha": loaded.config.open_vocab.alpha, "beta": loaded.config.open_vocab.beta},
                "mask_metrics": "unprefixed (AP, APr, ...)", "box_metrics": "box_ prefix"},
     )
+
+
+register_task_kind(TaskKind(
+    name="detection", run=run_detection, reads="detection",
+    summary="open-vocabulary detection with a trained detector; LVIS mask and box AP, APr/APc/APf",
+    headline=Headline(("AP", "APr"), measure="mask AP / APr (%)", applies_to="detection", position=40),
+))

@@ -1,13 +1,13 @@
-"""Batched feature extraction with progress bars, optional bf16 autocast, and corrupt images counted."""
+"""Batched feature extraction with progress bars and corrupt images counted. Device and precision are the adapter's
+(ModelAdapter.place): here only CPU batches go in and float32 numpy arrays come out, whatever the framework."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
+import numpy as np
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
@@ -17,17 +17,9 @@ from reclip_eval.errors import DataError
 from reclip_eval.zoo.adapter import ModelAdapter
 
 
-def autocast(device: str, precision: str):
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    if precision == "bf16":
-        return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
-    raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
-
-
 @dataclass
 class ImageFeatures:
-    features: torch.Tensor  # (N_ok, D) float32, L2-normalised
+    features: np.ndarray  # (N_ok, D) float32, L2-normalised
     targets: list[Any]
     indices: list[int]  # dataset indices of the rows of `features`
     skipped: list[tuple[int, str]] = field(default_factory=list)  # (dataset index, reason)
@@ -39,8 +31,6 @@ def encode_image_dataset(
     *,
     batch_size: int,
     workers: int,
-    device: str,
-    precision: str,
     desc: str = "images",
     describe: Callable[[Any], str] = str,
 ) -> ImageFeatures:
@@ -49,25 +39,22 @@ def encode_image_dataset(
 
     def encode_shard(indices: Sequence[int], offset: int) -> ImageFeatures:
         loader = DataLoader(Subset(dataset, list(indices)), batch_size=batch_size, num_workers=workers,
-                            collate_fn=collate_skipping, pin_memory=torch.device(device).type == "cuda")
+                            collate_fn=collate_skipping, pin_memory=adapter.pin_memory)
         chunks, targets, kept, skipped = [], [], [], []
         with tqdm(total=len(indices), desc=desc, unit="img", leave=False, disable=not is_main_process()) as bar:
             for pixels, batch_targets, batch_indices, batch_skipped in loader:
                 # Items carry their index in the full dataset (Subset passes it through to __getitem__).
                 skipped.extend(batch_skipped)
                 if batch_indices:
-                    with autocast(device, precision):
-                        chunks.append(adapter.encode_image(pixels.to(device, non_blocking=True)).float().cpu())
+                    chunks.append(adapter.encode_images(pixels))
                     targets.extend(batch_targets)
                     kept.extend(batch_indices)
                 bar.update(len(batch_indices) + len(batch_skipped))
-        features = torch.cat(chunks) if chunks else torch.empty(0, 0)
-        return ImageFeatures(features, targets, kept, skipped)
+        return ImageFeatures(_concatenate(chunks), targets, kept, skipped)
 
     parts = map_sharded(range(len(dataset)), encode_shard)
-    features = [p.features for p in parts if p.features.numel()]
     encoded = ImageFeatures(
-        torch.cat(features) if features else torch.empty(0, 0),
+        _concatenate([p.features for p in parts]),
         [t for p in parts for t in p.targets],
         [i for p in parts for i in p.indices],
         [s for p in parts for s in p.skipped],
@@ -80,18 +67,19 @@ def encode_image_dataset(
     return encoded
 
 
-def encode_texts(
-    adapter: ModelAdapter, texts: list[str], *, batch_size: int, device: str, precision: str, desc: str = "texts"
-) -> torch.Tensor:
+def encode_texts(adapter: ModelAdapter, texts: list[str], *, batch_size: int, desc: str = "texts") -> np.ndarray:
     """(N_texts, D) float32, L2-normalised; sharded across processes under torchrun."""
 
-    def encode_shard(shard: Sequence[str], offset: int) -> torch.Tensor:
-        chunks = []
+    def encode_shard(shard: Sequence[str], offset: int) -> np.ndarray:
         steps = range(0, len(shard), batch_size)
-        for start in tqdm(steps, desc=desc, leave=False, disable=len(steps) <= 1 or not is_main_process()):
-            tokens = adapter.tokenize(list(shard[start:start + batch_size]))
-            with autocast(device, precision):
-                chunks.append(adapter.encode_text(tokens.to(device)).float().cpu())
-        return torch.cat(chunks) if chunks else torch.empty(0, 0)
+        return _concatenate([adapter.encode_texts(list(shard[start:start + batch_size]))
+                             for start in tqdm(steps, desc=desc, leave=False,
+                                               disable=len(steps) <= 1 or not is_main_process())])
 
-    return torch.cat([p for p in map_sharded(texts, encode_shard) if p.numel()])
+    return _concatenate(map_sharded(texts, encode_shard))
+
+
+def _concatenate(chunks: list[np.ndarray]) -> np.ndarray:
+    """The rows of every non-empty chunk in order; (0, 0) when there are none (an empty shard, say)."""
+    chunks = [np.asarray(c, dtype=np.float32) for c in chunks if c.size]
+    return np.concatenate(chunks) if chunks else np.empty((0, 0), dtype=np.float32)

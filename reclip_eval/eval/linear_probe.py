@@ -11,11 +11,12 @@ import torch
 
 from reclip_eval.data.imagefolder import read_class_list
 from reclip_eval.data.images import ImageListDataset
-from reclip_eval.data.layouts import LayoutSpec, is_present, read_classification
+from reclip_eval.data.layouts import LayoutSpec, is_present, layout_of, read_classification
 from reclip_eval.errors import DataError
 from reclip_eval.eval.features import ImageFeatures, encode_image_dataset
 from reclip_eval.eval.metrics import classification_metrics
 from reclip_eval.eval.outcome import TaskOutcome
+from reclip_eval.eval.task_kinds import Headline, TaskKind, register_task_kind, requires
 from reclip_eval.eval.tasks import TaskSpec
 from reclip_eval.zoo.adapter import ModelAdapter
 
@@ -48,18 +49,18 @@ def choose_c(x: np.ndarray, y: np.ndarray, grid: tuple[float, ...] = C_GRID) -> 
 def fit_and_score(train: ImageFeatures, test: ImageFeatures, num_classes: int) -> tuple[dict[str, float], dict]:
     from sklearn.linear_model import LogisticRegression
 
-    x_train, y_train = train.features.numpy(), np.asarray(train.targets)
+    x_train, y_train = train.features, np.asarray(train.targets)
     best_c, scores = choose_c(x_train, y_train)
     probe = LogisticRegression(C=best_c, max_iter=2000).fit(x_train, y_train)
     # Scores for every class of the task, in label order (classes absent from training get -inf).
     logits = np.full((len(test.targets), num_classes), -np.inf)
-    logits[:, probe.classes_] = probe.decision_function(test.features.numpy()).reshape(len(test.targets), -1)
+    logits[:, probe.classes_] = probe.decision_function(test.features).reshape(len(test.targets), -1)
     metrics = classification_metrics(torch.from_numpy(logits), torch.tensor(test.targets))
     return metrics, {"C": best_c, "validation_accuracy": scores, "validation_fraction": VALIDATION_FRACTION}
 
 
 def run_linear_probe(adapter: ModelAdapter, spec: TaskSpec, data_root: Path, layout: LayoutSpec, *, batch_size: int,
-                     workers: int, device: str, precision: str) -> TaskOutcome:
+                     workers: int) -> TaskOutcome:
     classes = read_class_list(spec.resource(spec.classes))
     train_layout = next((t for t in spec.probe_train_layouts
                          if is_present(t, data_root, len(classes.ids), classes.ids)), None)
@@ -71,7 +72,6 @@ def run_linear_probe(adapter: ModelAdapter, spec: TaskSpec, data_root: Path, lay
         data = read_classification(split_layout, data_root, classes)
         dataset = ImageListDataset(data.items, adapter.transform, load=data.load)
         encoded[split] = (data, encode_image_dataset(adapter, dataset, batch_size=batch_size, workers=workers,
-                                                     device=device, precision=precision,
                                                      desc=f"{spec.name} {split}"))
     metrics, probe = fit_and_score(encoded["train"][1], encoded["test"][1], len(classes.ids))
     test_data, test = encoded["test"]
@@ -89,3 +89,18 @@ def run_linear_probe(adapter: ModelAdapter, spec: TaskSpec, data_root: Path, lay
         data_files=[p for d in (train_data, test_data) for p, _ in d.items if isinstance(p, Path)],
         extra={"layout": layout.kind, "probe": probe},
     )
+
+
+def _probe_problems(spec: TaskSpec) -> list[str]:
+    problems = requires("classes", "probe_train_layouts")(spec)
+    problems += [f"probe_train_layouts[{i}].kind: {layout.kind!r} cannot feed a linear probe's training images"
+                 for i, layout in enumerate(spec.probe_train_layouts) if layout_of(layout).role != "classification"]
+    return problems
+
+
+register_task_kind(TaskKind(
+    name="linear_probe", run=run_linear_probe, reads="classification",
+    summary="logistic regression on frozen image features (C by validation); top-1 on the test images",
+    validate=_probe_problems,
+    headline=Headline(("top1",), measure="top-1 (%)", applies_to="linear probes", position=20),
+))

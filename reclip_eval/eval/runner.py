@@ -10,23 +10,14 @@ from typing import Any
 import torch
 
 from reclip_eval.data.synth.export import read_manifest
+from reclip_eval.device import PRECISIONS
 from reclip_eval.distributed import rank_and_size
 from reclip_eval.errors import ConfigError
-from reclip_eval.eval.detection import run_detection
-from reclip_eval.eval.linear_probe import run_linear_probe
 from reclip_eval.eval.outcome import TaskOutcome
 from reclip_eval.eval.results import build_results, fingerprint_files
-from reclip_eval.eval.retrieval import run_retrieval
+from reclip_eval.eval.task_kinds import task_kind
 from reclip_eval.eval.tasks import TaskSpec, locate_task_data
-from reclip_eval.eval.zeroshot import run_zeroshot
-from reclip_eval.registry import Registry
 from reclip_eval.zoo.adapter import ModelAdapter
-
-TASK_KINDS: Registry = Registry("task kind")
-TASK_KINDS.register("zeroshot_classification")(run_zeroshot)
-TASK_KINDS.register("retrieval")(run_retrieval)
-TASK_KINDS.register("linear_probe")(run_linear_probe)
-TASK_KINDS.register("detection")(run_detection)
 
 
 @dataclass(frozen=True)
@@ -42,20 +33,10 @@ class EvalOptions:
         problems = [f"{name}: expected an integer >= {low}, got {value!r}"
                     for name, value, low in (("batch_size", self.batch_size, 1), ("workers", self.workers, 0))
                     if not isinstance(value, int) or value < low]
-        if self.precision not in ("fp32", "bf16"):
-            problems.append(f"precision: expected 'fp32' or 'bf16', got {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            problems.append(f"precision: expected {' or '.join(map(repr, PRECISIONS))}, got {self.precision!r}")
         if problems:
             raise ConfigError("evaluation options", problems)
-
-
-def image_gmacs(adapter: ModelAdapter, device: str) -> float:
-    """GMACs (FLOPs / 2) of encoding one image at the adapter's size, counted by torch's FLOP counter."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    pixels = torch.zeros(1, 3, adapter.image_size, adapter.image_size, device=device)
-    with FlopCounterMode(display=False) as counter:
-        adapter.encode_image(pixels)
-    return round(counter.get_total_flops() / 2e9, 6)
 
 
 def _locate_once(spec: TaskSpec, options: EvalOptions):
@@ -71,10 +52,11 @@ def _locate_once(spec: TaskSpec, options: EvalOptions):
 
 def evaluate(adapter: ModelAdapter, spec: TaskSpec, options: EvalOptions, argv: list[str] | None = None) -> dict[str, Any]:
     started = time.perf_counter()
+    adapter.place(options.device, options.precision)  # the task runners see arrays, never a device
     data_root, layout = _locate_once(spec, options)
-    run = TASK_KINDS.get(spec.kind)
+    run = task_kind(spec.kind).run  # the kinds register themselves (reclip_eval/eval/task_kinds.py)
     outcome: TaskOutcome = run(adapter, spec, data_root, layout, batch_size=options.batch_size,
-                               workers=options.workers, device=options.device, precision=options.precision)
+                               workers=options.workers)
     local = isinstance(data_root, Path)
     task_info = {
         "name": spec.name,
@@ -87,9 +69,8 @@ def evaluate(adapter: ModelAdapter, spec: TaskSpec, options: EvalOptions, argv: 
         **outcome.extra,
     }
     model = adapter.describe()
-    count = getattr(adapter, "image_gmacs", None)  # a detector counts its whole forward, not an image embedding
-    gmacs = count(options.device) if callable(count) else image_gmacs(adapter, options.device)
-    model["compute"] = {**(model.get("compute") or {}), "image_gmacs": gmacs}
+    # The adapter's own count: an image embedding, a detector's whole forward, or None where it cannot count.
+    model["compute"] = {**(model.get("compute") or {}), "image_gmacs": adapter.image_gmacs()}
     return build_results(
         task=task_info, model=model, metrics=outcome.metrics, counts=outcome.counts,
         skipped=outcome.skipped, prompts=outcome.prompts, precision=options.precision, device=options.device,

@@ -6,26 +6,27 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar
 
-from reclip_eval.config import from_dict, load_yaml
+from reclip_eval.config import Rule, from_dict, load_yaml
 from reclip_eval.data.imagefolder import read_class_list
 from reclip_eval.data.layouts import (
-    CLASSIFICATION_KINDS,
-    DETECTION_KINDS,
     HF_DATASETS_PREFIX,
-    RETRIEVAL_KINDS,
+    LAYOUTS,
     LayoutSpec,
     expected_layout,
     is_present,
+    layout_of,
     partial_match,
 )
-from reclip_eval.data.synth.export import SynthConfig, made_by_current_generator, synthesize
+from reclip_eval.data.synth.export import WRITERS, SynthConfig, made_by_current_generator, synthesize
 from reclip_eval.errors import ConfigError, DataError
+from reclip_eval.eval.task_kinds import TASK_KINDS, task_kind
 from reclip_eval.paths import data_folder, default_data_dir
-from reclip_eval.registry import find_named_yaml, named_yaml_files
+from reclip_eval.registry import Registry, find_named_yaml, named_yaml_files, unknown_name
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +34,30 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class DataSpec:
     folder: str  # the task's sub-folder under --data-dir
-    layouts: list[LayoutSpec]  # accepted on-disk layouts, most preferred first (reclip_eval/data/layouts.py)
+    layouts: list[LayoutSpec]  # accepted on-disk layouts, most preferred first (reclip_eval/data/layouts/)
+
+
+def _registered(kind: str, registry: Registry) -> Callable[[str | None], str | None]:
+    """A config rule: the value names an entry of `registry` (or is None)."""
+    return lambda name: None if name is None or name in registry.names() else str(
+        unknown_name(kind, name, registry.names()))
+
+
+def _known_task(name: str | None) -> str | None:
+    tasks = list(named_yaml_files("tasks"))
+    return None if name is None or name in tasks else str(unknown_name("task", name, tasks))
 
 
 @dataclass(frozen=True)
 class TaskSpec:
+    config_rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(("kind",), _registered("task kind", TASK_KINDS)),
+        Rule(("synth_set",), _registered("synthetic set", WRITERS)),
+        Rule(("twin_of",), _known_task),
+    )
+
     name: str
-    kind: Literal["zeroshot_classification", "retrieval", "linear_probe", "detection"]
+    kind: str  # a registered task kind (reclip_eval/eval/task_kinds.py; `reclip-eval tasks` lists them)
     description: str
     data: DataSpec
     get_data: str  # where the data comes from, printed when it is missing
@@ -48,9 +66,11 @@ class TaskSpec:
     # linear_probe: layouts of the training images, looked up in the same folder as `data` (the test images)
     probe_train_layouts: list[LayoutSpec] = field(default_factory=list)
     # Synthetic-world tasks: which set to generate on first use, with which generator settings.
-    synth_set: Literal["zeroshot", "zeroshot-v2", "zeroshot-sketch", "zeroshot-r", "zeroshot-a", "probe",
-                       "retrieval", "lvis"] | None = None
+    synth_set: str | None = None  # a synthetic writer (reclip_eval/data/synth/export.py: WRITERS)
     synth: SynthConfig | None = None
+    # The real task (a dataset of the paper's tables) this synthetic task stands in for: the leaderboard fills that
+    # dataset's paper columns from this task's results, marked as a twin.
+    twin_of: str | None = None
     path: str = ""
 
     def resource(self, relative: str) -> Path:
@@ -72,9 +92,9 @@ def load_task(name_or_path: str) -> TaskSpec:
     images are the test split, training images come from `train/` beside them unless the task says otherwise)."""
     if name_or_path.startswith(LINEAR_PROBE_PREFIX):
         base = load_task(name_or_path[len(LINEAR_PROBE_PREFIX):])
-        if base.kind in ("retrieval", "detection"):
-            raise ConfigError(base.path, [f"kind: a linear probe needs a classification task, {base.name} is "
-                                          f"{base.kind}"])
+        if task_kind(base.kind).reads != task_kind("linear_probe").reads:
+            raise ConfigError(base.path, [f"kind: a linear probe needs a {task_kind('linear_probe').reads} task, "
+                                          f"{base.name} is {base.kind}"])
         train = base.probe_train_layouts or [LayoutSpec(kind="class_folders", split="train")]
         return dataclasses.replace(base, name=f"linear-probe-{base.name}", kind="linear_probe",
                                    probe_train_layouts=train)
@@ -83,18 +103,16 @@ def load_task(name_or_path: str) -> TaskSpec:
     problems = []
     if spec.name != path.stem and path.parent == data_folder("tasks"):
         problems.append(f"name: {spec.name!r} must equal the file name {path.stem!r}")
-    if spec.kind == "zeroshot_classification" and not (spec.classes and spec.templates):
-        problems.append("classes and templates: required for zeroshot_classification")
-    if spec.kind == "linear_probe" and not (spec.classes and spec.probe_train_layouts):
-        problems.append("classes and probe_train_layouts: required for linear_probe")
+    kind = task_kind(spec.kind)
+    problems += kind.validate(spec)
     if (spec.synth_set is None) != (spec.synth is None):
         problems.append("synth_set and synth: give both (a synthetic task) or neither")
-    kinds = {"retrieval": RETRIEVAL_KINDS, "detection": DETECTION_KINDS}.get(spec.kind, CLASSIFICATION_KINDS)
     for i, layout in enumerate(spec.data.layouts):
-        if layout.kind not in kinds:
+        if layout_of(layout).role != kind.reads:
             problems.append(f"data.layouts[{i}].kind: {layout.kind!r} cannot feed a {spec.kind} task")
-        if layout.kind in RETRIEVAL_KINDS + DETECTION_KINDS and not layout.annotations:
-            problems.append(f"data.layouts[{i}].annotations: required for {layout.kind}")
+        problems += [f"data.layouts[{i}].{problem}" for problem in layout_of(layout).problems(layout)]
+    for i, layout in enumerate(spec.probe_train_layouts):
+        problems += [f"probe_train_layouts[{i}].{problem}" for problem in layout_of(layout).problems(layout)]
     if not spec.data.layouts:
         problems.append("data.layouts: give at least one layout")
     if problems:
@@ -106,6 +124,19 @@ def list_tasks() -> list[TaskSpec]:
     return [load_task(str(p)) for p in named_yaml_files("tasks").values()]
 
 
+def synthetic_twins(tasks: list[TaskSpec] | None = None) -> dict[str, str]:
+    """real task -> the synthetic task that declares itself its twin (`twin_of`), over the named tasks."""
+    twins: dict[str, TaskSpec] = {}
+    for task in list_tasks() if tasks is None else tasks:
+        if task.twin_of is None:
+            continue
+        if task.twin_of in twins:
+            raise ConfigError(task.path, [f"twin_of: {task.twin_of!r} already has the twin "
+                                          f"{twins[task.twin_of].name!r} ({twins[task.twin_of].path})"])
+        twins[task.twin_of] = task
+    return {real: twin.name for real, twin in twins.items()}
+
+
 def locate_task_data(spec: TaskSpec, data_dir: Path | str | None, *, workers: int = 1) -> tuple[Path | str, LayoutSpec]:
     """The task's data folder and the layout found there. `data_dir` may be the parent of task folders or the
     task's folder itself, or `hf-datasets:<id>` for a Hub dataset.
@@ -115,9 +146,10 @@ def locate_task_data(spec: TaskSpec, data_dir: Path | str | None, *, workers: in
     other settings (say, more images per class) is used as it is: its manifest goes into the results.
     """
     if data_dir is not None and str(data_dir).startswith(HF_DATASETS_PREFIX):
-        hf_layouts = [layout for layout in spec.data.layouts if layout.kind == "hf_dataset"]
+        hf_layouts = [layout for layout in spec.data.layouts if layout_of(layout).reads_hub_ids]
         if not hf_layouts:
-            raise DataError(f"task {spec.name!r} cannot read a Hugging Face dataset (no hf_dataset layout)")
+            readers = " or ".join(layout.name for layout in LAYOUTS.values() if layout.reads_hub_ids)
+            raise DataError(f"task {spec.name!r} cannot read a Hugging Face dataset (no {readers} layout)")
         return str(data_dir)[len(HF_DATASETS_PREFIX):], hf_layouts[0]
     root = Path(data_dir).expanduser() if data_dir else default_data_dir()
     class_ids = read_class_list(spec.resource(spec.classes)).ids if spec.classes else ()

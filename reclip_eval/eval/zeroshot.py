@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from reclip_eval.classifier.cache import cache_key, cached_class_embeddings
@@ -15,36 +16,34 @@ from reclip_eval.data.layouts import LayoutSpec, read_classification
 from reclip_eval.eval.features import encode_image_dataset, encode_texts
 from reclip_eval.eval.metrics import classification_metrics
 from reclip_eval.eval.outcome import TaskOutcome
+from reclip_eval.eval.task_kinds import Headline, TaskKind, register_task_kind, requires
 from reclip_eval.eval.tasks import TaskSpec
 from reclip_eval.zoo.adapter import ModelAdapter
 
 
-def build_classifier(
-    adapter: ModelAdapter, class_names: list[str], templates: list[str], *, batch_size: int, device: str,
-    precision: str,
-) -> torch.Tensor:
+def build_classifier(adapter: ModelAdapter, class_names: list[str], templates: list[str], *,
+                     batch_size: int) -> torch.Tensor:
     """(N_classes, D): per class, the mean of its L2-normalised template embeddings, re-normalised."""
-    def encode(texts: list[str]) -> torch.Tensor:
-        return encode_texts(adapter, texts, batch_size=batch_size, device=device, precision=precision,
-                            desc="class prompts")
+    def encode(texts: list[str]) -> np.ndarray:
+        return encode_texts(adapter, texts, batch_size=batch_size, desc="class prompts")
 
     return ensemble_prompts(encode, class_names, templates)
 
 
 def run_zeroshot(adapter: ModelAdapter, spec: TaskSpec, data_root: Path | str, layout: LayoutSpec, *,
-                 batch_size: int, workers: int, device: str, precision: str) -> TaskOutcome:
+                 batch_size: int, workers: int) -> TaskOutcome:
     classes = read_class_list(spec.resource(spec.classes))
     templates = read_templates(spec.resource(spec.templates))
     data = read_classification(layout, data_root, classes)
     key = cache_key(weights_sha256=(adapter.describe().get("weights") or {}).get("sha256"),
                     text_config=adapter.text_config(), templates=templates, class_names=list(classes.names),
-                    precision=precision)
+                    precision=adapter.precision)
     classifier = cached_class_embeddings(key, lambda: build_classifier(
-        adapter, list(classes.names), templates, batch_size=batch_size, device=device, precision=precision))
+        adapter, list(classes.names), templates, batch_size=batch_size))
     dataset = ImageListDataset(data.items, adapter.transform, load=data.load)
-    encoded = encode_image_dataset(adapter, dataset, batch_size=batch_size, workers=workers, device=device,
-                                   precision=precision, desc=spec.name)
-    metrics = classification_metrics(encoded.features @ classifier.t(), torch.tensor(encoded.targets))
+    encoded = encode_image_dataset(adapter, dataset, batch_size=batch_size, workers=workers, desc=spec.name)
+    logits = torch.from_numpy(encoded.features) @ classifier.t()
+    metrics = classification_metrics(logits, torch.tensor(encoded.targets))
     return TaskOutcome(
         metrics=metrics,
         counts={
@@ -60,3 +59,12 @@ def run_zeroshot(adapter: ModelAdapter, spec: TaskSpec, data_root: Path | str, l
         data_files=[p for p, _ in data.items if isinstance(p, Path)],
         extra={"classes_without_images": data.empty_classes, "layout": layout.kind},
     )
+
+
+register_task_kind(TaskKind(
+    name="zeroshot_classification", run=run_zeroshot, reads="classification",
+    summary="class names x prompt templates -> a text classifier; top-1, top-5, mean per-class recall",
+    validate=requires("classes", "templates"),
+    headline=Headline(("top1",), measure="Zero-shot top-1 (%)", applies_to="classification tasks", position=10),
+    hf_task_type="zero-shot-image-classification",
+))

@@ -9,8 +9,8 @@ from reclip_eval.leaderboard.computed import table2_computed_rows
 from reclip_eval.leaderboard.figure import miniature_points, paper_points, render_figure_markdown, render_figure_png
 from reclip_eval.leaderboard.measured import load_measured
 from reclip_eval.leaderboard.miniature import load_miniature
-from reclip_eval.leaderboard.paper import load_paper_tables
 from reclip_eval.leaderboard.render import render_models, render_paper_table
+from reclip_eval.paper_tables import load_paper_tables
 
 MINIATURE_FILE = "miniature.yaml"
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from reclip_eval.leaderboard.measured import MeasuredRow
 from reclip_eval.leaderboard.miniature import MiniatureTable, index_measured, miniature_cell, training_compute
-from reclip_eval.leaderboard.paper import PaperTable
+from reclip_eval.paper_tables import PaperTable
 
 # The paper's retrieval axis: the mean of image->text and text->image R@1 on Flickr30K and MSCOCO.
 PAPER_RETRIEVAL = ["flickr30k/i2t_R@1", "flickr30k/t2i_R@1", "mscoco/i2t_R@1", "mscoco/t2i_R@1"]

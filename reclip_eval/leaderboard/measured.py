@@ -1,7 +1,8 @@
 """Measured results (results JSON files) as leaderboard cells: which paper column each result can fill.
 
 A column is filled from a result on the real dataset (`imagenet/top1` from task `imagenet`) or, marked as such,
-from the synthetic twin of that dataset (`imagenet/top1` from `shapes-zeroshot`)."""
+from the synthetic twin of that dataset (`imagenet/top1` from `shapes-zeroshot`, whose task YAML says
+`twin_of: imagenet`)."""
 
 from __future__ import annotations
 
@@ -11,17 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from reclip_eval.errors import ReclipError
-
-# dataset of a paper column -> its synthetic twin task
-TWINS = {
-    "imagenet": "shapes-zeroshot",
-    "imagenet-v2": "shapes-v2",
-    "imagenet-sketch": "shapes-sketch",
-    "imagenet-r": "shapes-r",
-    "imagenet-a": "shapes-a",
-    "flickr30k": "shapes-retrieval",
-    "lvis": "shapes-lvis",
-}
+from reclip_eval.eval.tasks import synthetic_twins
 
 
 @dataclass
@@ -35,13 +26,14 @@ class MeasuredRow:
     software: str
     results: dict[str, dict[str, Any]] = field(default_factory=dict)  # task -> results JSON
     files: list[str] = field(default_factory=list)
+    twins: dict[str, str] = field(default_factory=dict)  # dataset of a paper column -> its synthetic twin task
 
     def value(self, column_key: str) -> tuple[float | None, str | None]:
         """(value in %, task it came from) for a column key like 'imagenet/top1'; twins allowed."""
         if "/" not in column_key:
             return None, None
         dataset, metric = column_key.split("/", 1)
-        for task in (dataset, TWINS.get(dataset)):
+        for task in (dataset, self.twins.get(dataset)):
             if task and task in self.results and metric in self.results[task]["metrics"]:
                 return 100 * self.results[task]["metrics"][metric], task
         return None, None
@@ -57,6 +49,7 @@ class LeaderboardInputError(ReclipError):
 def load_measured(results_dir: Path) -> list[MeasuredRow]:
     """Every results JSON under `results_dir`, grouped by (model id, image size); sorted for stable output."""
     rows: dict[tuple[str, int], MeasuredRow] = {}
+    twins = synthetic_twins()
     cell_files: dict[tuple[str, int, str], str] = {}  # (model, size, task) -> the file that filled that cell
     for path in sorted(results_dir.glob("*.json")):
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -68,7 +61,7 @@ def load_measured(results_dir: Path) -> list[MeasuredRow]:
                                                        if software.get("reclip-eval_git") else "")
         row = rows.setdefault(key, MeasuredRow(
             model=model["id"], image_size=model["image_size"], weights_sha256=weights.get("sha256"),
-            hub_commit=weights.get("hub_commit"), software=version))
+            hub_commit=weights.get("hub_commit"), software=version, twins=twins))
         task = data["task"]["name"]
         earlier = row.results.get(task)
         if earlier and (earlier["model"].get("weights") or {}).get("sha256") != weights.get("sha256"):

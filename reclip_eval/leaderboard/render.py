@@ -7,6 +7,7 @@ from typing import Any
 
 from tabulate import tabulate
 
+from reclip_eval.eval.task_kinds import TASK_KINDS, Headline, task_kind
 from reclip_eval.leaderboard.measured import MeasuredRow
 from reclip_eval.leaderboard.miniature import (
     MiniatureTable,
@@ -15,7 +16,7 @@ from reclip_eval.leaderboard.miniature import (
     row_models,
     training_compute,
 )
-from reclip_eval.leaderboard.paper import PaperTable
+from reclip_eval.paper_tables import PaperTable
 
 TWIN_MARK = "†"
 
@@ -124,8 +125,17 @@ def render_paper_table(table: PaperTable, measured: list[MeasuredRow], experimen
     return "\n".join(out)
 
 
+def _headline_caption() -> str:
+    """What the models table's task cells hold, per task kind: kinds with the same headline metrics share one
+    phrase (the measure of the first), in the kinds' caption positions."""
+    groups: dict[tuple[str, ...], list[Headline]] = {}
+    for headline in sorted((kind.headline for kind in TASK_KINDS.values()), key=lambda h: h.position):
+        groups.setdefault(headline.metrics, []).append(headline)
+    return ", ".join(f"{group[0].measure} for {' and '.join(h.applies_to for h in group)}" for group in groups.values())
+
+
 def render_models(measured: list[MeasuredRow]) -> str:
-    """One row per evaluated model (CLIP_benchmark style) with its main metric per task and its compute."""
+    """One row per evaluated model (CLIP_benchmark style) with its headline metrics per task and its compute."""
     tasks = sorted({t for m in measured for t in m.results})
     headers = ["model", "image px", "GMACs / image", "train device-hours", *tasks]
     rows = []
@@ -135,21 +145,11 @@ def render_models(measured: list[MeasuredRow]) -> str:
         cells = []
         for task in tasks:
             result = m.results.get(task)
-            if result is None:
-                cells.append("")
-            elif result["task"]["kind"] == "retrieval":
-                metrics = result["metrics"]
-                cells.append(f"{100 * metrics['i2t_R@1']:.2f} / {100 * metrics['t2i_R@1']:.2f}")
-            elif result["task"]["kind"] == "detection":
-                metrics = result["metrics"]
-                cells.append(f"{100 * metrics['AP']:.2f} / {100 * metrics['APr']:.2f}")
-            else:
-                cells.append(f"{100 * result['metrics']['top1']:.2f}")
+            cells.append("" if result is None else task_kind(result["task"]["kind"]).headline.cell(result["metrics"]))
         rows.append([m.model, str(m.image_size), _fmt(compute.get("image_gmacs")),
                      _fmt(compute.get("train_device_hours")), *cells])
     return "\n".join([
         "# Models", "",
-        "Zero-shot top-1 (%) for classification tasks and linear probes, image->text / text->image R@1 (%) for "
-        "retrieval, mask AP / APr (%) for detection; GMACs per image of the image tower at the evaluated size; device-hours of the checkpoint's "
-        "training when it records them.", "",
+        f"{_headline_caption()}; GMACs per image of the image tower at the evaluated size; device-hours of the "
+        "checkpoint's training when it records them.", "",
         _table(headers, rows), "", "Provenance:", *_provenance(measured), ""])

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reclip_eval.models.config import CLIPConfig
+from reclip_eval.models.config import CLIPConfig, ImageSize
 from reclip_eval.models.text import TextTower
 from reclip_eval.models.vision import VisionTower
 
@@ -47,7 +47,8 @@ class CLIP(nn.Module):
         self.visual.transformer.activation_checkpointing = enabled
         self.text.transformer.activation_checkpointing = enabled
 
-    def set_image_size(self, image_size: int) -> None:
-        """Switch the image tower to `image_size`, resampling the position embedding (config.pos_embed_resample)."""
+    def set_image_size(self, image_size: ImageSize) -> None:
+        """Switch the image tower to `image_size` (an int, or (height, width)), resampling the position embedding
+        (config.pos_embed_resample); the same size changes nothing."""
         self.visual.set_image_size(image_size, self.config.pos_embed_resample)
         self.config = dataclasses.replace(self.config, vision=self.visual.config)

@@ -11,9 +11,19 @@ OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
+# An input size: one int for a square image (what every stored config.json has so far), or [height, width].
+ImageSize = int | tuple[int, int]
+
+
+def image_hw(size: ImageSize) -> tuple[int, int]:
+    """(height, width) of an image size given as an int (square) or a pair."""
+    return (size, size) if isinstance(size, int) else (size[0], size[1])
+
+
 @dataclass(frozen=True)
 class VisionConfig:
-    image_size: int = 224
+    # A square size stays an int (so square config.json files and results read as before); [h, h] becomes h.
+    image_size: ImageSize = 224
     patch_size: int = 16
     width: int = 1024
     layers: int = 24
@@ -25,14 +35,44 @@ class VisionConfig:
     ln_pre: bool = False  # LayerNorm after patch+position embedding (OpenAI CLIP has it, big_vision ViT does not)
 
     def __post_init__(self) -> None:
-        if self.image_size % self.patch_size:
-            raise ValueError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
+        size = self.image_size
+        if not isinstance(size, int) and len(size) == 2 and all(isinstance(s, int) for s in size):
+            object.__setattr__(self, "image_size", size[0] if size[0] == size[1] else (size[0], size[1]))
+        elif isinstance(size, bool) or not isinstance(size, int):
+            raise ValueError(f"image_size {size!r} must be an integer or a [height, width] pair of integers")
+        for side, value in zip(("height", "width"), self.image_hw, strict=True):
+            shown = f"image_size {self.image_size}" if isinstance(self.image_size, int) else \
+                f"image_size {list(self.image_size)}: {side} {value}"
+            if value <= 0:
+                raise ValueError(f"{shown} must be positive")
+            if value % self.patch_size:
+                raise ValueError(f"{shown} is not a multiple of patch_size {self.patch_size}")
         if self.width % self.heads:
             raise ValueError(f"vision width {self.width} is not divisible by heads {self.heads}")
 
     @property
+    def image_hw(self) -> tuple[int, int]:
+        return image_hw(self.image_size)
+
+    @property
+    def grid_hw(self) -> tuple[int, int]:
+        """(rows, columns) of the patch grid."""
+        height, width = self.image_hw
+        return height // self.patch_size, width // self.patch_size
+
+    @property
     def grid_size(self) -> int:
-        return self.image_size // self.patch_size
+        """The side of a square patch grid, for callers that only handle square inputs (grid_hw otherwise)."""
+        rows, columns = self.grid_hw
+        if rows != columns:
+            raise ValueError(f"image_size {list(self.image_size)} is not square; this caller needs a square "
+                             "image (use grid_hw for a non-square grid)")
+        return rows
+
+    @property
+    def num_patches(self) -> int:
+        rows, columns = self.grid_hw
+        return rows * columns
 
     @property
     def num_prefix_tokens(self) -> int:

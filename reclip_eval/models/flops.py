@@ -12,13 +12,13 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from reclip_eval.models.clip import CLIP
-from reclip_eval.models.config import CLIPConfig
+from reclip_eval.models.config import CLIPConfig, ImageSize
 from reclip_eval.models.presets import with_image_size
 
 
 @dataclass(frozen=True)
 class SampleCompute:
-    image_size: int
+    image_size: ImageSize
     text_length: int
     image_gmacs: float
     text_gmacs: float
@@ -34,16 +34,16 @@ def _gmacs(fn) -> float:
     return counter.get_total_flops() / 2 / 1e9
 
 
-def count_sample_compute(config: CLIPConfig, image_size: int, text_length: int,
+def count_sample_compute(config: CLIPConfig, image_size: ImageSize, text_length: int,
                          mask_ratio: float = 0.0) -> SampleCompute:
-    """Forward GMACs for one image-text pair at `image_size` px and `text_length` tokens (with FLIP-style token
-    masking when `mask_ratio` > 0)."""
+    """Forward GMACs for one image-text pair at `image_size` px (an int, or (height, width)) and `text_length`
+    tokens (with FLIP-style token masking when `mask_ratio` > 0)."""
     config = with_image_size(config, image_size)
     if text_length > config.text.context_length:  # counting only: a longer position table costs no MACs
         config = dataclasses.replace(config, text=dataclasses.replace(config.text, context_length=text_length))
     with torch.device("meta"):
         model = CLIP(config)
-        pixels = torch.zeros(1, 3, image_size, image_size)
+        pixels = torch.zeros(1, 3, *config.vision.image_hw)
         tokens = torch.zeros(1, text_length, dtype=torch.long)
     with torch.no_grad():
         image = _gmacs(lambda: model.encode_image(pixels, mask_ratio=mask_ratio))

@@ -3,7 +3,9 @@
 Peers resample four different ways (timm: bicubic, no corner alignment, antialias on downsampling; open_clip:
 bicubic, align_corners=False; ViTDet: bicubic every forward; big_vision: scipy zoom order 1, i.e. bilinear with
 aligned corners, once at load). We do it once, when the image size changes, with one pure function; the mode is
-recorded in the checkpoint's config.json (`pos_embed_resample`).
+recorded in the checkpoint's config.json (`pos_embed_resample`). `resize_pos_embed` is the one place that decides
+a resize (the checkpoint loader and `VisionTower.set_image_size` both call it): grids from the configs, token count
+checked, resampled, and the description that their one log line prints.
 
 Default (bilinear, align_corners=True): the four corner embeddings are kept exactly, a constant grid stays
 constant, and a linear ramp over the grid stays an exact linear ramp after up- or downsampling, because with
@@ -12,8 +14,12 @@ aligned corners bilinear interpolation is exact on functions that are linear in 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
+
+from reclip_eval.models.config import PosEmbedResampleConfig, VisionConfig
 
 
 def resample_pos_embed(
@@ -52,3 +58,34 @@ def resample_pos_embed(
     grid = grid.permute(0, 2, 3, 1).reshape(new_h * new_w, dim).to(pe.dtype)
     out = torch.cat([prefix, grid], dim=0)
     return out.unsqueeze(0) if batched else out
+
+
+@dataclass(frozen=True)
+class PosEmbedResize:
+    """A position embedding brought to a config's grid, and what was done to it."""
+
+    pos_embed: torch.Tensor
+    description: str | None  # e.g. "4x4 -> 8x8 (bilinear, align_corners=True, antialias=False)"; None: unchanged
+
+
+def resize_pos_embed(pos_embed: torch.Tensor, old_grid: tuple[int, int], target: VisionConfig,
+                     resample: PosEmbedResampleConfig) -> PosEmbedResize:
+    """`pos_embed` (1, prefix + rows*columns, D) of grid `old_grid` (rows, columns), resampled to `target`'s grid.
+
+    A token count that does not fit `old_grid` is a ValueError saying what was expected (callers add the source)."""
+    prefix, new_grid = target.num_prefix_tokens, target.grid_hw
+    expected = prefix + old_grid[0] * old_grid[1]
+    if pos_embed.dim() != 3 or pos_embed.shape[1] != expected:
+        raise ValueError(f"position embedding of shape {tuple(pos_embed.shape)} does not fit a "
+                         f"{_grid(old_grid)} grid (expected {prefix} prefix + {old_grid[0] * old_grid[1]} tokens)")
+    if tuple(old_grid) == new_grid:
+        return PosEmbedResize(pos_embed, None)
+    resampled = resample_pos_embed(pos_embed, old_grid, new_grid, num_prefix=prefix, mode=resample.mode,
+                                   align_corners=resample.align_corners, antialias=resample.antialias)
+    description = (f"{_grid(old_grid)} -> {_grid(new_grid)} ({resample.mode}, align_corners={resample.align_corners}, "
+                   f"antialias={resample.antialias})")
+    return PosEmbedResize(resampled, description)
+
+
+def _grid(grid: tuple[int, int]) -> str:
+    return f"{grid[0]}x{grid[1]}"

@@ -1,4 +1,4 @@
-"""Named architecture sizes. Checkpoint tables live in `model_cards/*.yaml`, not here."""
+"""Named architecture sizes. Named models live in `zoo/*.yaml`, not here."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reclip_eval.config import deep_merge, from_dict, to_dict
-from reclip_eval.models.config import CLIPConfig, TextConfig, VisionConfig
+from reclip_eval.models.config import CLIPConfig, ImageSize, TextConfig, VisionConfig
 from reclip_eval.registry import unknown_name
 
 PRESETS: dict[str, CLIPConfig] = {
@@ -53,5 +53,5 @@ class ArchitectureSpec:
         return build_config(self.preset, self.overrides, source=source)
 
 
-def with_image_size(config: CLIPConfig, image_size: int) -> CLIPConfig:
+def with_image_size(config: CLIPConfig, image_size: ImageSize) -> CLIPConfig:
     return dataclasses.replace(config, vision=dataclasses.replace(config.vision, image_size=image_size))

@@ -8,8 +8,8 @@ import logging
 import torch
 from torch import nn
 
-from reclip_eval.models.config import PosEmbedResampleConfig, VisionConfig
-from reclip_eval.models.pos_embed import resample_pos_embed
+from reclip_eval.models.config import ImageSize, PosEmbedResampleConfig, VisionConfig
+from reclip_eval.models.pos_embed import resize_pos_embed
 from reclip_eval.models.transformer import Transformer, init_transformer_
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ class VisionTower(nn.Module):
         width = config.width
         self.patch_embed = nn.Conv2d(3, width, kernel_size=config.patch_size, stride=config.patch_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, width)) if config.pool == "cls" else None
-        num_tokens = config.num_prefix_tokens + config.grid_size**2
+        num_tokens = config.num_prefix_tokens + config.num_patches
         self.pos_embed = nn.Parameter(torch.zeros(1, num_tokens, width))
         self.norm_pre = nn.LayerNorm(width) if config.ln_pre else nn.Identity()
         self.transformer = Transformer(width, config.layers, config.heads, config.mlp_ratio)
@@ -48,14 +48,14 @@ class VisionTower(nn.Module):
         nn.init.normal_(self.proj.weight, std=self.config.width**-0.5)
 
     def forward(self, pixels: torch.Tensor, mask_ratio: float = 0.0) -> torch.Tensor:
-        """pixels: (B, 3, S, S) normalised, S == config.image_size -> features (B, embed_dim), not normalised.
+        """pixels: (B, 3, H, W) normalised, (H, W) == config.image_hw -> features (B, embed_dim), not normalised.
 
         `mask_ratio > 0` (training only) keeps a random subset of round(N * (1 - mask_ratio)) patch tokens per
         image, as FLIP does (the paper's Table 10 compares this with training on smaller images)."""
-        size = self.config.image_size
-        if pixels.shape[-2:] != (size, size):
+        height, width = self.config.image_hw
+        if pixels.shape[-2:] != (height, width):
             raise ValueError(
-                f"image tower expects {size}x{size} pixels, got {tuple(pixels.shape[-2:])}; "
+                f"image tower expects {height}x{width} pixels, got {tuple(pixels.shape[-2:])}; "
                 "call set_image_size() or load the checkpoint with image_size=..."
             )
         prefix = self.config.num_prefix_tokens
@@ -69,24 +69,14 @@ class VisionTower(nn.Module):
         pooled = x[:, 0] if self.config.pool == "cls" else x.mean(dim=1)
         return self.proj(pooled)
 
-    def set_image_size(self, image_size: int, resample: PosEmbedResampleConfig) -> None:
-        """Change the input size, resampling the position-embedding grid (a new Parameter: rebuild optimizers)."""
+    def set_image_size(self, image_size: ImageSize, resample: PosEmbedResampleConfig) -> None:
+        """Change the input size (an int, or (height, width)), resampling the position-embedding grid; a changed
+        grid is a new Parameter (rebuild optimizers). The same size changes nothing."""
         new_config = dataclasses.replace(self.config, image_size=image_size)
-        old_grid, new_grid = self.config.grid_size, new_config.grid_size
-        if old_grid != new_grid:
-            with torch.no_grad():
-                resampled = resample_pos_embed(
-                    self.pos_embed.detach(),
-                    (old_grid, old_grid),
-                    (new_grid, new_grid),
-                    num_prefix=self.config.num_prefix_tokens,
-                    mode=resample.mode,
-                    align_corners=resample.align_corners,
-                    antialias=resample.antialias,
-                )
-            self.pos_embed = nn.Parameter(resampled.clone())
-            log.info(
-                "position embedding resampled %dx%d -> %dx%d (%s, align_corners=%s, antialias=%s)",
-                old_grid, old_grid, new_grid, new_grid, resample.mode, resample.align_corners, resample.antialias,
-            )
+        with torch.no_grad():
+            resize = resize_pos_embed(self.pos_embed.detach(), self.config.grid_hw, new_config, resample)
+        if resize.description is not None:
+            self.pos_embed = nn.Parameter(resize.pos_embed)
+            log.info("image size %s -> %s px: resampling the position embedding %s", self.config.image_size,
+                     new_config.image_size, resize.description)
         self.config = new_config

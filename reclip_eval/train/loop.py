@@ -1,5 +1,11 @@
 """The training loop: stages run in order; a stage with another image size first resamples the image position
-embedding (the paper's weight upsampling, logged); each stage gets its own optimizer and warmup + decay schedule.
+embedding (the paper's weight upsampling, logged); each stage gets its own optimizer (param rules:
+train/param_rules.py) and warmup + decay schedule (train/schedule.py).
+
+    train         check the batches, open the run folder, prepare the shards, build the model, check the param rules
+                  of every stage, replay a resume point (--resume), run each stage, write the checkpoint
+    run_stage     start the stage (size, placement, optimizer, schedule, report, data), then one `_train_step` per
+                  step, a resume point every checkpoint_every steps and at the end
 
 One process, or one per device under torchrun (train/parallel.py: DDP or FSDP); exact resume in train/resume.py.
 """
@@ -8,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +25,7 @@ from reclip_eval.config import to_dict
 from reclip_eval.data.shards import list_shards, train_batches
 from reclip_eval.data.synth.export import made_by_current_generator, write_train_shards
 from reclip_eval.data.transforms import image_transform
-from reclip_eval.device import resolve_device, resolve_precision
+from reclip_eval.device import autocast, resolve_device, resolve_precision
 from reclip_eval.distributed import barrier, gather_ints, init_from_env, is_main_process, rank_and_size
 from reclip_eval.errors import ReclipError
 from reclip_eval.models.clip import CLIP
@@ -30,10 +36,12 @@ from reclip_eval.paths import default_data_dir
 from reclip_eval.train.chunked import chunked_contrastive_backward
 from reclip_eval.train.loss import contrastive_loss
 from reclip_eval.train.metrics_log import MetricsLog
-from reclip_eval.train.optim import build_optimizer, lr_factor
+from reclip_eval.train.optim import build_optimizer, optimizer_groups
 from reclip_eval.train.out_dir import STAGES_DIR, finish_run, open_out_dir, start_run
-from reclip_eval.train.parallel import prepare_stage_model
+from reclip_eval.train.parallel import StageModel, prepare_stage_model
+from reclip_eval.train.param_rules import match_rules
 from reclip_eval.train.recipe import RecipeConfig, StageConfig, recipe_to_yaml
+from reclip_eval.train.report import StageReport, training_record
 from reclip_eval.train.resume import (
     ResumeError,
     ResumePoint,
@@ -46,6 +54,7 @@ from reclip_eval.train.resume import (
     save_resume_point,
     settings_mismatches,
 )
+from reclip_eval.train.schedule import build_scheduler
 
 log = logging.getLogger(__name__)
 _DTYPES = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -56,21 +65,35 @@ class TrainingError(ReclipError):
 
 
 @dataclass
-class StageReport:
-    name: str
-    image_size: int
-    text_length: int
-    batch_size: int
-    steps: int
-    samples_seen: int
-    wall_time_s: float
-    pos_embed_grid: tuple[int, int]
-    gmacs_per_sample: float  # forward, image + text (models/flops.py); training costs about 3x this
-    losses: list[float] = field(default_factory=list)  # one per step
-    data_skipped: dict[str, dict[str, int]] = field(default_factory=dict)  # this process's (data/shards.py)
-    # Per process, per loader worker: raw samples of its data stream used by the last resume point (dropped samples
-    # make it more than steps x batch), what exact resume skips to.
-    stream_positions: list[list[int]] = field(default_factory=list)
+class RunContext:
+    """What every stage of one run shares."""
+
+    recipe: RecipeConfig
+    shards: list[str]
+    device: str
+    workers: int
+    out_dir: Path
+    settings: dict[str, Any]  # `resume_settings`, recorded in each resume point
+    metrics: MetricsLog | None = None
+
+    @property
+    def precision(self) -> str:
+        return resolve_precision(self.recipe.precision, self.device)
+
+
+@dataclass
+class _Stage:
+    """One stage while it runs: `placed` is the model as this process trains it (train/parallel.py); the master
+    model gets the weights back at the end."""
+
+    index: int
+    config: StageConfig
+    placed: StageModel
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    report: StageReport
+    batches: Any  # data/shards.py's stream: next() -> (pixels, tokens)
+    chunked: bool  # micro-batches through train/chunked.py
 
 
 def prepare_shards(recipe: RecipeConfig, data_dir: Path | None, workers: int) -> list[str]:
@@ -94,6 +117,17 @@ def build_model(recipe: RecipeConfig) -> CLIP:
     return CLIP(config)
 
 
+def _rules_source(recipe: RecipeConfig, stage: StageConfig) -> str:
+    return f"recipe {recipe.name}: stages.{stage.name}.optimizer"
+
+
+def check_param_rules(model: CLIP, recipe: RecipeConfig) -> None:
+    """Every stage's param rules cover every trainable parameter (names do not depend on the image size), checked
+    before the first step rather than at the start of a later stage."""
+    for stage in recipe.stages:
+        match_rules(model.named_parameters(), stage.optimizer.param_rules, _rules_source(recipe, stage))
+
+
 def _batch_problems(stage: StageConfig, world: int) -> list[str]:
     """How `stage`'s batch does not split over `world` processes. (A per-process batch of one is fine: the loss
     runs over the gathered global batch, which the recipe schema keeps at two pairs or more.)"""
@@ -107,106 +141,132 @@ def _batch_problems(stage: StageConfig, world: int) -> list[str]:
     return []
 
 
-def run_stage(model: CLIP, stage: StageConfig, stage_index: int, recipe: RecipeConfig, shards: list[str],
-              device: str, workers: int, out_dir: Path, done: list[StageReport],
-              resume: ResumePoint | None = None, metrics: MetricsLog | None = None,
-              settings: dict[str, Any] | None = None) -> StageReport:
-    """Run one stage (from `resume`'s step when given); `done` are the reports of the stages before it.
-    `settings` (`resume_settings`) are recorded in each resume point."""
-    rank, world = rank_and_size()
-    problems = _batch_problems(stage, world)
+def _check_batches(stages: list[StageConfig]) -> None:
+    problems = [p for stage in stages for p in _batch_problems(stage, rank_and_size()[1])]
     if problems:
         raise TrainingError("; ".join(problems))
+
+
+def _start_stage(model: CLIP, index: int, run: RunContext, resume: ResumePoint | None) -> _Stage:
+    """Size and place the model, build the stage's optimizer and schedule, restore them from `resume` (whose RNG
+    states come back before the data stream is drawn), and open the data stream at the first step to run."""
+    stage, recipe = run.recipe.stages[index], run.recipe
+    rank, world = rank_and_size()
+    _check_batches([stage])
     local_batch = stage.batch_size // world
-    chunked = bool(stage.micro_batch_size) and stage.micro_batch_size < local_batch
-    if model.config.vision.image_size != stage.image_size:
-        old = model.config.vision.grid_size
-        model.set_image_size(stage.image_size)
-        log.info("stage %s: image size -> %d px, position embedding upsampled %dx%d -> %dx%d", stage.name,
-                 stage.image_size, old, old, model.config.vision.grid_size, model.config.vision.grid_size)
+    model.set_image_size(stage.image_size)  # resamples the position embedding (and logs it) only on a new size
     model.train()
     model.set_activation_checkpointing(recipe.activation_checkpointing)
     # A new stage may have replaced the position embedding: wrap (or shard) again after resizing.
-    trained = prepare_stage_model(model, recipe.data_parallel, device)
-    net = torch.compile(trained.net) if recipe.compile else trained.net
-    optimizer = build_optimizer(trained.module, stage.optimizer, device)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(stage))
-    transform = image_transform(stage.image_size, model.config.preprocess)
-    tokenizer = ClipTokenizer(stage.text_length)
-    # Each process draws its own stream (seeded by stage and rank) and contributes batch_size / world pairs.
+    placed = prepare_stage_model(model, recipe.data_parallel, run.device, compile=recipe.compile)
+    groups = optimizer_groups(placed.module, stage.optimizer, _rules_source(recipe, stage))
+    optimizer = build_optimizer(placed.module, stage.optimizer, run.device, groups=groups)
+    scheduler = build_scheduler(optimizer, stage.lr_schedule())
+    transform, tokenizer = image_transform(stage.image_size, model.config.preprocess), ClipTokenizer(stage.text_length)
     first_step = 0
     if resume is not None:
-        load_optimizer_and_rng(resume, trained.module, optimizer, scheduler)
+        load_optimizer_and_rng(resume, placed.module, optimizer, scheduler)
         first_step = resume.step
-        report = StageReport(**{**resume.state["reports"][-1], "pos_embed_grid": (model.config.vision.grid_size,) * 2})
+        report = StageReport.from_state(resume.state["reports"][-1])
         log.info("stage %s: resuming at step %d from %s", stage.name, first_step, resume.path)
     else:
         compute = count_sample_compute(model.config, stage.image_size, stage.text_length, stage.mask_ratio)
         report = StageReport(stage.name, stage.image_size, stage.text_length, stage.batch_size, stage.steps, 0, 0.0,
                              (model.config.vision.grid_size,) * 2, compute.total_gmacs)
-    batches = train_batches(shards, transform, tokenizer, batch_size=local_batch,
-                            seed=recipe.seed + stage_index + 10_000 * rank, shuffle_buffer=recipe.data.shuffle_buffer,
-                            workers=workers, skip_batches=first_step, counts_so_far=report.data_skipped,
+    report.param_rules = groups.counts()
+    # Each process draws its own stream (seeded by stage and rank) and contributes batch_size / world pairs.
+    batches = train_batches(run.shards, transform, tokenizer, batch_size=local_batch,
+                            seed=recipe.seed + index + 10_000 * rank, shuffle_buffer=recipe.data.shuffle_buffer,
+                            workers=run.workers, skip_batches=first_step, counts_so_far=report.data_skipped,
                             stream_positions=report.stream_positions[rank] if report.stream_positions else None,
-                            pin_memory=torch.device(device).type == "cuda")
-    precision = resolve_precision(recipe.precision, device)
+                            pin_memory=torch.device(run.device).type == "cuda")
+    chunked = bool(stage.micro_batch_size) and stage.micro_batch_size < local_batch
+    return _Stage(index, stage, placed, optimizer, scheduler, report, batches, chunked)
+
+
+def _train_step(s: _Stage, step: int, run: RunContext) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step on the next batch; returns (loss, temperature scale). A non-finite loss stops the run
+    before its gradients touch the weights."""
+    stage = s.config
+    pixels, tokens = next(s.batches)
+    pixels, tokens = pixels.to(run.device, non_blocking=True), tokens.to(run.device, non_blocking=True)
+    s.optimizer.zero_grad(set_to_none=True)
+
+    def cast():
+        return autocast(run.device, run.precision)
+
+    if s.chunked:  # forward and backward, micro-batch by micro-batch
+        loss, scale = chunked_contrastive_backward(s.placed.net, pixels, tokens, stage.micro_batch_size,
+                                                   mask_ratio=stage.mask_ratio, autocast=cast)
+    else:
+        with cast():
+            image_emb, text_emb, scale = s.placed.net(pixels, tokens, mask_ratio=stage.mask_ratio)
+            loss = contrastive_loss(image_emb.float(), text_emb.float(), scale.float())
+    if not torch.isfinite(loss):
+        points = list_resume_points(run.out_dir)
+        last = f"the last good state is {points[-1].path} (--resume continues from it)" if points else \
+            "no resume point was written yet"
+        raise TrainingError(f"stage {stage.name!r} step {step}: loss is {loss.item()}; stopping: {last}")
+    if not s.chunked:
+        loss.backward()
+    s.placed.average_unsharded_gradients()
+    if stage.optimizer.grad_clip_norm:
+        torch.nn.utils.clip_grad_norm_(s.placed.module.parameters(), stage.optimizer.grad_clip_norm)
+    s.optimizer.step()
+    s.scheduler.step()
+    return loss, scale
+
+
+def _log_step(s: _Stage, step: int, loss: torch.Tensor, scale: torch.Tensor, run: RunContext, progress: Any,
+              done: list[StageReport], started: float) -> None:
+    lr = s.scheduler.get_last_lr()[0]
+    progress.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}", temp=f"{scale.item():.1f}")
+    if run.metrics is not None:
+        global_step = sum(r.steps for r in done) + step
+        run.metrics.scalars(global_step, {
+            "train/loss": loss.item(), "train/lr": lr, "train/temperature_scale": scale.item(),
+            "train/image_size": s.config.image_size,
+            "train/samples_per_second": s.report.samples_seen / max(1e-9, time.perf_counter() - started),
+        })
+    log.debug("stage %s step %d loss %.4f", s.config.name, step, loss.item())
+
+
+def _save_resume_point(s: _Stage, done_steps: int, run: RunContext, done: list[StageReport], started: float) -> None:
+    """Every process takes part (gathers); the first one writes."""
+    s.report.wall_time_s = time.perf_counter() - started
+    s.report.stream_positions = gather_ints(s.batches.stream_positions(), run.device)  # collective
+    model_state, optimizer_state = gather_training_state(s.placed.module, s.optimizer)  # collective (FSDP)
+    if is_main_process():
+        save_resume_point(run.out_dir, model_state=model_state, optimizer_state=optimizer_state,
+                          scheduler=s.scheduler, stage_index=s.index, step=done_steps, reports=[*done, s.report],
+                          keep=run.recipe.keep_checkpoints, recipe_yaml=recipe_to_yaml(run.recipe),
+                          settings=run.settings)
+    barrier()
+
+
+def run_stage(model: CLIP, index: int, run: RunContext, done: list[StageReport],
+              resume: ResumePoint | None = None) -> StageReport:
+    """Run stage `index` of the recipe on `model` (from `resume`'s step when given); `done` are the reports of the
+    stages before it. The trained weights are in `model` when it returns."""
+    s = _start_stage(model, index, run, resume)
+    stage, recipe, report = s.config, run.recipe, s.report
+    first_step = resume.step if resume is not None else 0
     started = time.perf_counter() - report.wall_time_s
     from tqdm import tqdm
 
     progress = tqdm(range(first_step, stage.steps), desc=f"stage {stage.name} ({stage.image_size}px)", unit="step",
-                    disable=rank != 0, initial=first_step, total=stage.steps)
-    def autocast():
-        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16")
-
+                    disable=rank_and_size()[0] != 0, initial=first_step, total=stage.steps)
     for step in progress:
-        pixels, tokens = next(batches)
-        pixels, tokens = pixels.to(device, non_blocking=True), tokens.to(device, non_blocking=True)
-        optimizer.zero_grad(set_to_none=True)
-        if chunked:
-            loss, scale = chunked_contrastive_backward(net, pixels, tokens, stage.micro_batch_size,
-                                                       mask_ratio=stage.mask_ratio, autocast=autocast)
-        else:
-            with autocast():
-                image_emb, text_emb, scale = net(pixels, tokens, mask_ratio=stage.mask_ratio)
-                loss = contrastive_loss(image_emb.float(), text_emb.float(), scale.float())
-        if not torch.isfinite(loss):
-            points = list_resume_points(out_dir)
-            last = f"the last good state is {points[-1].path} (--resume continues from it)" if points else \
-                "no resume point was written yet"
-            raise TrainingError(f"stage {stage.name!r} step {step}: loss is {loss.item()}; stopping: {last}")
-        if not chunked:
-            loss.backward()
-        trained.average_unsharded_gradients()
-        if stage.optimizer.grad_clip_norm:
-            torch.nn.utils.clip_grad_norm_(trained.module.parameters(), stage.optimizer.grad_clip_norm)
-        optimizer.step()
-        scheduler.step()
+        loss, scale = _train_step(s, step, run)
         report.losses.append(loss.item())
         report.samples_seen += stage.batch_size
-        report.data_skipped = batches.counts()
+        report.data_skipped = s.batches.counts()
         if step % recipe.log_every == 0 or step == stage.steps - 1:
-            progress.set_postfix(loss=f"{loss.item():.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}",
-                                 temp=f"{scale.item():.1f}")
-            if metrics is not None:
-                global_step = sum(s.steps for s in done) + step
-                metrics.scalars(global_step, {
-                    "train/loss": loss.item(), "train/lr": scheduler.get_last_lr()[0],
-                    "train/temperature_scale": scale.item(), "train/image_size": stage.image_size,
-                    "train/samples_per_second": report.samples_seen / max(1e-9, time.perf_counter() - started),
-                })
-            log.debug("stage %s step %d loss %.4f", stage.name, step, loss.item())
+            _log_step(s, step, loss, scale, run, progress, done, started)
         done_steps = step + 1
         if done_steps == stage.steps or (recipe.checkpoint_every and done_steps % recipe.checkpoint_every == 0):
-            report.wall_time_s = time.perf_counter() - started
-            report.stream_positions = gather_ints(batches.stream_positions(), device)  # collective
-            model_state, optimizer_state = gather_training_state(trained.module, optimizer)  # collective (FSDP)
-            if is_main_process():
-                save_resume_point(out_dir, model_state=model_state, optimizer_state=optimizer_state,
-                                  scheduler=scheduler, stage_index=stage_index, step=done_steps,
-                                  reports=[*done, report], keep=recipe.keep_checkpoints,
-                                  recipe_yaml=recipe_to_yaml(recipe), settings=settings)
-            barrier()
-    trained.write_back(model)
+            _save_resume_point(s, done_steps, run, done, started)
+    s.placed.write_back(model)
     report.wall_time_s = time.perf_counter() - started
     return report
 
@@ -223,11 +283,40 @@ def train(recipe: RecipeConfig, out_dir: str | Path, *, data_dir: Path | None = 
     device = init_from_env(resolve_device(device))  # under torchrun: join the group, one device per process
     workers = recipe.data.workers if workers is None else workers
     out_dir = Path(out_dir)
+    main, world = is_main_process(), rank_and_size()[1]
+    _check_batches(recipe.stages)  # found now, not at the start of a later stage
+    shards = _open_run(recipe, out_dir, data_dir, workers, resume)
+    run = RunContext(recipe, shards, device, workers, out_dir, resume_settings(workers, world, shards))
+    model = build_model(recipe)
+    check_param_rules(model, recipe)
+    reports, point = replay_resume_point(model, run, save_stages) if resume else ([], None)
+    resumed_at = None
+    if point is not None:
+        resumed_at = sum(s.steps for s in recipe.stages[:point.stage_index]) + point.step
+    # A new run in a folder where a killed run left curves: purge_step 0 drops them instead of mixing them in.
+    run.metrics = MetricsLog(out_dir, recipe.tensorboard and main, purge_step=resumed_at or 0,
+                             wandb_project=wandb_project if main else None, config=to_dict(recipe))
+    for index in range(len(reports), len(recipe.stages)):
+        start = point if point is not None and point.stage_index == index else None
+        reports.append(run_stage(model, index, run, reports, start))
+        if save_stages and index < len(recipe.stages) - 1 and main:
+            _save_stage(model, index, run, reports)
+    run.metrics.close()
+    if main:
+        # File by file into the run folder: whatever else is in it (the user's files) stays.
+        save_checkpoint(model.cpu(), out_dir, recipe_yaml=recipe_to_yaml(recipe),
+                        training=training_record(recipe.name, reports, device, world),
+                        dtype=_DTYPES[recipe.save_dtype], in_place=True)
+        finish_run(out_dir, recipe.name)
+    barrier()
+    return model, reports
+
+
+def _open_run(recipe: RecipeConfig, out_dir: Path, data_dir: Path | None, workers: int, resume: bool) -> list[str]:
+    """Decide what `out_dir` may hold (before any data, model or file is touched), then prepare the shards (the
+    first process; possibly generating them) and mark the run started."""
     main = is_main_process()
-    problems = [p for stage in recipe.stages for p in _batch_problems(stage, rank_and_size()[1])]
-    if problems:  # found now, not at the start of a later stage
-        raise TrainingError("; ".join(problems))
-    open_out_dir(out_dir, resume=resume)  # refuses before any data, model or file is touched
+    open_out_dir(out_dir, resume=resume)
     barrier()  # every process has looked at out_dir before the first one writes into it
     if not main:
         barrier()  # the first process prepares (possibly generates) the shards
@@ -235,63 +324,40 @@ def train(recipe: RecipeConfig, out_dir: str | Path, *, data_dir: Path | None = 
     if main:
         start_run(out_dir, recipe.name, resume=resume)
         barrier()
-    world = rank_and_size()[1]
-    settings = resume_settings(workers, world, shards)
-    model = build_model(recipe)
-    reports: list[StageReport] = []
-    point = None
-    if resume:  # tensor names do not depend on the stage's image size
-        point = _check_resume_point(latest_resume_point(out_dir, set(model.state_dict())), recipe, settings)
-    if point is not None:
-        for stage in recipe.stages[:point.stage_index + 1]:  # the model as it was at that point: size, then weights
-            if model.config.vision.image_size != stage.image_size:
-                model.set_image_size(stage.image_size)
-        load_model_weights(point, model)
-        reports = [StageReport(**{**r, "pos_embed_grid": tuple(r["pos_embed_grid"])})
-                   for r in point.state["reports"][:point.stage_index]]
-        if point.step == recipe.stages[point.stage_index].steps:  # that stage had finished
-            reports.append(StageReport(**{**point.state["reports"][point.stage_index],
-                                          "pos_embed_grid": tuple(point.state["reports"][point.stage_index]
-                                                                  ["pos_embed_grid"])}))
-            # A kill between this point and the stage checkpoint left no stages/NAME: these weights are its.
-            stage_dir = out_dir / STAGES_DIR / recipe.stages[point.stage_index].name
-            if save_stages and point.stage_index < len(recipe.stages) - 1 and main and \
-                    not (stage_dir / CONFIG_NAME).is_file():
-                _save_stage(model, point.stage_index, recipe, reports, device, world, out_dir)
-            point = None
-    resumed_at = None
-    if point is not None:
-        resumed_at = sum(s.steps for s in recipe.stages[:point.stage_index]) + point.step
-    # A new run in a folder where a killed run left curves: purge_step 0 drops them instead of mixing them in.
-    metrics = MetricsLog(out_dir, recipe.tensorboard and main, purge_step=resumed_at or 0,
-                         wandb_project=wandb_project if main else None, config=to_dict(recipe))
-    for index, stage in enumerate(recipe.stages):
-        if index < len(reports):
-            continue
-        start = point if point is not None and point.stage_index == index else None
-        reports.append(run_stage(model, stage, index, recipe, shards, device, workers, out_dir, reports, start,
-                                 metrics, settings))
-        if save_stages and index < len(recipe.stages) - 1 and main:
-            _save_stage(model, index, recipe, reports, device, world, out_dir)
-    metrics.close()
-    if main:
-        # File by file into the run folder: whatever else is in it (the user's files) stays.
-        save_checkpoint(model.cpu(), out_dir, recipe_yaml=recipe_to_yaml(recipe),
-                        training=training_record(recipe, reports, device, world), dtype=_DTYPES[recipe.save_dtype],
-                        in_place=True)
-        finish_run(out_dir, recipe.name)
-    barrier()
-    return model, reports
+    return shards
 
 
-def _save_stage(model: CLIP, index: int, recipe: RecipeConfig, reports: list[StageReport], device: str, world: int,
-                out_dir: Path) -> None:
-    save_checkpoint(model, out_dir / STAGES_DIR / recipe.stages[index].name, recipe_yaml=recipe_to_yaml(recipe),
-                    training=training_record(recipe, reports, device, world), dtype=_DTYPES[recipe.save_dtype])
+def replay_resume_point(model: CLIP, run: RunContext, save_stages: bool
+                        ) -> tuple[list[StageReport], ResumePoint | None]:
+    """Bring `model` to the newest intact resume point of `run.out_dir`: its image size, then its weights. Returns
+    the reports of the stages finished by then and the point to continue a stage from (None when the point ended
+    its stage; a stage checkpoint a kill left unwritten is written now)."""
+    recipe = run.recipe
+    # Tensor names do not depend on the stage's image size.
+    point = _check_resume_point(latest_resume_point(run.out_dir, set(model.state_dict())), recipe, run.settings)
+    for stage in recipe.stages[:point.stage_index + 1]:  # the model as it was at that point: size, then weights
+        model.set_image_size(stage.image_size)
+    load_model_weights(point, model)
+    reports = [StageReport.from_state(r) for r in point.state["reports"][:point.stage_index]]
+    if point.step < recipe.stages[point.stage_index].steps:
+        return reports, point
+    reports.append(StageReport.from_state(point.state["reports"][point.stage_index]))  # that stage had finished
+    # A kill between this point and the stage checkpoint left no stages/NAME: these weights are its.
+    stage_dir = run.out_dir / STAGES_DIR / recipe.stages[point.stage_index].name
+    if save_stages and point.stage_index < len(recipe.stages) - 1 and is_main_process() and \
+            not (stage_dir / CONFIG_NAME).is_file():
+        _save_stage(model, point.stage_index, run, reports)
+    return reports, None
 
 
-def _check_resume_point(point: ResumePoint | None, recipe: RecipeConfig, settings: dict[str, Any]
-                        ) -> ResumePoint | None:
+def _save_stage(model: CLIP, index: int, run: RunContext, reports: list[StageReport]) -> None:
+    recipe = run.recipe
+    save_checkpoint(model, run.out_dir / STAGES_DIR / recipe.stages[index].name, recipe_yaml=recipe_to_yaml(recipe),
+                    training=training_record(recipe.name, reports, run.device, rank_and_size()[1]),
+                    dtype=_DTYPES[recipe.save_dtype])
+
+
+def _check_resume_point(point: ResumePoint | None, recipe: RecipeConfig, settings: dict[str, Any]) -> ResumePoint:
     if point is None:  # open_out_dir has refused a --resume without points
         raise ResumeError("no resume point to continue from")
     if point.state.get("recipe") != recipe_to_yaml(recipe):
@@ -306,29 +372,3 @@ def _check_resume_point(point: ResumePoint | None, recipe: RecipeConfig, setting
     if problems:
         raise TrainingError(f"{point.path}: the run would not continue exactly: {'; '.join(problems)}")
     return point
-
-
-def training_record(recipe: RecipeConfig, reports: list[StageReport], device: str, devices: int = 1) -> dict[str, Any]:
-    """What the checkpoint records about its training: stages, compute per sample, samples seen, device-hours."""
-    return {
-        "recipe": recipe.name,
-        "device": device if device == "cpu" else torch.cuda.get_device_name(torch.device(device)),
-        "devices": devices,
-        "device_hours": round(devices * sum(r.wall_time_s for r in reports) / 3600, 4),
-        "stages": [
-            {
-                "name": r.name, "image_size": r.image_size, "text_length": r.text_length,
-                "batch_size": r.batch_size, "steps": r.steps, "samples_seen": r.samples_seen,
-                "gmacs_per_sample": round(r.gmacs_per_sample, 4),
-                "device_hours": round(devices * r.wall_time_s / 3600, 4),
-                "wall_time_s": round(r.wall_time_s, 2), "pos_embed_grid": list(r.pos_embed_grid),
-                "loss_first": round(r.losses[0], 4) if r.losses else None,
-                "loss_last": round(r.losses[-1], 4) if r.losses else None,
-                "losses": [round(x, 4) for x in r.losses],
-                "data_skipped": r.data_skipped,
-            }
-            for r in reports
-        ],
-        "samples_seen": sum(r.samples_seen for r in reports),
-        "wall_time_s": round(sum(r.wall_time_s for r in reports), 2),
-    }

@@ -33,7 +33,7 @@ DataParallel = Literal["ddp", "fsdp"]
 
 @dataclass
 class StageModel:
-    net: nn.Module  # run forward/backward through this: the model, its DDP wrapper, or the sharded copy
+    net: nn.Module  # run forward/backward through this: the model, its DDP wrapper, or the sharded copy (compiled)
     module: nn.Module  # whose parameters the optimizer steps and resume points save (the model, or the sharded copy)
     sharded: bool
 
@@ -76,8 +76,16 @@ def _fully_shard():
     return fully_shard
 
 
-def prepare_stage_model(model: CLIP, strategy: DataParallel, device: str) -> StageModel:
-    """The model as this process trains it for one stage. Call after the stage's image size is set."""
+def prepare_stage_model(model: CLIP, strategy: DataParallel, device: str, *, compile: bool = False) -> StageModel:
+    """The model as this process trains it for one stage (its `net` torch.compile'd when `compile`). Call after
+    the stage's image size is set."""
+    placed = _place(model, strategy, device)
+    if compile:
+        placed.net = torch.compile(placed.net)
+    return placed
+
+
+def _place(model: CLIP, strategy: DataParallel, device: str) -> StageModel:
     world = rank_and_size()[1]
     if world == 1:
         model.to(device)

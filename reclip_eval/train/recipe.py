@@ -18,19 +18,20 @@ import yaml
 from reclip_eval.config import (
     Rule,
     above,
-    apply_overrides,
     at_least,
-    blame_overrides,
     deep_merge,
     enforce_rules,
     from_dict,
     load_yaml,
+    parse_with_overrides,
     to_dict,
 )
 from reclip_eval.data.synth.export import SynthConfig
 from reclip_eval.errors import ConfigError
 from reclip_eval.models.presets import ArchitectureSpec
 from reclip_eval.registry import find_named_yaml, named_yaml_files
+from reclip_eval.train.param_rules import ParamRule, clip_rules
+from reclip_eval.train.schedule import LrSchedule
 
 
 @dataclass(frozen=True)
@@ -41,11 +42,16 @@ class OptimizerConfig:
     betas: tuple[float, float] = (0.9, 0.98)  # adamw only
     eps: float = 1e-6  # adamw only
     grad_clip_norm: float | None = 1.0
+    # Per-parameter settings, first match wins (train/param_rules.py); the default is the CLIP practice of no
+    # weight decay on gains, biases, the temperature and the position/class embeddings.
+    param_rules: list[ParamRule] = field(default_factory=clip_rules)
 
     config_rules: ClassVar[tuple[Rule, ...]] = (
         at_least("lr", 0), at_least("weight_decay", 0), above("eps", 0),
         at_least("grad_clip_norm", 0, " (0 or null: no clipping)"),
         Rule(("betas",), lambda b: None if all(0 <= x < 1 for x in b) else f"each must be in [0, 1), got {list(b)}"),
+        Rule(("param_rules",), lambda rules: None if not any(r.layer_decay for r in rules) else
+             "layer_decay: only the detector backbone has layer-wise lr decay; use lr_scale"),
     )
 
     def __post_init__(self) -> None:
@@ -83,6 +89,9 @@ class StageConfig:
 
     def __post_init__(self) -> None:
         enforce_rules(self)
+
+    def lr_schedule(self) -> LrSchedule:
+        return LrSchedule(self.schedule, self.steps, self.warmup_steps, self.start_lr_ratio, self.end_lr_ratio)
 
 
 @dataclass(frozen=True)
@@ -140,8 +149,9 @@ def resolve_stages(stages: list[Any], source: str) -> list[dict[str, Any]]:
     return resolved
 
 
-def _merged_raw(path: Path) -> dict[str, Any]:
-    raw = load_yaml(path)
+def _merged_raw(path: Path, raw: dict[str, Any]) -> dict[str, Any]:
+    """`raw` (the file's mapping) merged over its `base:` recipe, if it names one."""
+    raw = dict(raw)
     base_name = raw.pop("base", None)
     if base_name is None:
         return raw
@@ -180,27 +190,25 @@ def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> Recipe
     """The resolved recipe; every problem (of the file, or of the `key=value` overrides, then named as the
     source) is reported at once, before any data or model is touched."""
     path = find_named_yaml("training", "recipe", name_or_path)
-    if is_detector_recipe(path):
+    raw = load_yaml(path)  # read once: the detector check and the parse share it
+    if "detector" in raw:
         raise ConfigError(str(path), [f"detector: this is a detector recipe; run it with `reclip-eval detect train "
                                       f"--recipe {path.stem} --backbone MODEL --out DIR`"])
-    raw = _merged_raw(path)
-    recipe, problems = _parse(apply_overrides(raw, overrides or [], source=f"{path} (with overrides)"), path)
-    if not problems:
-        return recipe
-    if overrides and not _parse(raw, path)[1]:  # the file alone is fine: the command line broke it
-        problems, culprits = blame_overrides(problems, overrides)
-        raise ConfigError(f"command-line override {' '.join(culprits)} (recipe {path})", problems)
-    raise ConfigError(str(path), problems)
+    return parse_with_overrides(lambda data: _parse(data, path), _merged_raw(path, raw), overrides or [], path)
 
 
-def _parse(raw: dict[str, Any], path: Path) -> tuple[RecipeConfig | None, list[str]]:
-    """(recipe, []) or (None, every problem): the schema's and those that need the model and all stages."""
+def _parse(raw: dict[str, Any], path: Path) -> RecipeConfig:
+    """The recipe, or one ConfigError with every problem: the schema's and those that need the model and all
+    stages."""
     raw = {**raw, "stages": resolve_stages(raw.get("stages"), str(path))}
     try:
         recipe, problems = from_dict(RecipeConfig, raw, source=str(path)), []
     except ConfigError as e:
         recipe, problems = None, e.problems
-    return recipe, problems + _cross_problems(raw)
+    problems += _cross_problems(raw)
+    if problems:
+        raise ConfigError(str(path), problems)
+    return recipe
 
 
 def _cross_problems(raw: dict[str, Any]) -> list[str]:

@@ -19,9 +19,9 @@ import torch
 
 from reclip_eval.checkpoint import CONFIG_NAME, check_finite, check_image_size, file_sha256
 from reclip_eval.errors import CheckpointError
-from reclip_eval.zoo.adapter import ModelAdapter
 from reclip_eval.zoo.foreign_size import describe_resample, resample_class_token_table
 from reclip_eval.zoo.model_kinds import LoadRequest, ModelFolder, PrefixForm, register_model_kind
+from reclip_eval.zoo.torch_adapter import TorchAdapter
 
 POS_EMBED_KEY = "vision_model.embeddings.position_embedding.weight"
 WEIGHTS_NAME = "model.safetensors"
@@ -47,7 +47,7 @@ class _ProcessorTransform:
         return f"{type(self.processor).__name__}({self.processor.to_dict()})"
 
 
-class HFClipAdapter(ModelAdapter):
+class HFClipAdapter(TorchAdapter):
     def __init__(self, folder: Path, model_id: str, source: dict[str, Any] | None = None,
                  image_size: int | None = None):
         from transformers import AutoTokenizer, CLIPConfig, CLIPImageProcessor, CLIPModel
@@ -83,22 +83,14 @@ class HFClipAdapter(ModelAdapter):
         return self.tokenizer(list(texts), padding="max_length", truncation=True, max_length=self.context_length,
                               return_tensors="pt")["input_ids"]
 
-    def _device(self) -> torch.device:
-        return next(self.model.parameters()).device
+    def placed_modules(self) -> list[torch.nn.Module]:
+        return [self.model]
 
-    @torch.no_grad()
-    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
-        features = _features(self.model.get_image_features(pixel_values=pixels.to(self._device())))
-        return torch.nn.functional.normalize(features, dim=-1)
+    def embed_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.normalize(_features(self.model.get_image_features(pixel_values=pixels)), dim=-1)
 
-    @torch.no_grad()
-    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
-        features = _features(self.model.get_text_features(input_ids=tokens.to(self._device())))
-        return torch.nn.functional.normalize(features, dim=-1)
-
-    def to(self, device: str | torch.device) -> HFClipAdapter:
-        self.model.to(device)
-        return self
+    def embed_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.normalize(_features(self.model.get_text_features(input_ids=tokens)), dim=-1)
 
     def text_config(self) -> dict[str, Any]:
         config = self.model.config

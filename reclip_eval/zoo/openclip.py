@@ -18,9 +18,9 @@ import torch
 
 from reclip_eval.checkpoint import check_image_size, file_sha256, read_weights
 from reclip_eval.errors import CheckpointError
-from reclip_eval.zoo.adapter import ModelAdapter
 from reclip_eval.zoo.foreign_size import describe_resample, resample_class_token_table
 from reclip_eval.zoo.model_kinds import LoadRequest, ModelFolder, PrefixForm, register_model_kind
+from reclip_eval.zoo.torch_adapter import TorchAdapter
 
 OPENCLIP_CONFIG = "open_clip_config.json"
 OPENCLIP_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors", "model.safetensors")
@@ -36,7 +36,7 @@ def _strip_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return state
 
 
-class OpenClipAdapter(ModelAdapter):
+class OpenClipAdapter(TorchAdapter):
     def __init__(self, model, preprocess, tokenizer, model_id: str, arch: str, weights: Path | None,
                  source: dict[str, Any] | None = None, resampled_from: int | None = None):
         self.model = model.eval()
@@ -98,23 +98,14 @@ class OpenClipAdapter(ModelAdapter):
         return cls(model, preprocess, open_clip.get_tokenizer(spec), model_id, spec, weights, source,
                    resampled_from=_native_size(model_cfg) if image_size else None)
 
-    def tokenize(self, texts: list[str]) -> torch.Tensor:
-        return self.tokenizer(texts)
+    def placed_modules(self) -> list[torch.nn.Module]:
+        return [self.model]
 
-    def _device(self) -> torch.device:
-        return next(self.model.parameters()).device
+    def embed_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_image(pixels, normalize=True)
 
-    @torch.no_grad()
-    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.model.encode_image(pixels.to(self._device()), normalize=True)
-
-    @torch.no_grad()
-    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.model.encode_text(tokens.to(self._device()), normalize=True)
-
-    def to(self, device: str | torch.device) -> OpenClipAdapter:
-        self.model.to(device)
-        return self
+    def embed_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_text(tokens, normalize=True)
 
     def describe(self) -> dict[str, Any]:
         return {

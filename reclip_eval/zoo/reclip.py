@@ -21,12 +21,12 @@ from reclip_eval.data.transforms import describe_transform, image_transform
 from reclip_eval.models.clip import CLIP
 from reclip_eval.models.config import text_side
 from reclip_eval.models.tokenizer import ClipTokenizer
-from reclip_eval.zoo.adapter import ModelAdapter
 from reclip_eval.zoo.model_kinds import LoadRequest, ModelFolder, register_model_kind
+from reclip_eval.zoo.torch_adapter import TorchAdapter
 from reclip_eval.zoo.training_record import training_compute
 
 
-class ReclipAdapter(ModelAdapter):
+class ReclipAdapter(TorchAdapter):
     def __init__(self, model: CLIP, model_id: str, source: CheckpointSource | None = None, sha256: str | None = None):
         self.model = model.eval()
         self.model_id = model_id
@@ -41,23 +41,14 @@ class ReclipAdapter(ModelAdapter):
         model = load_model(source.path, image_size=image_size)
         return cls(model, model_id, source, file_sha256(source.path / WEIGHTS_NAME))
 
-    def tokenize(self, texts: list[str]) -> torch.Tensor:
-        return self.tokenizer(texts)
+    def placed_modules(self) -> list[CLIP]:
+        return [self.model]
 
-    @torch.no_grad()
-    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.model.encode_image(pixels.to(self._device()), normalize=True)
+    def embed_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_image(pixels, normalize=True)
 
-    @torch.no_grad()
-    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.model.encode_text(tokens.to(self._device()), normalize=True)
-
-    def _device(self) -> torch.device:
-        return self.model.logit_scale.device
-
-    def to(self, device: str | torch.device) -> ReclipAdapter:
-        self.model.to(device)
-        return self
+    def embed_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.model.encode_text(tokens, normalize=True)
 
     def text_config(self) -> dict[str, Any]:
         return {"family": "reclip", **text_side(self.model.config)}

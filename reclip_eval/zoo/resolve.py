@@ -1,6 +1,6 @@
 """`--model` spec strings -> a loaded ModelAdapter.
 
-    NAME                      a named model (model_cards/NAME.yaml), weights from the card or --checkpoint DIR
+    NAME                      a named model (zoo/NAME.yaml), weights from its entry or --checkpoint DIR
     path/to/dir               a checkpoint folder of any registered model kind (zoo/model_kinds.py): ours
                               (config.json), open_clip (open_clip_config.json), transformers CLIPModel (config.json
                               with model_type "clip"), and, once reclip_eval.detect is imported (reclip_eval/kinds.py,
@@ -31,7 +31,7 @@ from reclip_eval.models.presets import with_image_size
 # listed in reclip_eval/kinds.py.
 from reclip_eval.zoo import hf_clip, openclip, reclip  # noqa: F401
 from reclip_eval.zoo.adapter import ModelAdapter
-from reclip_eval.zoo.cards import ModelCardSpec, load_card
+from reclip_eval.zoo.entries import ZooEntry, load_entry
 from reclip_eval.zoo.model_kinds import (
     LoadRequest,
     ModelFolder,
@@ -78,7 +78,7 @@ def load_adapter(
         allowed = " or ".join(f.usage for f in prefix_forms() if f.random_init)
         raise CheckpointError(f"{model}: --random-init applies to {allowed} models only; drop it")
     request = LoadRequest(model_id=model, image_size=image_size, checkpoint=checkpoint, random_init=random_init)
-    return _load(model, form, request).to(device)
+    return _load(model, form, request).place(device)
 
 
 def _load(model: str, form: PrefixForm | None, request: LoadRequest) -> ModelAdapter:
@@ -92,15 +92,23 @@ def _load(model: str, form: PrefixForm | None, request: LoadRequest) -> ModelAda
     path = Path(model).expanduser()
     if request.checkpoint is None and path.is_dir():
         return _adapter_for_folder(path, LoadRequest(model_id=str(Path(model)), image_size=request.image_size))
-    if path.is_file() and path.suffix not in (".yaml", ".yml"):  # a model card YAML is a named model's file
+    if path.is_file() and path.suffix not in (".yaml", ".yml"):  # a zoo entry YAML is a named model's file
         hint = f"; for open_clip weights use --model {openclip.PREFIX}ARCH --checkpoint {model}" \
             if path.suffix == ".safetensors" else ""
         raise CheckpointError(f"{model}: a file, not a checkpoint directory (expected a folder with {CONFIG_NAME} "
                               f"and {WEIGHTS_NAME}, or {openclip.OPENCLIP_CONFIG}){hint}")
-    card = load_card(model)
-    source = _source_from_spec(request.checkpoint) if request.checkpoint else _card_source(card)
-    _check_matches_card(card, source)
-    return reclip.ReclipAdapter.from_source(source, card.name, request.image_size)
+    entry = load_entry(model)
+    source = _source_from_spec(request.checkpoint) if request.checkpoint else _entry_source(entry)
+    _check_matches_entry(entry, source)
+    return reclip.ReclipAdapter.from_source(source, entry.name, request.image_size)
+
+
+def checkpoint_source(spec: str) -> CheckpointSource:
+    """Where the weights of one of our checkpoints are: `hf-hub:org/name[@rev]`, a checkpoint folder, or a named
+    model with weights (its entry's checkpoint); a named model without weights is a MissingWeightsError."""
+    if spec.startswith(HUB_PREFIX) or Path(spec).expanduser().is_dir():
+        return _source_from_spec(spec)
+    return _entry_source(load_entry(spec))
 
 
 def _source_from_spec(spec: str) -> CheckpointSource:
@@ -110,30 +118,30 @@ def _source_from_spec(spec: str) -> CheckpointSource:
     return resolve_checkpoint(spec)
 
 
-def _check_matches_card(card: ModelCardSpec, source: CheckpointSource) -> None:
+def _check_matches_entry(entry: ZooEntry, source: CheckpointSource) -> None:
     """A checkpoint given for a named model must have that model's architecture (image size may differ)."""
     stored = read_config(source.path)
-    expected = with_image_size(card.config(), stored.vision.image_size)
+    expected = with_image_size(entry.config(), stored.vision.image_size)
     if stored != expected:
         ours, theirs = to_dict(expected), to_dict(stored)
-        diffs = [f"{k}: card {ours[k]!r}, checkpoint {theirs[k]!r}" for k in ours if ours[k] != theirs[k]]
+        diffs = [f"{k}: {entry.name} {ours[k]!r}, checkpoint {theirs[k]!r}" for k in ours if ours[k] != theirs[k]]
         raise CheckpointError(
-            f"{source.path}: is not a {card.name} checkpoint ({card.path} says otherwise):\n  " + "\n  ".join(diffs)
+            f"{source.path}: is not a {entry.name} checkpoint ({entry.path} says otherwise):\n  " + "\n  ".join(diffs)
             + f"\n  evaluate it as a plain checkpoint instead: --model {source.path}"
         )
 
 
-def _card_source(card: ModelCardSpec) -> CheckpointSource:
-    if card.checkpoint is None:
-        recipe = card.recipe or "<recipe>"
+def _entry_source(entry: ZooEntry) -> CheckpointSource:
+    if entry.checkpoint is None:
+        recipe = entry.recipe or "<recipe>"
         raise MissingWeightsError(
-            f"model {card.name!r} has no published weights (the paper's authors released none). Either\n"
-            f"  - train it:    reclip-eval train {recipe} --out runs/{card.name}\n"
-            f"    then evaluate: reclip-eval --model {card.name} --checkpoint runs/{card.name} --task ...\n"
-            f"    and publish:   reclip-eval push-to-hub runs/{card.name} ORG/{card.name}\n"
+            f"model {entry.name!r} has no published weights (the paper's authors released none). Either\n"
+            f"  - train it:    reclip-eval train {recipe} --out runs/{entry.name}\n"
+            f"    then evaluate: reclip-eval --model {entry.name} --checkpoint runs/{entry.name} --task ...\n"
+            f"    and publish:   reclip-eval push-to-hub runs/{entry.name} ORG/{entry.name}\n"
             f"  - or pass weights you have: --checkpoint DIR, or --model hf-hub:org/name"
         )
-    path = card.checkpoint_path()
+    path = entry.checkpoint_path()
     if path is not None:
         return resolve_checkpoint(str(path))
-    return _source_from_spec(card.checkpoint)
+    return _source_from_spec(entry.checkpoint)

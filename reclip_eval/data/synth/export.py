@@ -39,6 +39,7 @@ from reclip_eval.data.synth.world import (
     shape_class_names,
 )
 from reclip_eval.errors import DataError
+from reclip_eval.registry import Registry
 
 MANIFEST = "synth.json"
 GENERATOR_VERSION = 2  # bump whenever the same settings would draw other images or captions
@@ -238,22 +239,24 @@ def write_lvis_set(out: Path, config: SynthConfig, workers: int = 1) -> Path:
     return write(out, config, workers)
 
 
-WRITERS: dict[str, Callable[[Path, SynthConfig, int], Path]] = {
-    "train": write_train_shards,
-    **{name: functools.partial(write_zeroshot_set, set_name=name) for name in ZEROSHOT_VARIANTS},
-    "probe": write_probe_set,
-    "retrieval": write_retrieval_set,
-    "lvis": write_lvis_set,
-}
+Writer = Callable[[Path, SynthConfig, int], Path]  # (data root, settings, workers) -> the set's folder
+# The synthetic sets by name: what `data synth --sets` and a task's `synth_set` can name.
+WRITERS: Registry[Writer] = Registry("synthetic set")
+WRITERS.register("train")(write_train_shards)
+for _name in ZEROSHOT_VARIANTS:
+    WRITERS.register(_name)(functools.partial(write_zeroshot_set, set_name=_name))
+WRITERS.register("probe")(write_probe_set)
+WRITERS.register("retrieval")(write_retrieval_set)
+WRITERS.register("lvis")(write_lvis_set)
 
 
 def synthesize(out: str | Path, config: SynthConfig, sets: Iterable[str] = SETS, workers: int = 1) -> list[Path]:
     """Write the requested sets under `out`; returns their folders."""
-    unknown = [s for s in sets if s not in WRITERS]
+    unknown = [s for s in sets if s not in WRITERS.names()]
     if unknown:
         raise DataError(f"unknown synthetic set(s) {', '.join(map(repr, unknown))}; expected some of "
                         f"{', '.join(WRITERS)}")
-    return [WRITERS[s](Path(out), config, workers) for s in sets]
+    return [WRITERS.get(s)(Path(out), config, workers) for s in sets]
 
 
 def read_manifest(folder: str | Path) -> dict[str, Any] | None:

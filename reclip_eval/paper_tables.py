@@ -1,4 +1,10 @@
-"""The paper's reported numbers, transcribed once as data (leaderboards/paper/reclip_tables.yaml)."""
+"""The paper's reported numbers, transcribed once as data (leaderboards/paper/reclip_tables.yaml), and their one
+reader.
+
+Below everything that shows them: the leaderboard renders the tables, the zoo entries refer to their rows by table
+and row label (reclip_eval/zoo/entries.py), model cards and `reclip-eval flops` show the rows an entry refers to.
+Only config parsing and the data folders are imported here.
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,78 @@
+"""The torch plumbing the torch families share (ours, open_clip, HF transformers, the detector): the device transfer,
+the one autocast (reclip_eval.device.autocast), no_grad, the tokenizer call and the copy back to float32 numpy.
+
+A family implements only its forward, `embed_pixels` and `embed_tokens` (tensors on the adapter's device in,
+L2-normalised embeddings out), and names the modules that `place` moves. Peer comparisons that hand a torch model to
+another library (CLIP_benchmark) use those two directly, beside `tokenize`.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import torch
+
+from reclip_eval.device import autocast
+from reclip_eval.zoo.adapter import ModelAdapter
+
+
+class TorchAdapter(ModelAdapter):
+    tokenizer: Callable[[list[str]], torch.Tensor]
+
+    @abstractmethod
+    def placed_modules(self) -> list[torch.nn.Module]:
+        """The modules `place` moves to the device."""
+
+    @abstractmethod
+    def embed_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) preprocessed, on the adapter's device -> (B, D), L2-normalised."""
+
+    @abstractmethod
+    def embed_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, L) token ids, on the adapter's device -> (B, D), L2-normalised."""
+
+    def tokenize(self, texts: list[str]) -> torch.Tensor:
+        return self.tokenizer(texts)
+
+    def place(self, device: str, precision: str = "fp32") -> TorchAdapter:
+        super().place(device, precision)
+        for module in self.placed_modules():
+            module.to(device)
+        return self
+
+    @property
+    def pin_memory(self) -> bool:
+        return torch.device(self.device).type == "cuda"
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """No gradients, the placed precision's autocast: how every forward of the adapter runs."""
+        with torch.no_grad(), autocast(self.device, self.precision):
+            yield
+
+    def encode_images(self, pixels: Any) -> np.ndarray:
+        pixels = torch.as_tensor(pixels).to(self.device, non_blocking=True)
+        with self.running():
+            return _as_numpy(self.embed_pixels(pixels))
+
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        tokens = self.tokenize(list(texts)).to(self.device)
+        with self.running():
+            return _as_numpy(self.embed_tokens(tokens))
+
+    def image_gmacs(self) -> float:
+        """Counted by torch's FLOP counter on one blank image, in float32 (the count does not depend on dtype)."""
+        from torch.utils.flop_counter import FlopCounterMode
+
+        pixels = torch.zeros(1, 3, self.image_size, self.image_size, device=self.device)
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            self.embed_pixels(pixels)
+        return round(counter.get_total_flops() / 2e9, 6)
+
+
+def _as_numpy(features: torch.Tensor) -> np.ndarray:
+    return features.float().cpu().numpy()
