@@ -4,12 +4,12 @@ all, in one message form (`unknown_name`)."""
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Generic, TypeVar
 
 from reclip_eval.errors import UnknownNameError
+from reclip_eval.names import near_matches
 from reclip_eval.paths import data_folder
 
 T = TypeVar("T")
@@ -17,11 +17,6 @@ T = TypeVar("T")
 # What to type to see the known names, per kind.
 _LIST_COMMAND = {"model": "reclip-eval models", "model kind": "reclip-eval models", "task": "reclip-eval tasks",
                  "task kind": "reclip-eval tasks", "data layout": "reclip-eval tasks", "recipe": "reclip-eval recipes"}
-
-
-def near_matches(name: str, known: list[str]) -> list[str]:
-    """Up to three of `known` that look like a mistyping of `name`, closest first."""
-    return difflib.get_close_matches(name, known, n=3, cutoff=0.5)
 
 
 def unknown_name(kind: str, name: str, known: list[str]) -> UnknownNameError:

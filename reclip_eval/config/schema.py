@@ -10,7 +10,6 @@ reported together rather than one per run. A dataclass may state value rules as 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import types
 import typing
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from typing import Any, TypeVar, Union
 import yaml
 
 from reclip_eval.errors import ConfigError
+from reclip_eval.names import near_matches
 
 T = TypeVar("T")
 _MISSING = dataclasses.MISSING
@@ -202,7 +202,7 @@ def _convert_dataclass(cls: Any, value: Any, path: str, problems: list[str]) -> 
     for key, item in value.items():
         key_path = f"{path}.{key}" if path else str(key)
         if key not in fields:
-            near = difflib.get_close_matches(str(key), list(fields), n=1)
+            near = near_matches(str(key), list(fields), n=1, cutoff=0.6)
             hint = f"; did you mean '{near[0]}'?" if near else f"; valid keys: {', '.join(sorted(fields))}"
             problems.append(f"{key_path}: unknown key{hint}")
             continue

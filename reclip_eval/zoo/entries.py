@@ -24,8 +24,9 @@ from reclip_eval.errors import ConfigError
 from reclip_eval.hub import HUB_PREFIX
 from reclip_eval.models.config import CLIPConfig
 from reclip_eval.models.presets import ArchitectureSpec, with_image_size
+from reclip_eval.names import near_matches
 from reclip_eval.paper_tables import PAPER_FILE, PaperTables, load_paper_tables
-from reclip_eval.registry import find_named_yaml, named_yaml_files, near_matches
+from reclip_eval.registry import find_named_yaml, named_yaml_files
 
 FOLDER = "zoo"
 
