@@ -71,3 +71,25 @@ def test_load_time_smoke(tmp_path):
     report = json.loads(out.read_text())
     assert set(report["seconds"]) == {"random", "meta"} and report["preset"] == "tiny"
     assert report["speedup_meta_over_random"] > 0 and report["median_seconds"]["read_weights_only"] > 0
+
+
+def test_world_calibration_smoke(tmp_path):
+    out = tmp_path / "calibration.json"
+    run = subprocess.run(
+        [sys.executable, "benchmarks/world_calibration.py", "--sizes", "16,32", "--full-size", "32",
+         "--smallest-training-size", "16", "--train-images", "48", "--test-images", "24", "--steps", "2",
+         "--batch-size", "16", "--out", str(out)],
+        capture_output=True, text=True, cwd=REPO, timeout=600, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert set(report["results"]) == {"16", "32"} and report["settings"]["steps"] == 2
+    names = {"shape", "colour", "pattern", "texture", "shape_small", "shape_medium", "shape_large"}
+    assert set(report["chance"]) == names and report["chance"]["texture"] == 1 / 3
+    for row in report["results"].values():
+        assert set(row["accuracy"]) == names
+        assert all(v is None or 0 <= v <= 1 for v in row["accuracy"].values())  # None: no test object that size
+        assert row["seconds_per_step"] > 0
+    # The fine attribute is judged at full size and at each size up to half of it; the coarse ones at the smallest.
+    assert [(t["attribute"], t["size"]) for t in report["targets"]] == [
+        ("texture", 32), ("texture", 16), ("colour", 16), ("shape_medium", 16), ("shape_large", 16)]
+    assert all(t["met"] in (True, False, None) for t in report["targets"])

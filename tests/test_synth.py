@@ -109,3 +109,99 @@ def test_preresize_keeps_every_sample_and_shrinks_images(synth_dir, tmp_path):
     first = next(iter(wds.WebDataset(str(tmp_path / "same" / "shapes-train-000000.tar"), shardshuffle=False)
                       .decode("pil")))
     assert first["jpg"].size == (64, 64)
+
+
+# sha256 (first 16 hex digits) of every set's files, manifest and tar members included, as the code before the
+# fine texture (issue 14) wrote them: the original world must stay byte for byte what the committed results
+# measured (their data fingerprints and manifests). Pillow's JPEG encoder is part of it: a Pillow that encodes
+# otherwise changes the committed results' fingerprints too, and should fail here first.
+ORIGINAL_WORLD = {
+    SynthConfig(seed=5, image_size=48, train_samples=40, samples_per_shard=20, zeroshot_per_class=1,
+                retrieval_images=6, lvis_train_images=4, lvis_val_images=3): {
+        "shapes-a": "18c38de7c8553378", "shapes-lvis": "50d8886245c6bb28", "shapes-probe": "c93350b76cea2a72",
+        "shapes-r": "20a7a0837cf1259c", "shapes-retrieval": "43074a113cd66816", "shapes-sketch": "352f8a7da3bb3235",
+        "shapes-train": "afb489b0abbb0648", "shapes-v2": "4ca01e44c609f44f", "shapes-zeroshot": "d1c0f2f6d07ad491"},
+    SynthConfig(train_samples=30, samples_per_shard=15, zeroshot_per_class=1, retrieval_images=5,
+                lvis_train_images=3, lvis_val_images=2): {
+        "shapes-a": "52a5e1c8c8f27fab", "shapes-lvis": "c1f6490f0115ac25", "shapes-probe": "9d20673b232f4c99",
+        "shapes-r": "3c892dfd3ee0d967", "shapes-retrieval": "c208e62f6712f4ae", "shapes-sketch": "0d8f6c812c7b1c5b",
+        "shapes-train": "70bd5806920b577b", "shapes-v2": "e7c06f0b9b41f6e6", "shapes-zeroshot": "08e4f3774ae28a58"},
+}
+
+
+def _digest_with_manifest(root):
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes() if path.suffix != ".tar" else _tar_members(path))
+    return digest.hexdigest()[:16]
+
+
+def test_original_world_is_byte_for_byte_as_before(tmp_path):
+    from reclip_eval.data.synth.export import SETS
+
+    for n, (config, expected) in enumerate(ORIGINAL_WORLD.items()):
+        synthesize(tmp_path / str(n), config, sets=[*SETS, "lvis"])
+        assert {p.name: _digest_with_manifest(p) for p in (tmp_path / str(n)).iterdir()} == expected, config
+
+
+def _square(texture, colour="red"):
+    from reclip_eval.data.synth.world import Scene, ShapeSpec
+
+    return Scene((ShapeSpec("square", colour, "large", "plain", "center", 0.5, 0.5, 0.0, texture),), (220, 220, 220))
+
+
+def _interior(pixels):
+    """The middle of the large centred square (radius 0.3 of the side, rotated 45 degrees: a diamond)."""
+    side = pixels.shape[0]
+    lo, hi = round(side * 0.42), round(side * 0.58)
+    return pixels[lo:hi, lo:hi].reshape(-1, pixels.shape[-1])
+
+
+def test_fine_texture_keeps_the_mean_and_shows_only_at_full_size():
+    import numpy as np
+    import torch
+
+    from reclip_eval.data.synth.render import render_scene
+    from reclip_eval.data.synth.world import COLOURS, TEXTURES
+    from reclip_eval.data.transforms import image_transform
+    from reclip_eval.models.config import PreprocessConfig
+
+    full = SynthConfig.image_size
+    half = image_transform(full // 2, PreprocessConfig())  # what a model trained at half size sees
+    for colour in COLOURS:  # orange and yellow have channels near 255 / 0: the tones must not clip
+        images = {t: render_scene(_square(t, colour), full, noise_seed=3) for t in TEXTURES}
+        region = {t: _interior(np.asarray(image, np.float32)) for t, image in images.items()}
+        small = {t: _interior(half(image).permute(1, 2, 0).numpy()) for t, image in images.items()}
+        for texture in ("lined", "checked"):
+            assert np.abs(region[texture].mean(0) - region["smooth"].mean(0)).max() < 0.5, (colour, texture)
+            # Full size: the tones are far apart (the smooth fill's spread is the render noise alone).
+            assert region[texture].std(0).max() > 5 * region["smooth"].std(0).max(), (colour, texture)
+            # Half size: the period is one pixel, averaged to the plain fill.
+            assert torch.tensor(small[texture] - small["smooth"]).abs().max() < 0.02, (colour, texture)
+
+
+def test_fine_texture_is_opt_in_and_named(tmp_path):
+    from reclip_eval.data.synth.world import TEXTURES
+
+    plain = SynthConfig(seed=2, image_size=64, train_samples=20, samples_per_shard=20, zeroshot_per_class=1)
+    textured = SynthConfig(**{**plain.__dict__, "fine_texture": True})
+    synthesize(tmp_path / "plain", plain, sets=["train", "zeroshot"])
+    synthesize(tmp_path / "textured", textured, sets=["train", "zeroshot"])
+    assert "fine_texture" not in read_manifest(tmp_path / "plain" / "shapes-train")
+    assert read_manifest(tmp_path / "textured" / "shapes-zeroshot")["fine_texture"] is True
+    samples = list(wds.WebDataset(str(tmp_path / "textured" / "shapes-train" / "shapes-train-000000.tar"),
+                                  shardshuffle=False).decode())
+    textures = [o["texture"] for s in samples for o in s["json"]["objects"]]
+    assert set(textures) == set(TEXTURES)
+    named = {"lined": ("lined", "ribbed"), "checked": ("checked", "checkered")}
+    for sample in samples:
+        for obj in sample["json"]["objects"]:
+            if obj["texture"] in named:  # captions name every object, so its texture word is there
+                assert any(word in sample["txt"] for word in named[obj["texture"]]), sample["txt"]
+    plain_scenes = [json.loads(s["json"]) for s in wds.WebDataset(
+        str(tmp_path / "plain" / "shapes-train" / "shapes-train-000000.tar"), shardshuffle=False)]
+    assert all("texture" not in o for scene in plain_scenes for o in scene["objects"])
+    # The texture is drawn after an object's other attributes: the first object is the original one, textured.
+    first = samples[0]["json"]["objects"][0]
+    assert {k: v for k, v in first.items() if k != "texture"} == plain_scenes[0]["objects"][0]

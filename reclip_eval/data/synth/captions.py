@@ -15,6 +15,8 @@ _SHAPE_WORDS = {
     "hexagon": ["hexagon"],
 }
 _PATTERN_WORDS = {"plain": ["", "", "plain", "solid"], "striped": ["striped", "stripy"], "dotted": ["dotted", "spotted"]}
+# The fine texture is named only in worlds that have it (`ShapeSpec.texture` set), so other captions are unchanged.
+_TEXTURE_WORDS = {"smooth": ["", "smooth"], "lined": ["lined", "ribbed"], "checked": ["checked", "checkered"]}
 _SIZE_WORDS = {"small": ["small", "little", "tiny"], "medium": ["", "", "medium"], "large": ["large", "big"]}
 _POSITION = {
     "top left": ["in the top left", "at the upper left", "in the top left corner"],
@@ -42,8 +44,9 @@ def _article(words: str) -> str:
 
 
 def describe_object(rng: np.random.Generator, spec: ShapeSpec, with_position: bool) -> str:
-    words = [_pick(rng, _SIZE_WORDS[spec.size]), spec.colour, _pick(rng, _PATTERN_WORDS[spec.pattern]),
-             _pick(rng, _SHAPE_WORDS[spec.shape])]
+    size = _pick(rng, _SIZE_WORDS[spec.size])
+    texture = "" if spec.texture is None else _pick(rng, _TEXTURE_WORDS[spec.texture])
+    words = [size, texture, spec.colour, _pick(rng, _PATTERN_WORDS[spec.pattern]), _pick(rng, _SHAPE_WORDS[spec.shape])]
     phrase = _article(" ".join(w for w in words if w))
     return f"{phrase} {_pick(rng, _POSITION[spec.cell])}" if with_position else phrase
 

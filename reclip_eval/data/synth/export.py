@@ -36,6 +36,7 @@ from reclip_eval.data.synth.world import (
     sample_class_scene,
     sample_rng,
     sample_scene,
+    scene_to_dict,
     shape_class_names,
 )
 from reclip_eval.errors import DataError
@@ -76,6 +77,13 @@ class SynthConfig:
     captions_per_image: int = 5
     lvis_train_images: int = 400  # the LVIS-format detection set (lvis.py): images per split
     lvis_val_images: int = 100
+    # Objects carry the fine texture (world.TEXTURES). Off: the original world, byte for byte.
+    fine_texture: bool = False
+
+
+# Settings added after sets were published: a manifest names them only when they are on, so that the sets made
+# without them keep their manifests byte for byte (results record them).
+_LEFT_OUT_AT_DEFAULT = ("fine_texture",)
 
 
 def _jpeg(image) -> bytes:
@@ -85,7 +93,7 @@ def _jpeg(image) -> bytes:
 
 
 def _scene_json(scene) -> str:
-    return json.dumps(dataclasses.asdict(scene))
+    return json.dumps(scene_to_dict(scene))
 
 
 def _noise_seed(seed: int, stream: str, index: int) -> int:
@@ -95,37 +103,38 @@ def _noise_seed(seed: int, stream: str, index: int) -> int:
 # --- worker jobs (module level so that they pickle) ----------------------------------------------------------
 
 
-def _train_shard_job(args: tuple[Path, int, int, int, int]) -> int:
+def _train_shard_job(args: tuple[Path, int, int, int, int, bool]) -> int:
     import webdataset as wds
 
-    path, seed, start, stop, image_size = args
+    path, seed, start, stop, image_size, texture = args
     with atomic_path(path) as tmp, wds.TarWriter(str(tmp)) as sink:
         for index in range(start, stop):
             rng = sample_rng(seed, "train", index)
-            scene = sample_scene(rng)
+            scene = sample_scene(rng, with_texture=texture)
             image = render_scene(scene, image_size, _noise_seed(seed + 1, "train", index))
             sink.write({"__key__": f"{index:09d}", "jpg": _jpeg(image), "txt": caption_scene(rng, scene),
                         "json": _scene_json(scene)})
     return stop - start
 
 
-def _zeroshot_class_job(args: tuple[Path, int, int, str, int, int, str]) -> int:
-    folder, seed, class_index, class_id, per_class, image_size, set_name = args
+def _zeroshot_class_job(args: tuple[Path, int, int, str, int, int, str, bool]) -> int:
+    folder, seed, class_index, class_id, per_class, image_size, set_name, texture = args
     variant = ZEROSHOT_VARIANTS.get(set_name, ZEROSHOT_VARIANTS["zeroshot"])  # probe-train/-test: photo style
     colour, shape = (None, class_id) if variant.by_shape_only else class_id.split("_", 1)
     folder.mkdir(parents=True, exist_ok=True)
     for k in range(per_class):
         index = class_index * 1_000_000 + k
-        scene = sample_class_scene(sample_rng(seed, set_name, index), colour, shape, sizes=variant.sizes)
+        scene = sample_class_scene(sample_rng(seed, set_name, index), colour, shape, sizes=variant.sizes,
+                                   with_texture=texture)
         image = render_scene(scene, image_size, _noise_seed(seed + 1, set_name, index), style=variant.style)
         (folder / f"{class_id}_{k:05d}.jpg").write_bytes(_jpeg(image))
     return per_class
 
 
-def _retrieval_job(args: tuple[Path, int, int, int, int]) -> list[dict[str, Any]]:
-    folder, seed, index, captions_per_image, image_size = args
+def _retrieval_job(args: tuple[Path, int, int, int, int, bool]) -> list[dict[str, Any]]:
+    folder, seed, index, captions_per_image, image_size, texture = args
     rng = sample_rng(seed, "retrieval", index)
-    scene = sample_scene(rng)
+    scene = sample_scene(rng, with_texture=texture)
     image = render_scene(scene, image_size, _noise_seed(seed + 1, "retrieval", index))
     filename = f"{index:06d}.jpg"
     (folder / filename).write_bytes(_jpeg(image))
@@ -164,8 +173,10 @@ def _run(job: Callable, tasks: list, workers: int, desc: str, total: int, weight
 
 
 def _write_manifest(folder: Path, kind: str, config: SynthConfig, extra: dict[str, Any] | None = None) -> None:
-    manifest = {"generator": "reclip-eval shapes", "version": GENERATOR_VERSION, "set": kind,
-                **dataclasses.asdict(config), **(extra or {})}
+    settings = {k: v for k, v in dataclasses.asdict(config).items()
+                if k not in _LEFT_OUT_AT_DEFAULT or v != getattr(SynthConfig, k)}
+    manifest = {"generator": "reclip-eval shapes", "version": GENERATOR_VERSION, "set": kind, **settings,
+                **(extra or {})}
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
 
 
@@ -173,8 +184,8 @@ def write_train_shards(out: Path, config: SynthConfig, workers: int = 1) -> Path
     target = Path(out) / "shapes-train"
     with atomic_dir(target) as tmp:
         n, per = config.train_samples, config.samples_per_shard
-        tasks = [(tmp / f"shapes-train-{i:06d}.tar", config.seed, start, min(start + per, n), config.image_size)
-                 for i, start in enumerate(range(0, n, per))]
+        tasks = [(tmp / f"shapes-train-{i:06d}.tar", config.seed, start, min(start + per, n), config.image_size,
+                  config.fine_texture) for i, start in enumerate(range(0, n, per))]
         _run(_train_shard_job, tasks, workers, "train shards", n, weight=lambda c: c)
         _write_manifest(tmp, "train", config, {"shards": len(tasks)})
     return target
@@ -185,8 +196,8 @@ def write_zeroshot_set(out: Path, config: SynthConfig, workers: int = 1, set_nam
     target = Path(out) / variant.folder
     classes = shape_class_names() if variant.by_shape_only else class_names()
     with atomic_dir(target) as tmp:
-        tasks = [(tmp / "val" / cid, config.seed, i, cid, config.zeroshot_per_class, config.image_size, set_name)
-                 for i, (cid, _) in enumerate(classes)]
+        tasks = [(tmp / "val" / cid, config.seed, i, cid, config.zeroshot_per_class, config.image_size, set_name,
+                  config.fine_texture) for i, (cid, _) in enumerate(classes)]
         total = len(tasks) * config.zeroshot_per_class
         _run(_zeroshot_class_job, tasks, workers, f"{set_name} set", total, weight=lambda c: c)
         _write_manifest(tmp, set_name, config, {"classes": len(tasks), "style": variant.style})
@@ -198,7 +209,8 @@ def write_probe_set(out: Path, config: SynthConfig, workers: int = 1) -> Path:
     target = Path(out) / "shapes-probe"
     with atomic_dir(target) as tmp:
         tasks = [(tmp / split / cid, config.seed, i, cid, config.zeroshot_per_class, config.image_size,
-                  f"probe-{split}") for split in ("train", "test") for i, (cid, _) in enumerate(class_names())]
+                  f"probe-{split}", config.fine_texture)
+                 for split in ("train", "test") for i, (cid, _) in enumerate(class_names())]
         total = len(tasks) * config.zeroshot_per_class
         _run(_zeroshot_class_job, tasks, workers, "probe set", total, weight=lambda c: c)
         _write_manifest(tmp, "probe", config, {"classes": len(class_names())})
@@ -209,7 +221,7 @@ def write_retrieval_set(out: Path, config: SynthConfig, workers: int = 1) -> Pat
     target = Path(out) / "shapes-retrieval"
     with atomic_dir(target) as tmp:
         (tmp / "images").mkdir()
-        tasks = [(tmp / "images", config.seed, i, config.captions_per_image, config.image_size)
+        tasks = [(tmp / "images", config.seed, i, config.captions_per_image, config.image_size, config.fine_texture)
                  for i in range(config.retrieval_images)]
         rows = [row for chunk in _run(_retrieval_job, tasks, workers, "retrieval set", len(tasks), len)
                 for row in chunk]

@@ -115,9 +115,9 @@ def _annotation(spec, side: int, offset: tuple[int, int], canvas: tuple[int, int
             "area": round(_polygon_area(points), 2)}
 
 
-def _image_job(args: tuple[Path, int, str, int, int]) -> dict[str, Any]:
+def _image_job(args: tuple[Path, int, str, int, int, bool]) -> dict[str, Any]:
     """Draw, render and write image `index` of `split`; returns its LVIS image entry and annotations (no ids)."""
-    root, seed, split, index, side = args
+    root, seed, split, index, side, texture = args
     rng = sample_rng(seed, f"lvis-{split}", index)
     categories = lvis_categories(seed)
     allowed, probs = _split_vocabulary(categories, split)
@@ -129,7 +129,7 @@ def _image_job(args: tuple[Path, int, str, int, int]) -> dict[str, Any]:
     for cell, category in zip(cells, picked, strict=True):
         colour, shape = category_attributes(category["id"])
         for _ in range(PLACEMENT_TRIES):  # masks are modal outlines, so objects must not occlude each other
-            spec = sample_object(rng, cell, shape=shape, colour=colour, sizes=sizes)
+            spec = sample_object(rng, cell, shape=shape, colour=colour, sizes=sizes, with_texture=texture)
             if not any(_overlap(spec, other) for other in objects):
                 objects.append(spec)
                 labels.append(category["id"])
@@ -199,7 +199,7 @@ def write_lvis_set(out: Path, config: SynthConfig, workers: int = 1) -> Path:
     with atomic_dir(target) as tmp:
         rows = {}
         for split, n in counts.items():
-            tasks = [(tmp, config.seed, split, i, config.image_size) for i in range(n)]
+            tasks = [(tmp, config.seed, split, i, config.image_size, config.fine_texture) for i in range(n)]
             rows[split] = _run(_image_job, tasks, workers, f"lvis {split}", n, weight=lambda _: 1)
         categories = lvis_categories(config.seed)
         train = _lvis_json(rows["train"], categories, "train", 1)

@@ -1,5 +1,10 @@
 """Draw a Scene with PIL. Shapes are drawn at 2x and downsampled, so edges are anti-aliased like photos.
 
+The fine texture (world.py says why it sits at its scale) adds d times a +-1 square wave of period TEXTURE_PERIOD
+to the fill, d = min(TEXTURE_AMPLITUDE, value - h, 255 - h - value) per channel (at least 0), with a headroom h
+of 3 sigma of the render noise: neither the tones nor the noise on them clip, so they average to the fill
+wherever the fill is flat. Sketches and renditions draw no fill and so no texture.
+
 Styles give the domain-shift twins of the zero-shot set (as ImageNet-Sketch/-R/-A are to ImageNet):
     photo      filled, patterned shapes on a tinted, faintly noisy background (training and shapes-zeroshot)
     sketch     grayscale outlines only on white: no colour, no pattern (shapes-sketch)
@@ -17,7 +22,11 @@ from PIL import Image, ImageDraw
 from reclip_eval.data.synth.world import COLOURS, SIZES, Scene, ShapeSpec
 
 SUPERSAMPLE = 2
-PATTERN_PERIOD = 1 / 16  # stripe/dot period as a fraction of the image side: invisible below ~32 px
+PATTERN_PERIOD = 1 / 16  # stripe/dot period as a fraction of the image side (its mean survives below it: world.py)
+TEXTURE_PERIOD = 1 / 64  # of the side: 2 px at the world's 128 px, so at half size and below it averages away
+TEXTURE_AMPLITUDE = 40  # grey levels between each tone and the fill (less where the fill is near 0 or 255)
+NOISE_STD = 3.0  # the faint noise on every image, in grey levels
+TEXTURE_HEADROOM = round(3 * NOISE_STD)  # kept between a tone and 0 / 255, so the noise on it rarely clips
 
 
 def _polygon(cx: float, cy: float, radii: list[float], rotation_deg: float) -> list[tuple[float, float]]:
@@ -63,7 +72,38 @@ def _mask(spec: ShapeSpec, side: int) -> Image.Image:
     return mask
 
 
+def texture_signs(texture: str, side: int) -> np.ndarray | None:
+    """(side, side) array of +1/-1 (which tone each pixel of a `side`-pixel canvas takes); None for no texture.
+    The wave is anchored to the image, not the object, like the patterns."""
+    if texture == "smooth":
+        return None
+    half_period = TEXTURE_PERIOD * side / 2
+    band = (np.floor((np.arange(side) + 0.5) / half_period) % 2).astype(np.int8)  # pixel centres
+    if texture == "lined":  # horizontal rows
+        parity = np.broadcast_to(band[:, None], (side, side))
+    elif texture == "checked":
+        parity = (band[:, None] + band[None, :]) % 2
+    else:
+        raise ValueError(f"unknown texture {texture!r}")
+    return 1 - 2 * parity.astype(np.int16)
+
+
+def _textured(layer: Image.Image, texture: str) -> Image.Image:
+    signs = texture_signs(texture, layer.size[0])
+    if signs is None:
+        return layer
+    pixels = np.asarray(layer, dtype=np.int16)
+    room = np.minimum(pixels, 255 - pixels) - TEXTURE_HEADROOM  # both tones (and their noise) stay in 0..255
+    depth = np.clip(room, 0, TEXTURE_AMPLITUDE)
+    return Image.fromarray((pixels + signs[..., None] * depth).astype(np.uint8))
+
+
 def _fill(spec: ShapeSpec, side: int) -> Image.Image:
+    layer = _pattern(spec, side)
+    return layer if spec.texture is None else _textured(layer, spec.texture)
+
+
+def _pattern(spec: ShapeSpec, side: int) -> Image.Image:
     colour = COLOURS[spec.colour]
     layer = Image.new("RGB", (side, side), colour)
     if spec.pattern == "plain":
@@ -151,6 +191,6 @@ def render_scene(scene: Scene, size: int, noise_seed: int, style: str = "photo")
     image = image.resize((size, size), Image.Resampling.LANCZOS)
     if style == "sketch":
         image = image.convert("L").convert("RGB")
-    noise = np.random.default_rng(noise_seed).normal(0, 3.0, size=(size, size, 1))
+    noise = np.random.default_rng(noise_seed).normal(0, NOISE_STD, size=(size, size, 1))
     pixels = np.clip(np.asarray(image, dtype=np.float32) + noise, 0, 255).astype(np.uint8)
     return Image.fromarray(pixels)

@@ -1,15 +1,33 @@
 """Scenes of 1-4 coloured shapes, sampled deterministically from a seed.
 
-Attributes live at different visual scales so that the paper's low-res-then-high-res effect shows in miniature:
-colour and shape survive heavy downsampling, size and position survive moderate downsampling, while the fill
-pattern (fine stripes or dots, a period of ~1/16 of the image) is only visible near full resolution.
+Each attribute sits at a visual scale, which decides from which image size on a model can read it. The
+calibration (benchmarks/world_calibration.py; single objects rendered at the world's 128 px, resized down, a
+supervised probe of the demo image tower: numbers in benchmarks/results/world_calibration*.json) measures this:
+
+    colour   the fill of a whole object (radius 14-30% of the side): it sets the region's mean colour, which any
+             downsampling keeps (97-100% from 16 px).
+    shape    the object's outline, at the scale of the object: it needs a few pixels per radius, so it is the
+             slowest to learn (23-29% at every size after 200 steps, chance 17%; 82% at 32 px after 1500,
+             medium and large objects 90-92%) and small objects lose it first as the image shrinks (61% at 32 px).
+    size, position   a radius of 0.14 / 0.2 / 0.3 of the side, a 3x3 grid of cells: coarse geometry.
+    pattern  light stripes or dots with a period of 1/16 of the side (8 px at 128 px). The light marks lighten
+             the region's mean colour, so the pattern survives downsampling below its period as a colour
+             statistic (96% at 16 px after 1500 steps, as the issue-14 probe found): it is not a fine
+             attribute, whatever its period suggests.
+    texture  the fine attribute (opt-in, `with_texture`; the original world has none): two tones fill +d and
+             fill -d with a period of 1/64 of the side (2 px at 128 px; render.py). The tones average to the
+             plain fill, so once the period falls to a pixel (64 px) or below the region is the plain colour:
+             read at 100% at 128 px and at chance (34-36%, chance 33%) at 64 px and below, after 200 steps
+             or 1500. It is what only full resolution shows, so what a high-resolution finetune has to add.
 
 Everything here is pure: a scene is data, `rng` comes from `sample_rng(seed, stream, index)` so sample `index`
-of a stream is the same whatever the number of worker processes.
+of a stream is the same whatever the number of worker processes. Options that the original world lacks draw from
+`rng` only when they are on, so the original world's sets stay byte for byte what they were.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +43,8 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 SHAPES = ("circle", "square", "triangle", "star", "cross", "hexagon")
 SIZES: dict[str, float] = {"small": 0.14, "medium": 0.2, "large": 0.3}  # radius as a fraction of the side
 PATTERNS = ("plain", "striped", "dotted")
+# The fine texture (render.py draws it): none, rows of alternating tones, a checkerboard of them.
+TEXTURES = ("smooth", "lined", "checked")
 # A 3x3 grid of named cells; the scene's objects occupy distinct cells so their positions can be named.
 CELLS: tuple[str, ...] = (
     "top left", "top", "top right",
@@ -34,7 +54,8 @@ CELLS: tuple[str, ...] = (
 
 # Named streams keep different sets from sharing draws even with the same seed.
 STREAMS = {"train": 0, "zeroshot": 1, "retrieval": 2, "zeroshot-v2": 3, "zeroshot-sketch": 4, "zeroshot-r": 5,
-           "zeroshot-a": 6, "probe-train": 7, "probe-test": 8, "lvis-train": 9, "lvis-val": 10}
+           "zeroshot-a": 6, "probe-train": 7, "probe-test": 8, "lvis-train": 9, "lvis-val": 10,
+           "calibration": 11}
 
 
 @dataclass(frozen=True)
@@ -47,12 +68,22 @@ class ShapeSpec:
     cx: float  # centre, as a fraction of the side
     cy: float
     angle: float  # degrees
+    texture: str | None = None  # one of TEXTURES; None in the original world, which has no fine texture
 
 
 @dataclass(frozen=True)
 class Scene:
     objects: tuple[ShapeSpec, ...]
     background: tuple[int, int, int]
+
+
+def scene_to_dict(scene: Scene) -> dict:
+    """The scene as plain data, without the options the original world lacks (so its records stay as they were)."""
+    data = dataclasses.asdict(scene)
+    for obj in data["objects"]:
+        if obj["texture"] is None:
+            del obj["texture"]
+    return data
 
 
 def class_names() -> list[tuple[str, str]]:
@@ -92,6 +123,7 @@ def sample_object(
     shape: str | None = None,
     colour: str | None = None,
     sizes: tuple[str, ...] = tuple(SIZES),
+    with_texture: bool = False,
 ) -> ShapeSpec:
     shape = shape or SHAPES[rng.integers(len(SHAPES))]
     colour = colour or list(COLOURS)[rng.integers(len(COLOURS))]
@@ -99,24 +131,25 @@ def sample_object(
     pattern = PATTERNS[rng.integers(len(PATTERNS))]
     cx, cy = _place(rng, cell, size)
     angle = float(rng.uniform(-20, 20)) if shape != "circle" else 0.0
-    return ShapeSpec(shape, colour, size, pattern, cell, cx, cy, angle)
+    texture = TEXTURES[rng.integers(len(TEXTURES))] if with_texture else None  # drawn last: the rest is as before
+    return ShapeSpec(shape, colour, size, pattern, cell, cx, cy, angle, texture)
 
 
-def sample_scene(rng: np.random.Generator, max_objects: int = 4) -> Scene:
+def sample_scene(rng: np.random.Generator, max_objects: int = 4, *, with_texture: bool = False) -> Scene:
     """A training/retrieval scene: 1..max_objects objects in distinct cells (single objects are most common)."""
     weights = np.array([0.4, 0.3, 0.2, 0.1][:max_objects])
     count = 1 + int(rng.choice(len(weights), p=weights / weights.sum()))
     cells = [CELLS[i] for i in rng.choice(len(CELLS), size=count, replace=False)]
     # Large objects in neighbouring cells would overlap: with several objects use small and medium only.
     sizes = tuple(SIZES) if count == 1 else ("small", "medium")
-    objects = tuple(sample_object(rng, cell, sizes=sizes) for cell in cells)
+    objects = tuple(sample_object(rng, cell, sizes=sizes, with_texture=with_texture) for cell in cells)
     return Scene(objects=objects, background=_sample_background(rng))
 
 
-def sample_class_scene(rng: np.random.Generator, colour: str | None, shape: str,
-                       sizes: tuple[str, ...] = tuple(SIZES)) -> Scene:
+def sample_class_scene(rng: np.random.Generator, colour: str | None, shape: str | None,
+                       sizes: tuple[str, ...] = tuple(SIZES), *, with_texture: bool = False) -> Scene:
     """A zero-shot classification image: one object of the given class, anywhere, any size and pattern
-    (`colour=None`: any colour)."""
+    (`colour=None` / `shape=None`: any colour / shape)."""
     cell = CELLS[rng.integers(len(CELLS))]
-    obj = sample_object(rng, cell, shape=shape, colour=colour, sizes=sizes)
+    obj = sample_object(rng, cell, shape=shape, colour=colour, sizes=sizes, with_texture=with_texture)
     return Scene(objects=(obj,), background=_sample_background(rng))
