@@ -205,3 +205,84 @@ def test_fine_texture_is_opt_in_and_named(tmp_path):
     # The texture is drawn after an object's other attributes: the first object is the original one, textured.
     first = samples[0]["json"]["objects"][0]
     assert {k: v for k, v in first.items() if k != "texture"} == plain_scenes[0]["objects"][0]
+
+
+def test_texture_task_set_fixes_shape_and_texture_and_turns_the_texture_on(tmp_path):
+    from reclip_eval.data.synth.export import SETS, ZEROSHOT_VARIANTS
+    from reclip_eval.data.synth.world import SHAPES, TEXTURES, sample_class_scene, sample_rng, texture_class_names
+
+    classes = read_class_list(data_folder("tasks") / "shapes" / "texture_classes.tsv")
+    assert list(zip(classes.ids, classes.names, strict=True)) == texture_class_names()
+    assert len(classes.ids) == len(SHAPES) * len(TEXTURES) == 18
+    assert ("circle_lined", "lined circle") in texture_class_names()
+    assert "zeroshot-texture" not in SETS  # on request: the default sets are the original world's
+    # Texture on even when the settings leave it off: the classes need it.
+    config = SynthConfig(seed=1, image_size=32, zeroshot_per_class=2)
+    folder = synthesize(tmp_path, config, sets=["zeroshot-texture"])[0]
+    assert folder == tmp_path / "shapes-texture"
+    assert sorted(p.name for p in (folder / "val").iterdir()) == sorted(classes.ids)
+    assert all(len(list((folder / "val" / c).glob("*.jpg"))) == 2 for c in classes.ids)
+    manifest = read_manifest(folder)
+    assert manifest["fine_texture"] is True and manifest["set"] == "zeroshot-texture" and manifest["classes"] == 18
+    # Every image's object has its class's shape and texture (the draws the writer renders), colours vary.
+    variant = ZEROSHOT_VARIANTS["zeroshot-texture"]
+    colours = set()
+    for class_index, class_id in enumerate(c for c, _ in variant.classes()):
+        shape, texture = class_id.split("_")
+        for k in range(config.zeroshot_per_class):
+            rng = sample_rng(config.seed, "zeroshot-texture", class_index * 1_000_000 + k)
+            scene = sample_class_scene(rng, None, shape, with_texture=True, texture=texture)
+            (obj,) = scene.objects
+            assert (obj.shape, obj.texture) == (shape, texture)
+            colours.add(obj.colour)
+    assert len(colours) > 1
+
+
+def test_texture_task_images_are_its_class_scenes(tmp_path):
+    """The written images are the renders of those class scenes (so the check above is of what is on disk)."""
+    import numpy as np
+    from PIL import Image
+
+    from reclip_eval.data.synth.export import _noise_seed
+    from reclip_eval.data.synth.render import render_scene
+    from reclip_eval.data.synth.world import sample_class_scene, sample_rng
+
+    config = SynthConfig(seed=3, zeroshot_per_class=1)  # full size: the texture shows
+    folder = synthesize(tmp_path, config, sets=["zeroshot-texture"])[0]
+    index = 4 * 1_000_000  # class 4: square_lined
+    written = np.asarray(Image.open(folder / "val" / "square_lined" / "square_lined_00000.jpg"), np.float32)
+
+    def error(texture):
+        scene = sample_class_scene(sample_rng(3, "zeroshot-texture", index), None, "square", with_texture=True,
+                                   texture=texture)
+        image = render_scene(scene, config.image_size, _noise_seed(4, "zeroshot-texture", index))
+        return np.abs(written - np.asarray(image, np.float32)).mean()
+
+    # The JPEG error alone against its own render; the other textures add theirs (the object is small here).
+    assert error("lined") < 0.9 * min(error("smooth"), error("checked"))
+
+
+def test_texture_task_validates_and_turns_the_texture_on():
+    from reclip_eval.eval.tasks import load_task
+
+    task = load_task("shapes-texture")
+    assert task.synth_set == "zeroshot-texture" and task.synth.fine_texture and task.twin_of is None
+    assert task.synth.image_size == SynthConfig.image_size  # the world's full size
+    classes = read_class_list(task.resource(task.classes))
+    assert len(classes.ids) == 18 and "circle_lined" in classes.ids
+
+
+def test_demo_model_evaluates_on_a_tiny_texture_set(tmp_path):
+    import dataclasses
+
+    from reclip_eval.eval.runner import EvalOptions, evaluate
+    from reclip_eval.eval.tasks import load_task
+    from reclip_eval.zoo.resolve import load_adapter
+
+    task = load_task("shapes-texture")
+    synthesize(tmp_path, dataclasses.replace(task.synth, zeroshot_per_class=2), sets=[task.synth_set])
+    results = evaluate(load_adapter("reclip-demo"), task, EvalOptions(data_dir=tmp_path, workers=0))
+    assert results["counts"]["images_evaluated"] == 36 and results["counts"]["images_skipped"] == 0
+    assert results["task"]["synthetic_manifest"]["fine_texture"] is True
+    metrics = {"top1", "top5", "mean_per_class_recall"}
+    assert metrics <= set(results["metrics"]) and all(0 <= results["metrics"][m] <= 1 for m in metrics), results

@@ -36,7 +36,8 @@ def add_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=Path, required=True)
     s.add_argument("--sets", default="train,zeroshot,retrieval",
                    help="comma-separated: train, zeroshot, zeroshot-v2, zeroshot-sketch, zeroshot-r, zeroshot-a, "
-                        "probe, retrieval, lvis (the LVIS-format detection set)")
+                        "zeroshot-texture (shape x fine texture, texture on), probe, retrieval, "
+                        "lvis (the LVIS-format detection set)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--image-size", type=_at_least(1), default=128)
     s.add_argument("--train-samples", type=_at_least(0), default=20000)

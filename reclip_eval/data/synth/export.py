@@ -5,6 +5,7 @@
     <out>/shapes-retrieval/images/*.jpg           Karpathy-split retrieval set, 5 captions per image,
     <out>/shapes-retrieval/dataset_shapes.json    in the format of dataset_flickr30k.json
     <out>/shapes-{v2,sketch,r,a}/val/<class_id>/  domain-shift twins of the zero-shot set (see ZEROSHOT_VARIANTS)
+    <out>/shapes-texture/val/<class_id>/          shape x fine-texture classes, texture on (not in SETS: on request)
     <out>/shapes-probe/{train,test}/<class_id>/   a linear-probe set: two independent draws of the zero-shot set
     <out>/shapes-lvis/lvis_v1_{train,val}.json    an LVIS-v1-format detection set, images in train2017/ and
                                                   val2017/ found through coco_url (lvis.py; not in SETS: on request)
@@ -32,12 +33,13 @@ from reclip_eval.data.synth.world import (
     COLOURS,
     SHAPES,
     SIZES,
+    attribute_classes,
     class_names,
+    parse_class_id,
     sample_class_scene,
     sample_rng,
     sample_scene,
     scene_to_dict,
-    shape_class_names,
 )
 from reclip_eval.errors import DataError
 from reclip_eval.registry import Registry
@@ -51,19 +53,29 @@ JPEG_QUALITY = 92
 class ZeroShotVariant:
     folder: str
     style: str  # render style (render.py)
-    by_shape_only: bool = False  # classes are shapes (colourless sketches) instead of colour x shape
+    # What a class fixes (world.attribute_classes): colour x shape, or shapes alone for colourless sketches.
+    class_attributes: tuple[str, ...] = ("colour", "shape")
     sizes: tuple[str, ...] = tuple(SIZES)
+    # The classes need the fine texture: it is on whatever SynthConfig.fine_texture says (and the manifest says so).
+    needs_texture: bool = False
+
+    def classes(self) -> list[tuple[str, str]]:
+        return attribute_classes(self.class_attributes)
 
 
 # Each variant draws from its own stream, so "v2" is a fresh draw of the same distribution as "zeroshot".
 ZEROSHOT_VARIANTS = {
     "zeroshot": ZeroShotVariant("shapes-zeroshot", "photo"),
     "zeroshot-v2": ZeroShotVariant("shapes-v2", "photo"),
-    "zeroshot-sketch": ZeroShotVariant("shapes-sketch", "sketch", by_shape_only=True),
+    "zeroshot-sketch": ZeroShotVariant("shapes-sketch", "sketch", class_attributes=("shape",)),
     "zeroshot-r": ZeroShotVariant("shapes-r", "rendition"),
     "zeroshot-a": ZeroShotVariant("shapes-a", "cluttered", sizes=("small",)),
+    # The fine attribute's task: read only near full resolution (benchmarks/results/world_calibration.json).
+    "zeroshot-texture": ZeroShotVariant("shapes-texture", "photo", class_attributes=("shape", "texture"),
+                                        needs_texture=True),
 }
-SETS = ("train", *ZEROSHOT_VARIANTS, "probe", "retrieval")
+# The original world's sets (what `data synth` can write by default); the textured and LVIS sets are on request.
+SETS = ("train", *(name for name, v in ZEROSHOT_VARIANTS.items() if not v.needs_texture), "probe", "retrieval")
 
 
 @dataclass(frozen=True)
@@ -120,12 +132,12 @@ def _train_shard_job(args: tuple[Path, int, int, int, int, bool]) -> int:
 def _zeroshot_class_job(args: tuple[Path, int, int, str, int, int, str, bool]) -> int:
     folder, seed, class_index, class_id, per_class, image_size, set_name, texture = args
     variant = ZEROSHOT_VARIANTS.get(set_name, ZEROSHOT_VARIANTS["zeroshot"])  # probe-train/-test: photo style
-    colour, shape = (None, class_id) if variant.by_shape_only else class_id.split("_", 1)
+    fixed = parse_class_id(variant.class_attributes, class_id)
     folder.mkdir(parents=True, exist_ok=True)
     for k in range(per_class):
         index = class_index * 1_000_000 + k
-        scene = sample_class_scene(sample_rng(seed, set_name, index), colour, shape, sizes=variant.sizes,
-                                   with_texture=texture)
+        scene = sample_class_scene(sample_rng(seed, set_name, index), fixed.get("colour"), fixed.get("shape"),
+                                   sizes=variant.sizes, with_texture=texture, texture=fixed.get("texture"))
         image = render_scene(scene, image_size, _noise_seed(seed + 1, set_name, index), style=variant.style)
         (folder / f"{class_id}_{k:05d}.jpg").write_bytes(_jpeg(image))
     return per_class
@@ -194,7 +206,9 @@ def write_train_shards(out: Path, config: SynthConfig, workers: int = 1) -> Path
 def write_zeroshot_set(out: Path, config: SynthConfig, workers: int = 1, set_name: str = "zeroshot") -> Path:
     variant = ZEROSHOT_VARIANTS[set_name]
     target = Path(out) / variant.folder
-    classes = shape_class_names() if variant.by_shape_only else class_names()
+    classes = variant.classes()
+    if variant.needs_texture:
+        config = dataclasses.replace(config, fine_texture=True)
     with atomic_dir(target) as tmp:
         tasks = [(tmp / "val" / cid, config.seed, i, cid, config.zeroshot_per_class, config.image_size, set_name,
                   config.fine_texture) for i, (cid, _) in enumerate(classes)]

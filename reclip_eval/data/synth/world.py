@@ -28,6 +28,7 @@ of a stream is the same whatever the number of worker processes. Options that th
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,7 +56,7 @@ CELLS: tuple[str, ...] = (
 # Named streams keep different sets from sharing draws even with the same seed.
 STREAMS = {"train": 0, "zeroshot": 1, "retrieval": 2, "zeroshot-v2": 3, "zeroshot-sketch": 4, "zeroshot-r": 5,
            "zeroshot-a": 6, "probe-train": 7, "probe-test": 8, "lvis-train": 9, "lvis-val": 10,
-           "calibration": 11}
+           "calibration": 11, "zeroshot-texture": 12}
 
 
 @dataclass(frozen=True)
@@ -86,14 +87,40 @@ def scene_to_dict(scene: Scene) -> dict:
     return data
 
 
+# The attributes a zero-shot class can fix, with their values; a class name orders them as the captions do
+# (captions.py: texture, colour, shape), and uses the captions' word for each value.
+CLASS_ATTRIBUTES: dict[str, tuple[str, ...]] = {"texture": TEXTURES, "colour": tuple(COLOURS), "shape": SHAPES}
+
+
+def attribute_classes(attributes: tuple[str, ...]) -> list[tuple[str, str]]:
+    """The zero-shot classes that fix `attributes` (keys of CLASS_ATTRIBUTES): (class id, class name) for every
+    combination of their values, in label order. The id joins the values with "_" in the order given
+    (`parse_class_id` reads it back), the name with spaces in the captions' word order."""
+    classes = []
+    for values in itertools.product(*(CLASS_ATTRIBUTES[a] for a in attributes)):
+        fixed = dict(zip(attributes, values, strict=True))
+        classes.append(("_".join(values), " ".join(fixed[a] for a in CLASS_ATTRIBUTES if a in fixed)))
+    return classes
+
+
+def parse_class_id(attributes: tuple[str, ...], class_id: str) -> dict[str, str]:
+    """attribute -> value for a class id of `attribute_classes(attributes)` (no value contains "_")."""
+    return dict(zip(attributes, class_id.split("_"), strict=True))
+
+
 def class_names() -> list[tuple[str, str]]:
     """The zero-shot classes: (class id, class name) for every colour x shape, in label order."""
-    return [(f"{c}_{s}", f"{c} {s}") for c in COLOURS for s in SHAPES]
+    return attribute_classes(("colour", "shape"))
 
 
 def shape_class_names() -> list[tuple[str, str]]:
     """The classes of the colourless (sketch) variant: the shapes alone."""
-    return [(s, s) for s in SHAPES]
+    return attribute_classes(("shape",))
+
+
+def texture_class_names() -> list[tuple[str, str]]:
+    """The classes of the fine-texture task: shape x texture ("circle_lined", "lined circle"), any colour."""
+    return attribute_classes(("shape", "texture"))
 
 
 def sample_rng(seed: int, stream: str, index: int) -> np.random.Generator:
@@ -124,6 +151,7 @@ def sample_object(
     colour: str | None = None,
     sizes: tuple[str, ...] = tuple(SIZES),
     with_texture: bool = False,
+    texture: str | None = None,
 ) -> ShapeSpec:
     shape = shape or SHAPES[rng.integers(len(SHAPES))]
     colour = colour or list(COLOURS)[rng.integers(len(COLOURS))]
@@ -131,7 +159,8 @@ def sample_object(
     pattern = PATTERNS[rng.integers(len(PATTERNS))]
     cx, cy = _place(rng, cell, size)
     angle = float(rng.uniform(-20, 20)) if shape != "circle" else 0.0
-    texture = TEXTURES[rng.integers(len(TEXTURES))] if with_texture else None  # drawn last: the rest is as before
+    if with_texture and texture is None:  # drawn last: the rest is as before
+        texture = TEXTURES[rng.integers(len(TEXTURES))]
     return ShapeSpec(shape, colour, size, pattern, cell, cx, cy, angle, texture)
 
 
@@ -147,9 +176,11 @@ def sample_scene(rng: np.random.Generator, max_objects: int = 4, *, with_texture
 
 
 def sample_class_scene(rng: np.random.Generator, colour: str | None, shape: str | None,
-                       sizes: tuple[str, ...] = tuple(SIZES), *, with_texture: bool = False) -> Scene:
+                       sizes: tuple[str, ...] = tuple(SIZES), *, with_texture: bool = False,
+                       texture: str | None = None) -> Scene:
     """A zero-shot classification image: one object of the given class, anywhere, any size and pattern
-    (`colour=None` / `shape=None`: any colour / shape)."""
+    (`colour=None` / `shape=None`: any colour / shape; `texture=None` with `with_texture`: any texture)."""
     cell = CELLS[rng.integers(len(CELLS))]
-    obj = sample_object(rng, cell, shape=shape, colour=colour, sizes=sizes, with_texture=with_texture)
+    obj = sample_object(rng, cell, shape=shape, colour=colour, sizes=sizes, with_texture=with_texture,
+                        texture=texture)
     return Scene(objects=(obj,), background=_sample_background(rng))
