@@ -286,3 +286,83 @@ def test_demo_model_evaluates_on_a_tiny_texture_set(tmp_path):
     assert results["task"]["synthetic_manifest"]["fine_texture"] is True
     metrics = {"top1", "top5", "mean_per_class_recall"}
     assert metrics <= set(results["metrics"]) and all(0 <= results["metrics"][m] <= 1 for m in metrics), results
+
+
+def test_concise_captions_name_colour_shape_texture_always_and_the_easy_attributes_now_and_then():
+    import numpy as np
+
+    from reclip_eval.data.synth.captions import _POSITION, _SIZE_WORDS, CONCISE_MENTION, caption_scene
+    from reclip_eval.data.synth.world import sample_class_scene, sample_rng
+
+    named = {"lined": ("lined", "ribbed"), "checked": ("checked", "checkered")}
+    positions = sizes = 0
+    n = 600
+    for index in range(n):
+        scene = sample_class_scene(sample_rng(5, "train", index), None, "star", with_texture=True)
+        (obj,) = scene.objects
+        caption = caption_scene(np.random.default_rng(index), scene, concise=True)
+        assert obj.colour in caption and "star" in caption, caption
+        if obj.texture in named:
+            assert any(word in caption for word in named[obj.texture]), caption
+        positions += any(phrase in caption for phrase in _POSITION[obj.cell])
+        sizes += obj.size != "medium" and any(w and w in caption.split() for w in _SIZE_WORDS[obj.size])
+        # Full captions name the position of every single object (one template in six omits it).
+        full = caption_scene(np.random.default_rng(index), scene)
+        assert obj.colour in full and "star" in full
+    assert abs(positions / n - CONCISE_MENTION) < 0.06, positions / n
+    assert abs(sizes / (n * 2 / 3) - CONCISE_MENTION) < 0.08, sizes  # small and large have a word every time
+
+
+def test_concise_captions_are_opt_in_and_in_the_manifest(tmp_path):
+    plain = SynthConfig(seed=2, image_size=32, train_samples=30, samples_per_shard=30, fine_texture=True)
+    concise = SynthConfig(**{**plain.__dict__, "concise_captions": True})
+    synthesize(tmp_path / "full", plain, sets=["train"])
+    synthesize(tmp_path / "concise", concise, sets=["train"])
+    assert "concise_captions" not in read_manifest(tmp_path / "full" / "shapes-train")
+    assert read_manifest(tmp_path / "concise" / "shapes-train")["concise_captions"] is True
+
+    def captions(root):
+        return [s["txt"].decode() for s in wds.WebDataset(str(root / "shapes-train" / "shapes-train-000000.tar"),
+                                                          shardshuffle=False)]
+
+    full, short = captions(tmp_path / "full"), captions(tmp_path / "concise")
+    assert sum(map(len, short)) < 0.8 * sum(map(len, full))  # the same scenes, fewer words
+
+
+def test_a_set_made_for_another_world_is_regenerated_not_used(tmp_path):
+    """A texture or caption grammar is another world: its set is stale for the task (as another generator
+    version's is), unlike a set with more images per class, which is used as it is."""
+    import dataclasses
+
+    from reclip_eval.data.synth.export import made_by_current_generator
+    from reclip_eval.eval.tasks import load_task, locate_task_data
+
+    task = load_task("shapes-zeroshot")
+    original = dataclasses.replace(task.synth, image_size=32, zeroshot_per_class=1)
+    folder = synthesize(tmp_path, original, sets=["zeroshot"])[0]
+    other_world = dataclasses.replace(original, fine_texture=True, concise_captions=True)
+    assert made_by_current_generator(folder, original) and made_by_current_generator(folder)
+    assert not made_by_current_generator(folder, other_world)
+    assert made_by_current_generator(folder, dataclasses.replace(original, zeroshot_per_class=5))
+    # The texture task's set has the texture on whatever its settings say: asking without it is the same world.
+    texture_set = synthesize(tmp_path, original, sets=["zeroshot-texture"])[0]
+    assert made_by_current_generator(texture_set, original)
+
+    located, _ = locate_task_data(dataclasses.replace(task, synth=other_world), tmp_path)
+    assert located == folder and read_manifest(folder)["fine_texture"] is True  # regenerated in place
+
+
+def test_trainer_regenerates_shards_made_for_another_world(tmp_path):
+    import dataclasses
+
+    from reclip_eval.train.loop import prepare_shards
+    from reclip_eval.train.recipe import load_recipe
+
+    recipe = load_recipe("tiny-shapes")
+    synth = dataclasses.replace(recipe.data.synth, train_samples=8, samples_per_shard=8, image_size=32)
+    original = dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, synth=synth))
+    prepare_shards(original, tmp_path, workers=1)
+    assert "concise_captions" not in read_manifest(tmp_path / "shapes-train")
+    concise = dataclasses.replace(synth, fine_texture=True, concise_captions=True)
+    prepare_shards(dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, synth=concise)), tmp_path, 1)
+    assert read_manifest(tmp_path / "shapes-train")["concise_captions"] is True

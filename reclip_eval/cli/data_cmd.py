@@ -48,6 +48,8 @@ def add_parser() -> argparse.ArgumentParser:
     s.add_argument("--lvis-val-images", type=_at_least(0), default=100)
     s.add_argument("--fine-texture", action="store_true",
                    help="give every object the fine texture (read only near full size; benchmarks/world_calibration.py)")
+    s.add_argument("--concise-captions", action="store_true",
+                   help="captions name size, pattern and position only now and then (data/synth/captions.py says why)")
     s.add_argument("--workers", type=int, default=2)
     r = sub.add_parser("preresize", help="rewrite webdataset shards with smaller images (for low-res stages)")
     r.add_argument("shards", help="a folder of .tar files, a glob, or brace notation")
@@ -72,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
     config = SynthConfig(seed=args.seed, image_size=args.image_size, train_samples=args.train_samples,
                          samples_per_shard=args.samples_per_shard, zeroshot_per_class=args.zeroshot_per_class,
                          retrieval_images=args.retrieval_images, lvis_train_images=args.lvis_train_images,
-                         lvis_val_images=args.lvis_val_images, fine_texture=args.fine_texture)
+                         lvis_val_images=args.lvis_val_images, fine_texture=args.fine_texture,
+                         concise_captions=args.concise_captions)
     sets = [s.strip() for s in args.sets.split(",") if s.strip()]
     for folder in synthesize(args.out, config, sets=sets, workers=args.workers):
         print(folder)

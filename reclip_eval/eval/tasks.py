@@ -142,8 +142,9 @@ def locate_task_data(spec: TaskSpec, data_dir: Path | str | None, *, workers: in
     task's folder itself, or `hf-datasets:<id>` for a Hub dataset.
 
     Synthetic tasks are generated on first use into the data root (--data-dir, else the default data dir), and
-    regenerated when the folder there was written by another version of the generator. A set generated with
-    other settings (say, more images per class) is used as it is: its manifest goes into the results.
+    regenerated when the folder there was written by another version of the generator or for another world (the
+    texture and caption options). A set generated with other settings of the same world (say, more images per
+    class) is used as it is: its manifest goes into the results.
     """
     if data_dir is not None and str(data_dir).startswith(HF_DATASETS_PREFIX):
         hf_layouts = [layout for layout in spec.data.layouts if layout_of(layout).reads_hub_ids]
@@ -156,7 +157,7 @@ def locate_task_data(spec: TaskSpec, data_dir: Path | str | None, *, workers: in
     for folder in (root / spec.data.folder, root):
         for layout in spec.data.layouts:
             if (is_present(layout, folder, len(class_ids), class_ids)
-                    and (spec.synth is None or made_by_current_generator(folder))):
+                    and (spec.synth is None or made_by_current_generator(folder, spec.synth))):
                 return folder, layout
     if spec.synth is not None and spec.synth_set is not None:
         log.info("generating the synthetic %s set for task %s under %s", spec.synth_set, spec.name, root)

@@ -23,6 +23,15 @@ PRESETS: dict[str, CLIPConfig] = {
         vision=VisionConfig(image_size=64, patch_size=8, width=128, layers=4, heads=4),
         text=TextConfig(context_length=16, width=64, layers=4, heads=4),
     ),
+    # The miniature on the textured world (issue 14): patch 16 at the world's full 128 px is 8x8 tokens, as patch
+    # 8 at 64 px was, so a full-size step costs what it did, while the fine texture (a 2 px period) is there to
+    # read; 64 / 48 / 32 px main phases are 4x4 / 3x3 / 2x2 tokens. Text context 32 so that Table 6 can compare
+    # 16 with 32 tokens (about half of the concise captions are longer than 16).
+    "mini": CLIPConfig(
+        embed_dim=64,
+        vision=VisionConfig(image_size=128, patch_size=16, width=128, layers=4, heads=4),
+        text=TextConfig(context_length=32, width=64, layers=4, heads=4),
+    ),
     # The paper's architecture: ViT-L/16 image tower, 12-layer width-1024 text tower (Section 3.2).
     "vit-l16-text12x1024": CLIPConfig(
         embed_dim=1024,

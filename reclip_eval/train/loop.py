@@ -100,7 +100,7 @@ def prepare_shards(recipe: RecipeConfig, data_dir: Path | None, workers: int) ->
     root = Path(data_dir) if data_dir else default_data_dir()
     try:
         shards = list_shards(recipe.data.shards, root)
-        if recipe.data.synth is None or made_by_current_generator(Path(shards[0]).parent):
+        if recipe.data.synth is None or made_by_current_generator(Path(shards[0]).parent, recipe.data.synth):
             return shards
     except ReclipError:
         if recipe.data.synth is None:

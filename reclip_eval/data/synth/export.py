@@ -33,6 +33,7 @@ from reclip_eval.data.synth.world import (
     COLOURS,
     SHAPES,
     SIZES,
+    WorldOptions,
     attribute_classes,
     class_names,
     parse_class_id,
@@ -89,13 +90,19 @@ class SynthConfig:
     captions_per_image: int = 5
     lvis_train_images: int = 400  # the LVIS-format detection set (lvis.py): images per split
     lvis_val_images: int = 100
-    # Objects carry the fine texture (world.TEXTURES). Off: the original world, byte for byte.
+    # The world's options (world.WorldOptions): both off, the original world, byte for byte.
     fine_texture: bool = False
+    concise_captions: bool = False
+
+    @property
+    def world(self) -> WorldOptions:
+        return WorldOptions(**{name: getattr(self, name) for name in WORLD_SETTINGS})
 
 
-# Settings added after sets were published: a manifest names them only when they are on, so that the sets made
-# without them keep their manifests byte for byte (results record them).
-_LEFT_OUT_AT_DEFAULT = ("fine_texture",)
+WORLD_SETTINGS = tuple(f.name for f in dataclasses.fields(WorldOptions))  # SynthConfig's copy of the world options
+# Settings added after sets were published (the world options): a manifest names them only when they are on, so
+# that the sets made without them keep their manifests byte for byte (results record them).
+_LEFT_OUT_AT_DEFAULT = WORLD_SETTINGS
 
 
 def _jpeg(image) -> bytes:
@@ -115,50 +122,52 @@ def _noise_seed(seed: int, stream: str, index: int) -> int:
 # --- worker jobs (module level so that they pickle) ----------------------------------------------------------
 
 
-def _train_shard_job(args: tuple[Path, int, int, int, int, bool]) -> int:
+def _train_shard_job(args: tuple[Path, int, int, int, int, WorldOptions]) -> int:
     import webdataset as wds
 
-    path, seed, start, stop, image_size, texture = args
+    path, seed, start, stop, image_size, world = args
     with atomic_path(path) as tmp, wds.TarWriter(str(tmp)) as sink:
         for index in range(start, stop):
             rng = sample_rng(seed, "train", index)
-            scene = sample_scene(rng, with_texture=texture)
+            scene = sample_scene(rng, with_texture=world.fine_texture)
             image = render_scene(scene, image_size, _noise_seed(seed + 1, "train", index))
-            sink.write({"__key__": f"{index:09d}", "jpg": _jpeg(image), "txt": caption_scene(rng, scene),
+            caption = caption_scene(rng, scene, concise=world.concise_captions)
+            sink.write({"__key__": f"{index:09d}", "jpg": _jpeg(image), "txt": caption,
                         "json": _scene_json(scene)})
     return stop - start
 
 
-def _zeroshot_class_job(args: tuple[Path, int, int, str, int, int, str, bool]) -> int:
-    folder, seed, class_index, class_id, per_class, image_size, set_name, texture = args
+def _zeroshot_class_job(args: tuple[Path, int, int, str, int, int, str, WorldOptions]) -> int:
+    folder, seed, class_index, class_id, per_class, image_size, set_name, world = args
     variant = ZEROSHOT_VARIANTS.get(set_name, ZEROSHOT_VARIANTS["zeroshot"])  # probe-train/-test: photo style
     fixed = parse_class_id(variant.class_attributes, class_id)
     folder.mkdir(parents=True, exist_ok=True)
     for k in range(per_class):
         index = class_index * 1_000_000 + k
         scene = sample_class_scene(sample_rng(seed, set_name, index), fixed.get("colour"), fixed.get("shape"),
-                                   sizes=variant.sizes, with_texture=texture, texture=fixed.get("texture"))
+                                   sizes=variant.sizes, with_texture=world.fine_texture,
+                                   texture=fixed.get("texture"))
         image = render_scene(scene, image_size, _noise_seed(seed + 1, set_name, index), style=variant.style)
         (folder / f"{class_id}_{k:05d}.jpg").write_bytes(_jpeg(image))
     return per_class
 
 
-def _retrieval_job(args: tuple[Path, int, int, int, int, bool]) -> list[dict[str, Any]]:
-    folder, seed, index, captions_per_image, image_size, texture = args
+def _retrieval_job(args: tuple[Path, int, int, int, int, WorldOptions]) -> list[dict[str, Any]]:
+    folder, seed, index, captions_per_image, image_size, world = args
     rng = sample_rng(seed, "retrieval", index)
-    scene = sample_scene(rng, with_texture=texture)
+    scene = sample_scene(rng, with_texture=world.fine_texture)
     image = render_scene(scene, image_size, _noise_seed(seed + 1, "retrieval", index))
     filename = f"{index:06d}.jpg"
     (folder / filename).write_bytes(_jpeg(image))
     captions: list[str] = []
     for _ in range(20 * captions_per_image):  # paraphrases: distinct where the grammar allows
-        caption = caption_scene(rng, scene)
+        caption = caption_scene(rng, scene, concise=world.concise_captions)
         if caption not in captions:
             captions.append(caption)
         if len(captions) == captions_per_image:
             break
     while len(captions) < captions_per_image:
-        captions.append(caption_scene(rng, scene))
+        captions.append(caption_scene(rng, scene, concise=world.concise_captions))
     return [{"filename": filename, "index": index, "captions": captions}]
 
 
@@ -197,7 +206,7 @@ def write_train_shards(out: Path, config: SynthConfig, workers: int = 1) -> Path
     with atomic_dir(target) as tmp:
         n, per = config.train_samples, config.samples_per_shard
         tasks = [(tmp / f"shapes-train-{i:06d}.tar", config.seed, start, min(start + per, n), config.image_size,
-                  config.fine_texture) for i, start in enumerate(range(0, n, per))]
+                  config.world) for i, start in enumerate(range(0, n, per))]
         _run(_train_shard_job, tasks, workers, "train shards", n, weight=lambda c: c)
         _write_manifest(tmp, "train", config, {"shards": len(tasks)})
     return target
@@ -207,11 +216,10 @@ def write_zeroshot_set(out: Path, config: SynthConfig, workers: int = 1, set_nam
     variant = ZEROSHOT_VARIANTS[set_name]
     target = Path(out) / variant.folder
     classes = variant.classes()
-    if variant.needs_texture:
-        config = dataclasses.replace(config, fine_texture=True)
+    config = _effective(config, set_name)
     with atomic_dir(target) as tmp:
         tasks = [(tmp / "val" / cid, config.seed, i, cid, config.zeroshot_per_class, config.image_size, set_name,
-                  config.fine_texture) for i, (cid, _) in enumerate(classes)]
+                  config.world) for i, (cid, _) in enumerate(classes)]
         total = len(tasks) * config.zeroshot_per_class
         _run(_zeroshot_class_job, tasks, workers, f"{set_name} set", total, weight=lambda c: c)
         _write_manifest(tmp, set_name, config, {"classes": len(tasks), "style": variant.style})
@@ -223,7 +231,7 @@ def write_probe_set(out: Path, config: SynthConfig, workers: int = 1) -> Path:
     target = Path(out) / "shapes-probe"
     with atomic_dir(target) as tmp:
         tasks = [(tmp / split / cid, config.seed, i, cid, config.zeroshot_per_class, config.image_size,
-                  f"probe-{split}", config.fine_texture)
+                  f"probe-{split}", config.world)
                  for split in ("train", "test") for i, (cid, _) in enumerate(class_names())]
         total = len(tasks) * config.zeroshot_per_class
         _run(_zeroshot_class_job, tasks, workers, "probe set", total, weight=lambda c: c)
@@ -235,7 +243,7 @@ def write_retrieval_set(out: Path, config: SynthConfig, workers: int = 1) -> Pat
     target = Path(out) / "shapes-retrieval"
     with atomic_dir(target) as tmp:
         (tmp / "images").mkdir()
-        tasks = [(tmp / "images", config.seed, i, config.captions_per_image, config.image_size, config.fine_texture)
+        tasks = [(tmp / "images", config.seed, i, config.captions_per_image, config.image_size, config.world)
                  for i in range(config.retrieval_images)]
         rows = [row for chunk in _run(_retrieval_job, tasks, workers, "retrieval set", len(tasks), len)
                 for row in chunk]
@@ -290,10 +298,25 @@ def read_manifest(folder: str | Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def made_by_current_generator(folder: str | Path) -> bool:
-    """False for a folder another generator version wrote (same settings would now draw other data)."""
+def made_by_current_generator(folder: str | Path, config: SynthConfig | None = None) -> bool:
+    """False for a folder another generator version wrote (same settings would now draw other data), or, given
+    the settings a set is wanted with, one made for another world (world.WorldOptions: another texture or caption
+    grammar is other data, not more or fewer images of the same). A folder without a manifest is the user's."""
     manifest = read_manifest(folder)
-    return manifest is None or manifest.get("version") == GENERATOR_VERSION
+    if manifest is None:
+        return True
+    if manifest.get("version") != GENERATOR_VERSION:
+        return False
+    if config is None:
+        return True
+    wanted = _effective(config, manifest.get("set"))
+    return all(manifest.get(name, getattr(SynthConfig, name)) == getattr(wanted, name) for name in WORLD_SETTINGS)
+
+
+def _effective(config: SynthConfig, set_name: str | None) -> SynthConfig:
+    """The settings a set is written with: the fine-texture task's set turns the texture on whatever was asked."""
+    variant = ZEROSHOT_VARIANTS.get(set_name or "")
+    return dataclasses.replace(config, fine_texture=True) if variant and variant.needs_texture else config
 
 
 __all__ = ["COLOURS", "SETS", "SHAPES", "ZEROSHOT_VARIANTS", "SynthConfig", "karpathy_json", "read_manifest",

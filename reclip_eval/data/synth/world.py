@@ -60,6 +60,14 @@ STREAMS = {"train": 0, "zeroshot": 1, "retrieval": 2, "zeroshot-v2": 3, "zerosho
 
 
 @dataclass(frozen=True)
+class WorldOptions:
+    """What sets a world apart from the original one (every option off: the original world, byte for byte)."""
+
+    fine_texture: bool = False  # objects carry one of TEXTURES, named in the captions
+    concise_captions: bool = False  # captions name size, pattern and position only now and then (captions.py)
+
+
+@dataclass(frozen=True)
 class ShapeSpec:
     shape: str
     colour: str
