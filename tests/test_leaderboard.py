@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from reclip_eval.cli.main import main
 from reclip_eval.leaderboard.build import build_leaderboards, stale_files
 from reclip_eval.paths import data_folder
@@ -72,14 +74,18 @@ def test_miniature_rows_average_seeds_mark_twins_and_say_what_is_missing(tmp_pat
     files = build_leaderboards(results)
     row_a = next(line for line in files["table1.md"].splitlines() if "| mini A" in line)
     cells = [c.strip() for c in row_a.split("|")]
-    assert "25.00 ± 7.07†" in cells  # ImageNet column from shapes-zeroshot, two seeds
-    assert "60.00 ± 14.14†" in cells and "40.00 ± 14.14†" in cells  # Flickr30K I2T / T2I from shapes-retrieval
+    # ImageNet column from shapes-zeroshot, two seeds: mean [95% CI], t(0.975, 1) * 7.07 / sqrt(2) = 63.53
+    assert "25.00 [-38.53, 88.53]†" in cells
+    assert "60.00 [-67.06, 187.06]†" in cells and "40.00 [-87.06, 167.06]†" in cells  # Flickr30K I2T / T2I
+    assert "mean [lo, hi]" in files["table1.md"] and "n = seeds" in files["table1.md"]  # the legend says so
     assert cells[3] == "10" and cells[-3:-1] == ["2,000", "0.1"]  # steps; TMACs, device-hours
     assert "Not measured yet: runs/b @ 64 px." in files["table1.md"]
     row_5 = next(line for line in files["table5.md"].splitlines() if "| mini A" in line)
     assert "10.00†" in row_5 and "20.00†" in row_5  # before (stage checkpoint at 32 px), after (seed 0 at 64 px)
     assert "| miniature | mini A (" not in files["figure2.md"]
-    assert "| miniature | mini A | 2,000.000 TMACs | 25.00 | 50.00 |" in files["figure2.md"]
+    # Retrieval per seed (40, 60), then its interval over seeds, as the figure's error bars.
+    assert "| miniature | mini A | 2,000.000 TMACs | 25.00 [-38.53, 88.53] | 50.00 [-77.06, 177.06] |" in files[
+        "figure2.md"]
     assert "mini B" not in files["figure2.md"]
 
 
@@ -157,3 +163,133 @@ def test_table2_computed_rows_are_the_compute_files(tmp_path):
     (results / "compute" / "table2.json").write_text(json.dumps(compute))
     with pytest.raises(LeaderboardInputError, match="table2.json: counts"):
         build_leaderboards(results, figure=False)
+
+
+_CLAIMS_MINIATURE = """note: toy
+evaluated_with: x
+tables:
+  - table: 1
+    note: t1
+    rows:
+      - {label: mini A, trained_with: [a], source: {models: [runs/a, runs/a-s1, runs/a-s2], image_size: 64}}
+      - {label: mini B, trained_with: [b], source: {models: [runs/b, runs/b-s1, runs/b-s2], image_size: 64}}
+      - {label: mini C, trained_with: [c], source: {models: [runs/c], image_size: 64}}
+      - {label: mini D, trained_with: [d], source: {models: [runs/d], image_size: 64}}
+    claims:
+      - {claim: A matches B, paper: "Table 1, Section 4.1", metric: imagenet/top1, a: {row: mini A},
+         b: {row: mini B}, expect: at_least, margin: 1.0}
+      - {claim: C equals B, paper: Table 1, metric: imagenet/top1, a: {row: mini C}, b: {row: mini B},
+         expect: within}
+      - {claim: D beats B, paper: Table 1, metric: imagenet/top1, a: {row: mini D}, b: {row: mini B}, expect: more}
+  - table: 5
+    note: t5
+    rows:
+      - label: mini A
+        trained_with: [a]
+        sources:
+          before_finetune: {models: [runs/a/lowres, runs/a-s1/lowres, runs/a-s2/lowres], image_size: 32}
+          after_finetune: {models: [runs/a, runs/a-s1, runs/a-s2], image_size: 64}
+    claims:
+      - {claim: the finetune helps, paper: "Table 5", metric: imagenet/top1,
+         a: {row: mini A, source: after_finetune}, b: {row: mini A, source: before_finetune}, expect: more}
+"""
+
+
+def _claims_world(tmp_path, miniature: str = _CLAIMS_MINIATURE):
+    """Three seeds of A and B (and A's lowres stage), one seed of C, none of D; the miniature file beside them."""
+    results = tmp_path / "results"
+    results.mkdir()
+    top1 = {"runs/a": 0.30, "runs/a-s1": 0.32, "runs/a-s2": 0.31, "runs/b": 0.25, "runs/b-s1": 0.27,
+            "runs/b-s2": 0.24, "runs/c": 0.26}
+    for model, value in top1.items():
+        _write(results, _result("shapes-zeroshot", model, 64, {"top1": value}))
+    for model, value in {"runs/a/lowres": 0.10, "runs/a-s1/lowres": 0.15, "runs/a-s2/lowres": 0.12}.items():
+        _write(results, _result("shapes-zeroshot", model, 32, {"top1": value}))
+    (tmp_path / "miniature.yaml").write_text(miniature)
+    return results
+
+
+def test_claims_render_as_verdicts_under_the_miniature_rows(tmp_path):
+    from scipy import stats
+
+    files = build_leaderboards(_claims_world(tmp_path), figure=False)
+    a, b = [30.0, 32.0, 31.0], [25.0, 27.0, 24.0]
+    welch = stats.ttest_ind(a, b, equal_var=False).confidence_interval()
+    table1 = files["table1.md"].splitlines()
+    start = next(i for i, line in enumerate(table1) if line.startswith("Verdicts"))
+    assert start > next(i for i, line in enumerate(table1) if line.startswith("| miniature | mini D"))
+    assert table1[start + 2:start + 8] == [
+        '- **A matches B** (paper: Table 1, Section 4.1; imagenet/top1, a = "mini A", b = "mini B"; expected '
+        "a - b >= -1)",
+        f"  reproduces: +5.67 points, 95% CI [{welch.low:.2f}, {welch.high:.2f}] (Welch, 3 vs 3 seeds)",
+        '- **C equals B** (paper: Table 1; imagenet/top1, a = "mini C", b = "mini B"; expected |a - b| <= 0)',
+        "  inconclusive: +0.67 points (too few seeds for an interval)",
+        '- **D beats B** (paper: Table 1; imagenet/top1, a = "mini D", b = "mini B"; expected a - b > 0)',
+        '  no verdict: no results yet for "mini D" (every seed is needed)']
+    # Two sources of one row with the same seeds: the paired interval on the per-seed differences.
+    paired = stats.ttest_rel(a, [10.0, 15.0, 12.0]).confidence_interval()
+    assert (f"  reproduces: +18.67 points, 95% CI [{paired.low:.2f}, {paired.high:.2f}] (paired, 3 seeds)"
+            in files["table5.md"].splitlines())
+    assert '(after_finetune), b = "mini A" (before_finetune); expected a - b > 0)' in files["table5.md"]
+    assert "Verdicts" not in files["table10.md"]  # no claims, no list
+
+
+FIRST_OF_TABLE_1, FIRST_OF_TABLE_5 = 'table 1, claims[0] ("A matches B")', 'table 5, claims[0] ("the finetune helps")'
+
+
+@pytest.mark.parametrize("change, where, key", [
+    (("a: {row: mini A}", "a: {row: mini Z}"), FIRST_OF_TABLE_1, "a.row: 'mini Z' is not a row of this table"),
+    (("source: before_finetune}", "source: during_finetune}"), FIRST_OF_TABLE_5,
+     "b.source: 'during_finetune' is not a source of row 'mini A'"),
+    (("expect: at_least", "expect: atleast"), FIRST_OF_TABLE_1,
+     "expect: 'atleast' is not one of at_least, more, within"),
+    (("metric: imagenet/top1, a: {row: mini A},", "metric: imagenet/top5, a: {row: mini A},"), FIRST_OF_TABLE_1,
+     "metric: 'imagenet/top5' is not a column of Table 1; did you mean 'imagenet/top1'?"),
+])
+def test_a_bad_claim_is_one_line_naming_file_table_claim_and_key_before_anything_is_written(
+        tmp_path, capsys, change, where, key):
+    results = _claims_world(tmp_path, _CLAIMS_MINIATURE.replace(*change, 1))
+    out = tmp_path / "boards"
+    assert main(["leaderboard", "--results", str(results), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {tmp_path / 'miniature.yaml'}: {where}: {key}") and "\n" not in err
+    assert not out.exists()
+
+
+def test_figure_error_bars_are_the_points_intervals():
+    from reclip_eval.leaderboard.claims import mean_interval
+    from reclip_eval.leaderboard.figure import Point, render_figure_png
+
+    ci = mean_interval([20.0, 25.0, 30.0])
+    with_bars = Point("mini A", "mini A", 2.0, ci.estimate, 50.0, ci, None)
+    without = Point("mini A", "mini A", 2.0, ci.estimate, 50.0)
+    assert render_figure_png([], [with_bars]) != render_figure_png([], [without])
+
+
+def test_extra_columns_show_a_synthetic_task_for_miniature_rows_only(tmp_path):
+    """A miniature table may add columns the paper lacks (the fine-texture task): its rows fill them, a claim may
+    name them, and a results file on such a task never joins the paper's table as a real-dataset row."""
+    results = tmp_path / "results"
+    results.mkdir()
+    for model, top1 in (("runs/a", 0.5), ("runs/a-s1", 0.7), ("runs/b", 0.2), ("runs/b-s1", 0.3)):
+        _write(results, _result("shapes-texture", model, 64, {"top1": top1}))
+    _write(results, _result("shapes-texture", "someone/else", 64, {"top1": 0.9}))
+    (tmp_path / "miniature.yaml").write_text(
+        "note: toy\nevaluated_with: x\ntables:\n"
+        "  - table: 1\n    note: t1\n"
+        "    extra_columns: [{key: shapes-texture/top1, title: fine texture top-1}]\n"
+        "    claims:\n"
+        "      - {claim: A beats B on texture, paper: nowhere, metric: shapes-texture/top1, a: {row: mini A},"
+        " b: {row: mini B}, expect: more}\n"
+        "    rows:\n"
+        "      - {label: mini A, trained_with: [train a], source: {models: [runs/a, runs/a-s1], image_size: 64}}\n"
+        "      - {label: mini B, trained_with: [train b], source: {models: [runs/b, runs/b-s1], image_size: 64}}\n")
+    table1 = build_leaderboards(results, figure=False)["table1.md"]
+    header = next(line for line in table1.splitlines() if line.startswith("| source"))
+    assert header.split("|")[-4].strip() == "fine texture top-1"  # after the paper's columns, before compute
+    row_a = [c.strip() for c in next(line for line in table1.splitlines() if "| mini A" in line).split("|")]
+    assert row_a[-4].startswith("60.00 [") and "†" not in row_a[-4]  # the task itself, not a twin
+    paper_row = [c.strip() for c in next(line for line in table1.splitlines() if line.startswith("| paper")).split("|")]
+    assert paper_row[-4] == ""
+    assert "someone/else" not in table1
+    assert "A beats B on texture" in table1 and "(Welch, 2 vs 2 seeds)" in table1

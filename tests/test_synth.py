@@ -366,3 +366,26 @@ def test_trainer_regenerates_shards_made_for_another_world(tmp_path):
     concise = dataclasses.replace(synth, fine_texture=True, concise_captions=True)
     prepare_shards(dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, synth=concise)), tmp_path, 1)
     assert read_manifest(tmp_path / "shapes-train")["concise_captions"] is True
+
+
+def test_every_synthetic_task_says_how_to_make_its_own_set_by_hand():
+    """A task's get_data command asks `data synth` for the very set the task generates (world, seed, counts)."""
+    import re
+    import shlex
+
+    from reclip_eval.cli.data_cmd import add_parser, synth_config
+    from reclip_eval.data.synth.export import _effective
+    from reclip_eval.eval.tasks import list_tasks
+
+    checked = 0
+    for task in list_tasks():
+        name = task.name
+        if task.synth is None:
+            continue
+        command = re.search(r"`reclip-eval data (synth [^`]*)`", task.get_data).group(1)
+        args = add_parser().parse_args(shlex.split(command.replace("DIR", "/tmp/x")))
+        assert args.sets == task.synth_set, name
+        asked, wanted = _effective(synth_config(args), task.synth_set), _effective(task.synth, task.synth_set)
+        assert asked == wanted, f"{name}: get_data makes {asked}, the task generates {wanted}"
+        checked += 1
+    assert checked >= 8

@@ -26,11 +26,11 @@ def _error(path: Path) -> str:
 
 
 def test_architecture_comes_from_the_recipe_at_its_last_stage(tmp_path):
-    recipe = yaml.safe_load((data_folder("training") / "demo-shapes.yaml").read_text())
+    recipe = yaml.safe_load((data_folder("training") / "mini-reclip-64.yaml").read_text())  # a flat recipe
     recipe["stages"][-1]["image_size"] = 48
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
     config = load_entry(str(_entry(tmp_path, recipe=str(tmp_path / "recipe.yaml")))).config()
-    assert config.vision.image_size == 48 and config.vision.width == 128  # the demo preset, resized as trained
+    assert config.vision.image_size == 48 and config.vision.width == 128  # the mini preset, resized as trained
 
 
 def test_an_entry_without_a_recipe_states_its_architecture(tmp_path):
@@ -40,7 +40,7 @@ def test_an_entry_without_a_recipe_states_its_architecture(tmp_path):
 
 
 def test_an_entry_stating_both_is_an_error_naming_the_file(tmp_path):
-    message = _error(_entry(tmp_path, recipe="demo-shapes", architecture={"preset": "demo"}))
+    message = _error(_entry(tmp_path, recipe="demo-shapes", architecture={"preset": "mini"}))
     assert "architecture: stated, but recipe 'demo-shapes' already defines it" in message
 
 

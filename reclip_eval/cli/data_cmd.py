@@ -69,14 +69,21 @@ def run(args: argparse.Namespace) -> int:
                                    PreresizeConfig(args.short_side, args.quality), workers=args.workers)
         print(f"{summary['samples']} samples in {summary['shards']} shards -> {args.out}")
         return 0
-    from reclip_eval.data.synth.export import SynthConfig, synthesize
+    from reclip_eval.data.synth.export import synthesize
 
-    config = SynthConfig(seed=args.seed, image_size=args.image_size, train_samples=args.train_samples,
-                         samples_per_shard=args.samples_per_shard, zeroshot_per_class=args.zeroshot_per_class,
-                         retrieval_images=args.retrieval_images, lvis_train_images=args.lvis_train_images,
-                         lvis_val_images=args.lvis_val_images, fine_texture=args.fine_texture,
-                         concise_captions=args.concise_captions)
+    config = synth_config(args)
     sets = [s.strip() for s in args.sets.split(",") if s.strip()]
     for folder in synthesize(args.out, config, sets=sets, workers=args.workers):
         print(folder)
     return 0
+
+
+def synth_config(args: argparse.Namespace):
+    """The SynthConfig that `data synth` arguments ask for (a task's get_data command must ask for its synth)."""
+    from reclip_eval.data.synth.export import SynthConfig
+
+    return SynthConfig(seed=args.seed, image_size=args.image_size, train_samples=args.train_samples,
+                       samples_per_shard=args.samples_per_shard, zeroshot_per_class=args.zeroshot_per_class,
+                       retrieval_images=args.retrieval_images, lvis_train_images=args.lvis_train_images,
+                       lvis_val_images=args.lvis_val_images, fine_texture=args.fine_texture,
+                       concise_captions=args.concise_captions)

@@ -22,7 +22,7 @@ def build_leaderboards(results_dir: Path, miniature_file: Path | None = None, *,
     paper's numbers and `miniature_file` (default: miniature.yaml beside the results folder)."""
     paper = load_paper_tables()
     measured = load_measured(results_dir)
-    miniature = load_miniature(miniature_file or results_dir.parent / MINIATURE_FILE)
+    miniature = load_miniature(miniature_file or results_dir.parent / MINIATURE_FILE, paper)
     table2_computed = table2_computed_rows(results_dir)
     files: dict[str, str | bytes] = {}
     for table in paper.tables:

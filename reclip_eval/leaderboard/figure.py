@@ -3,7 +3,8 @@ miniature reproduction's points in their own panels (their compute is in other u
 their accuracy is on the synthetic twins, so sharing axes would suggest a comparison the data cannot make).
 
 The points are also written as a markdown table (figure2.md), which the drift check compares byte for byte; the
-PNG is rendered from exactly those points.
+PNG is rendered from exactly those points. A miniature point is a mean over seeds, shown with its 95% confidence
+interval (error bars in the PNG, brackets in the markdown).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import io
 import statistics
 from dataclasses import dataclass
 
+from reclip_eval.leaderboard.claims import Interval, mean_interval
 from reclip_eval.leaderboard.measured import MeasuredRow
 from reclip_eval.leaderboard.miniature import MiniatureTable, index_measured, miniature_cell, training_compute
 from reclip_eval.paper_tables import PaperTable
@@ -29,6 +31,9 @@ class Point:
     compute: float
     classification: float | None
     retrieval: float | None
+    # 95% CIs over seeds (miniature points with several seeds); the paper reports none
+    classification_ci: Interval | None = None
+    retrieval_ci: Interval | None = None
 
 
 def _series(row_label: str) -> str:
@@ -60,15 +65,22 @@ def miniature_points(experiment: MiniatureTable | None, measured: list[MeasuredR
             continue
         top1 = miniature_cell(row, "imagenet/top1", index)
         recalls = [miniature_cell(row, k, index) for k in MINIATURE_RETRIEVAL]
-        retrieval = (statistics.fmean(statistics.fmean(c.values) for c in recalls)
-                     if all(c is not None for c in recalls) else None)
-        points.append(Point(_series(row.label), row.label, tmacs,
-                            statistics.fmean(top1.values) if top1 else None, retrieval))
+        # Both directions come from the same checkpoints: average them per seed, then take the interval over seeds.
+        per_seed = ([statistics.fmean(directions) for directions in zip(*(c.values for c in recalls), strict=True)]
+                    if all(c is not None for c in recalls) else None)
+        top1_ci = mean_interval(top1.values) if top1 else None
+        retrieval_ci = mean_interval(per_seed) if per_seed else None
+        points.append(Point(_series(row.label), row.label, tmacs, top1_ci.estimate if top1_ci else None,
+                            retrieval_ci.estimate if retrieval_ci else None, top1_ci, retrieval_ci))
     return points
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:
     return "" if value is None else f"{value:,.{digits}f}"
+
+
+def _fmt_ci(value: float | None, ci: Interval | None) -> str:
+    return ci.text() if ci else _fmt(value)
 
 
 def render_figure_markdown(paper: list[Point], miniature: list[Point]) -> str:
@@ -77,16 +89,29 @@ def render_figure_markdown(paper: list[Point], miniature: list[Point]) -> str:
              "Top: the paper's Figure 2 points, from its Table 1 (TPU-v3 core-hours; ImageNet top-1; retrieval = mean "
              "of image->text and text->image R@1 on Flickr30K and MSCOCO). Bottom: the miniature reproduction "
              "(leaderboards/miniature.yaml, Table 1 rows): forward TMACs over training; shapes-zeroshot top-1; "
-             "retrieval = mean of i2t and t2i R@1 on shapes-retrieval (the synthetic twins, mean over seeds).", "",
+             "retrieval = mean of i2t and t2i R@1 on shapes-retrieval (the synthetic twins): the mean over seeds "
+             "and, with several seeds, its 95% confidence interval in brackets (Student's t, n = seeds; the error "
+             "bars of the figure).", "",
              "| panel | point | compute | zero-shot top-1 (%) | retrieval mean R@1 (%) |",
              "|---|---|---|---|---|"]
     lines += [f"| paper | {p.label} | {_fmt(p.compute, 0)} core-hours | {_fmt(p.classification)} | "
               f"{_fmt(p.retrieval)} |" for p in paper]
-    lines += [f"| miniature | {p.label} | {_fmt(p.compute, 3)} TMACs | {_fmt(p.classification)} | "
-              f"{_fmt(p.retrieval)} |" for p in miniature]
+    lines += [f"| miniature | {p.label} | {_fmt(p.compute, 3)} TMACs | "
+              f"{_fmt_ci(p.classification, p.classification_ci)} | {_fmt_ci(p.retrieval, p.retrieval_ci)} |"
+              for p in miniature]
     if not miniature:
         lines += ["", "No miniature point yet: no Table 1 row of miniature.yaml has all its results."]
     return "\n".join(lines + [""])
+
+
+def _error_bars(points: list[Point], metric: str) -> list[list[float]] | None:
+    """matplotlib's yerr (distances below and above each point) of the points' 95% CIs; None when none has one."""
+    intervals = [getattr(p, f"{metric}_ci") for p in points]
+    if all(ci is None or ci.lo is None for ci in intervals):
+        return None
+    below = [0.0 if ci is None or ci.lo is None else ci.estimate - ci.lo for ci in intervals]
+    above = [0.0 if ci is None or ci.hi is None else ci.hi - ci.estimate for ci in intervals]
+    return [below, above]
 
 
 def render_figure_png(paper: list[Point], miniature: list[Point]) -> bytes:
@@ -105,12 +130,12 @@ def render_figure_png(paper: list[Point], miniature: list[Point]) -> bytes:
                                               ("retrieval", "retrieval, mean R@1 (%)")]):
             ax = axes[r][c]
             for series in dict.fromkeys(p.series for p in points):
-                xs_ys = sorted((p.compute, getattr(p, metric)) for p in points
-                               if p.series == series and getattr(p, metric) is not None)
-                if xs_ys:
-                    xs, ys = [x for x, _ in xs_ys], [y for _, y in xs_ys]
-                    ax.plot(xs, ys, marker=marker, linestyle="-" if "RECLIP" in series else "--",
-                            label=series)
+                chosen = sorted((p for p in points if p.series == series and getattr(p, metric) is not None),
+                                key=lambda p: (p.compute, getattr(p, metric)))
+                if chosen:
+                    xs, ys = [p.compute for p in chosen], [getattr(p, metric) for p in chosen]
+                    ax.errorbar(xs, ys, yerr=_error_bars(chosen, metric), capsize=3, marker=marker,
+                                linestyle="-" if "RECLIP" in series else "--", label=series)
             ax.set_xscale("log")
             # Labels at 1, 2, 5 x 10^k: a panel spanning less than a decade still gets some.
             ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))

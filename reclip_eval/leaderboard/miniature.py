@@ -8,7 +8,12 @@ paper's numbers, so the tables stay a pure function of committed files.
 
 A cell of a row comes from, in order: `values` (a literal such as the step count), then the `sources` entry whose
 name prefixes the column key (Table 5's `before_finetune/...`, Table 10's `mask/...`), then `source`. A source
-lists one checkpoint per seed; the cell is the mean over seeds, with the spread when there are several.
+lists one checkpoint per seed, in seed order (the i-th checkpoint of every source of a row is the same seed); the
+cell is the mean over seeds, with its 95% confidence interval when there are several.
+
+A table may also state the paper's claims about its rows (`claims:`, reclip_eval/leaderboard/claims.py): each
+compares two rows (or two sources of one row) on one column. They are checked against the table's rows, sources and
+paper columns when the file is loaded, so a typo fails before any leaderboard is written.
 """
 
 from __future__ import annotations
@@ -19,7 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from reclip_eval.config import from_dict, load_yaml
+from reclip_eval.errors import ReclipError
+from reclip_eval.leaderboard.claims import EXPECTATIONS, Claim, Side, mean_interval
 from reclip_eval.leaderboard.measured import MeasuredRow
+from reclip_eval.names import near_matches
+from reclip_eval.paper_tables import Column, PaperTables, load_paper_tables
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,13 @@ class MiniatureTable:
     table: int
     note: str
     rows: list[MiniatureRow]
+    claims: list[Claim] = field(default_factory=list)
+    # Columns the paper's table lacks, shown after its own for the miniature rows only: tasks with no real
+    # counterpart, such as the fine-texture task that only a model seeing full-size images can solve.
+    extra_columns: list[Column] = field(default_factory=list)
+
+    def row(self, label: str) -> MiniatureRow | None:
+        return next((r for r in self.rows if r.label == label), None)
 
 
 @dataclass(frozen=True)
@@ -54,10 +70,63 @@ class Miniature:
         return next((t for t in self.tables if t.table == number), None)
 
 
-def load_miniature(path: Path) -> Miniature | None:
+class MiniatureError(ReclipError):
+    """miniature.yaml states something its tables cannot hold (a claim about a row, source or column they lack)."""
+
+
+def load_miniature(path: Path, paper: PaperTables | None = None) -> Miniature | None:
+    """The miniature file, its claims checked against its rows and `paper`'s columns (default: the paper's
+    tables); None when there is no file."""
     if not path.is_file():
         return None
-    return from_dict(Miniature, load_yaml(path), source=str(path))
+    miniature = from_dict(Miniature, load_yaml(path), source=str(path))
+    columns = {t.number: [c.key for c in t.columns] for t in (paper or load_paper_tables()).tables}
+    for table in miniature.tables:
+        known = columns.get(table.table)
+        for i, claim in enumerate(table.claims):
+            problem = _claim_problem(table, claim, None if known is None else known + [c.key for c in
+                                                                                      table.extra_columns])
+            if problem:
+                raise MiniatureError(f'{path}: table {table.table}, claims[{i}] ("{claim.claim}"): {problem}')
+    return miniature
+
+
+def _hint(name: str, known: list[str], what: str) -> str:
+    near = near_matches(name, known, n=1)
+    return f"did you mean {near[0]!r}?" if near else f"{what}: {', '.join(map(repr, known)) or 'none'}"
+
+
+def _claim_problem(table: MiniatureTable, claim: Claim, columns: list[str] | None) -> str | None:
+    """'key: what is wrong' for the first problem of `claim`, or None."""
+    if columns is None:
+        return f"table: the paper has no Table {table.table} to hold the claim"
+    if claim.expect not in EXPECTATIONS:
+        return f"expect: {claim.expect!r} is not one of {', '.join(EXPECTATIONS)}"
+    if claim.margin < 0:
+        return f"margin: must be >= 0 points, got {claim.margin}"
+    sources = []
+    for name, side in (("a", claim.a), ("b", claim.b)):
+        row = table.row(side.row)
+        if row is None:
+            return f"{name}.row: {side.row!r} is not a row of this table; " + _hint(
+                side.row, [r.label for r in table.rows], "rows")
+        if side.source is not None and side.source not in row.sources:
+            return f"{name}.source: {side.source!r} is not a source of row {row.label!r}; " + _hint(
+                side.source, list(row.sources), "its sources")
+        column = side.column(claim.metric)
+        if column not in columns:
+            via = f" (under source {side.source!r}: {column!r})" if side.source else ""
+            return (f"metric: {claim.metric!r}{via} is not a column of Table {table.table}; "
+                    + _hint(column, columns, "columns"))
+        if column in row.values:
+            return f"metric: {column!r} is a literal value of row {row.label!r}, not a measurement over seeds"
+        source, _ = _source_for(row, column)
+        if source is None:
+            return f"{name}.source: row {row.label!r} has no main source; name one of: {', '.join(row.sources)}"
+        sources.append(source)
+    if sources[0] is sources[1]:
+        return "b: names the same cells as a; a claim compares two"
+    return None
 
 
 @dataclass
@@ -68,9 +137,8 @@ class Cell:
     twin: bool  # from a synthetic twin of the column's dataset
 
     def text(self, twin_mark: str) -> str:
-        mean = statistics.fmean(self.values)
-        spread = f" ± {statistics.stdev(self.values):.2f}" if len(self.values) > 1 else ""
-        return f"{mean:.2f}{spread}{twin_mark}"
+        """`mean [lo, hi]` with the 95% CI over seeds, or the mean alone for one seed; then the twin mark."""
+        return mean_interval(self.values).text() + twin_mark
 
 
 def _source_for(row: MiniatureRow, key: str) -> tuple[Source | None, str]:
@@ -99,6 +167,22 @@ def miniature_cell(row: MiniatureRow, key: str, measured: dict[tuple[str, int], 
         cell.values.append(value)
         cell.twin = cell.twin or task != inner.split("/")[0]
     return cell
+
+
+def claim_cells(table: MiniatureTable, claim: Claim, measured: dict[tuple[str, int], MeasuredRow]
+                ) -> tuple[Cell | None, Cell | None, bool]:
+    """The cells of a claim's two sides (None: not all seeds measured), and whether their seeds pair up: two
+    sources of one row with as many checkpoints (seed i of one is seed i of the other)."""
+    a, b = (_side_source(table, side, claim.metric) for side in (claim.a, claim.b))
+    paired = claim.a.row == claim.b.row and a is not b and len(a.models) == len(b.models)
+    cells = (miniature_cell(table.row(side.row), side.column(claim.metric), measured) for side in (claim.a, claim.b))
+    return *cells, paired
+
+
+def _side_source(table: MiniatureTable, side: Side, metric: str) -> Source:
+    source, _ = _source_for(table.row(side.row), side.column(metric))
+    assert source is not None, "load_miniature checks that every side of a claim has a source"
+    return source
 
 
 def row_models(row: MiniatureRow) -> list[tuple[str, int]]:

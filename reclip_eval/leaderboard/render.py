@@ -8,9 +8,11 @@ from typing import Any
 from tabulate import tabulate
 
 from reclip_eval.eval.task_kinds import TASK_KINDS, Headline, task_kind
+from reclip_eval.leaderboard.claims import EXPECTATIONS, verdict
 from reclip_eval.leaderboard.measured import MeasuredRow
 from reclip_eval.leaderboard.miniature import (
     MiniatureTable,
+    claim_cells,
     index_measured,
     miniature_cell,
     row_models,
@@ -88,20 +90,43 @@ def _miniature_rows(keys: list[str], experiment: MiniatureTable, measured: list[
     return rows, provenance
 
 
+def _verdicts(experiment: MiniatureTable, measured: list[MeasuredRow]) -> list[str]:
+    """The table's claims in YAML order: each with where the paper makes it, what it compares and its verdict."""
+    if not experiment.claims:
+        return []
+    index = index_measured(measured)
+    lines = ["Verdicts of the paper's claims on these rows: d = a - b in points and its 95% CI over seeds (Student's "
+             "t: Welch's interval, or the paired interval on the per-seed differences for two sources of one row "
+             "with the same seeds). A claim reproduces when the whole interval meets the expectation, does not "
+             "when the whole interval misses it, and is inconclusive otherwise.", ""]
+    for claim in experiment.claims:
+        lines.append(f"- **{claim.claim}** (paper: {claim.paper}; {claim.metric}, a = {claim.a.describe()}, "
+                     f"b = {claim.b.describe()}; expected {EXPECTATIONS[claim.expect].reads(claim.margin)})")
+        a, b, paired = claim_cells(experiment, claim, index)
+        if a is None or b is None:
+            missing = [side.describe() for side, cell in ((claim.a, a), (claim.b, b)) if cell is None]
+            lines.append(f"  no verdict: no results yet for {' and '.join(missing)} (every seed is needed)")
+        else:
+            lines.append("  " + verdict(claim, a.values, b.values, paired=paired))
+    return lines + [""]
+
+
 def render_paper_table(table: PaperTable, measured: list[MeasuredRow], experiment: MiniatureTable | None = None,
                        computed: list[list[str]] | None = None) -> str:
     """The paper's rows, then the miniature reproduction's rows (synthetic twins, marked †), then measured rows on
     the real datasets, then rows computed by this project (e.g. Table 2's FLOPs)."""
-    keys = [c.key for c in table.columns]
-    headers = ["source", "row", *(c.title for c in table.columns)]
+    columns = table.columns + (experiment.extra_columns if experiment else [])
+    keys = [c.key for c in columns]
+    headers = ["source", "row", *(c.title for c in columns)]
     extra = ["train TMACs (fwd)", "device-hours"] if experiment else []
     rows = [["paper", r.row, *(_fmt(r.values.get(k)) for k in keys), *([""] * len(extra))] for r in table.rows]
     mini_provenance: list[str] = []
     if experiment:
         mini_rows, mini_provenance = _miniature_rows(keys, experiment, measured)
         rows += mini_rows
-    real_rows, used = _real_rows(keys, measured)
-    rows += [r + [""] * len(extra) for r in real_rows]
+    # Only the paper's own columns take real-dataset rows: the extra columns are synthetic tasks.
+    real_rows, used = _real_rows([c.key for c in table.columns], measured)
+    rows += [r + [""] * (len(keys) - len(table.columns) + len(extra)) for r in real_rows]
     rows += [r + [""] * (len(headers) + len(extra) - len(r)) for r in computed or []]
     out = [f"# {table.table}: {table.title}", ""]
     if table.note:
@@ -111,12 +136,13 @@ def render_paper_table(table: PaperTable, measured: list[MeasuredRow], experimen
         out += ["Computed rows: `reclip-eval flops` on this project's model definitions (GMACs per image-text pair, "
                 "forward, matrix products only).", ""]
     if experiment:
-        out += [f"Miniature rows: {experiment.note}", "",
+        out += [f"Miniature rows: {experiment.note}", "", *_verdicts(experiment, measured),
                 f"{TWIN_MARK}: measured on the synthetic twin of that dataset (see the task table in the README), "
-                "not on the real one; compare trends, not values. Mean ± standard deviation over seeds where a row "
-                "has several. train TMACs (fwd): forward multiply-accumulates of both towers over all training "
-                "samples (Table 2's convention, summed over stages); device-hours on the device the checkpoint "
-                "records.", "", *mini_provenance, ""]
+                "not on the real one; compare trends, not values. A cell with several seeds reads mean [lo, hi]: "
+                "the mean over the n seeds and its 95% confidence interval (Student's t with n - 1 degrees of "
+                "freedom, n = seeds); one seed gives the mean alone. train TMACs (fwd): forward multiply-accumulates "
+                "of both towers over all training samples (Table 2's convention, summed over stages); device-hours "
+                "on the device the checkpoint records.", "", *mini_provenance, ""]
     if used:
         out += ["Measured rows (real datasets):", *_provenance(used), ""]
     if not experiment and not used:
