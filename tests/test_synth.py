@@ -288,29 +288,29 @@ def test_demo_model_evaluates_on_a_tiny_texture_set(tmp_path):
     assert metrics <= set(results["metrics"]) and all(0 <= results["metrics"][m] <= 1 for m in metrics), results
 
 
-def test_concise_captions_name_colour_shape_texture_always_and_the_easy_attributes_now_and_then():
+def test_concise_captions_name_texture_colour_and_shape_and_nothing_else():
     import numpy as np
 
-    from reclip_eval.data.synth.captions import _POSITION, _SIZE_WORDS, CONCISE_MENTION, caption_scene
-    from reclip_eval.data.synth.world import sample_class_scene, sample_rng
+    from reclip_eval.data.synth.captions import _PATTERN_WORDS, _POSITION, _SIZE_WORDS, caption_scene
+    from reclip_eval.data.synth.world import sample_rng, sample_scene
 
     named = {"lined": ("lined", "ribbed"), "checked": ("checked", "checkered")}
-    positions = sizes = 0
-    n = 600
-    for index in range(n):
-        scene = sample_class_scene(sample_rng(5, "train", index), None, "star", with_texture=True)
-        (obj,) = scene.objects
+    easy_words = {w for words in (*_SIZE_WORDS.values(), *_PATTERN_WORDS.values()) for w in words if w}
+    easy_phrases = {p for phrases in _POSITION.values() for p in phrases}
+    full_named_position = 0
+    for index in range(300):
+        scene = sample_scene(sample_rng(5, "train", index), with_texture=True)
         caption = caption_scene(np.random.default_rng(index), scene, concise=True)
-        assert obj.colour in caption and "star" in caption, caption
-        if obj.texture in named:
-            assert any(word in caption for word in named[obj.texture]), caption
-        positions += any(phrase in caption for phrase in _POSITION[obj.cell])
-        sizes += obj.size != "medium" and any(w and w in caption.split() for w in _SIZE_WORDS[obj.size])
-        # Full captions name the position of every single object (one template in six omits it).
+        for obj in scene.objects:
+            assert obj.colour in caption, caption
+            if obj.texture in named:
+                assert any(word in caption for word in named[obj.texture]), caption
+        words = caption.replace(" on a plain background", "").rstrip(".").replace(",", "").split()  # a template
+        assert not easy_words & set(words), caption
+        assert not any(phrase in caption for phrase in easy_phrases), caption
         full = caption_scene(np.random.default_rng(index), scene)
-        assert obj.colour in full and "star" in full
-    assert abs(positions / n - CONCISE_MENTION) < 0.06, positions / n
-    assert abs(sizes / (n * 2 / 3) - CONCISE_MENTION) < 0.08, sizes  # small and large have a word every time
+        full_named_position += any(phrase in full for phrase in easy_phrases)
+    assert full_named_position > 150  # the full grammar names positions (the golden hashes pin it byte for byte)
 
 
 def test_concise_captions_are_opt_in_and_in_the_manifest(tmp_path):
@@ -338,7 +338,8 @@ def test_a_set_made_for_another_world_is_regenerated_not_used(tmp_path):
     from reclip_eval.eval.tasks import load_task, locate_task_data
 
     task = load_task("shapes-zeroshot")
-    original = dataclasses.replace(task.synth, image_size=32, zeroshot_per_class=1)
+    original = dataclasses.replace(task.synth, image_size=32, zeroshot_per_class=1, fine_texture=False,
+                                   concise_captions=False)
     folder = synthesize(tmp_path, original, sets=["zeroshot"])[0]
     other_world = dataclasses.replace(original, fine_texture=True, concise_captions=True)
     assert made_by_current_generator(folder, original) and made_by_current_generator(folder)

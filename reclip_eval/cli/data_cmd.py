@@ -49,7 +49,7 @@ def add_parser() -> argparse.ArgumentParser:
     s.add_argument("--fine-texture", action="store_true",
                    help="give every object the fine texture (read only near full size; benchmarks/world_calibration.py)")
     s.add_argument("--concise-captions", action="store_true",
-                   help="captions name size, pattern and position only now and then (data/synth/captions.py says why)")
+                   help="captions name texture, colour and shape only (data/synth/captions.py says why)")
     s.add_argument("--workers", type=int, default=2)
     r = sub.add_parser("preresize", help="rewrite webdataset shards with smaller images (for low-res stages)")
     r.add_argument("shards", help="a folder of .tar files, a glob, or brace notation")

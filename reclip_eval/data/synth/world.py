@@ -64,7 +64,7 @@ class WorldOptions:
     """What sets a world apart from the original one (every option off: the original world, byte for byte)."""
 
     fine_texture: bool = False  # objects carry one of TEXTURES, named in the captions
-    concise_captions: bool = False  # captions name size, pattern and position only now and then (captions.py)
+    concise_captions: bool = False  # captions name texture, colour and shape only (captions.py says why)
 
 
 @dataclass(frozen=True)
