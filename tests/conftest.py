@@ -19,6 +19,16 @@ def _isolated_env(tmp_path, monkeypatch):
     torch.manual_seed(0)
 
 
+def task_world(task: str = "shapes-zeroshot") -> dict:
+    """The world options (fine texture, caption grammar) of a synthetic task: a set made for another world is
+    regenerated when a task finds it (export.made_by_current_generator), so test sets are drawn from this one."""
+    from reclip_eval.data.synth.export import WORLD_SETTINGS
+    from reclip_eval.eval.tasks import load_task
+
+    synth = load_task(task).synth
+    return {name: getattr(synth, name) for name in WORLD_SETTINGS}
+
+
 @pytest.fixture(scope="session")
 def synth_dir(tmp_path_factory) -> Path:
     """A small synthetic world in the real layouts (shards, ImageNet folders, Karpathy JSON)."""
@@ -26,7 +36,7 @@ def synth_dir(tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("synth")
     config = SynthConfig(seed=3, image_size=64, train_samples=600, samples_per_shard=300, zeroshot_per_class=3,
-                         retrieval_images=30)
+                         retrieval_images=30, **task_world())
     synthesize(out, config, sets=["train", "zeroshot", "retrieval"], workers=2)
     return out
 

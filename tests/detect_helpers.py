@@ -7,7 +7,9 @@ from pathlib import Path
 
 from reclip_eval.data.synth.export import SynthConfig, synthesize
 
-TINY_LVIS = SynthConfig(seed=2, image_size=64, lvis_train_images=24, lvis_val_images=10)
+from .conftest import task_world
+
+TINY_LVIS = SynthConfig(seed=2, image_size=64, lvis_train_images=24, lvis_val_images=10, **task_world("shapes-lvis"))
 
 # Overrides of training/detect-shapes.yaml for the `tiny` CLIP preset (patch 8, width 32, 2 blocks).
 TINY_DETECTOR = [

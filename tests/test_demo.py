@@ -1,8 +1,9 @@
 """The bundled demo model and the README's first command."""
 
+import dataclasses
 import json
 
-from reclip_eval.data.synth.export import SynthConfig, synthesize
+from reclip_eval.data.synth.export import synthesize
 from reclip_eval.eval.runner import EvalOptions, evaluate
 from reclip_eval.eval.tasks import load_task
 from reclip_eval.zoo.resolve import load_adapter
@@ -15,9 +16,10 @@ DEMO_MIN_TOP1 = 0.15
 
 
 def test_demo_accuracy_on_a_fresh_seed(tmp_path):
-    synthesize(tmp_path, SynthConfig(seed=7, zeroshot_per_class=10), sets=["zeroshot"], workers=2)
+    task = load_task("shapes-zeroshot")  # another draw of the task's own world
+    synthesize(tmp_path, dataclasses.replace(task.synth, seed=7, zeroshot_per_class=10), sets=["zeroshot"], workers=2)
     adapter = load_adapter("reclip-demo")
-    results = evaluate(adapter, load_task("shapes-zeroshot"), EvalOptions(data_dir=tmp_path, workers=0))
+    results = evaluate(adapter, task, EvalOptions(data_dir=tmp_path, workers=0))
     assert results["counts"]["images_evaluated"] == 360
     assert results["metrics"]["top1"] > DEMO_MIN_TOP1, results["metrics"]
 

@@ -7,6 +7,8 @@ import torch
 from reclip_eval.eval.features import ImageFeatures
 from reclip_eval.eval.linear_probe import C_GRID, choose_c, fit_and_score
 
+from .conftest import task_world
+
 
 def _features(n_per_class, classes, dim, noise, seed):
     rng = np.random.default_rng(seed)
@@ -68,7 +70,7 @@ def test_linear_probe_on_any_classification_task(tiny_checkpoint, tmp_path):
     from reclip_eval.eval.tasks import load_task
     from reclip_eval.zoo.resolve import load_adapter
 
-    synthesize(tmp_path, SynthConfig(seed=4, zeroshot_per_class=3), sets=["zeroshot"])
+    synthesize(tmp_path, SynthConfig(seed=4, zeroshot_per_class=3, **task_world()), sets=["zeroshot"])
     shutil.copytree(tmp_path / "shapes-zeroshot" / "val", tmp_path / "shapes-zeroshot" / "train")
     task = load_task("linear-probe:shapes-zeroshot")
     assert task.kind == "linear_probe" and task.name == "linear-probe-shapes-zeroshot"

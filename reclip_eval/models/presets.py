@@ -17,7 +17,8 @@ PRESETS: dict[str, CLIPConfig] = {
         vision=VisionConfig(image_size=32, patch_size=8, width=32, layers=2, heads=2),
         text=TextConfig(context_length=16, width=32, layers=2, heads=2),
     ),
-    # The bundled demo: trained on the synthetic shapes world on a CPU in minutes (training/demo-shapes.yaml).
+    # The first bundled demo's tower (patch 8, 64 px: the original world's miniature); the world calibration
+    # (benchmarks/world_calibration.py) probed it.
     "demo": CLIPConfig(
         embed_dim=64,
         vision=VisionConfig(image_size=64, patch_size=8, width=128, layers=4, heads=4),
@@ -26,7 +27,7 @@ PRESETS: dict[str, CLIPConfig] = {
     # The miniature on the textured world (issue 14): patch 16 at the world's full 128 px is 8x8 tokens, as patch
     # 8 at 64 px was, so a full-size step costs what it did, while the fine texture (a 2 px period) is there to
     # read; 64 / 48 / 32 px main phases are 4x4 / 3x3 / 2x2 tokens. Text context 32 so that Table 6 can compare
-    # 16 with 32 tokens (about half of the concise captions are longer than 16).
+    # 16 with 32 tokens (36% of the concise captions are longer than 16, none longer than 32).
     "mini": CLIPConfig(
         embed_dim=64,
         vision=VisionConfig(image_size=128, patch_size=16, width=128, layers=4, heads=4),
