@@ -136,7 +136,8 @@ def calibrate_size(size: int, train, test, args) -> dict:
 
 
 def check_targets(results: dict[int, dict], chance: dict[str, float], full_size: int, smallest: int) -> list[dict]:
-    """Issue 14's targets, each with the number it is judged on (None where that size was not measured)."""
+    """`full_size`: the miniature's full training size (where the fine attribute must be read)."""
+    # Issue 14's targets, each with the number it is judged on (None where that size was not measured).
     def measured(size: int, name: str) -> float | None:
         return results[size]["accuracy"][name] if size in results else None
 
@@ -163,9 +164,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", default="16,24,32,48,64,128", help="comma-separated image sizes to train and score at")
     p.add_argument("--full-size", type=int, default=SynthConfig.image_size,
                    help="the size the world is rendered at (SynthConfig.image_size)")
-    p.add_argument("--smallest-training-size", type=int, default=32,
+    p.add_argument("--training-full-size", type=int, default=64,
+                   help="the miniature's full training size (training/mini-clip-64.yaml), where the fine attribute "
+                        "is judged; half of it and below, it should be unreadable")
+    p.add_argument("--smallest-training-size", type=int, default=16,
                    help="where the coarse targets are judged: the smallest main-phase size of the miniature "
-                        "(1/4 of the 128 px side)")
+                        "(1/4 of the 64 px side)")
     p.add_argument("--train-images", type=int, default=6000)
     p.add_argument("--test-images", type=int, default=1500)
     p.add_argument("--steps", type=int, default=600)
@@ -180,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     if any(size > args.full_size for size in sizes):
         p.error(f"--sizes {args.sizes}: every size must be at most --full-size {args.full_size}")
+    if args.training_full_size > args.full_size:
+        p.error(f"--training-full-size {args.training_full_size}: must be at most --full-size {args.full_size}")
     if min(args.steps, args.train_images, args.test_images, args.batch_size) < 1:
         p.error("--steps, --train-images, --test-images and --batch-size must be >= 1")
     args.warmup = min(args.warmup, args.steps)
@@ -198,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "benchmark": "supervised readability of each attribute of the synthetic world against image size",
         "command": " ".join([sys.executable, *sys.argv]), "device": device_name("cpu"), "cpu_cores": os.cpu_count(),
-        "settings": {"sizes": sizes, "full_size": args.full_size, "smallest_training_size": args.smallest_training_size,
+        "settings": {"sizes": sizes, "full_size": args.full_size,
+                     "training_full_size": args.training_full_size, "smallest_training_size": args.smallest_training_size,
                      "train_images": args.train_images, "test_images": args.test_images, "steps": args.steps,
                      "batch_size": args.batch_size, "optimizer": "AdamW", "lr": args.lr,
                      "weight_decay": args.weight_decay, "warmup_steps": args.warmup, "schedule": "warmup + cosine",
@@ -206,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
                      "texture_period": TEXTURE_PERIOD, "texture_amplitude": TEXTURE_AMPLITUDE},
         "chance": chance,
         "results": {str(size): row for size, row in results.items()},
-        "targets": check_targets(results, chance, args.full_size, args.smallest_training_size),
+        "targets": check_targets(results, chance, args.training_full_size, args.smallest_training_size),
         "render_seconds": render_seconds, "wall_seconds": time.perf_counter() - wall,
         "software": software_versions(),
     }

@@ -3,10 +3,10 @@
 # checkpoint (and each RECLIP run's main-phase checkpoint, for Table 5) on the synthetic twins, rebuild the
 # leaderboards. Run from the repository root; a finished checkpoint is skipped, an interrupted one resumes.
 #   bash scripts/miniature.sh            # seeds 0, 1 and 2 (the leaderboard's rows need all three)
-#   SEEDS=0 RECIPES=mini-clip-128 bash scripts/miniature.sh       # one run (a long run can be done in pieces)
+#   SEEDS=0 RECIPES=mini-clip-64 bash scripts/miniature.sh       # one run (a long run can be done in pieces)
 set -euo pipefail
 SEEDS=${SEEDS:-"0 1 2"}
-RECIPES=${RECIPES:-"mini-clip-128 mini-reclip-64 mini-reclip-48 mini-reclip-32 mini-reclip-64-text32 mini-mask-64"}
+RECIPES=${RECIPES:-"mini-clip-64 mini-reclip-32 mini-reclip-24 mini-reclip-16 mini-reclip-32-text32 mini-mask-32"}
 TASKS=shapes-zeroshot,shapes-v2,shapes-sketch,shapes-r,shapes-a,shapes-retrieval,shapes-texture
 
 for seed in $SEEDS; do

@@ -77,8 +77,8 @@ def test_world_calibration_smoke(tmp_path):
     out = tmp_path / "calibration.json"
     run = subprocess.run(
         [sys.executable, "benchmarks/world_calibration.py", "--sizes", "16,32", "--full-size", "32",
-         "--smallest-training-size", "16", "--train-images", "48", "--test-images", "24", "--steps", "2",
-         "--batch-size", "16", "--out", str(out)],
+         "--training-full-size", "32", "--smallest-training-size", "16", "--train-images", "48",
+         "--test-images", "24", "--steps", "2", "--batch-size", "16", "--out", str(out)],
         capture_output=True, text=True, cwd=REPO, timeout=600, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads(out.read_text())

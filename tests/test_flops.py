@@ -52,11 +52,11 @@ def test_flops_writes_its_rows_once_and_never_replaces_other_rows_silently(tmp_p
     from reclip_eval.cli.main import main
 
     out = tmp_path / "results"
-    path = out / "compute" / "recipe__demo-shapes.json"
-    assert main(["flops", "--recipe", "demo-shapes", "--output", str(out)]) == 0
+    path = out / "compute" / "recipe__mini-reclip-32.json"
+    assert main(["flops", "--recipe", "mini-reclip-32", "--output", str(out)]) == 0
     written = json.loads(path.read_text())
-    assert written["kind"] == "compute" and written["selection"] == {"recipe": "demo-shapes"}
-    assert written["run"]["command"] == "reclip-eval flops --recipe demo-shapes"
+    assert written["kind"] == "compute" and written["selection"] == {"recipe": "mini-reclip-32"}
+    assert written["run"]["command"] == "reclip-eval flops --recipe mini-reclip-32"
     assert "reclip-eval" in written["run"]["software"]
     assert [r["stage"] for r in written["rows"]] and all(r["gmacs"] > 0 for r in written["rows"])
     assert not list(out.glob("*.json"))  # nothing where evaluation results go
@@ -65,18 +65,18 @@ def test_flops_writes_its_rows_once_and_never_replaces_other_rows_silently(tmp_p
     written["run"]["software"] = {"reclip-eval": "0.0.0"}
     path.write_text(json.dumps(written))
     before = path.read_bytes()
-    assert main(["flops", "--recipe", "demo-shapes", "--output", str(out)]) == 0
+    assert main(["flops", "--recipe", "mini-reclip-32", "--output", str(out)]) == 0
     assert path.read_bytes() == before and "kept" in capsys.readouterr().out
 
     # Other rows are refused, naming the row and field, until --overwrite.
     written["rows"][0]["gmacs"] = 1.0
     path.write_text(json.dumps(written))
     before = path.read_bytes()
-    assert main(["flops", "--recipe", "demo-shapes", "--output", str(out)]) == 2
+    assert main(["flops", "--recipe", "mini-reclip-32", "--output", str(out)]) == 2
     error = capsys.readouterr().err
     assert f"{written['rows'][0]['model']} {written['rows'][0]['stage']} gmacs: 1.0 in the file" in error
     assert "--overwrite" in error and path.read_bytes() == before
-    assert main(["flops", "--recipe", "demo-shapes", "--output", str(out), "--overwrite"]) == 0
+    assert main(["flops", "--recipe", "mini-reclip-32", "--output", str(out), "--overwrite"]) == 0
     assert "replaced" in capsys.readouterr().out
     assert json.loads(path.read_text())["rows"][0]["gmacs"] != 1.0
 

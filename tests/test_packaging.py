@@ -17,7 +17,7 @@ def test_wheel_carries_data_folders_and_finds_them(tmp_path):
     wheel = next((tmp_path / "dist").glob("reclip_eval-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     for required in ("reclip_eval/_data/zoo/reclip-demo.yaml", "reclip_eval/_data/tasks/shapes-zeroshot.yaml",
-                     "reclip_eval/_data/tasks/shapes/classes.tsv", "reclip_eval/_data/training/demo-shapes.yaml",
+                     "reclip_eval/_data/tasks/shapes/classes.tsv", "reclip_eval/_data/training/mini-reclip-32.yaml",
                      "reclip_eval/_data/zoo/reclip-demo/model.safetensors"):
         assert required in names, required
     site = tmp_path / "site"

@@ -11,7 +11,7 @@ from reclip_eval.train.loop import train
 from reclip_eval.train.recipe import clip_recipe_files, load_recipe
 from reclip_eval.train.schedule import lr_factor
 
-PAPER_RECIPES = [n for n in clip_recipe_files() if n not in ("demo-shapes", "tiny-shapes")]
+PAPER_RECIPES = [n for n in clip_recipe_files() if n not in ("tiny-shapes",)]
 
 
 @pytest.mark.parametrize("name", PAPER_RECIPES)

@@ -26,7 +26,7 @@ def _error(path: Path) -> str:
 
 
 def test_architecture_comes_from_the_recipe_at_its_last_stage(tmp_path):
-    recipe = yaml.safe_load((data_folder("training") / "mini-reclip-64.yaml").read_text())  # a flat recipe
+    recipe = yaml.safe_load((data_folder("training") / "mini-reclip-32.yaml").read_text())  # a flat recipe
     recipe["stages"][-1]["image_size"] = 48
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
     config = load_entry(str(_entry(tmp_path, recipe=str(tmp_path / "recipe.yaml")))).config()
@@ -40,8 +40,8 @@ def test_an_entry_without_a_recipe_states_its_architecture(tmp_path):
 
 
 def test_an_entry_stating_both_is_an_error_naming_the_file(tmp_path):
-    message = _error(_entry(tmp_path, recipe="demo-shapes", architecture={"preset": "mini"}))
-    assert "architecture: stated, but recipe 'demo-shapes' already defines it" in message
+    message = _error(_entry(tmp_path, recipe="mini-reclip-32", architecture={"preset": "mini"}))
+    assert "architecture: stated, but recipe 'mini-reclip-32' already defines it" in message
 
 
 def test_paper_numbers_are_the_tables_file_rows(tmp_path):
@@ -67,5 +67,5 @@ def test_paper_numbers_are_the_tables_file_rows(tmp_path):
     ({"table": "Table 1", "row": "CLIP* (Radford et al., 2021)"}, "gives this row to no named model"),
 ])
 def test_a_bad_paper_reference_is_an_error_naming_the_entry_and_the_reference(tmp_path, ref, expected):
-    message = _error(_entry(tmp_path, recipe="demo-shapes", paper_rows=[ref]))
+    message = _error(_entry(tmp_path, recipe="mini-reclip-32", paper_rows=[ref]))
     assert expected in message and len(message.splitlines()) == 2  # "invalid config FILE:" and the one problem

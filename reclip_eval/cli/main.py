@@ -29,7 +29,7 @@ def _top_level_help() -> str:
              "       reclip-eval SUBCOMMAND ...", "", "subcommands:"]
     lines += [f"  {name:<9} {about}" for name, (_, about) in SUBCOMMANDS.items()]
     lines += ["", "examples:", "  reclip-eval --model reclip-demo --task shapes-zeroshot",
-              "  reclip-eval models", "  reclip-eval train demo-shapes --out runs/demo"]
+              "  reclip-eval models", "  reclip-eval train mini-reclip-32 --out runs/demo"]
     return "\n".join(lines)
 
 

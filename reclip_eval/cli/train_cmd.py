@@ -7,8 +7,8 @@ from pathlib import Path
 
 INTERMIXED = True
 EPILOG = """examples:
-  reclip-eval train demo-shapes --out runs/demo
-  reclip-eval train demo-shapes --out runs/quick stages.0.steps=200 stages.1.steps=50
+  reclip-eval train mini-reclip-32 --out runs/demo
+  reclip-eval train mini-reclip-32 --out runs/quick stages.0.steps=200 stages.1.steps=50
   reclip-eval train training/my_recipe.yaml --out runs/mine --data-dir /data --device cuda
   torchrun --nproc_per_node=8 -m reclip_eval train reclip-64 --out runs/reclip-64 data.shards=/data/{00000..09999}.tar
   torchrun --nproc_per_node=8 -m reclip_eval train reclip-64 --out runs/sharded data_parallel=fsdp  # sharded (FSDP)

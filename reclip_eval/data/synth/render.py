@@ -23,7 +23,7 @@ from reclip_eval.data.synth.world import COLOURS, SIZES, Scene, ShapeSpec
 
 SUPERSAMPLE = 2
 PATTERN_PERIOD = 1 / 16  # stripe/dot period as a fraction of the image side (its mean survives below it: world.py)
-TEXTURE_PERIOD = 1 / 64  # of the side: 2 px at the world's 128 px, so at half size and below it averages away
+TEXTURE_PERIOD = 1 / 32  # of the side: 4 px at the world's 128 px, 2 px at the miniature's 64 px, gone at 32 px
 TEXTURE_AMPLITUDE = 40  # grey levels between each tone and the fill (less where the fill is near 0 or 255)
 NOISE_STD = 3.0  # the faint noise on every image, in grey levels
 TEXTURE_HEADROOM = round(3 * NOISE_STD)  # kept between a tone and 0 / 255, so the noise on it rarely clips

@@ -2,23 +2,25 @@
 
 Each attribute sits at a visual scale, which decides from which image size on a model can read it. The
 calibration (benchmarks/world_calibration.py; single objects rendered at the world's 128 px, resized down, a
-supervised probe of the demo image tower: numbers in benchmarks/results/world_calibration*.json) measures this:
+supervised probe of the miniature's patch-8 image tower: numbers in benchmarks/results/world_calibration*.json;
+the current world's: world_calibration_p32.json, 1000 steps) measures this. The miniature trains at 64 px at most
+(training/mini-*.yaml), so 64 px is its full size:
 
     colour   the fill of a whole object (radius 14-30% of the side): it sets the region's mean colour, which any
-             downsampling keeps (97-100% from 16 px).
+             downsampling keeps (99.9-100% from 16 px).
     shape    the object's outline, at the scale of the object: it needs a few pixels per radius, so it is the
-             slowest to learn (23-29% at every size after 200 steps, chance 17%; 82% at 32 px after 1500,
-             medium and large objects 90-92%) and small objects lose it first as the image shrinks (61% at 32 px).
+             slowest to learn (after 1000 steps 49% at 16 px, 71% at 32, 78% at 64, chance 17%; medium and large
+             objects at 32 px 79 / 87%, 90-92% after 1500 steps) and small objects lose it first as the image
+             shrinks.
     size, position   a radius of 0.14 / 0.2 / 0.3 of the side, a 3x3 grid of cells: coarse geometry.
     pattern  light stripes or dots with a period of 1/16 of the side (8 px at 128 px). The light marks lighten
              the region's mean colour, so the pattern survives downsampling below its period as a colour
-             statistic (96% at 16 px after 1500 steps, as the issue-14 probe found): it is not a fine
-             attribute, whatever its period suggests.
+             statistic (95% at 16 px): it is not a fine attribute, whatever its period suggests.
     texture  the fine attribute (opt-in, `with_texture`; the original world has none): two tones fill +d and
-             fill -d with a period of 1/64 of the side (2 px at 128 px; render.py). The tones average to the
-             plain fill, so once the period falls to a pixel (64 px) or below the region is the plain colour:
-             read at 100% at 128 px and at chance (34-36%, chance 33%) at 64 px and below, after 200 steps
-             or 1500. It is what only full resolution shows, so what a high-resolution finetune has to add.
+             fill -d with a period of 1/32 of the side (4 px at 128 px, 2 px at the miniature's 64 px; render.py).
+             The tones average to the plain fill, so once the period falls to a pixel (32 px) or below the region
+             is the plain colour: read at 100% at 64 px, 39% at 48 px and 35-37% at 32 px and below (chance
+             33%). It is what only full resolution shows, so what a high-resolution finetune has to add.
 
 Everything here is pure: a scene is data, `rng` comes from `sample_rng(seed, stream, index)` so sample `index`
 of a stream is the same whatever the number of worker processes. Options that the original world lacks draw from
