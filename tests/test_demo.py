@@ -10,9 +10,9 @@ from reclip_eval.zoo.resolve import load_adapter
 
 from .conftest import run_cli
 
-# Chance is 1/36 = 2.8%. The bundled model measures about 25% (zoo/reclip-demo/README.md); this bound
-# leaves room for a different draw of images while still failing for an untrained or broken model.
-DEMO_MIN_TOP1 = 0.15
+# Chance is 1/36 = 2.8%. The bundled model measures 85.3% (zoo/reclip-demo/README.md) and issue 14 asks for 60%;
+# this bound leaves room for a different draw of images while still failing for a model that has not learnt shape.
+DEMO_MIN_TOP1 = 0.6
 
 
 def test_demo_accuracy_on_a_fresh_seed(tmp_path):

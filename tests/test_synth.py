@@ -167,18 +167,22 @@ def test_fine_texture_keeps_the_mean_and_shows_only_at_full_size():
     from reclip_eval.data.transforms import image_transform
     from reclip_eval.models.config import PreprocessConfig
 
-    full = SynthConfig.image_size
-    half = image_transform(full // 2, PreprocessConfig())  # what a model trained at half size sees
+    full = SynthConfig.image_size  # the world's 128 px; the miniature trains at 64 px at most
+    seen_at = {size: image_transform(size, PreprocessConfig()) for size in (full // 2, full // 4)}
     for colour in COLOURS:  # orange and yellow have channels near 255 / 0: the tones must not clip
         images = {t: render_scene(_square(t, colour), full, noise_seed=3) for t in TEXTURES}
         region = {t: _interior(np.asarray(image, np.float32)) for t, image in images.items()}
-        small = {t: _interior(half(image).permute(1, 2, 0).numpy()) for t, image in images.items()}
+        small = {size: {t: _interior(transform(image).permute(1, 2, 0).numpy()) for t, image in images.items()}
+                 for size, transform in seen_at.items()}
         for texture in ("lined", "checked"):
             assert np.abs(region[texture].mean(0) - region["smooth"].mean(0)).max() < 0.5, (colour, texture)
-            # Full size: the tones are far apart (the smooth fill's spread is the render noise alone).
+            # Rendered size: the tones are far apart (the smooth fill's spread is the render noise alone).
             assert region[texture].std(0).max() > 5 * region["smooth"].std(0).max(), (colour, texture)
-            # Half size: the period is one pixel, averaged to the plain fill.
-            assert torch.tensor(small[texture] - small["smooth"]).abs().max() < 0.02, (colour, texture)
+            # The miniature's full 64 px: a 2 px period, still there (normalised units; the render noise is ~0.05).
+            assert torch.tensor(small[full // 2][texture] - small[full // 2]["smooth"]).abs().max() > 0.2
+            # 32 px: the period is one pixel, averaged to the plain fill.
+            difference = torch.tensor(small[full // 4][texture] - small[full // 4]["smooth"]).abs().max()
+            assert difference < 0.02, (colour, texture)
 
 
 def test_fine_texture_is_opt_in_and_named(tmp_path):
@@ -360,7 +364,8 @@ def test_trainer_regenerates_shards_made_for_another_world(tmp_path):
     from reclip_eval.train.recipe import load_recipe
 
     recipe = load_recipe("tiny-shapes")
-    synth = dataclasses.replace(recipe.data.synth, train_samples=8, samples_per_shard=8, image_size=32)
+    synth = dataclasses.replace(recipe.data.synth, train_samples=8, samples_per_shard=8, image_size=32,
+                                fine_texture=False, concise_captions=False)  # the original world
     original = dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, synth=synth))
     prepare_shards(original, tmp_path, workers=1)
     assert "concise_captions" not in read_manifest(tmp_path / "shapes-train")
