@@ -136,8 +136,8 @@ def calibrate_size(size: int, train, test, args) -> dict:
 
 
 def check_targets(results: dict[int, dict], chance: dict[str, float], full_size: int, smallest: int) -> list[dict]:
-    """`full_size`: the miniature's full training size (where the fine attribute must be read)."""
-    # Issue 14's targets, each with the number it is judged on (None where that size was not measured).
+    """Issue 14's targets, each with the number it is judged on (None where that size was not measured);
+    `full_size` is the miniature's full training size, where the fine attribute must be read."""
     def measured(size: int, name: str) -> float | None:
         return results[size]["accuracy"][name] if size in results else None
 
