@@ -5,8 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import jax
 import pytest
 import torch
+
+# Eight CPU devices for the JAX sharding tests (tests/test_jax_train.py); must come before any jax operation.
+jax.config.update("jax_num_cpu_devices", 8)
 
 REPO = Path(__file__).resolve().parents[1]
 

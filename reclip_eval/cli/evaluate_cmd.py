@@ -42,6 +42,7 @@ def _count(minimum: int):
 
 def add_parser() -> argparse.ArgumentParser:
     from reclip_eval.eval.task_kinds import TASK_KINDS
+    from reclip_eval.zoo.backends import BACKENDS, DEFAULT_BACKEND
 
     p = argparse.ArgumentParser(prog="reclip-eval", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
                                 description=f"Evaluate a model on tasks of any kind ({', '.join(TASK_KINDS.names())});\n"
@@ -67,6 +68,9 @@ def add_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="auto: bf16 autocast on GPU, fp32 on CPU")
+    p.add_argument("--backend", choices=BACKENDS.names(), default=DEFAULT_BACKEND,
+                   help="the framework computing the embeddings: torch, or jax (our own checkpoints, converted to the "
+                        "flax model; needs the jax extra); results files of another backend get a __BACKEND suffix")
     return p
 
 
@@ -88,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     for size in args.image_size or [None]:
         adapter = load_adapter(args.model, checkpoint=args.checkpoint, image_size=size, device=device,
-                               random_init=args.random_init)
+                               random_init=args.random_init, backend=args.backend)
         # A named model evaluated with other weights gets files of its own (named by the weights' sha256).
         where = {"output_dir": args.output, "per_image_size": bool(args.image_size),
                  "tag_weights": args.checkpoint is not None}

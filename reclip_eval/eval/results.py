@@ -62,13 +62,15 @@ def fingerprint_files(paths: list[Path], root: Path) -> str:
 
 
 def results_filename(model_id: str, task: str, image_size: int | None = None, *,
-                     weights_sha256: str | None = None) -> str:
+                     weights_sha256: str | None = None, backend: str | None = None) -> str:
     """`MODEL__TASK.json`, `MODEL__TASK__64px.json` in a resolution sweep; `MODEL@SHA12__...` names the weights
-    when they are not the model's own (`--checkpoint` for a named model), so other weights never take its file."""
+    when they are not the model's own (`--checkpoint` for a named model), so other weights never take its file;
+    `...__jax.json` for another backend than torch (`--backend jax`), so the two never take each other's file."""
     slug = re.sub(r"[^A-Za-z0-9._@-]+", "_", model_id).strip("_")
     weights = f"@{weights_sha256[:12]}" if weights_sha256 else ""
     size = f"__{image_size}px" if image_size else ""
-    return f"{slug}{weights}__{task}{size}.json"
+    other_backend = f"__{backend}" if backend and backend != "torch" else ""
+    return f"{slug}{weights}__{task}{size}{other_backend}.json"
 
 
 def build_results(

@@ -30,8 +30,8 @@ from reclip_eval.eval.results import results_filename
 
 # What the measurement was, as dotted paths into a results JSON: the model side is known before anything is
 # evaluated (checked then, so a doomed run does not spend its time), the data side only after.
-MODEL_SIDE = ("model.id", "model.family", "model.architecture", "model.weights.sha256", "model.image_size",
-              "model.preprocess", "model.tokenizer", "model.pos_embed_resample", "precision")
+MODEL_SIDE = ("model.id", "model.family", "model.architecture", "model.backend", "model.weights.sha256",
+              "model.image_size", "model.preprocess", "model.tokenizer", "model.pos_embed_resample", "precision")
 DATA_SIDE = ("task.name", "task.kind", "task.data_fingerprint", "task.split", "task.layout", "prompts")
 # Shown beside differing metrics: the likely reasons a same measurement gave another number.
 RUN_CONTEXT = ("run.device", "run.software")
@@ -53,7 +53,8 @@ def results_path(results: dict[str, Any], output_dir: str | Path, *, per_image_s
     model = results["model"]
     size = model["image_size"] if per_image_size else None
     sha = (model.get("weights") or {}).get("sha256") if tag_weights else None
-    return Path(output_dir) / results_filename(model["id"], results["task"]["name"], size, weights_sha256=sha)
+    return Path(output_dir) / results_filename(model["id"], results["task"]["name"], size, weights_sha256=sha,
+                                               backend=model.get("backend"))
 
 
 def _lookup(data: Any, dotted: str) -> Any:

@@ -54,13 +54,16 @@ def load_measured(results_dir: Path) -> list[MeasuredRow]:
     for path in sorted(results_dir.glob("*.json")):
         data = json.loads(path.read_text(encoding="utf-8"))
         model = data["model"]
-        key = (model["id"], model["image_size"])
+        # A model evaluated on another backend than torch (`--backend jax`) is a row of its own: the same weights
+        # computed by another framework, a check of the numbers rather than another model.
+        backend = model.get("backend")
+        key = (model["id"] + (f" [{backend}]" if backend and backend != "torch" else ""), model["image_size"])
         weights = model.get("weights") or {}
         software = data["run"]["software"]
         version = software.get("reclip-eval", "?") + (f" (git {software['reclip-eval_git'][:10]})"
                                                        if software.get("reclip-eval_git") else "")
         row = rows.setdefault(key, MeasuredRow(
-            model=model["id"], image_size=model["image_size"], weights_sha256=weights.get("sha256"),
+            model=key[0], image_size=model["image_size"], weights_sha256=weights.get("sha256"),
             hub_commit=weights.get("hub_commit"), software=version, twins=twins))
         task = data["task"]["name"]
         earlier = row.results.get(task)

@@ -31,6 +31,7 @@ from reclip_eval.models.presets import with_image_size
 # listed in reclip_eval/kinds.py.
 from reclip_eval.zoo import hf_clip, openclip, reclip  # noqa: F401
 from reclip_eval.zoo.adapter import ModelAdapter
+from reclip_eval.zoo.backends import BACKENDS, DEFAULT_BACKEND
 from reclip_eval.zoo.entries import ZooEntry, load_entry
 from reclip_eval.zoo.model_kinds import (
     LoadRequest,
@@ -68,8 +69,10 @@ def load_adapter(
     image_size: int | None = None,
     device: str = "cpu",
     random_init: bool = False,
+    backend: str = DEFAULT_BACKEND,
 ) -> ModelAdapter:
-    """The adapter for the `--model` spec `model` (see the module docstring), at `image_size` if given.
+    """The adapter for the `--model` spec `model` (see the module docstring), at `image_size` if given, computing
+    on `backend` (zoo/backends.py: torch, or jax for our own checkpoints).
 
     `random_init` evaluates an `openclip:ARCH` without weights on purpose; without it a missing --checkpoint is
     an error, since random weights would look like a real (chance-level) result."""
@@ -77,8 +80,9 @@ def load_adapter(
     if random_init and not (form is not None and form.random_init):
         allowed = " or ".join(f.usage for f in prefix_forms() if f.random_init)
         raise CheckpointError(f"{model}: --random-init applies to {allowed} models only; drop it")
+    to_backend = BACKENDS.get(backend)  # an unknown backend fails before any model is loaded
     request = LoadRequest(model_id=model, image_size=image_size, checkpoint=checkpoint, random_init=random_init)
-    return _load(model, form, request).place(device)
+    return to_backend(_load(model, form, request)).place(device)
 
 
 def _load(model: str, form: PrefixForm | None, request: LoadRequest) -> ModelAdapter:

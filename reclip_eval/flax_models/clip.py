@@ -1,0 +1,202 @@
+"""The dual encoder of reclip_eval.models.clip in flax Linen, numerically the same function of the same weights.
+
+Linen, not NNX: Linen's automatic module names are big_vision's parameter tree (`img/Transformer/encoderblock_0/
+MultiHeadDotProductAttention_0/query/kernel`, `txt/Encoder_0/...`, `t`), so a big_vision or CLIPA checkpoint maps
+onto it key for key; NNX would need a hand-written name map for every layout. The names below follow big_vision's
+two_towers model (vit.py for the image tower, text_transformer.py for the text tower).
+
+Where torch and flax defaults differ, the torch model's choice is taken on purpose, so the two backends agree to
+float32 rounding (tests/test_flax_parity.py):
+- LayerNorm eps 1e-5 (flax's default is 1e-6) with the two-pass variance (`use_fast_variance=False`; the one-pass
+  E[x^2] - E[x]^2 loses digits when the mean is large);
+- exact GELU (`jax.nn.gelu` defaults to the tanh approximation, torch's `nn.GELU` to the exact erf form);
+- attention logits scaled by 1/sqrt(head_dim) before the softmax in float32, as torch's scaled_dot_product_attention.
+Matmul precision is not set here: on a GPU/TPU XLA defaults to TF32/bf16 passes; parity runs wrap the call in
+`jax.default_matmul_precision("highest")` (no effect on a CPU).
+
+Initialisation follows reclip_eval.models (normal 0.02, output projections scaled by depth, zero biases; patch
+embedding as torch's Conv2d default), so a model trained under either backend starts from the same distribution.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from reclip_eval.models.config import CLIPConfig, TextConfig, VisionConfig
+
+LAYER_NORM_EPS = 1e-5  # torch.nn.LayerNorm's default
+
+
+def _layer_norm(name: str | None = None, dtype: Any = None) -> nn.LayerNorm:
+    return nn.LayerNorm(epsilon=LAYER_NORM_EPS, use_fast_variance=False, dtype=dtype, name=name)
+
+
+def _normal(std: float) -> nn.initializers.Initializer:
+    return nn.initializers.normal(stddev=std)
+
+
+def _torch_conv_bias_init(fan_in: int) -> nn.initializers.Initializer:
+    """torch.nn.Conv2d's default bias: uniform(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    bound = 1 / math.sqrt(fan_in)
+    return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
+
+
+class MlpBlock(nn.Module):
+    hidden: int
+    out_std: float  # init std of the output projection (scaled by depth)
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        width = x.shape[-1]
+        x = nn.Dense(self.hidden, kernel_init=_normal(0.02), dtype=self.dtype, name="Dense_0")(x)
+        x = nn.gelu(x, approximate=False)
+        return nn.Dense(width, kernel_init=_normal(self.out_std), dtype=self.dtype, name="Dense_1")(x)
+
+
+class Encoder1DBlock(nn.Module):
+    """Pre-LayerNorm block: x + attn(LN(x)), then x + mlp(LN(x)) (reclip_eval.models.transformer.Block)."""
+
+    heads: int
+    mlp_ratio: float
+    out_std: float
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+        width = x.shape[-1]
+        y = _layer_norm("LayerNorm_0", self.dtype)(x)
+        y = nn.MultiHeadDotProductAttention(
+            num_heads=self.heads, kernel_init=_normal(0.02), out_kernel_init=_normal(self.out_std),
+            dtype=self.dtype, deterministic=True, name="MultiHeadDotProductAttention_0")(y, y, mask=mask)
+        x = x + y
+        y = _layer_norm("LayerNorm_1", self.dtype)(x)
+        return x + MlpBlock(int(width * self.mlp_ratio), self.out_std, self.dtype, name="MlpBlock_0")(y)
+
+
+class Encoder(nn.Module):
+    """`layers` blocks named encoderblock_N, then the final LayerNorm `encoder_norm` (big_vision's Encoder)."""
+
+    layers: int
+    heads: int
+    mlp_ratio: float
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+        out_std = 0.02 / math.sqrt(2 * self.layers)
+        for i in range(self.layers):
+            x = Encoder1DBlock(self.heads, self.mlp_ratio, out_std, self.dtype, name=f"encoderblock_{i}")(x, mask)
+        return _layer_norm("encoder_norm", self.dtype)(x)
+
+
+class VisionTower(nn.Module):
+    """ViT: patch embedding, learned position embedding, blocks, GAP or class-token pooling, projection."""
+
+    config: VisionConfig
+    embed_dim: int
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, pixels: jax.Array) -> jax.Array:
+        """pixels (B, H, W, 3), normalised, (H, W) == config.image_hw -> features (B, embed_dim), not normalised."""
+        c = self.config
+        if tuple(pixels.shape[1:3]) != c.image_hw:
+            raise ValueError(f"image tower expects {c.image_hw[0]}x{c.image_hw[1]} pixels (B, H, W, 3), got shape "
+                             f"{tuple(pixels.shape)}; build the model at that image size")
+        fan_in = 3 * c.patch_size ** 2
+        x = nn.Conv(c.width, (c.patch_size, c.patch_size), strides=(c.patch_size, c.patch_size), padding="VALID",
+                    kernel_init=nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform"),
+                    bias_init=_torch_conv_bias_init(fan_in), dtype=self.dtype, name="embedding")(pixels)
+        batch = x.shape[0]
+        x = x.reshape(batch, -1, c.width)  # row-major over the grid, as torch's flatten(2)
+        prefix = c.num_prefix_tokens
+        pos = self.param("pos_embedding", _normal(0.02), (1, prefix + c.num_patches, c.width))
+        x = x + pos[:, prefix:]
+        if c.pool == "cls":
+            cls = self.param("cls", _normal(0.02), (1, 1, c.width)) + pos[:, :prefix]
+            x = jnp.concatenate([jnp.broadcast_to(cls, (batch, 1, c.width)).astype(x.dtype), x], axis=1)
+        if c.ln_pre:
+            x = _layer_norm("ln_pre", self.dtype)(x)
+        x = Encoder(c.layers, c.heads, c.mlp_ratio, self.dtype, name="Transformer")(x)
+        pooled = x[:, 0] if c.pool == "cls" else x.mean(axis=1)
+        return nn.Dense(self.embed_dim, use_bias=False, kernel_init=_normal(c.width ** -0.5), dtype=self.dtype,
+                        name="head")(pooled)
+
+
+class TextTower(nn.Module):
+    """Token + position embedding, causal blocks pooled at the end-of-text token (or masked mean), projection."""
+
+    config: TextConfig
+    embed_dim: int
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, tokens: jax.Array) -> jax.Array:
+        """tokens (B, L) CLIP BPE ids, 0-padded, L <= context_length -> features (B, embed_dim)."""
+        c = self.config
+        length = tokens.shape[1]
+        if length > c.context_length:
+            raise ValueError(f"text tower has {c.context_length} positions, got {length} tokens; tokenize with "
+                             f"context_length <= {c.context_length}")
+        x = nn.Embed(c.vocab_size, c.width, embedding_init=_normal(0.02), dtype=self.dtype, name="Embed_0")(tokens)
+        x = x + self.param("pos_embedding", _normal(0.01), (1, c.context_length, c.width))[:, :length]
+        encoder = Encoder(c.layers, c.heads, c.mlp_ratio, self.dtype, name="Encoder_0")
+        if c.pool == "eot":
+            x = encoder(x, nn.make_causal_mask(tokens))
+            # The end-of-text id (49407) is the largest id in the vocabulary, as in CLIP.
+            pooled = x[jnp.arange(x.shape[0]), tokens.argmax(axis=-1)]
+        else:
+            valid = tokens != 0
+            x = encoder(x, valid[:, None, None, :])  # padding masked as keys only, as torch's key_padding_mask
+            keep = valid[..., None].astype(x.dtype)
+            pooled = (x * keep).sum(axis=1) / jnp.maximum(keep.sum(axis=1), 1)
+        return nn.Dense(self.embed_dim, use_bias=False, kernel_init=_normal(c.width ** -0.5), dtype=self.dtype,
+                        name="head")(pooled)
+
+
+class CLIP(nn.Module):
+    """Image tower `img`, text tower `txt`, log temperature `t` (shape (1,), as big_vision stores it)."""
+
+    config: CLIPConfig
+    dtype: Any = None  # computation dtype (None: the parameters', float32); bfloat16 for bf16 evaluation
+
+    def setup(self) -> None:
+        self.img = VisionTower(self.config.vision, self.config.embed_dim, self.dtype)
+        self.txt = TextTower(self.config.text, self.config.embed_dim, self.dtype)
+        self.t = self.param("t", nn.initializers.constant(self.config.init_logit_scale), (1,))
+
+    def encode_image(self, pixels: jax.Array, normalize: bool = True) -> jax.Array:
+        features = self.img(pixels)
+        return _l2_normalize(features) if normalize else features
+
+    def encode_text(self, tokens: jax.Array, normalize: bool = True) -> jax.Array:
+        features = self.txt(tokens)
+        return _l2_normalize(features) if normalize else features
+
+    def temperature_scale(self) -> jax.Array:
+        """exp(t) = 1/tau, clamped at max_logit_scale as the torch model does (big_vision does not clamp)."""
+        return jnp.exp(jnp.minimum(self.t[0], math.log(self.config.max_logit_scale)))
+
+    def __call__(self, pixels: jax.Array, tokens: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """-> (normalised image embeddings, normalised text embeddings, 1/tau)."""
+        return self.encode_image(pixels), self.encode_text(tokens), self.temperature_scale()
+
+
+def _l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
+    """x / max(||x||, eps), as torch.nn.functional.normalize."""
+    x = x.astype(jnp.float32)
+    return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), eps)
+
+
+def init_params(config: CLIPConfig, seed: int = 0) -> dict[str, Any]:
+    """Fresh parameters for `config` (the `params` collection), from `seed`."""
+    height, width = config.vision.image_hw
+    pixels = jnp.zeros((1, height, width, 3), jnp.float32)
+    tokens = jnp.zeros((1, config.text.context_length), jnp.int32)
+    return CLIP(config).init(jax.random.key(seed), pixels, tokens)["params"]

@@ -1,0 +1,186 @@
+"""Exact weight conversion between the torch model's state dict (our safetensors) and the flax parameter tree.
+
+Both directions are transposes and reshapes only, so a round trip returns the same bytes:
+- Dense kernels are (in, out) in flax, torch Linear weights (out, in);
+- the patch-embedding convolution is HWIO in flax, OIHW in torch;
+- torch's fused attention `qkv` (3 * width, width) is three flax kernels `query` / `key` / `value` of shape
+  (width, heads, head_dim), its output projection (width, width) the flax `out` kernel (heads, head_dim, width);
+- position embeddings keep their leading batch axis (1, tokens, width) in both;
+- the log temperature is a scalar in torch and shape (1,) in flax (big_vision's `t`).
+
+Every tensor is accounted for: a key missing on either side, an unexpected one, or a shape that does not fit the
+config is an error naming it, before anything is converted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from reclip_eval.errors import CheckpointError
+from reclip_eval.models.config import CLIPConfig
+
+Arrays = list[np.ndarray]
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Some torch tensors and the flax leaves they become: `to_flax` maps the torch arrays (in `torch_keys` order)
+    to the flax arrays (in `flax_paths` order); `to_torch` is its inverse."""
+
+    torch_keys: tuple[str, ...]
+    flax_paths: tuple[str, ...]  # "/"-joined paths in the params tree
+    to_flax: Callable[[Arrays], Arrays]
+    to_torch: Callable[[Arrays], Arrays]
+
+
+def _same(torch_key: str, flax_path: str) -> Piece:
+    return Piece((torch_key,), (flax_path,), lambda a: a, lambda a: a)
+
+
+def _linear(torch_key: str, flax_path: str) -> Piece:
+    return Piece((torch_key,), (flax_path,), lambda a: [a[0].T], lambda a: [a[0].T])
+
+
+def _layer_norm(torch_prefix: str, flax_prefix: str) -> list[Piece]:
+    return [_same(f"{torch_prefix}.weight", f"{flax_prefix}/scale"), _same(f"{torch_prefix}.bias", f"{flax_prefix}/bias")]
+
+
+def _attention(torch_prefix: str, flax_prefix: str, width: int, heads: int) -> list[Piece]:
+    head_dim = width // heads
+    names = ("query", "key", "value")
+
+    def qkv_kernels(a: Arrays) -> Arrays:  # (3W, W) -> 3 x (W, heads, head_dim)
+        return [w.T.reshape(width, heads, head_dim) for w in np.split(a[0], 3, axis=0)]
+
+    def qkv_weight(a: Arrays) -> Arrays:
+        return [np.concatenate([k.reshape(width, width).T for k in a], axis=0)]
+
+    def qkv_biases(a: Arrays) -> Arrays:
+        return [b.reshape(heads, head_dim) for b in np.split(a[0], 3)]
+
+    return [
+        Piece((f"{torch_prefix}.qkv.weight",), tuple(f"{flax_prefix}/{n}/kernel" for n in names), qkv_kernels,
+              qkv_weight),
+        Piece((f"{torch_prefix}.qkv.bias",), tuple(f"{flax_prefix}/{n}/bias" for n in names), qkv_biases,
+              lambda a: [np.concatenate([b.reshape(width) for b in a])]),
+        Piece((f"{torch_prefix}.proj.weight",), (f"{flax_prefix}/out/kernel",),
+              lambda a: [a[0].T.reshape(heads, head_dim, width)], lambda a: [a[0].reshape(width, width).T]),
+        _same(f"{torch_prefix}.proj.bias", f"{flax_prefix}/out/bias"),
+    ]
+
+
+def _encoder(torch_prefix: str, flax_prefix: str, layers: int, width: int, heads: int) -> list[Piece]:
+    """A torch Transformer's blocks plus the tower's final LayerNorm `{tower}.norm`, which the flax Encoder holds
+    as `encoder_norm` (big_vision's layout)."""
+    pieces = []
+    for i in range(layers):
+        t, f = f"{torch_prefix}.transformer.blocks.{i}", f"{flax_prefix}/encoderblock_{i}"
+        pieces += _layer_norm(f"{t}.norm1", f"{f}/LayerNorm_0")
+        pieces += _attention(f"{t}.attn", f"{f}/MultiHeadDotProductAttention_0", width, heads)
+        pieces += _layer_norm(f"{t}.norm2", f"{f}/LayerNorm_1")
+        pieces += [_linear(f"{t}.mlp.fc1.weight", f"{f}/MlpBlock_0/Dense_0/kernel"),
+                   _same(f"{t}.mlp.fc1.bias", f"{f}/MlpBlock_0/Dense_0/bias"),
+                   _linear(f"{t}.mlp.fc2.weight", f"{f}/MlpBlock_0/Dense_1/kernel"),
+                   _same(f"{t}.mlp.fc2.bias", f"{f}/MlpBlock_0/Dense_1/bias")]
+    return pieces + _layer_norm(f"{torch_prefix}.norm", f"{flax_prefix}/encoder_norm")
+
+
+def pieces_for(config: CLIPConfig) -> list[Piece]:
+    """Every tensor of a model of `config`, as torch key(s) <-> flax path(s)."""
+    v, t = config.vision, config.text
+    pieces = [
+        Piece(("visual.patch_embed.weight",), ("img/embedding/kernel",),
+              lambda a: [a[0].transpose(2, 3, 1, 0)], lambda a: [a[0].transpose(3, 2, 0, 1)]),
+        _same("visual.patch_embed.bias", "img/embedding/bias"),
+        _same("visual.pos_embed", "img/pos_embedding"),
+    ]
+    if v.pool == "cls":
+        pieces.append(_same("visual.cls_token", "img/cls"))
+    if v.ln_pre:
+        pieces += _layer_norm("visual.norm_pre", "img/ln_pre")
+    pieces += _encoder("visual", "img/Transformer", v.layers, v.width, v.heads)
+    pieces += [_linear("visual.proj.weight", "img/head/kernel"),
+               _same("text.token_embed.weight", "txt/Embed_0/embedding"),
+               _same("text.pos_embed", "txt/pos_embedding")]
+    pieces += _encoder("text", "txt/Encoder_0", t.layers, t.width, t.heads)
+    pieces += [_linear("text.proj.weight", "txt/head/kernel"),
+               Piece(("logit_scale",), ("t",), lambda a: [a[0].reshape(1)], lambda a: [a[0].reshape(())])]
+    return pieces
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(path, leaf) of a nested params dict, paths joined with '/'."""
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            yield from flatten(value, f"{path}/")
+        else:
+            yield path, value
+
+
+def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for path, value in flat.items():
+        *parents, leaf = path.split("/")
+        node = tree
+        for name in parents:
+            node = node.setdefault(name, {})
+        node[leaf] = value
+    return tree
+
+
+def _check_keys(have: set[str], want: set[str], what: str, source: str) -> None:
+    missing, unexpected = sorted(want - have), sorted(have - want)
+    if missing or unexpected:
+        parts = ([f"missing {', '.join(missing[:5])}" + (" ..." if len(missing) > 5 else "")] if missing else []) + \
+                ([f"unexpected {', '.join(unexpected[:5])}" + (" ..." if len(unexpected) > 5 else "")]
+                 if unexpected else [])
+        raise CheckpointError(f"{source}: {what} does not fit the config: {'; '.join(parts)}")
+
+
+def torch_to_flax(state: Mapping[str, Any], config: CLIPConfig, *, source: str = "state dict") -> dict[str, Any]:
+    """A torch state dict (numpy arrays, or anything `np.asarray` reads) -> the flax `params` tree for `config`."""
+    pieces = pieces_for(config)
+    _check_keys(set(state), {k for p in pieces for k in p.torch_keys}, "the torch state dict", source)
+    flat = {}
+    for piece in pieces:
+        for path, array in zip(piece.flax_paths, piece.to_flax([np.asarray(state[k]) for k in piece.torch_keys]),
+                               strict=True):
+            flat[path] = np.array(array, order="C")  # a copy (ascontiguousarray would make a scalar 1-d)
+    _check_shapes(flat, expected_flax_shapes(config), source)
+    return unflatten(flat)
+
+
+def flax_to_torch(params: Mapping[str, Any], config: CLIPConfig, *, source: str = "flax params"
+                  ) -> dict[str, np.ndarray]:
+    """The flax `params` tree -> a torch state dict of numpy arrays (what save_safetensors / load_state_dict take
+    after torch.from_numpy)."""
+    flat = {path: np.asarray(leaf) for path, leaf in flatten(params)}
+    pieces = pieces_for(config)
+    _check_keys(set(flat), {p for piece in pieces for p in piece.flax_paths}, "the flax params tree", source)
+    _check_shapes(flat, expected_flax_shapes(config), source)
+    state = {}
+    for piece in pieces:
+        for key, array in zip(piece.torch_keys, piece.to_torch([flat[p] for p in piece.flax_paths]), strict=True):
+            state[key] = np.array(array, order="C")
+    return state
+
+
+def expected_flax_shapes(config: CLIPConfig) -> dict[str, tuple[int, ...]]:
+    """The shape of every flax leaf of a model of `config`, from the module's abstract init (no computation)."""
+    import jax
+
+    from reclip_eval.flax_models.clip import init_params
+
+    shapes = jax.eval_shape(lambda: init_params(config))
+    return {path: tuple(leaf.shape) for path, leaf in flatten(shapes)}
+
+
+def _check_shapes(flat: Mapping[str, np.ndarray], expected: Mapping[str, tuple[int, ...]], source: str) -> None:
+    for path, shape in expected.items():
+        if tuple(flat[path].shape) != shape:
+            raise CheckpointError(f"{source}: {path} has shape {tuple(flat[path].shape)}, the config needs {shape}")

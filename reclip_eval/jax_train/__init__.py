@@ -1,0 +1,1 @@
+"""Training the flax dual encoder (reclip_eval.flax_models) with JAX and optax. Needs the `jax` extra."""
