@@ -71,7 +71,6 @@ class ReclipAdapter(TorchAdapter):
                 "mode": config.pos_embed_resample.mode,
                 "align_corners": config.pos_embed_resample.align_corners,
                 "antialias": config.pos_embed_resample.antialias,
-                "name": config.pos_embed_resample.name,
             },
         }
 
