@@ -279,3 +279,14 @@ def test_what_cannot_be_imported_says_why(tmp_path):
     np.savez(tmp_path / "objects.npz", a=np.array([{"x": 1}], dtype=object))
     with pytest.raises(CheckpointError, match=r"objects\.npz: not a readable \.npz of plain arrays"):
         import_two_towers(tmp_path / "objects.npz")
+
+
+def test_the_layout_can_be_named_and_a_wrong_one_is_refused(tmp_path):
+    np.savez(tmp_path / "bv.npz", **_random_params(BIG_VISION))
+    assert import_two_towers(tmp_path / "bv.npz", layout="big_vision").layout == "big_vision"
+    with pytest.raises(CheckpointError, match=r"bv\.npz: layout 'clipa' asked for, but the tree is big_vision's"):
+        import_two_towers(tmp_path / "bv.npz", layout="clipa")
+    from reclip_eval.errors import UnknownNameError
+
+    with pytest.raises(UnknownNameError, match=r"unknown checkpoint tree layout 'siglip'"):
+        import_two_towers(tmp_path / "bv.npz", layout="siglip")

@@ -63,8 +63,7 @@ class TreeLayout:
 
     name: str
     recognise: Callable[[Mapping[str, np.ndarray]], bool]
-    renames: tuple[tuple[str, str], ...]  # (their prefix, our prefix), applied in order
-    text_encoder: str  # where the text blocks sit in their tree
+    renames: tuple[tuple[str, str], ...]  # (their prefix, our prefix), the first that matches
     class_token_always: bool  # CLIPA prepends a class token whatever the pooling
     class_token_position: bool  # the position table has the class token's row
     norm_after_pool: bool
@@ -80,12 +79,12 @@ def _register(layout: TreeLayout) -> None:
 
 _register(TreeLayout(
     "big_vision", recognise=lambda flat: any(k.startswith("txt/Encoder_0/") for k in flat), renames=(),
-    text_encoder="txt/Encoder_0", class_token_always=False, class_token_position=False, norm_after_pool=False,
+    class_token_always=False, class_token_position=False, norm_after_pool=False,
     preprocess=BIG_VISION_PREPROCESS))
 _register(TreeLayout(
     "clipa", recognise=lambda flat: any(k.startswith("txt/Transformer/") for k in flat),
     renames=(("txt/Transformer/", "txt/Encoder_0/"), ("txt/encoder_norm/", "txt/Encoder_0/encoder_norm/")),
-    text_encoder="txt/Transformer", class_token_always=True, class_token_position=True, norm_after_pool=True,
+    class_token_always=True, class_token_position=True, norm_after_pool=True,
     preprocess=CLIPA_PREPROCESS))
 
 
@@ -184,12 +183,14 @@ def import_two_towers(path: str | Path, *, layout: str | None = None, image_size
                       image_pool: str = "gap", text_pool: str = "last") -> ImportedCheckpoint:
     """Read a big_vision / CLIPA `.npz` and return our config and torch state dict for it.
 
-    `layout`: "big_vision" or "clipa" (None: recognised from the tree); `image_size`: needed only when the image
+    `layout`: "big_vision" or "clipa", checked against the tree (None: recognised from it); `image_size`: needed only when the image
     positions are fixed sin-cos (not stored), otherwise the stored grid's size; `image_pool`: a CLIPA image
     tower's pooling ("gap", its default, or "tok"; big_vision's follows from whether `img/cls` exists)."""
     source = str(path)
     flat = read_npz(path)
-    tree = TREE_LAYOUTS.get(layout) if layout else detect_layout(flat, source)
+    tree = detect_layout(flat, source)
+    if layout is not None and TREE_LAYOUTS.get(layout) is not tree:
+        raise CheckpointError(f"{source}: layout {layout!r} asked for, but the tree is {tree.name}'s")
     for key in ("img/MAPHead_0/probe", "img/pre_logits/kernel", "b"):
         if key in flat:
             raise CheckpointError(f"{source}: {key} is in the checkpoint: MAP-head pooling, a pre-logits layer and "
