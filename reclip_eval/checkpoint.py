@@ -53,7 +53,14 @@ CARD_NAME = "README.md"
 RECIPE_NAME = "recipe.yaml"
 TRAINING_NAME = "training.json"
 ARCHITECTURE = "reclip-clip"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Version 1 (before the imported architectures' options, issue 16) had one architecture for these keys: the values
+# below. A version-1 file means exactly them, so they are filled in; a version-2 file must state every key.
+VERSION_1_IMPLIED = {
+    "vision": {"class_token": False, "class_token_position": True, "norm_after_pool": False, "patch_bias": True,
+               "head_bias": False, "pos_embed": "learned", "activation": "gelu", "layer_norm_eps": 1e-5},
+    "text": {"head_bias": False, "activation": "gelu", "layer_norm_eps": 1e-5},
+}
 POS_EMBED_KEY = "visual.pos_embed"
 HUB_FILES = [CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, RECIPE_NAME, TRAINING_NAME, "results/*.json"]
 
@@ -138,14 +145,22 @@ def read_config(directory: str | Path) -> CLIPConfig:
             "transformers checkpoints use --model openclip:ARCH or hf:PATH"
         )
     version = data.pop("format_version", None)
-    if version != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: format_version {version!r} is not supported (expected {FORMAT_VERSION})")
+    if version not in (1, FORMAT_VERSION):
+        raise CheckpointError(f"{path}: format_version {version!r} is not supported (expected 1 or {FORMAT_VERSION})")
+    if version == 1:
+        for tower, implied in VERSION_1_IMPLIED.items():
+            if isinstance(data.get(tower), dict):
+                for key, value in implied.items():
+                    if key in data[tower]:
+                        raise CheckpointError(f"{path}: {tower}.{key} is not a format_version 1 key (a version-1 "
+                                              "file has one architecture for it)")
+                    data[tower][key] = value
     # The dataclass defaults are for building new models; a stored model must say what it is, or a missing key
     # would silently load as another architecture or preprocessing.
     missing = missing_keys(CLIPConfig, data)
     if missing:
         raise CheckpointError(f"{path}: missing key{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
-                              f"(every key of format_version {FORMAT_VERSION} is required)")
+                              f"(every key of format_version {version} is required)")
     try:
         return from_dict(CLIPConfig, data, source=str(path))
     except ConfigError as e:
@@ -254,6 +269,8 @@ def load_state_into(model: CLIP, state: dict[str, torch.Tensor], stored: CLIPCon
     if problems:
         raise CheckpointError(f"{source}: does not match its config:\n" + "\n".join(f"  - {p}" for p in problems))
     model.load_state_dict(converted, strict=True, assign=assign)
+    if assign:
+        model.build_fixed_buffers()
     unset = [name for name, t in chain(model.named_parameters(), model.named_buffers()) if t.is_meta]
     if unset:
         raise CheckpointError(f"{source}: {', '.join(unset)} not in the checkpoint and never built (a buffer "

@@ -11,6 +11,11 @@ import torch
 
 # Eight CPU devices for the JAX sharding tests (tests/test_jax_train.py); must come before any jax operation.
 jax.config.update("jax_num_cpu_devices", 8)
+# The persistent compilation cache in the user's cache folder (read here, before the fixture below points
+# RECLIP_CACHE at a temporary folder), so that a second test run, CI's included, reuses the compiled programs.
+from reclip_eval.flax_models.compile_cache import enable_compilation_cache  # noqa: E402
+
+enable_compilation_cache()
 
 REPO = Path(__file__).resolve().parents[1]
 

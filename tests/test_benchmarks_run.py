@@ -93,3 +93,17 @@ def test_world_calibration_smoke(tmp_path):
     assert [(t["attribute"], t["size"]) for t in report["targets"]] == [
         ("texture", 32), ("texture", 16), ("colour", 16), ("shape_medium", 16), ("shape_large", 16)]
     assert all(t["met"] in (True, False, None) for t in report["targets"])
+
+
+def test_jax_step_smoke(tmp_path):
+    """The JAX-vs-torch step benchmark runs, and its sanity check holds: both backends' first-step loss is the
+    same function of the same weights and batch."""
+    out = tmp_path / "jax_step.json"
+    run = subprocess.run(
+        [sys.executable, "benchmarks/jax_step.py", "--preset", "tiny", "--sizes", "32", "--batch-size", "8",
+         "--steps", "2", "--warmup", "2", "--out", str(out)],
+        capture_output=True, text=True, cwd=REPO, timeout=600, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert run.returncode == 0, run.stderr[-3000:]
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["first_loss_abs_diff"] < 1e-5
+    assert row["torch"]["samples_per_s"] > 0 and row["jax"]["samples_per_s"] > 0

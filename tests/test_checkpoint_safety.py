@@ -11,6 +11,7 @@ from safetensors.torch import load_file, save_file
 
 from reclip_eval.checkpoint import (
     CONFIG_NAME,
+    VERSION_1_IMPLIED,
     WEIGHTS_NAME,
     file_sha256,
     load_model,
@@ -74,11 +75,15 @@ def test_all_missing_keys_are_named_at_once(tiny_checkpoint, tmp_path):
 
 
 def test_config_written_by_296e183_still_loads(tmp_path):
-    """Format 1, as main wrote it at 296e183 (tests/fixtures), loads unchanged, and today's writer writes the same."""
+    """Format 1, as main wrote it at 296e183 (tests/fixtures), loads unchanged; today's writer writes format 2, the
+    same keys plus the architecture options version 1 had only one value for (issue 16)."""
     fixture = FIXTURES / "config_written_by_296e183_tiny.json"
     model = CLIP(build_config("tiny"))
     directory = save_checkpoint(model, tmp_path / "new")
-    assert json.loads((directory / CONFIG_NAME).read_text()) == json.loads(fixture.read_text())
+    version_1 = json.loads(fixture.read_text())
+    expected = {**version_1, "format_version": 2,
+                **{tower: {**version_1[tower], **implied} for tower, implied in VERSION_1_IMPLIED.items()}}
+    assert json.loads((directory / CONFIG_NAME).read_text()) == expected
     shutil.copy(fixture, directory / CONFIG_NAME)
     loaded = load_model(directory)
     assert loaded.config == build_config("tiny")
@@ -121,3 +126,22 @@ def test_a_file_given_as_model_is_not_a_checkpoint_directory(tiny_checkpoint):
     message = str(info.value)
     assert f"{weights}: a file, not a checkpoint directory" in message
     assert f"--model openclip:ARCH --checkpoint {weights}" in message  # a safetensors file: how to pass it
+
+
+def test_version_1_implies_exactly_the_defaults_and_version_2_states_everything(tiny_checkpoint, tmp_path):
+    """What a version-1 file is filled in with is the architecture it was written by (today's defaults); a
+    version-1 file naming a version-2 key is refused, and a version-2 file lacking one is named."""
+    defaults = build_config("tiny")
+    for tower, implied in VERSION_1_IMPLIED.items():
+        assert implied == {key: getattr(getattr(defaults, tower), key) for key in implied}
+    directory = _copy(tiny_checkpoint, tmp_path)
+    config = json.loads((directory / CONFIG_NAME).read_text())
+    assert config["format_version"] == 2
+    del config["vision"]["norm_after_pool"]
+    (directory / CONFIG_NAME).write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=r"missing key vision\.norm_after_pool \(every key of format_version 2"):
+        read_config(directory)
+    config["format_version"] = 1
+    (directory / CONFIG_NAME).write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=r"vision\.class_token is not a format_version 1 key"):
+        read_config(directory)

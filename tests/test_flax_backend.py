@@ -30,14 +30,27 @@ from .conftest import REPO, run_cli
 
 EOT = 49407
 
+_TINY_TOWER = {"image_size": 32, "patch_size": 8, "width": 32, "layers": 2, "heads": 2}
+_TINY_TEXT = {"context_length": 16, "width": 32, "layers": 2, "heads": 2}
+_FLAX_NUMERICS = {"activation": "gelu_tanh", "layer_norm_eps": 1e-6}  # big_vision's and CLIPA's
 # Every architecture branch the converter and the flax towers have: GAP and class-token pooling, with and without
-# the pre-LayerNorm, causal end-of-text and bidirectional mean text pooling.
+# the pre-LayerNorm, causal end-of-text, bidirectional mean and unmasked last-position text pooling, and the
+# imported architectures' options (big_vision: class token without a position, patch and head biases; CLIPA: a
+# class token left out of the average, LayerNorm after pooling, no patch bias, fixed sin-cos positions).
 CONFIGS = {
     "mini (gap, eot)": build_config("mini"),
     "cls + ln_pre, mean text": dataclasses.replace(
-        build_config("tiny"), vision=VisionConfig(image_size=32, patch_size=8, width=32, layers=2, heads=2,
-                                                  pool="cls", ln_pre=True),
-        text=TextConfig(context_length=16, width=32, layers=2, heads=2, pool="mean")),
+        build_config("tiny"), vision=VisionConfig(**_TINY_TOWER, pool="cls", ln_pre=True),
+        text=TextConfig(**_TINY_TEXT, pool="mean")),
+    "big_vision (tok, last)": dataclasses.replace(
+        build_config("tiny"),
+        vision=VisionConfig(**_TINY_TOWER, pool="cls", class_token_position=False, head_bias=True, **_FLAX_NUMERICS),
+        text=TextConfig(**_TINY_TEXT, pool="last", head_bias=True, **_FLAX_NUMERICS)),
+    "CLIPA (cls + gap, sincos, last)": dataclasses.replace(
+        build_config("tiny"),
+        vision=VisionConfig(**_TINY_TOWER, class_token=True, norm_after_pool=True, patch_bias=False,
+                            pos_embed="sincos2d", **_FLAX_NUMERICS),
+        text=TextConfig(**_TINY_TEXT, pool="last", **_FLAX_NUMERICS)),
 }
 
 
@@ -109,12 +122,14 @@ def test_conversion_refuses_what_does_not_fit(tmp_path):
         torch_to_flax(wrong, config)
 
 
-@pytest.mark.parametrize("image_size", [64, 48], ids=["stored size", "resampled position embedding"])
-def test_embeddings_equal_torch(image_size, tmp_path):
-    config = build_config("mini")
+@pytest.mark.parametrize(("config", "image_size"), [
+    (build_config("mini"), 64), (build_config("mini"), 48), (CONFIGS["big_vision (tok, last)"], 48),
+    (CONFIGS["CLIPA (cls + gap, sincos, last)"], 48)],
+    ids=["stored size", "resampled position embedding", "big_vision, resampled", "CLIPA, sin-cos recomputed"])
+def test_embeddings_equal_torch(config, image_size, tmp_path):
     torch.manual_seed(3)
     save_checkpoint(CLIP(config), tmp_path / "ckpt")
-    model = load_model(tmp_path / "ckpt", image_size=image_size).eval()  # 8x8 grid resampled to 6x6 at 48 px
+    model = load_model(tmp_path / "ckpt", image_size=image_size).eval()  # e.g. 8x8 grid resampled to 6x6 at 48 px
     assert model.config.vision.image_size == image_size
     pixels, tokens = torch.randn(4, 3, image_size, image_size), _tokens(4, config.text.context_length)
     with torch.no_grad():
@@ -191,3 +206,29 @@ def test_backend_is_checked_before_loading_and_only_for_our_checkpoints(tmp_path
         load_adapter(str(tmp_path / "no-such-model"), backend="tensorflow")
     with pytest.raises(CheckpointError, match=r"--backend jax evaluates our own checkpoints .* not open_clip"):
         load_adapter("openclip:ViT-B-32", random_init=True, backend="jax")
+
+
+def test_compilation_cache_is_persistent_across_processes(tmp_path):
+    """A second process compiling the same program reads it from the cache folder the first one wrote."""
+    import subprocess
+    import sys
+
+    script = ("import jax, jax.numpy as jnp\n"
+              "from reclip_eval.flax_models.compile_cache import enable_compilation_cache\n"
+              f"print(enable_compilation_cache({str(tmp_path / 'jit')!r}))\n"
+              "from reclip_eval.flax_models.clip import CLIP, init_params\n"
+              "from reclip_eval.models import build_config\n"
+              "c = build_config('mini'); p = init_params(c)\n"
+              "jax.jit(lambda p, x, y: CLIP(c).apply({'params': p}, x, y))(p, jnp.zeros((2, 64, 64, 3)), "
+              "jnp.zeros((2, 32), jnp.int32))\n")
+    first = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert first.stdout.strip() == str(tmp_path / "jit")
+    def model_entries():  # the model's program (small helper programs near the time threshold may come and go)
+        return {p.name: p.stat().st_mtime_ns for p in (tmp_path / "jit").glob("jit__lambda*")}
+
+    written = model_entries()
+    assert len(written) == 1, written
+    second = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert model_entries() == written  # read, not compiled and written again

@@ -173,3 +173,23 @@ def test_the_mesh_has_auto_axes_so_the_embedding_lookup_works():
     params = jax.device_put(init_params(config), param_shardings(init_params(config), mesh, fsdp=True, min_size=64))
     out = jax.jit(lambda p, t: CLIP(config).apply({"params": p}, t, method=CLIP.encode_text))(params, tokens)
     assert out.shape == (8, config.embed_dim)
+
+
+@pytest.mark.parametrize("devices", [1, 8], ids=["one device", "8 devices, FSDP"])
+def test_the_step_compiles_once(devices, caplog):
+    """The state a step returns has the shardings and committed-ness of the one it was given: found by
+    benchmarks/jax_step.py, where on one device the second step compiled the whole step again (35 s on the CPU)
+    because `tx.init`'s output was uncommitted."""
+    import logging
+
+    module, params = CLIP(CONFIG), init_params(CONFIG, seed=4)
+    mesh = data_mesh(jax.devices()[:devices])
+    tx = optax.adamw(1e-3)
+    state = init_state(params, tx, mesh, param_shardings(params, mesh, fsdp=devices > 1, min_size=1024))
+    step = make_train_step(module, tx, mesh)
+    pixels, tokens = _batch(CONFIG, 8)
+    with jax.log_compiles(), caplog.at_level(logging.WARNING):
+        for _ in range(3):
+            state, metrics = step(state, pixels, tokens)
+    compiles = [r.getMessage()[:40] for r in caplog.records if r.getMessage().startswith("Compiling jit(step)")]
+    assert len(compiles) == 1, compiles

@@ -44,8 +44,8 @@ def test_zoo_alone_knows_no_detector_and_the_plugin_list_adds_it():
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     zoo_only, with_plugins = out.stdout.strip().splitlines()
-    assert zoo_only == "['open_clip', 'reclip', 'hf_transformers'] False"
-    assert with_plugins == "['open_clip', 'reclip', 'reclip_detector', 'hf_transformers']"
+    assert zoo_only == "['open_clip', 'reclip', 'hf_transformers', 'big_vision'] False"
+    assert with_plugins == "['open_clip', 'reclip', 'reclip_detector', 'hf_transformers', 'big_vision']"
 
 
 def test_open_clip_config_decides_before_any_config_json_is_read(tmp_path):

@@ -98,3 +98,38 @@ def test_resize_for_a_config_reads_the_grids_and_describes_itself():
     assert same.pos_embed is resize.pos_embed and same.description is None
     with pytest.raises(ValueError, match="does not fit a 2x2 grid \\(expected 1 prefix \\+ 4 tokens\\)"):
         resize_pos_embed(torch.randn(1, 4, 8), (2, 2), target, PosEmbedResampleConfig())
+
+
+def test_named_modes_are_the_peers_resamplers():
+    """Each named mode gives its peer's numbers: big_vision's scipy zoom, open_clip's big_vision converter (timm,
+    bilinear without corner alignment or antialias), open_clip's own resize_pos_embed (bicubic, antialias)."""
+    from timm.layers import resample_abs_pos_embed
+
+    from reclip_eval.models.config import RESAMPLE_MODES, PosEmbedResampleConfig
+
+    def ours(name, pe, old, new):
+        m = PosEmbedResampleConfig.named(name)
+        return resample_pos_embed(pe, old, new, num_prefix=1, mode=m.mode, align_corners=m.align_corners,
+                                  antialias=m.antialias)
+
+    pe = torch.randn(1, 1 + 6 * 6, 8, generator=torch.Generator().manual_seed(0))
+    grid = pe[0, 1:].double().reshape(6, 6, 8).numpy()
+    for new in (4, 9):  # down- and upsampling (antialias only acts when downsampling)
+        zoomed = ndimage.zoom(grid, (new / 6, new / 6, 1), order=1)
+        np.testing.assert_allclose(ours("big_vision", pe, (6, 6), (new, new))[0, 1:].reshape(new, new, 8).numpy(),
+                                   zoomed, atol=1e-5)
+        timm = resample_abs_pos_embed(pe, new_size=[new, new], old_size=[6, 6], num_prefix_tokens=1,
+                                      interpolation="bilinear", antialias=False)
+        torch.testing.assert_close(ours("timm_bilinear", pe, (6, 6), (new, new)), timm)
+        open_clip_state = {"visual.positional_embedding": pe[0].clone()}
+        visual = type("Visual", (), {"grid_size": (new, new)})()
+        from open_clip.model import resize_pos_embed as open_clip_resize
+
+        open_clip_resize(open_clip_state, type("Model", (), {"visual": visual})())
+        torch.testing.assert_close(ours("open_clip", pe, (6, 6), (new, new))[0],
+                                   open_clip_state["visual.positional_embedding"])
+    assert PosEmbedResampleConfig().name == "big_vision"  # the default is big_vision's, recorded by name
+    assert all(PosEmbedResampleConfig.named(n).name == n for n in RESAMPLE_MODES)
+    assert PosEmbedResampleConfig("bicubic", align_corners=True).name is None
+    with pytest.raises(ValueError, match=r"unknown position-embedding resample mode 'scipy'; known: big_vision"):
+        PosEmbedResampleConfig.named("scipy")

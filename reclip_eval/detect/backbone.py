@@ -119,7 +119,7 @@ class ViTDetBackbone(nn.Module):
             raise ValueError(f"backbone.image_size {config.image_size} is not a multiple of the tower's patch size "
                              f"{tower.config.patch_size}")
         tower.set_image_size(config.image_size, resample)  # resample_pos_embed, as in the finetune stage
-        prefix = tower.config.num_prefix_tokens
+        prefix = tower.config.pos_embed_prefix  # the class token is dropped: ViTDet runs on the patch grid only
         self.image_size = config.image_size
         self.patch_size = tower.config.patch_size
         self.grid_size = tower.config.grid_size

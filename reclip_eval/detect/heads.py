@@ -103,12 +103,8 @@ class VLMRegionScorer(nn.Module):
         """The frozen tower's last normalised tokens as (B, width, H/patch, W/patch), global attention as trained."""
         tower = self.tower
         prefix = tower.config.num_prefix_tokens
-        x = tower.patch_embed(pixels)
-        batch, width, grid_h, grid_w = x.shape
-        x = x.flatten(2).transpose(1, 2) + tower.pos_embed[:, prefix:]
-        if tower.cls_token is not None:
-            x = torch.cat([(tower.cls_token + tower.pos_embed[:, :prefix]).expand(batch, -1, -1), x], dim=1)
-        x = tower.norm(tower.transformer(tower.norm_pre(x)))[:, prefix:]
+        batch, (grid_h, grid_w), width = pixels.shape[0], tower.config.grid_hw, tower.config.width
+        x = tower.norm(tower.transformer(tower.embed(pixels)))[:, prefix:]
         return x.transpose(1, 2).reshape(batch, width, grid_h, grid_w)
 
     @torch.no_grad()

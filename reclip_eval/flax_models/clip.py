@@ -28,12 +28,11 @@ import jax
 import jax.numpy as jnp
 
 from reclip_eval.models.config import CLIPConfig, TextConfig, VisionConfig
+from reclip_eval.models.pos_embed import sincos_2d
 
-LAYER_NORM_EPS = 1e-5  # torch.nn.LayerNorm's default
 
-
-def _layer_norm(name: str | None = None, dtype: Any = None) -> nn.LayerNorm:
-    return nn.LayerNorm(epsilon=LAYER_NORM_EPS, use_fast_variance=False, dtype=dtype, name=name)
+def _layer_norm(name: str, dtype: Any, eps: float) -> nn.LayerNorm:
+    return nn.LayerNorm(epsilon=eps, use_fast_variance=False, dtype=dtype, name=name)
 
 
 def _normal(std: float) -> nn.initializers.Initializer:
@@ -49,13 +48,14 @@ def _torch_conv_bias_init(fan_in: int) -> nn.initializers.Initializer:
 class MlpBlock(nn.Module):
     hidden: int
     out_std: float  # init std of the output projection (scaled by depth)
+    activation: str = "gelu"  # "gelu" (exact) or "gelu_tanh", as the config says
     dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         width = x.shape[-1]
         x = nn.Dense(self.hidden, kernel_init=_normal(0.02), dtype=self.dtype, name="Dense_0")(x)
-        x = nn.gelu(x, approximate=False)
+        x = nn.gelu(x, approximate=self.activation == "gelu_tanh")
         return nn.Dense(width, kernel_init=_normal(self.out_std), dtype=self.dtype, name="Dense_1")(x)
 
 
@@ -65,38 +65,47 @@ class Encoder1DBlock(nn.Module):
     heads: int
     mlp_ratio: float
     out_std: float
+    activation: str
+    eps: float
     dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
         width = x.shape[-1]
-        y = _layer_norm("LayerNorm_0", self.dtype)(x)
+        y = _layer_norm("LayerNorm_0", self.dtype, self.eps)(x)
         y = nn.MultiHeadDotProductAttention(
             num_heads=self.heads, kernel_init=_normal(0.02), out_kernel_init=_normal(self.out_std),
             dtype=self.dtype, deterministic=True, name="MultiHeadDotProductAttention_0")(y, y, mask=mask)
         x = x + y
-        y = _layer_norm("LayerNorm_1", self.dtype)(x)
-        return x + MlpBlock(int(width * self.mlp_ratio), self.out_std, self.dtype, name="MlpBlock_0")(y)
+        y = _layer_norm("LayerNorm_1", self.dtype, self.eps)(x)
+        mlp = MlpBlock(int(width * self.mlp_ratio), self.out_std, self.activation, self.dtype, name="MlpBlock_0")
+        return x + mlp(y)
 
 
 class Encoder(nn.Module):
-    """`layers` blocks named encoderblock_N, then the final LayerNorm `encoder_norm` (big_vision's Encoder)."""
+    """`layers` blocks named encoderblock_N, then (`final_norm`) the LayerNorm `encoder_norm` (big_vision's
+    Encoder); without it the tower applies its own `encoder_norm` after pooling (CLIPA's image tower)."""
 
     layers: int
     heads: int
     mlp_ratio: float
+    activation: str
+    eps: float
+    final_norm: bool = True
     dtype: Any = None
 
     @nn.compact
     def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
         out_std = 0.02 / math.sqrt(2 * self.layers)
         for i in range(self.layers):
-            x = Encoder1DBlock(self.heads, self.mlp_ratio, out_std, self.dtype, name=f"encoderblock_{i}")(x, mask)
-        return _layer_norm("encoder_norm", self.dtype)(x)
+            x = Encoder1DBlock(self.heads, self.mlp_ratio, out_std, self.activation, self.eps, self.dtype,
+                               name=f"encoderblock_{i}")(x, mask)
+        return _layer_norm("encoder_norm", self.dtype, self.eps)(x) if self.final_norm else x
 
 
 class VisionTower(nn.Module):
-    """ViT: patch embedding, learned position embedding, blocks, GAP or class-token pooling, projection."""
+    """ViT: patch embedding, position embedding, blocks, GAP or class-token pooling, projection (the options are the
+    config's; see reclip_eval.models.vision for what each one means)."""
 
     config: VisionConfig
     embed_dim: int
@@ -111,26 +120,33 @@ class VisionTower(nn.Module):
                              f"{tuple(pixels.shape)}; build the model at that image size")
         fan_in = 3 * c.patch_size ** 2
         x = nn.Conv(c.width, (c.patch_size, c.patch_size), strides=(c.patch_size, c.patch_size), padding="VALID",
-                    kernel_init=nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform"),
+                    use_bias=c.patch_bias, kernel_init=nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform"),
                     bias_init=_torch_conv_bias_init(fan_in), dtype=self.dtype, name="embedding")(pixels)
         batch = x.shape[0]
         x = x.reshape(batch, -1, c.width)  # row-major over the grid, as torch's flatten(2)
-        prefix = c.num_prefix_tokens
-        pos = self.param("pos_embedding", _normal(0.02), (1, prefix + c.num_patches, c.width))
-        x = x + pos[:, prefix:]
-        if c.pool == "cls":
-            cls = self.param("cls", _normal(0.02), (1, 1, c.width)) + pos[:, :prefix]
+        rows = c.pos_embed_prefix
+        if c.pos_embed == "sincos2d":
+            pos = jnp.asarray(sincos_2d(c.grid_hw, c.width, class_row=rows > 0))
+        else:
+            pos = self.param("pos_embedding", _normal(0.02), (1, rows + c.num_patches, c.width))
+        x = x + pos[:, rows:]
+        if c.has_class_token:
+            cls = self.param("cls", _normal(0.02), (1, 1, c.width))
+            cls = cls + pos[:, :rows] if rows else cls
             x = jnp.concatenate([jnp.broadcast_to(cls, (batch, 1, c.width)).astype(x.dtype), x], axis=1)
         if c.ln_pre:
-            x = _layer_norm("ln_pre", self.dtype)(x)
-        x = Encoder(c.layers, c.heads, c.mlp_ratio, self.dtype, name="Transformer")(x)
-        pooled = x[:, 0] if c.pool == "cls" else x.mean(axis=1)
-        return nn.Dense(self.embed_dim, use_bias=False, kernel_init=_normal(c.width ** -0.5), dtype=self.dtype,
+            x = _layer_norm("ln_pre", self.dtype, c.layer_norm_eps)(x)
+        x = Encoder(c.layers, c.heads, c.mlp_ratio, c.activation, c.layer_norm_eps, final_norm=not c.norm_after_pool,
+                    dtype=self.dtype, name="Transformer")(x)
+        pooled = x[:, 0] if c.pool == "cls" else x[:, c.num_prefix_tokens:].mean(axis=1)
+        if c.norm_after_pool:
+            pooled = _layer_norm("encoder_norm", self.dtype, c.layer_norm_eps)(pooled)
+        return nn.Dense(self.embed_dim, use_bias=c.head_bias, kernel_init=_normal(c.width ** -0.5), dtype=self.dtype,
                         name="head")(pooled)
 
 
 class TextTower(nn.Module):
-    """Token + position embedding, causal blocks pooled at the end-of-text token (or masked mean), projection."""
+    """Token + position embedding, blocks (causal for end-of-text pooling), pooled, projection."""
 
     config: TextConfig
     embed_dim: int
@@ -146,17 +162,20 @@ class TextTower(nn.Module):
                              f"context_length <= {c.context_length}")
         x = nn.Embed(c.vocab_size, c.width, embedding_init=_normal(0.02), dtype=self.dtype, name="Embed_0")(tokens)
         x = x + self.param("pos_embedding", _normal(0.01), (1, c.context_length, c.width))[:, :length]
-        encoder = Encoder(c.layers, c.heads, c.mlp_ratio, self.dtype, name="Encoder_0")
+        encoder = Encoder(c.layers, c.heads, c.mlp_ratio, c.activation, c.layer_norm_eps, dtype=self.dtype,
+                          name="Encoder_0")
         if c.pool == "eot":
             x = encoder(x, nn.make_causal_mask(tokens))
             # The end-of-text id (49407) is the largest id in the vocabulary, as in CLIP.
             pooled = x[jnp.arange(x.shape[0]), tokens.argmax(axis=-1)]
+        elif c.pool == "last":
+            pooled = encoder(x)[:, -1]  # no mask at all, as big_vision / CLIPA
         else:
             valid = tokens != 0
             x = encoder(x, valid[:, None, None, :])  # padding masked as keys only, as torch's key_padding_mask
             keep = valid[..., None].astype(x.dtype)
             pooled = (x * keep).sum(axis=1) / jnp.maximum(keep.sum(axis=1), 1)
-        return nn.Dense(self.embed_dim, use_bias=False, kernel_init=_normal(c.width ** -0.5), dtype=self.dtype,
+        return nn.Dense(self.embed_dim, use_bias=c.head_bias, kernel_init=_normal(c.width ** -0.5), dtype=self.dtype,
                         name="head")(pooled)
 
 

@@ -73,9 +73,10 @@ def _attention(torch_prefix: str, flax_prefix: str, width: int, heads: int) -> l
     ]
 
 
-def _encoder(torch_prefix: str, flax_prefix: str, layers: int, width: int, heads: int) -> list[Piece]:
+def _encoder(torch_prefix: str, flax_prefix: str, layers: int, width: int, heads: int,
+             norm_path: str | None = None) -> list[Piece]:
     """A torch Transformer's blocks plus the tower's final LayerNorm `{tower}.norm`, which the flax Encoder holds
-    as `encoder_norm` (big_vision's layout)."""
+    as `encoder_norm` (big_vision's layout), or the tower at `norm_path` when it normalises after pooling (CLIPA)."""
     pieces = []
     for i in range(layers):
         t, f = f"{torch_prefix}.transformer.blocks.{i}", f"{flax_prefix}/encoderblock_{i}"
@@ -86,30 +87,37 @@ def _encoder(torch_prefix: str, flax_prefix: str, layers: int, width: int, heads
                    _same(f"{t}.mlp.fc1.bias", f"{f}/MlpBlock_0/Dense_0/bias"),
                    _linear(f"{t}.mlp.fc2.weight", f"{f}/MlpBlock_0/Dense_1/kernel"),
                    _same(f"{t}.mlp.fc2.bias", f"{f}/MlpBlock_0/Dense_1/bias")]
-    return pieces + _layer_norm(f"{torch_prefix}.norm", f"{flax_prefix}/encoder_norm")
+    return pieces + _layer_norm(f"{torch_prefix}.norm", norm_path or f"{flax_prefix}/encoder_norm")
 
 
 def pieces_for(config: CLIPConfig) -> list[Piece]:
     """Every tensor of a model of `config`, as torch key(s) <-> flax path(s)."""
     v, t = config.vision, config.text
-    pieces = [
-        Piece(("visual.patch_embed.weight",), ("img/embedding/kernel",),
-              lambda a: [a[0].transpose(2, 3, 1, 0)], lambda a: [a[0].transpose(3, 2, 0, 1)]),
-        _same("visual.patch_embed.bias", "img/embedding/bias"),
-        _same("visual.pos_embed", "img/pos_embedding"),
-    ]
-    if v.pool == "cls":
+    pieces = [Piece(("visual.patch_embed.weight",), ("img/embedding/kernel",),
+                    lambda a: [a[0].transpose(2, 3, 1, 0)], lambda a: [a[0].transpose(3, 2, 0, 1)])]
+    if v.patch_bias:
+        pieces.append(_same("visual.patch_embed.bias", "img/embedding/bias"))
+    if v.pos_embed == "learned":  # a sin-cos table is computed from the config on both sides, never stored
+        pieces.append(_same("visual.pos_embed", "img/pos_embedding"))
+    if v.has_class_token:
         pieces.append(_same("visual.cls_token", "img/cls"))
     if v.ln_pre:
         pieces += _layer_norm("visual.norm_pre", "img/ln_pre")
-    pieces += _encoder("visual", "img/Transformer", v.layers, v.width, v.heads)
-    pieces += [_linear("visual.proj.weight", "img/head/kernel"),
-               _same("text.token_embed.weight", "txt/Embed_0/embedding"),
+    pieces += _encoder("visual", "img/Transformer", v.layers, v.width, v.heads,
+                       norm_path="img/encoder_norm" if v.norm_after_pool else None)
+    pieces += _head("visual", "img", v.head_bias)
+    pieces += [_same("text.token_embed.weight", "txt/Embed_0/embedding"),
                _same("text.pos_embed", "txt/pos_embedding")]
     pieces += _encoder("text", "txt/Encoder_0", t.layers, t.width, t.heads)
-    pieces += [_linear("text.proj.weight", "txt/head/kernel"),
-               Piece(("logit_scale",), ("t",), lambda a: [a[0].reshape(1)], lambda a: [a[0].reshape(())])]
+    pieces += _head("text", "txt", t.head_bias)
+    pieces.append(Piece(("logit_scale",), ("t",), lambda a: [a[0].reshape(1)], lambda a: [a[0].reshape(())]))
     return pieces
+
+
+def _head(torch_tower: str, flax_tower: str, bias: bool) -> list[Piece]:
+    """The projection to the embedding space (big_vision's `head`), with its bias when the config has one."""
+    pieces = [_linear(f"{torch_tower}.proj.weight", f"{flax_tower}/head/kernel")]
+    return pieces + [_same(f"{torch_tower}.proj.bias", f"{flax_tower}/head/bias")] if bias else pieces
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -155,14 +163,16 @@ def torch_to_flax(state: Mapping[str, Any], config: CLIPConfig, *, source: str =
     return unflatten(flat)
 
 
-def flax_to_torch(params: Mapping[str, Any], config: CLIPConfig, *, source: str = "flax params"
-                  ) -> dict[str, np.ndarray]:
+def flax_to_torch(params: Mapping[str, Any], config: CLIPConfig, *, source: str = "flax params",
+                  check_flax_shapes: bool = True) -> dict[str, np.ndarray]:
     """The flax `params` tree -> a torch state dict of numpy arrays (what save_safetensors / load_state_dict take
-    after torch.from_numpy)."""
+    after torch.from_numpy). `check_flax_shapes=False` leaves the shape check to the torch loader
+    (checkpoint.load_state_into), so that importing needs no jax."""
     flat = {path: np.asarray(leaf) for path, leaf in flatten(params)}
     pieces = pieces_for(config)
     _check_keys(set(flat), {p for piece in pieces for p in piece.flax_paths}, "the flax params tree", source)
-    _check_shapes(flat, expected_flax_shapes(config), source)
+    if check_flax_shapes:
+        _check_shapes(flat, expected_flax_shapes(config), source)
     state = {}
     for piece in pieces:
         for key, array in zip(piece.torch_keys, piece.to_torch([flat[p] for p in piece.flax_paths]), strict=True):

@@ -70,7 +70,9 @@ def init_state(params: Any, tx: optax.GradientTransformation, mesh: Mesh, shardi
     everywhere = set(mesh.devices.flat)
 
     def on_mesh(x: jax.Array) -> jax.Array:
-        return x if set(x.sharding.device_set) == everywhere else jax.device_put(x, replicated)
+        # Committed, as the step's outputs are: jit's cache keys include committed-ness, so an uncommitted leaf
+        # (what `tx.init` returns on a one-device mesh) would make the second step compile the whole step again.
+        return jax.device_put(x, x.sharding if set(x.sharding.device_set) == everywhere else replicated)
 
     opt_state = jax.tree.map(on_mesh, jax.jit(tx.init)(params))
     return TrainState(step=jax.device_put(jax.numpy.zeros((), jax.numpy.int32), replicated), params=params,

@@ -42,6 +42,11 @@ class CLIP(nn.Module):
         """-> (normalised image embeddings p, normalised text embeddings q, 1/tau); `mask_ratio`: see VisionTower."""
         return self.encode_image(pixels, mask_ratio=mask_ratio), self.encode_text(tokens), self.temperature_scale()
 
+    def build_fixed_buffers(self) -> None:
+        """Compute the tensors that are functions of the config, not weights (a sin-cos position table), on the CPU:
+        after a meta-device build they are still unset."""
+        self.visual.build_fixed_buffers()
+
     def set_activation_checkpointing(self, enabled: bool) -> None:
         """Trade compute for memory in training: block activations are recomputed in the backward pass."""
         self.visual.transformer.activation_checkpointing = enabled

@@ -29,10 +29,27 @@ class VisionConfig:
     layers: int = 24
     heads: int = 16
     mlp_ratio: float = 4.0
-    # "gap": global average pooling of the patch tokens (the paper's default, as in big_vision/FLIP).
-    # "cls": a prepended class token (OpenAI CLIP, open_clip), for foreign checkpoints.
+    # "gap": global average pooling of the patch tokens (the paper's default, as in big_vision/FLIP); a class token,
+    # when there is one (`class_token`), is left out of the average (CLIPA, open_clip's pool_type "avg").
+    # "cls": the output at a prepended class token (OpenAI CLIP, open_clip; big_vision's pool_type "tok").
     pool: Literal["gap", "cls"] = "gap"
     ln_pre: bool = False  # LayerNorm after patch+position embedding (OpenAI CLIP has it, big_vision ViT does not)
+    # The options below describe foreign architectures (imported checkpoints run on both backends); the defaults
+    # are this project's own model, so a config.json written before they existed reads as it did.
+    # A class token even when pooling is "gap" (CLIPA always prepends one); "cls" pooling always has one.
+    class_token: bool = False
+    # Whether the position table has a row for the class token (OpenAI CLIP, CLIPA: the class token gets a learned
+    # position) or not (big_vision: the position embedding is added to the patches before the class token joins).
+    class_token_position: bool = True
+    # The final LayerNorm after pooling (CLIPA, open_clip's final_ln_after_pool) instead of over every token.
+    norm_after_pool: bool = False
+    patch_bias: bool = True  # a bias in the patch-embedding convolution (big_vision, OpenAI: none in CLIPA, open_clip)
+    head_bias: bool = False  # a bias in the projection to the embedding space (big_vision's image `head`)
+    # "learned" (stored in the checkpoint) or "sincos2d": fixed 2-D sin-cos embeddings (MoCo v3 / big_vision's
+    # posemb_sincos_2d, CLIPA's H models), computed from the grid and never stored; see models/pos_embed.py.
+    pos_embed: Literal["learned", "sincos2d"] = "learned"
+    activation: Literal["gelu", "gelu_tanh"] = "gelu"  # exact erf GELU (torch) or the tanh form (flax's default)
+    layer_norm_eps: float = 1e-5  # torch's default; big_vision and CLIPA use flax's 1e-6
 
     def __post_init__(self) -> None:
         size = self.image_size
@@ -49,6 +66,9 @@ class VisionConfig:
                 raise ValueError(f"{shown} is not a multiple of patch_size {self.patch_size}")
         if self.width % self.heads:
             raise ValueError(f"vision width {self.width} is not divisible by heads {self.heads}")
+        if self.pos_embed == "sincos2d" and (self.width % 4 or self.width < 8):
+            raise ValueError(f"pos_embed sincos2d needs a vision width that is a multiple of 4 and at least 8, "
+                             f"got {self.width}")
 
     @property
     def image_hw(self) -> tuple[int, int]:
@@ -75,8 +95,18 @@ class VisionConfig:
         return rows * columns
 
     @property
+    def has_class_token(self) -> bool:
+        return self.pool == "cls" or self.class_token
+
+    @property
     def num_prefix_tokens(self) -> int:
-        return 1 if self.pool == "cls" else 0
+        """Tokens before the patches in the sequence (the class token)."""
+        return 1 if self.has_class_token else 0
+
+    @property
+    def pos_embed_prefix(self) -> int:
+        """Rows of the position table before the grid (the class token's position, when it has one)."""
+        return 1 if self.has_class_token and self.class_token_position else 0
 
 
 @dataclass(frozen=True)
@@ -92,8 +122,13 @@ class TextConfig:
     mlp_ratio: float = 4.0
     # "eot": causal transformer, features at the end-of-text token (Radford et al. 2021, which the paper follows).
     # "mean": bidirectional transformer, mean over non-padding tokens.
-    pool: Literal["eot", "mean"] = "eot"
+    # "last": bidirectional transformer without any mask (padding attends and is attended), features at the last
+    # position (big_vision's and CLIPA's text towers, open_clip's pool_type "last" with no_causal_mask).
+    pool: Literal["eot", "mean", "last"] = "eot"
     tokenizer: Literal["clip-bpe"] = "clip-bpe"
+    head_bias: bool = False  # a bias in the projection to the embedding space (big_vision's text `head`)
+    activation: Literal["gelu", "gelu_tanh"] = "gelu"
+    layer_norm_eps: float = 1e-5
 
     def __post_init__(self) -> None:
         if self.width % self.heads:
@@ -123,6 +158,29 @@ class PosEmbedResampleConfig:
     mode: Literal["bilinear", "bicubic"] = "bilinear"
     align_corners: bool = True
     antialias: bool = False
+
+    @classmethod
+    def named(cls, name: str) -> PosEmbedResampleConfig:
+        """One of RESAMPLE_MODES by name."""
+        if name not in RESAMPLE_MODES:
+            raise ValueError(f"unknown position-embedding resample mode {name!r}; known: {', '.join(RESAMPLE_MODES)}")
+        return RESAMPLE_MODES[name]
+
+    @property
+    def name(self) -> str | None:
+        """The named mode these settings are, None for another combination."""
+        return next((name for name, mode in RESAMPLE_MODES.items() if mode == self), None)
+
+
+# How the peers resample, as named settings of the one resampler (models/pos_embed.py). big_vision's
+# `resample_posemb`: scipy.ndimage.zoom order 1, i.e. bilinear through the corner samples, no antialias (CLIPA
+# the same); open_clip's big_vision converter (open_clip/convert.py): timm's resample_abs_pos_embed, bilinear,
+# align_corners False, antialias False; open_clip's own resize_pos_embed: bicubic, align_corners False, antialias.
+RESAMPLE_MODES: dict[str, PosEmbedResampleConfig] = {
+    "big_vision": PosEmbedResampleConfig("bilinear", align_corners=True, antialias=False),
+    "timm_bilinear": PosEmbedResampleConfig("bilinear", align_corners=False, antialias=False),
+    "open_clip": PosEmbedResampleConfig("bicubic", align_corners=False, antialias=True),
+}
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -73,7 +74,7 @@ def resize_pos_embed(pos_embed: torch.Tensor, old_grid: tuple[int, int], target:
     """`pos_embed` (1, prefix + rows*columns, D) of grid `old_grid` (rows, columns), resampled to `target`'s grid.
 
     A token count that does not fit `old_grid` is a ValueError saying what was expected (callers add the source)."""
-    prefix, new_grid = target.num_prefix_tokens, target.grid_hw
+    prefix, new_grid = target.pos_embed_prefix, target.grid_hw
     expected = prefix + old_grid[0] * old_grid[1]
     if pos_embed.dim() != 3 or pos_embed.shape[1] != expected:
         raise ValueError(f"position embedding of shape {tuple(pos_embed.shape)} does not fit a "
@@ -89,3 +90,21 @@ def resize_pos_embed(pos_embed: torch.Tensor, old_grid: tuple[int, int], target:
 
 def _grid(grid: tuple[int, int]) -> str:
     return f"{grid[0]}x{grid[1]}"
+
+
+def sincos_2d(grid_hw: tuple[int, int], width: int, *, class_row: bool = False,
+              temperature: float = 10_000.0) -> np.ndarray:
+    """Fixed 2-D sin-cos position embeddings, (1, [1 +] rows*columns, width) float32: the MoCo v3 formula as
+    big_vision's and CLIPA's `posemb_sincos_2d` write it, [sin(x w), cos(x w), sin(y w), cos(y w)] with x the
+    column, y the row and w = temperature ** -(i / (width/4 - 1)), i < width/4; `class_row` prepends CLIPA's zero
+    row for the class token. One function for both backends, so they add the same numbers."""
+    rows, columns = grid_hw
+    y, x = np.mgrid[:rows, :columns]
+    quarter = width // 4
+    omega = 1.0 / temperature ** (np.arange(quarter) / (quarter - 1))
+    x = np.einsum("m,d->md", x.reshape(-1), omega)
+    y = np.einsum("m,d->md", y.reshape(-1), omega)
+    table = np.concatenate([np.sin(x), np.cos(x), np.sin(y), np.cos(y)], axis=1)
+    if class_row:
+        table = np.concatenate([np.zeros((1, width)), table], axis=0)
+    return table[None].astype(np.float32)

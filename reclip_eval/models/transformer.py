@@ -25,11 +25,19 @@ class Attention(nn.Module):
         return self.proj(out.transpose(1, 2).reshape(batch, tokens, width))
 
 
+# GELU as the config names it: torch's exact erf form, or the tanh approximation big_vision and CLIPA train with.
+ACTIVATIONS = {"gelu": lambda: nn.GELU(), "gelu_tanh": lambda: nn.GELU(approximate="tanh")}
+
+
+def layer_norm(width: int, eps: float = 1e-5) -> nn.LayerNorm:
+    return nn.LayerNorm(width, eps=eps)
+
+
 class MLP(nn.Module):
-    def __init__(self, width: int, hidden: int):
+    def __init__(self, width: int, hidden: int, activation: str = "gelu"):
         super().__init__()
         self.fc1 = nn.Linear(width, hidden)
-        self.act = nn.GELU()
+        self.act = ACTIVATIONS[activation]()
         self.fc2 = nn.Linear(hidden, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -37,12 +45,12 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, width: int, heads: int, mlp_ratio: float):
+    def __init__(self, width: int, heads: int, mlp_ratio: float, activation: str = "gelu", eps: float = 1e-5):
         super().__init__()
-        self.norm1 = nn.LayerNorm(width)
+        self.norm1 = layer_norm(width, eps)
         self.attn = Attention(width, heads)
-        self.norm2 = nn.LayerNorm(width)
-        self.mlp = MLP(width, int(width * mlp_ratio))
+        self.norm2 = layer_norm(width, eps)
+        self.mlp = MLP(width, int(width * mlp_ratio), activation)
 
     def forward(self, x: torch.Tensor, *, causal: bool = False, key_padding: torch.Tensor | None = None) -> torch.Tensor:
         x = x + self.attn(self.norm1(x), causal=causal, key_padding=key_padding)
@@ -50,9 +58,10 @@ class Block(nn.Module):
 
 
 class Transformer(nn.Module):
-    def __init__(self, width: int, layers: int, heads: int, mlp_ratio: float):
+    def __init__(self, width: int, layers: int, heads: int, mlp_ratio: float, *, activation: str = "gelu",
+                 eps: float = 1e-5):
         super().__init__()
-        self.blocks = nn.ModuleList(Block(width, heads, mlp_ratio) for _ in range(layers))
+        self.blocks = nn.ModuleList(Block(width, heads, mlp_ratio, activation, eps) for _ in range(layers))
         # Recompute each block's activations in the backward pass instead of storing them (less memory).
         self.activation_checkpointing = False
 

@@ -31,6 +31,9 @@ def _import_jax():
     except ImportError as e:
         raise JaxUnavailableError(f"--backend jax needs jax and flax ({e.name} is not installed): "
                                   "pip install 'reclip-eval[jax]'") from None
+    from reclip_eval.flax_models.compile_cache import enable_compilation_cache
+
+    enable_compilation_cache()
     return jax
 
 

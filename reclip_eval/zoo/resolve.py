@@ -29,7 +29,7 @@ from reclip_eval.models.presets import with_image_size
 
 # Each of the zoo's own kind modules registers its kind when imported; the kinds of the packages above the zoo are
 # listed in reclip_eval/kinds.py.
-from reclip_eval.zoo import hf_clip, openclip, reclip  # noqa: F401
+from reclip_eval.zoo import big_vision, hf_clip, openclip, reclip  # noqa: F401
 from reclip_eval.zoo.adapter import ModelAdapter
 from reclip_eval.zoo.backends import BACKENDS, DEFAULT_BACKEND
 from reclip_eval.zoo.entries import ZooEntry, load_entry

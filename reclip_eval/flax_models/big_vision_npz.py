@@ -1,0 +1,279 @@
+"""Import of big_vision and CLIPA two-tower checkpoints saved as `.npz`, into this project's model (both backends).
+
+The file: one array per parameter, the tree path joined with "/" (big_vision's `utils.save_checkpoint` /
+`tree_flatten_with_names`), optionally under `params/` beside optimizer state (`opt/...`) and step counters
+(`chrono/...`), which are ignored. bfloat16 arrays are stored with a void dtype of item size 2 (numpy has no
+bfloat16) and read back as bfloat16 bits. Read with `allow_pickle=False`: nothing is unpickled.
+
+The two trees (big_vision models/proj/image_text/two_towers.py with vit.py and text_transformer.py; CLIPA's
+clipa_jax/models, a fork of them):
+
+    big_vision                                   CLIPA
+    img/embedding/{kernel,bias}                  img/embedding/kernel            (no patch bias)
+    img/pos_embedding (1, N, W)                  img/pos_embedding (1, 1 + N, W) (includes the class token's row;
+                                                                                  absent for fixed sin-cos, H models)
+    img/cls (only for pool_type "tok")           img/cls (always)
+    img/Transformer/encoderblock_K/...           img/Transformer/encoderblock_K/...
+    img/Transformer/encoder_norm                 img/encoder_norm                (after pooling)
+    img/head/{kernel,bias}                       img/head/kernel
+    txt/Embed_0/embedding, txt/pos_embedding     the same
+    txt/Encoder_0/encoderblock_K/...             txt/Transformer/encoderblock_K/...
+    txt/Encoder_0/encoder_norm                   txt/encoder_norm
+    txt/head/{kernel,bias}                       txt/head/kernel
+    t (1,): log temperature (not clamped)        t
+
+Scanned encoders (`scan=True`) hold one `encoderblock` with a leading depth axis; it is split into per-layer blocks.
+Both trees use tanh GELU and flax's LayerNorm epsilon 1e-6; text towers have no mask and pool the last position.
+What the weights cannot tell (the GAP / class-token choice of a CLIPA image tower, an image size for sin-cos
+positions) is an argument with the trees' defaults.
+
+Training checkpoints written by big_vision since late 2023 are tensorstore (orbax) folders, with "~" standing for
+"/" in names; they are not read here: the error says how to export an `.npz`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from reclip_eval.errors import CheckpointError
+from reclip_eval.flax_models.convert import flax_to_torch, unflatten
+from reclip_eval.models.config import CLIPConfig, PreprocessConfig, TextConfig, VisionConfig
+from reclip_eval.registry import Registry
+
+CLIP_BPE_VOCAB = 49408
+IGNORED_PREFIXES = ("opt/", "chrono/")
+# Preprocessing of each codebase's evaluation: big_vision's value_range(-1, 1) after a squash resize; CLIPA's
+# ImageNet statistics, bilinear squash (open_clip's pretrained config for the CLIPA weights, `_apcfg`).
+BIG_VISION_PREPROCESS = PreprocessConfig(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation="bilinear",
+                                         resize="squash")
+CLIPA_PREPROCESS = PreprocessConfig(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
+                                    interpolation="bilinear", resize="squash")
+
+
+@dataclass(frozen=True)
+class TreeLayout:
+    """One codebase's tree: how to recognise it, where its parts sit relative to ours (reclip_eval.flax_models), and
+    the architecture options its weights imply."""
+
+    name: str
+    recognise: Callable[[Mapping[str, np.ndarray]], bool]
+    renames: tuple[tuple[str, str], ...]  # (their prefix, our prefix), the first that matches
+    class_token_always: bool  # CLIPA prepends a class token whatever the pooling
+    class_token_position: bool  # the position table has the class token's row
+    norm_after_pool: bool
+    preprocess: PreprocessConfig
+
+
+TREE_LAYOUTS: Registry[TreeLayout] = Registry("checkpoint tree layout")
+
+
+def _register(layout: TreeLayout) -> None:
+    TREE_LAYOUTS.register(layout.name)(layout)
+
+
+_register(TreeLayout(
+    "big_vision", recognise=lambda flat: any(k.startswith("txt/Encoder_0/") for k in flat), renames=(),
+    class_token_always=False, class_token_position=False, norm_after_pool=False,
+    preprocess=BIG_VISION_PREPROCESS))
+_register(TreeLayout(
+    "clipa", recognise=lambda flat: any(k.startswith("txt/Transformer/") for k in flat),
+    renames=(("txt/Transformer/", "txt/Encoder_0/"), ("txt/encoder_norm/", "txt/Encoder_0/encoder_norm/")),
+    class_token_always=True, class_token_position=True, norm_after_pool=True,
+    preprocess=CLIPA_PREPROCESS))
+
+
+@dataclass(frozen=True)
+class ImportedCheckpoint:
+    config: CLIPConfig
+    state: dict[str, np.ndarray]  # the torch model's state dict (float32 numpy arrays)
+    layout: str
+
+
+def read_npz(path: str | Path) -> dict[str, np.ndarray]:
+    """The parameters of a big_vision-style `.npz` by "/"-joined path, float32, `params/` stripped, optimizer state
+    and counters dropped, scanned encoder blocks split per layer."""
+    path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(_tensorstore_message(path) if _looks_like_tensorstore(path) else
+                              f"{path}: a folder, not a .npz file (give the checkpoint file itself)")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file (expected a big_vision / CLIPA .npz checkpoint)")
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as e:  # not a zip, or an object array that would need unpickling
+        raise CheckpointError(f"{path}: not a readable .npz of plain arrays ({e})") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise CheckpointError(f"{path}: a single .npy array, not a .npz archive of named parameters")
+    flat: dict[str, np.ndarray] = {}
+    with archive:
+        names = list(archive.files)
+        under_params = any(n.startswith("params/") for n in names)
+        for name in names:
+            if name.startswith(IGNORED_PREFIXES) or (under_params and not name.startswith("params/")):
+                continue
+            try:
+                array = archive[name]  # arrays are read lazily: an object array is refused here
+            except (ValueError, OSError) as e:
+                raise CheckpointError(f"{path}: not a readable .npz of plain arrays ({name}: {e})") from None
+            flat[name.removeprefix("params/")] = _as_float32(array, f"{path}: {name}")
+    if not flat:
+        raise CheckpointError(f"{path}: no parameters in the archive (keys: {', '.join(names[:5]) or 'none'})")
+    return _unscan(flat, path)
+
+
+def _as_float32(array: np.ndarray, what: str) -> np.ndarray:
+    if array.dtype.kind == "V" and array.dtype.itemsize == 2:  # bfloat16 as numpy stores it without ml_dtypes
+        import ml_dtypes
+
+        return array.view(ml_dtypes.bfloat16).astype(np.float32)
+    if array.dtype.kind not in "fiu":
+        raise CheckpointError(f"{what}: dtype {array.dtype} is not a numeric parameter")
+    return array.astype(np.float32)
+
+
+_SCANNED = re.compile(r"^(?P<encoder>.*)/encoderblock/(?P<rest>.+)$")
+
+
+def _unscan(flat: dict[str, np.ndarray], path: Path) -> dict[str, np.ndarray]:
+    """`.../encoderblock/X` with a leading depth axis -> `.../encoderblock_K/X` (big_vision's scan=True layout)."""
+    out: dict[str, np.ndarray] = {}
+    for key, array in flat.items():
+        match = _SCANNED.match(key)
+        if match is None:
+            out[key] = array
+            continue
+        for layer, block in enumerate(array):
+            out[f"{match['encoder']}/encoderblock_{layer}/{match['rest']}"] = block
+    depths = {m["encoder"]: len(flat[k]) for k in flat if (m := _SCANNED.match(k))}
+    for key in flat:
+        match = _SCANNED.match(key)
+        if match and len(flat[key]) != depths[match["encoder"]]:
+            raise CheckpointError(f"{path}: {key} has {len(flat[key])} scanned layers, other blocks of "
+                                  f"{match['encoder']} have {depths[match['encoder']]}")
+    return out
+
+
+def _looks_like_tensorstore(folder: Path) -> bool:
+    markers = ("_METADATA", "_CHECKPOINT_METADATA", "manifest.ocdbt", "_sharding", "checkpoint")
+    return any((folder / m).exists() for m in markers) or any("~" in p.name for p in folder.iterdir())
+
+
+def _tensorstore_message(folder: Path) -> str:
+    return (f"{folder}: a tensorstore (orbax) checkpoint folder, as big_vision writes since late 2023; it is not "
+            "read here. Export its parameters to a .npz first, e.g. in big_vision: "
+            "`params = u.load_params(FOLDER); u.save_checkpoint({'params': params}, 'model.npz')` "
+            "(big_vision.utils), then import model.npz")
+
+
+def detect_layout(flat: Mapping[str, np.ndarray], source: str) -> TreeLayout:
+    found = [layout for layout in TREE_LAYOUTS.values() if layout.recognise(flat)]
+    if len(found) != 1:
+        raise CheckpointError(f"{source}: not a big_vision or CLIPA two-tower tree (expected text blocks under "
+                              f"txt/Encoder_0/ or txt/Transformer/; keys start {', '.join(sorted(flat)[:4])})")
+    return found[0]
+
+
+def import_two_towers(path: str | Path, *, layout: str | None = None, image_size: int | None = None,
+                      image_pool: str = "gap", text_pool: str = "last") -> ImportedCheckpoint:
+    """Read a big_vision / CLIPA `.npz` and return our config and torch state dict for it.
+
+    `layout`: "big_vision" or "clipa", checked against the tree (None: recognised from it); `image_size`: needed only when the image
+    positions are fixed sin-cos (not stored), otherwise the stored grid's size; `image_pool`: a CLIPA image
+    tower's pooling ("gap", its default, or "tok"; big_vision's follows from whether `img/cls` exists)."""
+    source = str(path)
+    flat = read_npz(path)
+    tree = detect_layout(flat, source)
+    if layout is not None and TREE_LAYOUTS.get(layout) is not tree:
+        raise CheckpointError(f"{source}: layout {layout!r} asked for, but the tree is {tree.name}'s")
+    for key in ("img/MAPHead_0/probe", "img/pre_logits/kernel", "b"):
+        if key in flat:
+            raise CheckpointError(f"{source}: {key} is in the checkpoint: MAP-head pooling, a pre-logits layer and "
+                                  "the sigmoid loss's bias (SigLIP) are not part of this model")
+    renamed = _rename(flat, tree)
+    config = _infer_config(renamed, tree, source, image_size=image_size, image_pool=image_pool, text_pool=text_pool)
+    state = flax_to_torch(unflatten(renamed), config, source=source, check_flax_shapes=False)
+    return ImportedCheckpoint(config, state, tree.name)
+
+
+def _rename(flat: Mapping[str, np.ndarray], tree: TreeLayout) -> dict[str, np.ndarray]:
+    out = {}
+    for key, array in flat.items():
+        for theirs, ours in tree.renames:
+            if key.startswith(theirs):
+                key = ours + key[len(theirs):]
+                break
+        out[key] = array
+    return out
+
+
+def _need(flat: Mapping[str, np.ndarray], key: str, source: str) -> np.ndarray:
+    if key not in flat:
+        raise CheckpointError(f"{source}: {key} is missing (expected in a two-tower tree)")
+    return flat[key]
+
+
+def _encoder_shape(flat: Mapping[str, np.ndarray], encoder: str, source: str) -> dict:
+    """layers, heads and mlp_ratio of the encoder under `encoder` (our naming) from its kernels' shapes."""
+    layers = len({m[1] for k in flat if (m := re.match(rf"^{re.escape(encoder)}/encoderblock_(\d+)/", k))})
+    if layers == 0:
+        raise CheckpointError(f"{source}: no encoder blocks under {encoder}/")
+    block = f"{encoder}/encoderblock_0"
+    width, heads, _ = _need(flat, f"{block}/MultiHeadDotProductAttention_0/query/kernel", source).shape
+    hidden = _need(flat, f"{block}/MlpBlock_0/Dense_0/kernel", source).shape[1]
+    return {"layers": layers, "heads": heads, "width": width, "mlp_ratio": hidden / width}
+
+
+def _infer_config(flat: Mapping[str, np.ndarray], tree: TreeLayout, source: str, *, image_size: int | None,
+                  image_pool: str, text_pool: str) -> CLIPConfig:
+    numerics = {"activation": "gelu_tanh", "layer_norm_eps": 1e-6}
+    patch, _, _, width = _need(flat, "img/embedding/kernel", source).shape
+    has_cls = "img/cls" in flat
+    if tree.class_token_always and not has_cls:
+        raise CheckpointError(f"{source}: img/cls is missing (a CLIPA image tower always has a class token)")
+    if image_pool not in ("gap", "tok"):
+        raise CheckpointError(f"image_pool {image_pool!r}: expected 'gap' or 'tok'")
+    if text_pool not in ("last", "eot", "mean"):
+        raise CheckpointError(f"text_pool {text_pool!r}: expected 'last' (big_vision's and CLIPA's), 'eot' or 'mean'")
+    pool = "cls" if (has_cls and not tree.class_token_always) or image_pool == "tok" else "gap"
+    learned = "img/pos_embedding" in flat
+    prefix = 1 if has_cls and tree.class_token_position else 0
+    if learned:
+        tokens = flat["img/pos_embedding"].shape[1] - prefix
+        side = math.isqrt(tokens)
+        if side * side != tokens:
+            raise CheckpointError(f"{source}: img/pos_embedding has {tokens} grid tokens, not a square grid")
+        image_size = side * patch  # the stored grid's; the loader resamples to another size on purpose
+    elif image_size is None:
+        raise CheckpointError(f"{source}: the image positions are fixed sin-cos (no img/pos_embedding stored), "
+                              "so the image size is not in the file: give image_size (e.g. 224)")
+    vision = VisionConfig(
+        image_size=image_size, patch_size=patch, pool=pool,
+        **_encoder_shape(flat, "img/Transformer", source), class_token=has_cls and tree.class_token_always,
+        # Without a class token the field means nothing; the default keeps such configs equal to our own.
+        class_token_position=tree.class_token_position if has_cls else True, norm_after_pool=tree.norm_after_pool,
+        patch_bias="img/embedding/bias" in flat, head_bias="img/head/bias" in flat,
+        pos_embed="learned" if learned else "sincos2d", **numerics)
+    if vision.width != width:
+        raise CheckpointError(f"{source}: img/embedding has width {width}, the image blocks {vision.width}")
+    vocab, _ = _need(flat, "txt/Embed_0/embedding", source).shape
+    if vocab != CLIP_BPE_VOCAB:
+        raise CheckpointError(
+            f"{source}: the text vocabulary has {vocab} entries; this project's only tokenizer so far is CLIP's BPE "
+            f"({CLIP_BPE_VOCAB}), so the tokenizer this model was trained with (big_vision: SentencePiece, CLIPA: "
+            "bert-base-uncased) cannot be matched yet")
+    context = _need(flat, "txt/pos_embedding", source).shape[1]
+    text = TextConfig(context_length=context, vocab_size=vocab, pool=text_pool,
+                      **_encoder_shape(flat, "txt/Encoder_0", source), head_bias="txt/head/bias" in flat, **numerics)
+    embed_dim = _need(flat, "img/head/kernel", source).shape[1]
+    log_scale = float(_need(flat, "t", source).reshape(-1)[0])
+    config = CLIPConfig(embed_dim=embed_dim, vision=vision, text=text, preprocess=tree.preprocess,
+                        init_logit_scale=log_scale,
+                        # big_vision does not clamp the temperature: a clamp below the stored one would change it.
+                        max_logit_scale=max(100.0, math.exp(log_scale)))
+    return config

@@ -1,0 +1,66 @@
+"""The `big_vision` model kind: `--model big_vision:PATH.npz` evaluates a big_vision or CLIPA two-tower checkpoint
+(reclip_eval.flax_models.big_vision_npz reads it) with this project's model, on either backend (`--backend jax`
+runs the flax twin of the same weights). The tree layout is recognised from the file; `--image-size` builds the
+model at another input size (a learned position grid is resampled, a sin-cos one recomputed).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from reclip_eval.checkpoint import check_image_size, file_sha256, load_state_into
+from reclip_eval.errors import CheckpointError
+from reclip_eval.flax_models.big_vision_npz import import_two_towers
+from reclip_eval.models.clip import CLIP
+from reclip_eval.models.presets import with_image_size
+from reclip_eval.zoo.model_kinds import LoadRequest, PrefixForm, register_model_kind
+from reclip_eval.zoo.reclip import ReclipAdapter
+
+PREFIX = "big_vision:"
+
+
+class ImportedAdapter(ReclipAdapter):
+    """Our model holding weights imported from a big_vision / CLIPA file: its results say where they came from."""
+
+    def __init__(self, model: CLIP, model_id: str, path: Path, layout: str, sha256: str):
+        super().__init__(model, model_id, source=None, sha256=sha256)
+        self.path, self.layout = path, layout
+
+    def describe(self) -> dict[str, Any]:
+        described = super().describe()
+        described["family"] = self.layout
+        described["weights"] = {"sha256": self.sha256, "path": str(self.path), "format": f"{self.layout} .npz"}
+        described["compute"] = None  # no training record comes with the file
+        return described
+
+
+def load_npz_model(path: Path, *, image_size: int | None = None) -> tuple[CLIP, str]:
+    """Our torch model with the file's weights (at `image_size` if given) and the tree layout it was read as."""
+    imported = import_two_towers(path, image_size=image_size)
+    stored = imported.config
+    if image_size:
+        check_image_size(image_size, stored.vision.patch_size, path)
+    target = with_image_size(stored, image_size) if image_size else stored
+    with torch.device("meta"):
+        model = CLIP(target)
+    state = {key: torch.from_numpy(array) for key, array in imported.state.items()}
+    load_state_into(model, state, stored, source=str(path), assign=True)
+    return model.eval(), imported.layout
+
+
+def _load_spec(argument: str, request: LoadRequest) -> ImportedAdapter:
+    if not argument:
+        raise CheckpointError(f"{PREFIX}PATH needs the path of a .npz checkpoint after the colon")
+    path = Path(argument).expanduser()
+    model, layout = load_npz_model(path, image_size=request.image_size)
+    return ImportedAdapter(model, request.model_id, path, layout, file_sha256(path))
+
+
+@register_model_kind("big_vision", priority=50, recognise=lambda folder: False,
+                     layout="a big_vision or CLIPA two-tower checkpoint .npz (by prefix only: big_vision:PATH)",
+                     prefix_form=PrefixForm(PREFIX, "PATH", _load_spec))
+def _no_folder(folder: Path, request: LoadRequest) -> ImportedAdapter:
+    raise CheckpointError(f"{folder}: big_vision checkpoints are single .npz files; use {PREFIX}PATH")
