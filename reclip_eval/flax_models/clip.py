@@ -45,6 +45,11 @@ def _torch_conv_bias_init(fan_in: int) -> nn.initializers.Initializer:
     return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
 
 
+def _head(embed_dim: int, width: int, bias: bool, dtype: Any) -> nn.Dense:
+    """A tower's projection to the embedding space (big_vision's `head`), initialised as the torch model's."""
+    return nn.Dense(embed_dim, use_bias=bias, kernel_init=_normal(width ** -0.5), dtype=dtype, name="head")
+
+
 class MlpBlock(nn.Module):
     hidden: int
     out_std: float  # init std of the output projection (scaled by depth)
@@ -141,8 +146,7 @@ class VisionTower(nn.Module):
         pooled = x[:, 0] if c.pool == "cls" else x[:, c.num_prefix_tokens:].mean(axis=1)
         if c.norm_after_pool:
             pooled = _layer_norm("encoder_norm", self.dtype, c.layer_norm_eps)(pooled)
-        return nn.Dense(self.embed_dim, use_bias=c.head_bias, kernel_init=_normal(c.width ** -0.5), dtype=self.dtype,
-                        name="head")(pooled)
+        return _head(self.embed_dim, c.width, c.head_bias, self.dtype)(pooled)
 
 
 class TextTower(nn.Module):
@@ -175,8 +179,7 @@ class TextTower(nn.Module):
             x = encoder(x, valid[:, None, None, :])  # padding masked as keys only, as torch's key_padding_mask
             keep = valid[..., None].astype(x.dtype)
             pooled = (x * keep).sum(axis=1) / jnp.maximum(keep.sum(axis=1), 1)
-        return nn.Dense(self.embed_dim, use_bias=c.head_bias, kernel_init=_normal(c.width ** -0.5), dtype=self.dtype,
-                        name="head")(pooled)
+        return _head(self.embed_dim, c.width, c.head_bias, self.dtype)(pooled)
 
 
 class CLIP(nn.Module):

@@ -33,7 +33,6 @@ class ImportedAdapter(ReclipAdapter):
         described = super().describe()
         described["family"] = self.layout
         described["weights"] = {"sha256": self.sha256, "path": str(self.path), "format": f"{self.layout} .npz"}
-        described["compute"] = None  # no training record comes with the file
         return described
 
 
