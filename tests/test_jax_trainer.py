@@ -18,6 +18,8 @@ from reclip_eval.models.vision import keep_random_tokens as torch_keep_random_to
 from reclip_eval.train.loop import TrainingError, train
 from reclip_eval.train.recipe import load_recipe
 
+from .conftest import run_cli
+
 SHORT = ["stages.0.steps=8", "stages.0.warmup_steps=2", "stages.0.batch_size=32", "stages.1.steps=4",
          "stages.1.warmup_steps=1", "save_dtype=float32"]
 
@@ -118,3 +120,11 @@ def test_flax_masking_keeps_the_torch_count_of_distinct_tokens(ratio):
         assert len(rows) == kept.shape[1] and rows <= {tuple(r) for r in tokens[sample]}
     other = np.asarray(keep_random_tokens(jax.numpy.asarray(tokens), ratio, jax.random.key(1)))
     assert not np.array_equal(kept, other)
+
+
+def test_cli_train_takes_the_jax_backend(tmp_path):
+    out = run_cli("train", "tiny-shapes", "--out", str(tmp_path / "run"), "--backend", "jax",
+                  "stages.0.optimizer.name=adafactor")
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert "stages.lowres.optimizer.name: adafactor is not on the jax trainer" in out.stderr
+    assert not (tmp_path / "run").exists()
