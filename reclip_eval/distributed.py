@@ -1,4 +1,5 @@
-"""torch.distributed plumbing shared by evaluation and training (both run under torchrun).
+"""torch.distributed plumbing shared by evaluation and training (both run under torchrun), and how their data
+loader workers start.
 
 Evaluation: each process encodes a contiguous shard of the images (and texts); the shards are gathered in order,
 so every metric is computed on exactly the single-process inputs.
@@ -75,3 +76,11 @@ def gather_ints(values: list[int], device: str | torch.device) -> list[list[int]
     gathered = [torch.empty_like(mine) for _ in range(world)]
     dist.all_gather(gathered, mine)
     return [t.tolist() for t in gathered]
+
+
+def worker_start_method() -> str | None:
+    """How DataLoader workers start: forked (torch's default on Linux, the fastest), or spawned once jax is imported
+    in this process: jax runs threads, and a fork of a threaded process can deadlock (jax warns that it will)."""
+    import sys
+
+    return "spawn" if "jax" in sys.modules else None
