@@ -91,10 +91,23 @@ def test_masked_jax_run_resumes_exactly(synth_dir, tmp_path, monkeypatch):
     assert record["stages"][0]["losses"] != plain_record["stages"][0]["losses"]
 
 
+def test_bf16_computes_in_bfloat16_with_float32_weights(synth_dir, tmp_path):
+    recipe = load_recipe("tiny-shapes", ["stages.0.steps=3", "stages.0.warmup_steps=1", "stages.1.steps=1",
+                                         "stages.1.warmup_steps=0"])
+    bf16 = load_recipe("tiny-shapes", ["stages.0.steps=3", "stages.0.warmup_steps=1", "stages.1.steps=1",
+                                       "stages.1.warmup_steps=0", "precision=bf16"])
+    assert jax_trainer.compute_dtype(recipe, "gpu") == jax.numpy.bfloat16  # auto on a GPU, as torch autocasts
+    assert jax_trainer.compute_dtype(recipe, "cpu") is None
+    train_jax(recipe, tmp_path / "fp32", data_dir=synth_dir, workers=0, save_stages=False)
+    train_jax(bf16, tmp_path / "bf16", data_dir=synth_dir, workers=0, save_stages=False)
+    full, half = _losses(tmp_path / "fp32")[0], _losses(tmp_path / "bf16")[0]
+    assert half != full and half == pytest.approx(full, abs=0.05)  # rounded, not another computation
+    assert {t.dtype for t in load_file(tmp_path / "bf16" / "model.safetensors").values()} == {torch.float32}
+
+
 @pytest.mark.parametrize("override, message", [
     ("stages.0.optimizer.name=adafactor", "stages.lowres.optimizer.name: adafactor is not on the jax trainer"),
     ("stages.0.micro_batch_size=8", "stages.lowres.micro_batch_size: micro-batches are not on the jax trainer"),
-    ("precision=bf16", "precision: bf16 means bf16 autocast"),
     ("activation_checkpointing=true", "activation_checkpointing: not on the jax trainer"),
     ("stages.1.batch_size=12", "stages.hires.batch_size: 12 must be divisible by the 8 jax devices"),
 ])

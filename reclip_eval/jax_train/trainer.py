@@ -19,7 +19,8 @@ positioned as the torch trainer's: a resumed run continues its loss curve.
 One process over all of jax's local devices (a data-parallel mesh; `data_parallel: fsdp` shards the parameters as
 big_vision does). Refused, each with its reason, before the run folder is touched: optimizers other than AdamW
 (the torch trainer's Adafactor is torch.optim.Adafactor, the paper's is big_vision's: not one recipe), micro-batches,
-activation checkpointing, bf16, torchrun.
+activation checkpointing, torchrun. Precision as the torch trainer's: bf16 compute (float32 parameters) for
+`precision: bf16`, or `auto` on a GPU.
 """
 
 from __future__ import annotations
@@ -73,12 +74,19 @@ def unsupported(recipe: RecipeConfig, platform: str) -> list[str]:
                  for s in recipe.stages if s.micro_batch_size]
     if recipe.activation_checkpointing:
         problems.append("activation_checkpointing: not on the jax trainer; set it to false")
-    if recipe.precision == "bf16" or (recipe.precision == "auto" and platform != "cpu"):
-        problems.append(f"precision: {recipe.precision} means bf16 autocast on a GPU; the jax trainer computes in "
-                        "float32: set precision=fp32")
     if rank_and_size()[1] > 1:
         problems.append("torchrun: the jax trainer is one process over all local devices; run it without torchrun")
     return problems
+
+
+def compute_dtype(recipe: RecipeConfig, platform: str) -> Any:
+    """The flax modules' computation dtype: bfloat16 where the torch trainer autocasts to bf16 (precision bf16, or
+    auto on a GPU), else None (float32). Parameters, the optimizer and the loss stay float32 either way, and the
+    attention softmax and LayerNorm statistics are computed in float32, as under torch's autocast."""
+    import jax.numpy as jnp
+
+    bf16 = recipe.precision == "bf16" or (recipe.precision == "auto" and platform != "cpu")
+    return jnp.bfloat16 if bf16 else None
 
 
 def jax_devices(device: str) -> list:
@@ -125,7 +133,7 @@ def train_jax(recipe: RecipeConfig, out_dir: str | Path, *, data_dir: Path | Non
     mesh = data_mesh(devices)
     for index in range(len(reports), len(recipe.stages)):
         start = point if point is not None and point.stage_index == index else None
-        reports.append(_run_stage(model, index, run, reports, start, mesh))
+        reports.append(_run_stage(model, index, run, reports, start, mesh, compute_dtype(recipe, devices[0].platform)))
         if save_stages and index < len(recipe.stages) - 1:
             save_stage(model, index, run, reports, backend=BACKEND, devices=len(devices))
     run.metrics.close()
@@ -153,7 +161,7 @@ def param_settings(model: CLIP, index: int, recipe: RecipeConfig) -> tuple[dict[
 
 
 def _run_stage(model: CLIP, index: int, run: RunContext, done: list[StageReport], resume: ResumePoint | None,
-               mesh: Any) -> StageReport:
+               mesh: Any, dtype: Any) -> StageReport:
     import jax
 
     from reclip_eval.flax_models.clip import CLIP as FlaxCLIP
@@ -175,7 +183,7 @@ def _run_stage(model: CLIP, index: int, run: RunContext, done: list[StageReport]
     report = stage_report(model, stage, resume)
     report.param_rules = rule_counts
     batches = stage_batches(run, model, index, report, first_step)
-    step_fn = make_train_step(FlaxCLIP(model.config), tx, mesh, mask_ratio=stage.mask_ratio, seed=recipe.seed + index)
+    step_fn = make_train_step(FlaxCLIP(model.config, dtype=dtype), tx, mesh, mask_ratio=stage.mask_ratio, seed=recipe.seed + index)
     started = time.perf_counter() - report.wall_time_s
     from tqdm import tqdm
 
