@@ -60,22 +60,31 @@ def test_masked_jax_run_resumes_exactly(synth_dir, tmp_path, monkeypatch):
                                                  "checkpoint_every=3"])
     train_jax(recipe, tmp_path / "whole", data_dir=synth_dir, workers=0)
 
-    real_save, saved = jax_trainer.save_resume_point, []
+    real_save = jax_trainer.save_resume_point
 
-    def save_then_die(*args, **kwargs):
-        real_save(*args, **kwargs)
-        saved.append(kwargs["step"])
-        if len(saved) == 2:  # stage 0, step 6
-            raise KeyboardInterrupt
+    def killed_at(step):
+        def save_then_die(*args, **kwargs):
+            real_save(*args, **kwargs)
+            if (kwargs["stage_index"], kwargs["step"]) == (0, step):
+                raise KeyboardInterrupt
+        return save_then_die
 
-    monkeypatch.setattr(jax_trainer, "save_resume_point", save_then_die)
+    monkeypatch.setattr(jax_trainer, "save_resume_point", killed_at(6))  # mid-stage
     with pytest.raises(KeyboardInterrupt):
         train_jax(recipe, tmp_path / "killed", data_dir=synth_dir, workers=0)
     assert not (tmp_path / "killed" / "model.safetensors").exists()
-    monkeypatch.setattr(jax_trainer, "save_resume_point", real_save)
     with pytest.raises(TrainingError, match="backend: the run was trained with --backend jax"):
         train(recipe, tmp_path / "killed", data_dir=synth_dir, device="cpu", workers=0, resume=True)
+    # Resumed, then killed again after the stage's last resume point, before its stage checkpoint: the next
+    # resume writes that checkpoint from the point (as the jax run's, with its record).
+    monkeypatch.setattr(jax_trainer, "save_resume_point", killed_at(8))
+    with pytest.raises(KeyboardInterrupt):
+        train_jax(recipe, tmp_path / "killed", data_dir=synth_dir, workers=0, resume=True)
+    assert not (tmp_path / "killed" / "stages" / "lowres").exists()
+    monkeypatch.setattr(jax_trainer, "save_resume_point", real_save)
     train_jax(recipe, tmp_path / "killed", data_dir=synth_dir, workers=0, resume=True)
+    stage_record = json.loads((tmp_path / "killed" / "stages" / "lowres" / "training.json").read_text())
+    assert stage_record["backend"] == "jax" and stage_record["devices"] == 8
 
     whole, resumed = _losses(tmp_path / "whole"), _losses(tmp_path / "killed")
     assert resumed == whole  # exactly: XLA's CPU step is deterministic for the same inputs

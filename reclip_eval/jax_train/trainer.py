@@ -123,7 +123,8 @@ def train_jax(recipe: RecipeConfig, out_dir: str | Path, *, data_dir: Path | Non
     out_dir = Path(out_dir)
     shards = open_run(recipe, out_dir, data_dir, workers, resume)
     settings = {**resume_settings(workers, 1, shards), "backend": BACKEND, "jax_devices": len(devices)}
-    run = RunContext(recipe, shards, device_label(devices), workers, out_dir, settings)
+    run = RunContext(recipe, shards, device_label(devices), workers, out_dir, settings, backend=BACKEND,
+                     devices=len(devices))
     model = build_model(recipe)
     check_param_rules(model, recipe)
     reports, point = replay_resume_point(model, run, save_stages) if resume else ([], None)
@@ -135,10 +136,10 @@ def train_jax(recipe: RecipeConfig, out_dir: str | Path, *, data_dir: Path | Non
         start = point if point is not None and point.stage_index == index else None
         reports.append(_run_stage(model, index, run, reports, start, mesh, compute_dtype(recipe, devices[0].platform)))
         if save_stages and index < len(recipe.stages) - 1:
-            save_stage(model, index, run, reports, backend=BACKEND, devices=len(devices))
+            save_stage(model, index, run, reports)
     run.metrics.close()
     save_checkpoint(model, out_dir, recipe_yaml=recipe_to_yaml(recipe),
-                    training=training_record(recipe.name, reports, run.device, len(devices), backend=BACKEND),
+                    training=training_record(recipe.name, reports, run.device, run.devices, backend=BACKEND),
                     dtype=SAVE_DTYPES[recipe.save_dtype], in_place=True)
     finish_run(out_dir, recipe.name)
     return model, reports

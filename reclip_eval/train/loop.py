@@ -75,6 +75,8 @@ class RunContext:
     out_dir: Path
     settings: dict[str, Any]  # `resume_settings`, recorded in each resume point
     metrics: MetricsLog | None = None
+    backend: str = "torch"  # what trains (recorded in training.json): this trainer, or jax_train's
+    devices: int | None = None  # devices the run trains on (None: one per process)
 
     @property
     def precision(self) -> str:
@@ -367,13 +369,12 @@ def replay_resume_point(model: CLIP, run: RunContext, save_stages: bool
     return reports, None
 
 
-def save_stage(model: CLIP, index: int, run: RunContext, reports: list[StageReport], *, backend: str = "torch",
-               devices: int | None = None) -> None:
-    """The checkpoint of stage `index` in out/stages/NAME (`devices`: default the process count)."""
+def save_stage(model: CLIP, index: int, run: RunContext, reports: list[StageReport]) -> None:
+    """The checkpoint of stage `index` in out/stages/NAME."""
     recipe = run.recipe
-    devices = rank_and_size()[1] if devices is None else devices
+    devices = rank_and_size()[1] if run.devices is None else run.devices
     save_checkpoint(model, run.out_dir / STAGES_DIR / recipe.stages[index].name, recipe_yaml=recipe_to_yaml(recipe),
-                    training=training_record(recipe.name, reports, run.device, devices, backend=backend),
+                    training=training_record(recipe.name, reports, run.device, devices, backend=run.backend),
                     dtype=SAVE_DTYPES[recipe.save_dtype])
 
 
