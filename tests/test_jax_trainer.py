@@ -24,15 +24,22 @@ SHORT = ["stages.0.steps=8", "stages.0.warmup_steps=2", "stages.0.batch_size=32"
          "stages.1.warmup_steps=1", "save_dtype=float32"]
 
 
+@pytest.fixture(scope="module")
+def jax_run(synth_dir, tmp_path_factory):
+    """The SHORT recipe trained once by the jax trainer: the reference several tests compare with."""
+    out = tmp_path_factory.mktemp("jax-run") / "run"
+    train_jax(load_recipe("tiny-shapes", SHORT), out, data_dir=synth_dir, workers=0)
+    return out
+
+
 def _losses(run_dir):
     return [s["losses"] for s in json.loads((run_dir / "training.json").read_text())["stages"]]
 
 
-def test_jax_trainer_follows_the_torch_trainer_step_for_step(synth_dir, tmp_path):
+def test_jax_trainer_follows_the_torch_trainer_step_for_step(synth_dir, tmp_path, jax_run):
     assert jax.device_count() == 8  # the batch is split over a mesh of 8
-    recipe = load_recipe("tiny-shapes", SHORT)
-    train(recipe, tmp_path / "torch", data_dir=synth_dir, device="cpu", workers=0)
-    train_jax(recipe, tmp_path / "jax", data_dir=synth_dir, workers=0)
+    train(load_recipe("tiny-shapes", SHORT), tmp_path / "torch", data_dir=synth_dir, device="cpu", workers=0)
+    (tmp_path / "jax").symlink_to(jax_run)
     # Same initial weights, batches, param groups and schedule: only float rounding differs (the losses were equal
     # to 4 decimals in a measured run; a wrong lr, decay group or upsampled embedding is off by orders more).
     for want, got in zip(_losses(tmp_path / "torch"), _losses(tmp_path / "jax"), strict=True):
@@ -53,7 +60,7 @@ def test_jax_trainer_follows_the_torch_trainer_step_for_step(synth_dir, tmp_path
     assert model.config.vision.image_size == 32
 
 
-def test_masked_jax_run_resumes_exactly(synth_dir, tmp_path, monkeypatch):
+def test_masked_jax_run_resumes_exactly(synth_dir, tmp_path, monkeypatch, jax_run):
     """Killed after a resume point (mid-stage, with FLIP masking on), resumed: the loss curve and weights are those
     of the uninterrupted run; the masks are a function of the step, not of process state."""
     recipe = load_recipe("tiny-shapes", SHORT + ["stages.0.mask_ratio=0.5", "stages.1.mask_ratio=0.0",
@@ -93,25 +100,38 @@ def test_masked_jax_run_resumes_exactly(synth_dir, tmp_path, monkeypatch):
         torch.testing.assert_close(two[name], tensor, rtol=0, atol=0, msg=name)
     # The masked stage counts what it computes (fewer MACs than unmasked) and learns from other inputs.
     record = json.loads((tmp_path / "whole" / "training.json").read_text())
-    plain = load_recipe("tiny-shapes", SHORT)
-    train_jax(plain, tmp_path / "plain", data_dir=synth_dir, workers=0, save_stages=False)
-    plain_record = json.loads((tmp_path / "plain" / "training.json").read_text())
+    plain_record = json.loads((jax_run / "training.json").read_text())
     assert record["stages"][0]["gmacs_per_sample"] < plain_record["stages"][0]["gmacs_per_sample"]
     assert record["stages"][0]["losses"] != plain_record["stages"][0]["losses"]
 
 
-def test_bf16_computes_in_bfloat16_with_float32_weights(synth_dir, tmp_path):
-    recipe = load_recipe("tiny-shapes", ["stages.0.steps=3", "stages.0.warmup_steps=1", "stages.1.steps=1",
-                                         "stages.1.warmup_steps=0"])
-    bf16 = load_recipe("tiny-shapes", ["stages.0.steps=3", "stages.0.warmup_steps=1", "stages.1.steps=1",
-                                       "stages.1.warmup_steps=0", "precision=bf16"])
+def test_bf16_computes_in_bfloat16_with_float32_weights(synth_dir, tmp_path, jax_run):
+    recipe = load_recipe("tiny-shapes", SHORT)
     assert jax_trainer.compute_dtype(recipe, "gpu") == jax.numpy.bfloat16  # auto on a GPU, as torch autocasts
     assert jax_trainer.compute_dtype(recipe, "cpu") is None
-    train_jax(recipe, tmp_path / "fp32", data_dir=synth_dir, workers=0, save_stages=False)
-    train_jax(bf16, tmp_path / "bf16", data_dir=synth_dir, workers=0, save_stages=False)
-    full, half = _losses(tmp_path / "fp32")[0], _losses(tmp_path / "bf16")[0]
+    train_jax(load_recipe("tiny-shapes", SHORT + ["precision=bf16"]), tmp_path / "bf16", data_dir=synth_dir,
+              workers=0, save_stages=False)
+    full, half = _losses(jax_run)[0], _losses(tmp_path / "bf16")[0]
     assert half != full and half == pytest.approx(full, abs=0.05)  # rounded, not another computation
     assert {t.dtype for t in load_file(tmp_path / "bf16" / "model.safetensors").values()} == {torch.float32}
+
+
+def test_fsdp_shards_the_large_weights_and_changes_nothing(synth_dir, tmp_path, monkeypatch, jax_run):
+    import reclip_eval.jax_train.step as step
+
+    real, specs = step.param_shardings, []
+
+    def recording(params, mesh, **kwargs):
+        shardings = real(params, mesh, **kwargs)
+        specs.extend(s.spec for s in jax.tree.leaves(shardings))
+        return shardings
+
+    monkeypatch.setattr(step, "param_shardings", recording)
+    train_jax(load_recipe("tiny-shapes", SHORT + ["data_parallel=fsdp"]), tmp_path / "fsdp", data_dir=synth_dir,
+              workers=0, save_stages=False)
+    assert jax.sharding.PartitionSpec("data", None) in specs  # the token embedding (49408 x 32), split 8 ways
+    for want, got in zip(_losses(jax_run), _losses(tmp_path / "fsdp"), strict=True):
+        assert got == pytest.approx(want, abs=1e-5)
 
 
 @pytest.mark.parametrize("override, message", [
