@@ -172,9 +172,9 @@ def test_cli_train_takes_the_jax_backend(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_loader_workers_are_spawned_once_jax_is_imported(synth_dir, monkeypatch):
+def test_loader_workers_start_from_a_fork_server_once_jax_is_imported(synth_dir, monkeypatch):
     """jax is threaded: a DataLoader forking its workers after `import jax` risks a deadlock (jax warns so at the
-    fork). With jax imported the workers are spawned; the stream is the forked one, batch for batch."""
+    fork). With jax imported the workers are forked by a fork server; the stream is the directly forked one."""
     import warnings
 
     import reclip_eval.distributed as distributed
@@ -183,17 +183,17 @@ def test_loader_workers_are_spawned_once_jax_is_imported(synth_dir, monkeypatch)
     from reclip_eval.models.config import PreprocessConfig
     from reclip_eval.models.tokenizer import ClipTokenizer
 
-    assert distributed.worker_start_method() == "spawn"
+    assert distributed.worker_context().get_start_method() == "forkserver"
     jax.devices()  # the backend is up (its threads run), as in a training or evaluation process
     kwargs = dict(transform=image_transform(16, PreprocessConfig()), tokenize=ClipTokenizer(16), batch_size=8,
                   seed=3, shuffle_buffer=50, workers=2)
     shards = list_shards("shapes-train", synth_dir)
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=r"os\.fork\(\) was called")
-        spawned = train_batches(shards, **kwargs)
-        got = [next(spawned) for _ in range(3)]
-    monkeypatch.setattr("reclip_eval.data.shards.worker_start_method", lambda: None)
-    with pytest.warns(RuntimeWarning, match=r"os\.fork\(\) was called"):  # what the spawn avoids
+        served = train_batches(shards, **kwargs)
+        got = [next(served) for _ in range(3)]
+    monkeypatch.setattr("reclip_eval.data.shards.worker_context", lambda: None)
+    with pytest.warns(RuntimeWarning, match=r"os\.fork\(\) was called"):  # what the fork server avoids
         forked = train_batches(shards, **kwargs)
         want = [next(forked) for _ in range(3)]
     for a, b in zip(got, want, strict=True):

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from reclip_eval.data.images import IMAGE_ERRORS, IMAGE_SUFFIXES, open_image
-from reclip_eval.distributed import worker_start_method
+from reclip_eval.distributed import worker_context
 from reclip_eval.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -233,7 +233,7 @@ def train_batches(
     )
     loader = wds.WebLoader(pipeline, batch_size=None, num_workers=workers, pin_memory=pin_memory,
                            persistent_workers=False, prefetch_factor=4 if workers else None,
-                           multiprocessing_context=worker_start_method() if workers else None)
+                           multiprocessing_context=worker_context() if workers else None)
     batches = iter(loader)
     positions = StreamPositions(stream_positions, batch_size, handed_out=rounds * lanes)
     # Batches of round `rounds` that the uninterrupted run drew before batch k: drawn again and dropped (their
