@@ -82,8 +82,8 @@ def _sharded_training(rank, world, name, point_dir):
 
     model_state, optimizer_state = gather_training_state(stage_model.module, optimizer)
     if rank == 0:
-        save_resume_point(point_dir, model_state=model_state, optimizer_state=optimizer_state, scheduler=schedule,
-                          stage_index=0, step=STEPS, reports=[], keep=1, recipe_yaml="")
+        save_resume_point(point_dir, model_state=model_state, optimizer_state=optimizer_state,
+                          scheduler=schedule.state_dict(), stage_index=0, step=STEPS, reports=[], keep=1, recipe_yaml="")
     dist.barrier()
     point = latest_resume_point(point_dir)
     resumed_master = tiny_model()

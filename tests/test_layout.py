@@ -47,7 +47,8 @@ LAYERS: list[set[str]] = [
     # paper_tables: the paper's numbers, below all that show them; flax_models: the same dual encoder in flax,
     # from the configs of `models` (it reads no files).
     {"checkpoint", "data", "paper_tables", "flax_models"},
-    {"train", "jax_train"},
+    {"train"},
+    {"jax_train"},  # the jax trainer runs the torch trainer's recipes, folders and resume points (train/loop.py)
     {"zoo"},  # a named model's architecture is what its recipe trains (zoo/entries.py reads train/recipe.py)
     {"detect"},
     {"eval"},

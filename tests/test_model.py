@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from reclip_eval.models import CLIP, PRESETS, build_config
-from reclip_eval.models.config import VisionConfig
+from reclip_eval.models.config import PosEmbedResampleConfig, PreprocessConfig, TextConfig, VisionConfig
 from reclip_eval.models.tokenizer import ClipTokenizer
 
 
@@ -105,3 +105,16 @@ def test_set_image_size_to_height_and_width():
     before = model.visual.pos_embed
     model.set_image_size((32, 48))
     assert model.visual.pos_embed is before  # the same size keeps the Parameter (and the optimizer's state)
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda: VisionConfig(activation="relu"), "vision activation 'relu' must be one of gelu, gelu_tanh"),
+    (lambda: VisionConfig(pos_embed="rope"), "vision pos_embed 'rope' must be one of learned, sincos2d"),
+    (lambda: TextConfig(pool="cls"), "text pool 'cls' must be one of eot, mean, last"),
+    (lambda: PreprocessConfig(interpolation="nearest"), "preprocess interpolation 'nearest' must be one of"),
+    (lambda: PosEmbedResampleConfig(mode="area"), "pos_embed_resample mode 'area' must be one of bilinear"),
+])
+def test_a_config_built_directly_checks_its_choices(build, message):
+    """Before: a bad activation built the config and failed later as a KeyError in the transformer block."""
+    with pytest.raises(ValueError, match=message):
+        build()

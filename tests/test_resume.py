@@ -118,7 +118,7 @@ def test_resume_point_with_positional_optimizer_state_still_loads(tmp_path):
     (image @ text.t() * scale).sum().backward()
     optimizer.step()
     save_resume_point(tmp_path, model_state=model.state_dict(), optimizer_state=optimizer.state_dict(),
-                      scheduler=scheduler, stage_index=0, step=1, reports=[], keep=1, recipe_yaml="")
+                      scheduler=scheduler.state_dict(), stage_index=0, step=1, reports=[], keep=1, recipe_yaml="")
     fresh = build_optimizer(model, OptimizerConfig(name="adamw", lr=1e-3))
     load_optimizer_and_rng(latest_resume_point(tmp_path), model, fresh,
                            torch.optim.lr_scheduler.LambdaLR(fresh, lambda step: 1.0))

@@ -12,6 +12,7 @@ EPILOG = """examples:
   reclip-eval train training/my_recipe.yaml --out runs/mine --data-dir /data --device cuda
   torchrun --nproc_per_node=8 -m reclip_eval train reclip-64 --out runs/reclip-64 data.shards=/data/{00000..09999}.tar
   torchrun --nproc_per_node=8 -m reclip_eval train reclip-64 --out runs/sharded data_parallel=fsdp  # sharded (FSDP)
+  reclip-eval train mini-reclip-32 --out runs/jax --backend jax   # the flax model's jit step, all local devices
 """
 
 
@@ -24,6 +25,9 @@ def add_parser() -> argparse.ArgumentParser:
                    help="run folder: new, empty, or this run's own (--resume); other files in it are never deleted")
     p.add_argument("--data-dir", type=Path, help="data root for the recipe's shards (default: $RECLIP_DATA/cache)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--backend", choices=("torch", "jax"), default="torch",
+                   help="torch (default), or jax: the flax model's jit step over all local devices, same recipe, "
+                        "data, initial weights and outputs (needs the jax extra; AdamW, fp32)")
     p.add_argument("--workers", type=int, help="data loader workers (default: the recipe's)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its newest intact resume point (same recipe, overrides, "
@@ -36,10 +40,13 @@ def add_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from reclip_eval.distributed import is_main_process
-    from reclip_eval.train.loop import train
     from reclip_eval.train.recipe import load_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)
+    if args.backend == "jax":
+        from reclip_eval.jax_train.trainer import train_jax as train
+    else:
+        from reclip_eval.train.loop import train
     _, reports = train(recipe, args.out, data_dir=args.data_dir, device=args.device, workers=args.workers,
                        resume=args.resume, wandb_project=args.wandb)
     if not is_main_process():

@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from reclip_eval.data.images import IMAGE_ERRORS, IMAGE_SUFFIXES, open_image
+from reclip_eval.distributed import worker_context
 from reclip_eval.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -98,15 +99,12 @@ def _decode_samples(samples: Iterator[dict], transform: Callable[[Image.Image], 
         pending = ShardCounts()
 
 
-def _collate(tokenize: Callable[[list[str]], torch.Tensor]):
-    def collate(samples: list[tuple[torch.Tensor, str, ShardCounts]]) -> tuple[torch.Tensor, torch.Tensor,
-                                                                                ShardCounts]:
-        counts = ShardCounts()
-        for sample in samples:
-            counts.update(sample[2])
-        return torch.stack([s[0] for s in samples]), tokenize([s[1] for s in samples]), counts
-
-    return collate
+def _collate(samples: list[tuple[torch.Tensor, str, ShardCounts]], tokenize: Callable[[list[str]], torch.Tensor]
+             ) -> tuple[torch.Tensor, torch.Tensor, ShardCounts]:
+    counts = ShardCounts()
+    for sample in samples:
+        counts.update(sample[2])
+    return torch.stack([s[0] for s in samples]), tokenize([s[1] for s in samples]), counts
 
 
 def _skip_samples(samples: Iterator, counts: list[int]) -> Iterator:
@@ -231,10 +229,11 @@ def train_batches(
         wds.detshuffle(shuffle_buffer, initial=min(shuffle_buffer, 500), seed=seed),
         functools.partial(_skip_samples, counts=list(stream_positions)),
         functools.partial(_decode_samples, transform=transform),
-        wds.batched(batch_size, collation_fn=_collate(tokenize), partial=False),
+        wds.batched(batch_size, collation_fn=functools.partial(_collate, tokenize=tokenize), partial=False),
     )
     loader = wds.WebLoader(pipeline, batch_size=None, num_workers=workers, pin_memory=pin_memory,
-                           persistent_workers=False, prefetch_factor=4 if workers else None)
+                           persistent_workers=False, prefetch_factor=4 if workers else None,
+                           multiprocessing_context=worker_context() if workers else None)
     batches = iter(loader)
     positions = StreamPositions(stream_positions, batch_size, handed_out=rounds * lanes)
     # Batches of round `rounds` that the uninterrupted run drew before batch k: drawn again and dropped (their

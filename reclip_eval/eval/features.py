@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from reclip_eval.data.images import ImageListDataset, collate_skipping
-from reclip_eval.distributed import is_main_process, map_sharded
+from reclip_eval.distributed import is_main_process, map_sharded, worker_context
 from reclip_eval.errors import DataError
 from reclip_eval.zoo.adapter import ModelAdapter
 
@@ -39,7 +39,8 @@ def encode_image_dataset(
 
     def encode_shard(indices: Sequence[int], offset: int) -> ImageFeatures:
         loader = DataLoader(Subset(dataset, list(indices)), batch_size=batch_size, num_workers=workers,
-                            collate_fn=collate_skipping, pin_memory=adapter.pin_memory)
+                            collate_fn=collate_skipping, pin_memory=adapter.pin_memory,
+                            multiprocessing_context=worker_context() if workers else None)
         chunks, targets, kept, skipped = [], [], [], []
         with tqdm(total=len(indices), desc=desc, unit="img", leave=False, disable=not is_main_process()) as bar:
             for pixels, batch_targets, batch_indices, batch_skipped in loader:

@@ -117,8 +117,11 @@ class VisionTower(nn.Module):
     dtype: Any = None
 
     @nn.compact
-    def __call__(self, pixels: jax.Array) -> jax.Array:
-        """pixels (B, H, W, 3), normalised, (H, W) == config.image_hw -> features (B, embed_dim), not normalised."""
+    def __call__(self, pixels: jax.Array, mask_ratio: float = 0.0) -> jax.Array:
+        """pixels (B, H, W, 3), normalised, (H, W) == config.image_hw -> features (B, embed_dim), not normalised.
+
+        `mask_ratio > 0` (training only) keeps round(N * (1 - mask_ratio)) patch tokens per image, drawn with the
+        `mask` rng stream (`apply(..., rngs={"mask": key})`), as the torch tower's `keep_random_tokens`."""
         c = self.config
         if tuple(pixels.shape[1:3]) != c.image_hw:
             raise ValueError(f"image tower expects {c.image_hw[0]}x{c.image_hw[1]} pixels (B, H, W, 3), got shape "
@@ -135,6 +138,8 @@ class VisionTower(nn.Module):
         else:
             pos = self.param("pos_embedding", _normal(0.02), (1, rows + c.num_patches, c.width))
         x = x + pos[:, rows:]
+        if mask_ratio > 0:
+            x = keep_random_tokens(x, mask_ratio, self.make_rng("mask"))
         if c.has_class_token:
             cls = self.param("cls", _normal(0.02), (1, 1, c.width))
             cls = cls + pos[:, :rows] if rows else cls
@@ -193,8 +198,8 @@ class CLIP(nn.Module):
         self.txt = TextTower(self.config.text, self.config.embed_dim, self.dtype)
         self.t = self.param("t", nn.initializers.constant(self.config.init_logit_scale), (1,))
 
-    def encode_image(self, pixels: jax.Array, normalize: bool = True) -> jax.Array:
-        features = self.img(pixels)
+    def encode_image(self, pixels: jax.Array, normalize: bool = True, mask_ratio: float = 0.0) -> jax.Array:
+        features = self.img(pixels, mask_ratio)
         return _l2_normalize(features) if normalize else features
 
     def encode_text(self, tokens: jax.Array, normalize: bool = True) -> jax.Array:
@@ -205,9 +210,21 @@ class CLIP(nn.Module):
         """exp(t) = 1/tau, clamped at max_logit_scale as the torch model does (big_vision does not clamp)."""
         return jnp.exp(jnp.minimum(self.t[0], math.log(self.config.max_logit_scale)))
 
-    def __call__(self, pixels: jax.Array, tokens: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """-> (normalised image embeddings, normalised text embeddings, 1/tau)."""
-        return self.encode_image(pixels), self.encode_text(tokens), self.temperature_scale()
+    def __call__(self, pixels: jax.Array, tokens: jax.Array, mask_ratio: float = 0.0
+                 ) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """-> (normalised image embeddings, normalised text embeddings, 1/tau); `mask_ratio`: see VisionTower."""
+        return self.encode_image(pixels, mask_ratio=mask_ratio), self.encode_text(tokens), self.temperature_scale()
+
+
+def keep_random_tokens(x: jax.Array, mask_ratio: float, key: jax.Array) -> jax.Array:
+    """(B, N, D) -> (B, K, D), K = max(1, round(N * (1 - mask_ratio))): per sample the tokens of the K smallest of
+    N uniform draws, in that order (FLIP's argsort of noise; reclip_eval.models.vision.keep_random_tokens)."""
+    if not 0 <= mask_ratio < 1:
+        raise ValueError(f"mask_ratio must be in [0, 1), got {mask_ratio}")
+    batch, tokens, _ = x.shape
+    keep = max(1, round(tokens * (1 - mask_ratio)))
+    order = jnp.argsort(jax.random.uniform(key, (batch, tokens)), axis=1)[:, :keep]
+    return jnp.take_along_axis(x, order[..., None], axis=1)
 
 
 def _l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:

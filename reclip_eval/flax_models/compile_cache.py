@@ -4,18 +4,35 @@ compiling it again.
 
 The cache holds compiled XLA executables keyed by the program, the jax version and the device, so a stale entry is
 never used for another program; it lives under the project's cache folder (RECLIP_CACHE) and can be deleted at any
-time. It must be set before jax compiles anything in the process, which is why callers enable it right after
-importing jax.
+time. It must be set before jax compiles anything in the process, which is why callers import jax through
+`import_jax`, which turns it on.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from reclip_eval.errors import ReclipError
 from reclip_eval.paths import cache_dir
 
 # Entries for compilations shorter than this are not written: they cost more to store than to redo.
 MIN_COMPILE_SECONDS = 0.2
+
+
+class JaxUnavailableError(ReclipError):
+    """`--backend jax` without jax and flax installed, or on a device jax has no backend for."""
+
+
+def import_jax():
+    """jax, with the compilation cache on; a one-line error naming the extra when jax or flax is missing."""
+    try:
+        import flax  # noqa: F401
+        import jax
+    except ImportError as e:
+        raise JaxUnavailableError(f"--backend jax needs jax and flax ({e.name} is not installed): "
+                                  "pip install 'reclip-eval[jax]'") from None
+    enable_compilation_cache()
+    return jax
 
 
 def compilation_cache_dir() -> Path:

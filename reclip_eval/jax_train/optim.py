@@ -1,4 +1,10 @@
-"""Adafactor as big_vision trains with it (the paper's optimizer), as an optax chain.
+"""The JAX trainer's optimizers as optax chains: AdamW as the torch trainer builds it from a recipe stage, and
+Adafactor as big_vision trains with it (the paper's optimizer).
+
+`recipe_adamw` is torch.optim.AdamW over the torch trainer's parameter groups (train/param_rules.py): the same
+(lr, weight decay) per parameter, the decay decoupled and multiplied by the lr (torch's and optax.adamw's), the
+schedule's multiplier per step from train/schedule.py (the numbers LambdaLR gives), and gradient clipping by the
+global norm first. One difference is left: torch clips by max_norm / (norm + 1e-6), optax by max_norm / norm.
 
 big_vision's variant is not `optax.adafactor`'s defaults (big_vision/optax.py, `scale_by_adafactor` and `make`):
 - second moment: `optax.scale_by_factored_rms` with decay beta2_t = min(0.999, 1 - (t + 1)^-0.8) (t counts from 0,
@@ -18,13 +24,13 @@ update = -schedule(t) * (lr * ema(factored_rms(g)) + wd * param)
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from reclip_eval.flax_models.convert import flatten
+from reclip_eval.flax_models.convert import flatten, unflatten
 
 KERNELS = r".*/kernel$"  # big_vision's default `wd_mults`
 
@@ -69,3 +75,24 @@ def big_vision_adafactor(learning_rate: float, *, schedule: Callable[[jax.Array]
         parts.append(optax.scale_by_schedule(schedule))
     parts.append(optax.scale(-1.0))
     return optax.chain(*parts)
+
+
+def recipe_adamw(settings: Mapping[str, tuple[float, float]], factors: Sequence[float], *,
+                 betas: tuple[float, float], eps: float, grad_clip_norm: float | None
+                 ) -> optax.GradientTransformation:
+    """AdamW with `settings[path]` = (lr, weight decay) for every '/'-joined parameter path, the lr of step t
+    multiplied by `factors[t]` (the last factor after the end)."""
+    table = jnp.asarray(factors, jnp.float32)
+    groups = {setting: f"group{i}" for i, setting in enumerate(sorted(set(settings.values())))}
+
+    def adamw(lr: float, weight_decay: float) -> optax.GradientTransformation:
+        def schedule(count: jax.Array) -> jax.Array:
+            return lr * table[jnp.minimum(count, table.shape[0] - 1)]
+
+        return optax.adamw(schedule, b1=betas[0], b2=betas[1], eps=eps, weight_decay=weight_decay)
+
+    def labels(params: dict) -> dict:
+        return unflatten({path: groups[settings[path]] for path, _ in flatten(params)})
+
+    tx = optax.multi_transform({label: adamw(*setting) for setting, label in groups.items()}, labels)
+    return optax.chain(optax.clip_by_global_norm(grad_clip_norm), tx) if grad_clip_norm else tx

@@ -79,21 +79,30 @@ def init_state(params: Any, tx: optax.GradientTransformation, mesh: Mesh, shardi
                       opt_state=opt_state)
 
 
-def make_train_step(module, tx: optax.GradientTransformation, mesh: Mesh
+def make_train_step(module, tx: optax.GradientTransformation, mesh: Mesh, *, mask_ratio: float = 0.0,
+                    seed: int = 0
                     ) -> Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, dict[str, jax.Array]]]:
     """step(state, pixels (B, H, W, 3), tokens (B, L)) -> (new state, {"loss", "temperature_scale"}), compiled once
-    per input shape; the batch is placed along `data`, the state keeps its shardings."""
+    per input shape; the batch is placed along `data`, the state keeps its shardings.
+
+    `mask_ratio > 0` masks image tokens (FLIP) with the key fold_in(key(seed), state.step): a function of the step,
+    so a resumed run draws the masks it would have drawn. A step whose loss is not finite leaves the state as it
+    was (the caller stops the run), so the weights never see its gradients."""
     batch = batch_sharding(mesh)
 
-    def loss_fn(params, pixels, tokens):
-        image, text, scale = module.apply({"params": params}, pixels, tokens)
+    def loss_fn(params, pixels, tokens, key):
+        image, text, scale = module.apply({"params": params}, pixels, tokens, mask_ratio, rngs={"mask": key})
         return contrastive_loss(image, text, scale), scale
 
     def step(state: TrainState, pixels: jax.Array, tokens: jax.Array):
-        (loss, scale), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, pixels, tokens)
+        key = jax.random.fold_in(jax.random.key(seed), state.step)
+        (loss, scale), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, pixels, tokens, key)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        return TrainState(state.step + 1, params, opt_state), {"loss": loss, "temperature_scale": scale}
+        finite = jax.numpy.isfinite(loss)
+        new = TrainState(state.step + 1, params, opt_state)
+        new = jax.tree.map(lambda updated, old: jax.numpy.where(finite, updated, old), new, state)
+        return new, {"loss": loss, "temperature_scale": scale}
 
     compiled: dict[str, Any] = {}
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
+import typing
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -13,6 +16,22 @@ OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 
 # An input size: one int for a square image (what every stored config.json has so far), or [height, width].
 ImageSize = int | tuple[int, int]
+
+
+@functools.cache
+def _choices(cls: type) -> dict[str, tuple[Any, ...]]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: typing.get_args(hints[f.name]) for f in dataclasses.fields(cls)
+            if typing.get_origin(hints[f.name]) is Literal}
+
+
+def check_choices(config: Any, what: str) -> None:
+    """A field typed Literal[...] holds one of its values, also when the dataclass is built directly (from_dict
+    checks a YAML's values; this catches a caller's, before a lookup deep in the model fails on it)."""
+    for name, allowed in _choices(type(config)).items():
+        value = getattr(config, name)
+        if value not in allowed:
+            raise ValueError(f"{what} {name} {value!r} must be one of {', '.join(map(str, allowed))}")
 
 
 def image_hw(size: ImageSize) -> tuple[int, int]:
@@ -52,6 +71,7 @@ class VisionConfig:
     layer_norm_eps: float = 1e-5  # torch's default; big_vision and CLIPA use flax's 1e-6
 
     def __post_init__(self) -> None:
+        check_choices(self, "vision")
         size = self.image_size
         if not isinstance(size, int) and len(size) == 2 and all(isinstance(s, int) for s in size):
             object.__setattr__(self, "image_size", size[0] if size[0] == size[1] else (size[0], size[1]))
@@ -131,6 +151,7 @@ class TextConfig:
     layer_norm_eps: float = 1e-5
 
     def __post_init__(self) -> None:
+        check_choices(self, "text")
         if self.width % self.heads:
             raise ValueError(f"text width {self.width} is not divisible by heads {self.heads}")
         if self.context_length < 2:
@@ -146,6 +167,9 @@ class PreprocessConfig:
     interpolation: Literal["bicubic", "bilinear"] = "bicubic"
     resize: Literal["shortest", "squash"] = "shortest"
 
+    def __post_init__(self) -> None:
+        check_choices(self, "preprocess")
+
 
 @dataclass(frozen=True)
 class PosEmbedResampleConfig:
@@ -158,6 +182,9 @@ class PosEmbedResampleConfig:
     mode: Literal["bilinear", "bicubic"] = "bilinear"
     align_corners: bool = True
     antialias: bool = False
+
+    def __post_init__(self) -> None:
+        check_choices(self, "pos_embed_resample")
 
     @classmethod
     def named(cls, name: str) -> PosEmbedResampleConfig:

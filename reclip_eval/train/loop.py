@@ -57,7 +57,7 @@ from reclip_eval.train.resume import (
 from reclip_eval.train.schedule import build_scheduler
 
 log = logging.getLogger(__name__)
-_DTYPES = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}
+SAVE_DTYPES = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 class TrainingError(ReclipError):
@@ -75,6 +75,8 @@ class RunContext:
     out_dir: Path
     settings: dict[str, Any]  # `resume_settings`, recorded in each resume point
     metrics: MetricsLog | None = None
+    backend: str = "torch"  # what trains (recorded in training.json): this trainer, or jax_train's
+    devices: int | None = None  # devices the run trains on (None: one per process)
 
     @property
     def precision(self) -> str:
@@ -117,7 +119,7 @@ def build_model(recipe: RecipeConfig) -> CLIP:
     return CLIP(config)
 
 
-def _rules_source(recipe: RecipeConfig, stage: StageConfig) -> str:
+def rules_source(recipe: RecipeConfig, stage: StageConfig) -> str:
     return f"recipe {recipe.name}: stages.{stage.name}.optimizer"
 
 
@@ -125,7 +127,7 @@ def check_param_rules(model: CLIP, recipe: RecipeConfig) -> None:
     """Every stage's param rules cover every trainable parameter (names do not depend on the image size), checked
     before the first step rather than at the start of a later stage."""
     for stage in recipe.stages:
-        match_rules(model.named_parameters(), stage.optimizer.param_rules, _rules_source(recipe, stage))
+        match_rules(model.named_parameters(), stage.optimizer.param_rules, rules_source(recipe, stage))
 
 
 def _batch_problems(stage: StageConfig, world: int) -> list[str]:
@@ -141,10 +143,33 @@ def _batch_problems(stage: StageConfig, world: int) -> list[str]:
     return []
 
 
-def _check_batches(stages: list[StageConfig]) -> None:
+def check_batches(stages: list[StageConfig]) -> None:
     problems = [p for stage in stages for p in _batch_problems(stage, rank_and_size()[1])]
     if problems:
         raise TrainingError("; ".join(problems))
+
+
+def stage_report(model: CLIP, stage: StageConfig, resume: ResumePoint | None) -> StageReport:
+    """The stage's report: the one `resume` holds, or a new one with the compute per sample counted now."""
+    if resume is not None:
+        log.info("stage %s: resuming at step %d from %s", stage.name, resume.step, resume.path)
+        return StageReport.from_state(resume.state["reports"][-1])
+    compute = count_sample_compute(model.config, stage.image_size, stage.text_length, stage.mask_ratio)
+    return StageReport(stage.name, stage.image_size, stage.text_length, stage.batch_size, stage.steps, 0, 0.0,
+                       (model.config.vision.grid_size,) * 2, compute.total_gmacs)
+
+
+def stage_batches(run: RunContext, model: CLIP, index: int, report: StageReport, first_step: int, *, rank: int = 0,
+                  world: int = 1) -> Any:
+    """Stage `index`'s data stream from `first_step`: each process draws its own stream (seeded by stage and rank)
+    and contributes batch_size / world pairs."""
+    stage, recipe = run.recipe.stages[index], run.recipe
+    transform, tokenizer = image_transform(stage.image_size, model.config.preprocess), ClipTokenizer(stage.text_length)
+    return train_batches(run.shards, transform, tokenizer, batch_size=stage.batch_size // world,
+                         seed=recipe.seed + index + 10_000 * rank, shuffle_buffer=recipe.data.shuffle_buffer,
+                         workers=run.workers, skip_batches=first_step, counts_so_far=report.data_skipped,
+                         stream_positions=report.stream_positions[rank] if report.stream_positions else None,
+                         pin_memory=run.device.startswith("cuda"))
 
 
 def _start_stage(model: CLIP, index: int, run: RunContext, resume: ResumePoint | None) -> _Stage:
@@ -152,36 +177,33 @@ def _start_stage(model: CLIP, index: int, run: RunContext, resume: ResumePoint |
     states come back before the data stream is drawn), and open the data stream at the first step to run."""
     stage, recipe = run.recipe.stages[index], run.recipe
     rank, world = rank_and_size()
-    _check_batches([stage])
+    check_batches([stage])
     local_batch = stage.batch_size // world
     model.set_image_size(stage.image_size)  # resamples the position embedding (and logs it) only on a new size
     model.train()
     model.set_activation_checkpointing(recipe.activation_checkpointing)
     # A new stage may have replaced the position embedding: wrap (or shard) again after resizing.
     placed = prepare_stage_model(model, recipe.data_parallel, run.device, compile=recipe.compile)
-    groups = optimizer_groups(placed.module, stage.optimizer, _rules_source(recipe, stage))
+    groups = optimizer_groups(placed.module, stage.optimizer, rules_source(recipe, stage))
     optimizer = build_optimizer(placed.module, stage.optimizer, run.device, groups=groups)
     scheduler = build_scheduler(optimizer, stage.lr_schedule())
-    transform, tokenizer = image_transform(stage.image_size, model.config.preprocess), ClipTokenizer(stage.text_length)
     first_step = 0
     if resume is not None:
         load_optimizer_and_rng(resume, placed.module, optimizer, scheduler)
         first_step = resume.step
-        report = StageReport.from_state(resume.state["reports"][-1])
-        log.info("stage %s: resuming at step %d from %s", stage.name, first_step, resume.path)
-    else:
-        compute = count_sample_compute(model.config, stage.image_size, stage.text_length, stage.mask_ratio)
-        report = StageReport(stage.name, stage.image_size, stage.text_length, stage.batch_size, stage.steps, 0, 0.0,
-                             (model.config.vision.grid_size,) * 2, compute.total_gmacs)
+    report = stage_report(model, stage, resume)
     report.param_rules = groups.counts()
-    # Each process draws its own stream (seeded by stage and rank) and contributes batch_size / world pairs.
-    batches = train_batches(run.shards, transform, tokenizer, batch_size=local_batch,
-                            seed=recipe.seed + index + 10_000 * rank, shuffle_buffer=recipe.data.shuffle_buffer,
-                            workers=run.workers, skip_batches=first_step, counts_so_far=report.data_skipped,
-                            stream_positions=report.stream_positions[rank] if report.stream_positions else None,
-                            pin_memory=torch.device(run.device).type == "cuda")
+    batches = stage_batches(run, model, index, report, first_step, rank=rank, world=world)
     chunked = bool(stage.micro_batch_size) and stage.micro_batch_size < local_batch
     return _Stage(index, stage, placed, optimizer, scheduler, report, batches, chunked)
+
+
+def non_finite_loss(stage: StageConfig, step: int, loss: float, out_dir: Path) -> TrainingError:
+    """The error that stops a run whose loss became NaN/inf, naming the resume point to go back to."""
+    points = list_resume_points(out_dir)
+    last = f"the last good state is {points[-1].path} (--resume continues from it)" if points else \
+        "no resume point was written yet"
+    return TrainingError(f"stage {stage.name!r} step {step}: loss is {loss}; stopping: {last}")
 
 
 def _train_step(s: _Stage, step: int, run: RunContext) -> tuple[torch.Tensor, torch.Tensor]:
@@ -203,10 +225,7 @@ def _train_step(s: _Stage, step: int, run: RunContext) -> tuple[torch.Tensor, to
             image_emb, text_emb, scale = s.placed.net(pixels, tokens, mask_ratio=stage.mask_ratio)
             loss = contrastive_loss(image_emb.float(), text_emb.float(), scale.float())
     if not torch.isfinite(loss):
-        points = list_resume_points(run.out_dir)
-        last = f"the last good state is {points[-1].path} (--resume continues from it)" if points else \
-            "no resume point was written yet"
-        raise TrainingError(f"stage {stage.name!r} step {step}: loss is {loss.item()}; stopping: {last}")
+        raise non_finite_loss(stage, step, loss.item(), run.out_dir)
     if not s.chunked:
         loss.backward()
     s.placed.average_unsharded_gradients()
@@ -238,7 +257,7 @@ def _save_resume_point(s: _Stage, done_steps: int, run: RunContext, done: list[S
     model_state, optimizer_state = gather_training_state(s.placed.module, s.optimizer)  # collective (FSDP)
     if is_main_process():
         save_resume_point(run.out_dir, model_state=model_state, optimizer_state=optimizer_state,
-                          scheduler=s.scheduler, stage_index=s.index, step=done_steps, reports=[*done, s.report],
+                          scheduler=s.scheduler.state_dict(), stage_index=s.index, step=done_steps, reports=[*done, s.report],
                           keep=run.recipe.keep_checkpoints, recipe_yaml=recipe_to_yaml(run.recipe),
                           settings=run.settings)
     barrier()
@@ -284,8 +303,8 @@ def train(recipe: RecipeConfig, out_dir: str | Path, *, data_dir: Path | None = 
     workers = recipe.data.workers if workers is None else workers
     out_dir = Path(out_dir)
     main, world = is_main_process(), rank_and_size()[1]
-    _check_batches(recipe.stages)  # found now, not at the start of a later stage
-    shards = _open_run(recipe, out_dir, data_dir, workers, resume)
+    check_batches(recipe.stages)  # found now, not at the start of a later stage
+    shards = open_run(recipe, out_dir, data_dir, workers, resume)
     run = RunContext(recipe, shards, device, workers, out_dir, resume_settings(workers, world, shards))
     model = build_model(recipe)
     check_param_rules(model, recipe)
@@ -300,19 +319,19 @@ def train(recipe: RecipeConfig, out_dir: str | Path, *, data_dir: Path | None = 
         start = point if point is not None and point.stage_index == index else None
         reports.append(run_stage(model, index, run, reports, start))
         if save_stages and index < len(recipe.stages) - 1 and main:
-            _save_stage(model, index, run, reports)
+            save_stage(model, index, run, reports)
     run.metrics.close()
     if main:
         # File by file into the run folder: whatever else is in it (the user's files) stays.
         save_checkpoint(model.cpu(), out_dir, recipe_yaml=recipe_to_yaml(recipe),
                         training=training_record(recipe.name, reports, device, world),
-                        dtype=_DTYPES[recipe.save_dtype], in_place=True)
+                        dtype=SAVE_DTYPES[recipe.save_dtype], in_place=True)
         finish_run(out_dir, recipe.name)
     barrier()
     return model, reports
 
 
-def _open_run(recipe: RecipeConfig, out_dir: Path, data_dir: Path | None, workers: int, resume: bool) -> list[str]:
+def open_run(recipe: RecipeConfig, out_dir: Path, data_dir: Path | None, workers: int, resume: bool) -> list[str]:
     """Decide what `out_dir` may hold (before any data, model or file is touched), then prepare the shards (the
     first process; possibly generating them) and mark the run started."""
     main = is_main_process()
@@ -346,15 +365,17 @@ def replay_resume_point(model: CLIP, run: RunContext, save_stages: bool
     stage_dir = run.out_dir / STAGES_DIR / recipe.stages[point.stage_index].name
     if save_stages and point.stage_index < len(recipe.stages) - 1 and is_main_process() and \
             not (stage_dir / CONFIG_NAME).is_file():
-        _save_stage(model, point.stage_index, run, reports)
+        save_stage(model, point.stage_index, run, reports)
     return reports, None
 
 
-def _save_stage(model: CLIP, index: int, run: RunContext, reports: list[StageReport]) -> None:
+def save_stage(model: CLIP, index: int, run: RunContext, reports: list[StageReport]) -> None:
+    """The checkpoint of stage `index` in out/stages/NAME."""
     recipe = run.recipe
+    devices = rank_and_size()[1] if run.devices is None else run.devices
     save_checkpoint(model, run.out_dir / STAGES_DIR / recipe.stages[index].name, recipe_yaml=recipe_to_yaml(recipe),
-                    training=training_record(recipe.name, reports, run.device, rank_and_size()[1]),
-                    dtype=_DTYPES[recipe.save_dtype])
+                    training=training_record(recipe.name, reports, run.device, devices, backend=run.backend),
+                    dtype=SAVE_DTYPES[recipe.save_dtype])
 
 
 def _check_resume_point(point: ResumePoint | None, recipe: RecipeConfig, settings: dict[str, Any]) -> ResumePoint:

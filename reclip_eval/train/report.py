@@ -32,11 +32,14 @@ class StageReport:
         return cls(**{**state, "pos_embed_grid": tuple(state["pos_embed_grid"])})
 
 
-def training_record(recipe_name: str, reports: list[StageReport], device: str, devices: int = 1) -> dict[str, Any]:
-    """What the checkpoint records about its training: stages, compute per sample, samples seen, device-hours."""
+def training_record(recipe_name: str, reports: list[StageReport], device: str, devices: int = 1,
+                    backend: str = "torch") -> dict[str, Any]:
+    """What the checkpoint records about its training: stages, compute per sample, samples seen, device-hours.
+    `device` is a torch device ("cpu", "cuda:0": named by torch) or already a name (the jax trainer's)."""
     return {
         "recipe": recipe_name,
-        "device": device if device == "cpu" else torch.cuda.get_device_name(torch.device(device)),
+        "backend": backend,
+        "device": torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else device,
         "devices": devices,
         "device_hours": round(devices * sum(r.wall_time_s for r in reports) / 3600, 4),
         "stages": [

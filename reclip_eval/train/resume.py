@@ -61,6 +61,9 @@ def resume_settings(workers: int, world_size: int, shards: list[str]) -> dict[st
 def settings_mismatches(recorded: dict[str, Any], given: dict[str, Any]) -> list[str]:
     """The settings of `given` that differ from `recorded` in a way that changes the loss curve, each named."""
     problems = []
+    if recorded.get("backend", "torch") != given.get("backend", "torch"):
+        problems.append(f"backend: the run was trained with --backend {recorded.get('backend', 'torch')}, this one "
+                        f"is {given.get('backend', 'torch')} (their optimizer states differ)")
     if max(1, recorded["workers"]) != max(1, given["workers"]):
         problems.append(f"data loader workers: the run used {recorded['workers']}, this one has {given['workers']} "
                         f"(each worker is its own data stream; use --workers {recorded['workers']})")
@@ -124,10 +127,10 @@ def restore_rng(state: dict[str, Any], torch_state: torch.Tensor) -> None:
 
 
 def save_resume_point(out_dir: Path, *, model_state: dict[str, torch.Tensor], optimizer_state: dict,
-                      scheduler: torch.optim.lr_scheduler.LRScheduler, stage_index: int, step: int,
+                      scheduler: dict[str, Any], stage_index: int, step: int,
                       reports: list[Any], keep: int, recipe_yaml: str, settings: dict[str, Any] | None = None
                       ) -> Path:
-    """Write what `gather_training_state` returned, with the scheduler, RNG states and reports."""
+    """Write what `gather_training_state` returned, with the scheduler's state dict, RNG states and reports."""
     from safetensors.torch import save_file
 
     target = Path(out_dir) / RESUME_DIR / f"stage{stage_index}-step{step:08d}"
@@ -138,7 +141,7 @@ def save_resume_point(out_dir: Path, *, model_state: dict[str, torch.Tensor], op
         tensors["__torch_rng__"] = torch.get_rng_state()
         save_file(tensors, str(tmp / "optimizer.safetensors"))
         state = {"stage_index": stage_index, "step": step, "recipe": recipe_yaml, "optimizer": skeleton,
-                 "scheduler": scheduler.state_dict(), "rng": rng_state(),
+                 "scheduler": scheduler, "rng": rng_state(),
                  "reports": [asdict(r) for r in reports], "settings": settings}
         (tmp / "state.json").write_text(json.dumps(state))
     for old in list_resume_points(out_dir)[:-keep]:

@@ -13,28 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from reclip_eval.errors import CheckpointError, ReclipError
+from reclip_eval.errors import CheckpointError
+from reclip_eval.flax_models.compile_cache import JaxUnavailableError, import_jax
 from reclip_eval.zoo.adapter import ModelAdapter
 from reclip_eval.zoo.reclip import ReclipAdapter
 
 BACKEND = "jax"
-
-
-class JaxUnavailableError(ReclipError):
-    """`--backend jax` without jax and flax installed, or on a device jax has no backend for."""
-
-
-def _import_jax():
-    try:
-        import flax  # noqa: F401
-        import jax
-    except ImportError as e:
-        raise JaxUnavailableError(f"--backend jax needs jax and flax ({e.name} is not installed): "
-                                  "pip install 'reclip-eval[jax]'") from None
-    from reclip_eval.flax_models.compile_cache import enable_compilation_cache
-
-    enable_compilation_cache()
-    return jax
 
 
 def flax_adapter_for(adapter: ModelAdapter) -> FlaxReclipAdapter:
@@ -48,7 +32,7 @@ def flax_adapter_for(adapter: ModelAdapter) -> FlaxReclipAdapter:
 
 class FlaxReclipAdapter(ModelAdapter):
     def __init__(self, torch_adapter: ReclipAdapter):
-        jax = _import_jax()
+        jax = import_jax()
         from reclip_eval.flax_models.clip import CLIP
         from reclip_eval.flax_models.convert import torch_to_flax
 
