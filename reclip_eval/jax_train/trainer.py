@@ -65,7 +65,7 @@ BACKEND = "jax"
 OPTAX_STATE = "optax"  # the one entry of optimizer.safetensors' skeleton
 
 
-def unsupported(recipe: RecipeConfig, platform: str) -> list[str]:
+def unsupported(recipe: RecipeConfig) -> list[str]:
     """What in `recipe` the jax trainer does not do, each with what to change."""
     problems = [f"stages.{s.name}.optimizer.name: {s.optimizer.name} is not on the jax trainer (adamw only: the torch "
                 "trainer's adafactor is torch.optim.Adafactor, big_vision's differs, e.g. in its weight decay)"
@@ -94,7 +94,6 @@ def jax_devices(device: str) -> list:
     from reclip_eval.flax_models.compile_cache import import_jax
 
     jax = import_jax()  # the extra's one-line error when jax is missing; the compilation cache on
-
     platforms = {"auto": None, "cpu": "cpu", "cuda": "gpu", "gpu": "gpu"}
     if device not in platforms:
         raise TrainingError(f"--device {device}: the jax trainer takes auto, cpu or cuda (all devices of the "
@@ -113,7 +112,7 @@ def train_jax(recipe: RecipeConfig, out_dir: str | Path, *, data_dir: Path | Non
     from reclip_eval.jax_train.step import data_mesh
 
     devices = jax_devices(device)
-    problems = unsupported(recipe, devices[0].platform)
+    problems = unsupported(recipe)
     problems += [f"stages.{s.name}.batch_size: {s.batch_size} must be divisible by the {len(devices)} jax devices"
                  for s in recipe.stages if s.batch_size % len(devices)]
     if problems:
