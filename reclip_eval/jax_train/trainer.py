@@ -57,7 +57,7 @@ from reclip_eval.train.optim import optimizer_groups
 from reclip_eval.train.out_dir import finish_run
 from reclip_eval.train.recipe import RecipeConfig, recipe_to_yaml
 from reclip_eval.train.report import StageReport, training_record
-from reclip_eval.train.resume import ResumePoint, resume_settings, save_resume_point
+from reclip_eval.train.resume import ResumePoint, restore_rng, resume_settings, save_resume_point
 from reclip_eval.train.schedule import lr_factor
 
 log = logging.getLogger(__name__)
@@ -239,10 +239,14 @@ def _save_point(state: Any, model: CLIP, index: int, step: int, run: RunContext,
 
 def restore_state(state: Any, point: ResumePoint) -> Any:
     """`state` (freshly initialised for the stage) with the optimizer state and step of `point`; the weights came
-    in through the torch model (replay_resume_point)."""
+    in through the torch model (replay_resume_point). The process RNGs come back too, before the data stream is
+    opened, as the torch trainer restores them (the loader's workers take their base seed from torch's)."""
     import jax
+    from safetensors import safe_open
     from safetensors.numpy import load_file
 
+    with safe_open(str(point.path / "optimizer.safetensors"), "pt") as f:
+        restore_rng(point.state["rng"], f.get_tensor("__torch_rng__"))
     tensors = load_file(str(point.path / "optimizer.safetensors"))
     names = point.state["optimizer"]["state"].get(OPTAX_STATE)
     if names is None:
