@@ -133,7 +133,8 @@ def train_jax(recipe: RecipeConfig, out_dir: str | Path, *, data_dir: Path | Non
     mesh = data_mesh(devices)
     for index in range(len(reports), len(recipe.stages)):
         start = point if point is not None and point.stage_index == index else None
-        reports.append(_run_stage(model, index, run, reports, start, mesh, compute_dtype(recipe, devices[0].platform)))
+        dtype = compute_dtype(recipe, devices[0].platform)
+        reports.append(_run_stage(model, index, run, reports, start, mesh, dtype))
         if save_stages and index < len(recipe.stages) - 1:
             save_stage(model, index, run, reports)
     run.metrics.close()
@@ -183,7 +184,8 @@ def _run_stage(model: CLIP, index: int, run: RunContext, done: list[StageReport]
     report = stage_report(model, stage, resume)
     report.param_rules = rule_counts
     batches = stage_batches(run, model, index, report, first_step)
-    step_fn = make_train_step(FlaxCLIP(model.config, dtype=dtype), tx, mesh, mask_ratio=stage.mask_ratio, seed=recipe.seed + index)
+    step_fn = make_train_step(FlaxCLIP(model.config, dtype=dtype), tx, mesh, mask_ratio=stage.mask_ratio,
+                              seed=recipe.seed + index)
     started = time.perf_counter() - report.wall_time_s
     from tqdm import tqdm
 
@@ -202,7 +204,8 @@ def _run_stage(model: CLIP, index: int, run: RunContext, done: list[StageReport]
             lr, scale = stage.optimizer.lr * factors[step], float(out["temperature_scale"])
             progress.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", temp=f"{scale:.1f}")
             run.metrics.scalars(sum(r.steps for r in done) + step, {
-                "train/loss": loss, "train/lr": lr, "train/temperature_scale": scale, "train/image_size": stage.image_size,
+                "train/loss": loss, "train/lr": lr, "train/temperature_scale": scale,
+                "train/image_size": stage.image_size,
                 "train/samples_per_second": report.samples_seen / max(1e-9, time.perf_counter() - started)})
         done_steps = step + 1
         if done_steps == stage.steps or (recipe.checkpoint_every and done_steps % recipe.checkpoint_every == 0):

@@ -257,7 +257,8 @@ def _save_resume_point(s: _Stage, done_steps: int, run: RunContext, done: list[S
     model_state, optimizer_state = gather_training_state(s.placed.module, s.optimizer)  # collective (FSDP)
     if is_main_process():
         save_resume_point(run.out_dir, model_state=model_state, optimizer_state=optimizer_state,
-                          scheduler=s.scheduler.state_dict(), stage_index=s.index, step=done_steps, reports=[*done, s.report],
+                          scheduler=s.scheduler.state_dict(), stage_index=s.index, step=done_steps,
+                          reports=[*done, s.report],
                           keep=run.recipe.keep_checkpoints, recipe_yaml=recipe_to_yaml(run.recipe),
                           settings=run.settings)
     barrier()
