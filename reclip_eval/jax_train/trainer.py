@@ -245,12 +245,10 @@ def restore_state(state: Any, point: ResumePoint) -> Any:
     in through the torch model (replay_resume_point). The process RNGs come back too, before the data stream is
     opened, as the torch trainer restores them (the loader's workers take their base seed from torch's)."""
     import jax
-    from safetensors import safe_open
     from safetensors.numpy import load_file
 
-    with safe_open(str(point.path / "optimizer.safetensors"), "pt") as f:
-        restore_rng(point.state["rng"], f.get_tensor("__torch_rng__"))
-    tensors = load_file(str(point.path / "optimizer.safetensors"))
+    tensors = load_file(str(point.path / "optimizer.safetensors"))  # read once: optax arrays and torch's RNG
+    restore_rng(point.state["rng"], torch.from_numpy(tensors["__torch_rng__"]))
     names = point.state["optimizer"]["state"].get(OPTAX_STATE)
     if names is None:
         raise TrainingError(f"{point.path}: holds a torch optimizer state, not a jax one")
