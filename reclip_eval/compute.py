@@ -19,10 +19,10 @@ def recipe_rows(name: str) -> list[dict]:
     config = recipe.model.build(source=name)
     rows = []
     for stage in recipe.stages:
-        compute = count_sample_compute(config, stage.image_size, stage.text_length, stage.mask_ratio)
+        compute = count_sample_compute(config, stage.image_size, stage.text_length, stage.image_tokens)
         rows.append({"model": recipe.name, "stage": stage.name, "image_size": stage.image_size,
-                     "text_length": stage.text_length, "mask_ratio": stage.mask_ratio,
-                     "image_gmacs": compute.image_gmacs, "text_gmacs": compute.text_gmacs,
+                     "text_length": stage.text_length, "image_tokens": stage.image_tokens.describe(),
+                     "image_tokens_kept": compute.image_tokens, "image_gmacs": compute.image_gmacs, "text_gmacs": compute.text_gmacs,
                      "gmacs": compute.total_gmacs, "paper_gflops": None, "diff_percent": None})
     return rows
 
@@ -43,11 +43,12 @@ def table2_rows(model: str | None = None) -> list[dict]:
         stages = recipe.stages if recipe else []
         config = entry.config()
         for index, stage in enumerate(stages):
-            compute = count_sample_compute(config, stage.image_size, stage.text_length, stage.mask_ratio)
+            compute = count_sample_compute(config, stage.image_size, stage.text_length, stage.image_tokens)
             main = index == 0  # Table 2 reports the main (low-resolution) training phase
             rows.append({
                 "model": entry.name, "stage": stage.name, "image_size": stage.image_size,
-                "text_length": stage.text_length, "mask_ratio": stage.mask_ratio, "image_gmacs": compute.image_gmacs,
+                "text_length": stage.text_length, "image_tokens": stage.image_tokens.describe(),
+                "image_tokens_kept": compute.image_tokens, "image_gmacs": compute.image_gmacs,
                 "text_gmacs": compute.text_gmacs, "gmacs": compute.total_gmacs,
                 "paper_gflops": paper if main else None,
                 "diff_percent": 100 * (compute.total_gmacs / paper - 1) if main and paper else None,

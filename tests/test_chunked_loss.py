@@ -5,6 +5,7 @@ with token masking, on two DDP processes, and in the trainer step for step."""
 import pytest
 import torch
 
+from reclip_eval.models.token_reduction import ImageTokens, step_generator
 from reclip_eval.train.chunked import chunked_contrastive_backward
 from reclip_eval.train.loss import contrastive_loss
 
@@ -47,23 +48,31 @@ def test_micro_batches_give_the_full_batch_loss_and_gradients(micro):
 
 
 def test_token_masking_is_replayed_identically_in_the_second_pass():
-    """Reference: the memory-hungry way with the same masks, i.e. every micro-batch forwarded with autograd in
-    turn from the same seed, embeddings concatenated, one backward. Without replaying the random state, the
-    second pass would mask other tokens and the gradients would differ."""
+    """Reference: the memory-hungry way with the same masks, i.e. every micro-batch forwarded with autograd with
+    its own generator, embeddings concatenated, one backward. Were the second pass to draw other masks than the
+    first, the gradients would differ; the global RNG is not touched at all."""
     pixels, tokens = tiny_batch()
+    spec = ImageTokens("random", ratio=0.5)
+
+    def generator(chunk):
+        return step_generator("cpu", 7, 0, 3, 0, chunk)
+
     reference = tiny_model()
-    torch.manual_seed(7)
-    outputs = [reference(p, t, mask_ratio=0.5) for p, t in zip(pixels.split(2), tokens.split(2), strict=True)]
+    outputs = [reference(p, t, spec, generator(i))
+               for i, (p, t) in enumerate(zip(pixels.split(2), tokens.split(2), strict=True))]
     loss = contrastive_loss(torch.cat([o[0] for o in outputs]), torch.cat([o[1] for o in outputs]), outputs[-1][2])
     loss.backward()
-    after_reference = torch.rand(1)
 
     chunked = tiny_model()
     torch.manual_seed(7)
-    got_loss, _ = chunked_contrastive_backward(chunked, pixels, tokens, 2, mask_ratio=0.5)
+    before = torch.get_rng_state()
+    got_loss, _ = chunked_contrastive_backward(chunked, pixels, tokens, 2, image_tokens=spec, generator=generator)
     torch.testing.assert_close(got_loss, loss.detach(), rtol=1e-6, atol=1e-6)
     _assert_grads_close(_grads(chunked), _grads(reference))
-    assert torch.equal(torch.rand(1), after_reference)  # the generator continues as after one pass
+    assert torch.equal(torch.get_rng_state(), before)  # masking never draws from the global generator
+    unmasked = tiny_model()
+    other, _ = chunked_contrastive_backward(unmasked, pixels, tokens, 2)
+    assert not torch.allclose(other, got_loss)  # the masks matter to the loss: the comparison can fail
 
 
 def _worker(rank, world, init_file, out_file):

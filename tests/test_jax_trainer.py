@@ -5,16 +5,13 @@ exactly (token masks included), and refuses what it does not do before the run f
 import json
 
 import jax
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
 import reclip_eval.jax_train.trainer as jax_trainer
 from reclip_eval.checkpoint import load_model
-from reclip_eval.flax_models.clip import keep_random_tokens
 from reclip_eval.jax_train.trainer import train_jax
-from reclip_eval.models.vision import keep_random_tokens as torch_keep_random_tokens
 from reclip_eval.train.loop import TrainingError, train
 from reclip_eval.train.recipe import load_recipe
 
@@ -63,7 +60,8 @@ def test_jax_trainer_follows_the_torch_trainer_step_for_step(synth_dir, tmp_path
 def test_masked_jax_run_resumes_exactly(synth_dir, tmp_path, monkeypatch, jax_run):
     """Killed after a resume point (mid-stage, with FLIP masking on), resumed: the loss curve and weights are those
     of the uninterrupted run; the masks are a function of the step, not of process state."""
-    recipe = load_recipe("tiny-shapes", SHORT + ["stages.0.mask_ratio=0.5", "stages.1.mask_ratio=0.0",
+    recipe = load_recipe("tiny-shapes", SHORT + ["stages.0.image_tokens.kind=random", "stages.0.image_tokens.ratio=0.5",
+                                                 "stages.1.image_tokens.kind=resize",
                                                  "checkpoint_every=3"])
     train_jax(recipe, tmp_path / "whole", data_dir=synth_dir, workers=0)
 
@@ -150,18 +148,6 @@ def test_what_the_jax_trainer_does_not_do_is_refused_first(synth_dir, tmp_path, 
 def test_device_names_are_checked():
     with pytest.raises(TrainingError, match="--device mps: the jax trainer takes auto, cpu or cuda"):
         jax_trainer.jax_devices("mps")
-
-
-@pytest.mark.parametrize("ratio", [0.25, 0.5, 0.75, 0.9])
-def test_flax_masking_keeps_the_torch_count_of_distinct_tokens(ratio):
-    tokens = np.arange(2 * 16 * 3, dtype=np.float32).reshape(2, 16, 3)
-    kept = np.asarray(keep_random_tokens(jax.numpy.asarray(tokens), ratio, jax.random.key(0)))
-    assert kept.shape[1] == torch_keep_random_tokens(torch.from_numpy(tokens), ratio).shape[1]
-    for sample in range(2):  # whole rows of that sample, none twice
-        rows = {tuple(r) for r in kept[sample]}
-        assert len(rows) == kept.shape[1] and rows <= {tuple(r) for r in tokens[sample]}
-    other = np.asarray(keep_random_tokens(jax.numpy.asarray(tokens), ratio, jax.random.key(1)))
-    assert not np.array_equal(kept, other)
 
 
 def test_cli_train_takes_the_jax_backend(tmp_path):

@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
             continue
         recipe = load_recipe(name)
         stages = " -> ".join(f"{s.name} {s.image_size}px/{s.text_length}tok"
-                             f"{f' mask {s.mask_ratio:g}' if s.mask_ratio else ''} x{s.steps}" for s in recipe.stages)
+                             f"{f' {s.image_tokens.describe()}' if s.image_tokens.masks else ''} x{s.steps}" for s in recipe.stages)
         rows.append([name, stages])
     print(tabulate(rows, headers=["recipe", "stages"], tablefmt="github"))
     return 0

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 
 from reclip_eval.models.config import CLIPConfig, TextConfig, VisionConfig
 from reclip_eval.models.pos_embed import sincos_2d
+from reclip_eval.models.token_reduction import ImageTokens, block_offsets, block_shape, grid_window_bases
 
 
 def _layer_norm(name: str, dtype: Any, eps: float) -> nn.LayerNorm:
@@ -117,11 +118,11 @@ class VisionTower(nn.Module):
     dtype: Any = None
 
     @nn.compact
-    def __call__(self, pixels: jax.Array, mask_ratio: float = 0.0) -> jax.Array:
+    def __call__(self, pixels: jax.Array, image_tokens: ImageTokens | None = None) -> jax.Array:
         """pixels (B, H, W, 3), normalised, (H, W) == config.image_hw -> features (B, embed_dim), not normalised.
 
-        `mask_ratio > 0` (training only) keeps round(N * (1 - mask_ratio)) patch tokens per image, drawn with the
-        `mask` rng stream (`apply(..., rngs={"mask": key})`), as the torch tower's `keep_random_tokens`."""
+        `image_tokens` (training only) masks patch tokens as the torch tower does
+        (reclip_eval.models.token_reduction), drawn with the `mask` rng stream (`apply(..., rngs={"mask": key})`)."""
         c = self.config
         if tuple(pixels.shape[1:3]) != c.image_hw:
             raise ValueError(f"image tower expects {c.image_hw[0]}x{c.image_hw[1]} pixels (B, H, W, 3), got shape "
@@ -138,8 +139,8 @@ class VisionTower(nn.Module):
         else:
             pos = self.param("pos_embedding", _normal(0.02), (1, rows + c.num_patches, c.width))
         x = x + pos[:, rows:]
-        if mask_ratio > 0:
-            x = keep_random_tokens(x, mask_ratio, self.make_rng("mask"))
+        if image_tokens is not None and image_tokens.masks:
+            x = select_image_tokens(x, image_tokens, c.grid_hw, self.make_rng("mask"))
         if c.has_class_token:
             cls = self.param("cls", _normal(0.02), (1, 1, c.width))
             cls = cls + pos[:, :rows] if rows else cls
@@ -198,8 +199,9 @@ class CLIP(nn.Module):
         self.txt = TextTower(self.config.text, self.config.embed_dim, self.dtype)
         self.t = self.param("t", nn.initializers.constant(self.config.init_logit_scale), (1,))
 
-    def encode_image(self, pixels: jax.Array, normalize: bool = True, mask_ratio: float = 0.0) -> jax.Array:
-        features = self.img(pixels, mask_ratio)
+    def encode_image(self, pixels: jax.Array, normalize: bool = True, image_tokens: ImageTokens | None = None
+                     ) -> jax.Array:
+        features = self.img(pixels, image_tokens)
         return _l2_normalize(features) if normalize else features
 
     def encode_text(self, tokens: jax.Array, normalize: bool = True) -> jax.Array:
@@ -210,21 +212,31 @@ class CLIP(nn.Module):
         """exp(t) = 1/tau, clamped at max_logit_scale as the torch model does (big_vision does not clamp)."""
         return jnp.exp(jnp.minimum(self.t[0], math.log(self.config.max_logit_scale)))
 
-    def __call__(self, pixels: jax.Array, tokens: jax.Array, mask_ratio: float = 0.0
+    def __call__(self, pixels: jax.Array, tokens: jax.Array, image_tokens: ImageTokens | None = None
                  ) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """-> (normalised image embeddings, normalised text embeddings, 1/tau); `mask_ratio`: see VisionTower."""
-        return self.encode_image(pixels, mask_ratio=mask_ratio), self.encode_text(tokens), self.temperature_scale()
+        """-> (normalised image embeddings, normalised text embeddings, 1/tau); `image_tokens`: see VisionTower."""
+        return (self.encode_image(pixels, image_tokens=image_tokens), self.encode_text(tokens),
+                self.temperature_scale())
 
 
-def keep_random_tokens(x: jax.Array, mask_ratio: float, key: jax.Array) -> jax.Array:
-    """(B, N, D) -> (B, K, D), K = max(1, round(N * (1 - mask_ratio))): per sample the tokens of the K smallest of
-    N uniform draws, in that order (FLIP's argsort of noise; reclip_eval.models.vision.keep_random_tokens)."""
-    if not 0 <= mask_ratio < 1:
-        raise ValueError(f"mask_ratio must be in [0, 1), got {mask_ratio}")
+def select_image_tokens(x: jax.Array, spec: ImageTokens, grid_hw: tuple[int, int], key: jax.Array) -> jax.Array:
+    """(B, N, D) -> (B, K, D): the torch `select_image_tokens` with jax's random draws and the same index arithmetic
+    (random: the K smallest of N uniform draws; grid: one place per cell; block: one top-left corner)."""
     batch, tokens, _ = x.shape
-    keep = max(1, round(tokens * (1 - mask_ratio)))
-    order = jnp.argsort(jax.random.uniform(key, (batch, tokens)), axis=1)[:, :keep]
-    return jnp.take_along_axis(x, order[..., None], axis=1)
+    kept = spec.kept(grid_hw)
+    if spec.kind == "random":
+        index = jnp.argsort(jax.random.uniform(key, (batch, tokens)), axis=1)[:, :kept]
+    elif spec.kind == "grid":
+        w = spec.window
+        place = jax.random.randint(key, (batch, kept), 0, w * w)
+        index = jnp.asarray(grid_window_bases(grid_hw, w)) + (place // w) * grid_hw[1] + place % w
+    else:
+        shape = block_shape(kept, grid_hw)
+        top_key, left_key = jax.random.split(key)
+        top = jax.random.randint(top_key, (batch, 1), 0, grid_hw[0] - shape[0] + 1)
+        left = jax.random.randint(left_key, (batch, 1), 0, grid_hw[1] - shape[1] + 1)
+        index = top * grid_hw[1] + left + jnp.asarray(block_offsets(shape, grid_hw[1]))
+    return jnp.take_along_axis(x, index[..., None], axis=1)
 
 
 def _l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:

@@ -24,6 +24,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from reclip_eval.jax_train.loss import contrastive_loss
+from reclip_eval.models.token_reduction import ImageTokens
 
 DATA_AXIS = "data"
 
@@ -79,19 +80,19 @@ def init_state(params: Any, tx: optax.GradientTransformation, mesh: Mesh, shardi
                       opt_state=opt_state)
 
 
-def make_train_step(module, tx: optax.GradientTransformation, mesh: Mesh, *, mask_ratio: float = 0.0,
-                    seed: int = 0
+def make_train_step(module, tx: optax.GradientTransformation, mesh: Mesh, *,
+                    image_tokens: ImageTokens | None = None, seed: int = 0
                     ) -> Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, dict[str, jax.Array]]]:
     """step(state, pixels (B, H, W, 3), tokens (B, L)) -> (new state, {"loss", "temperature_scale"}), compiled once
     per input shape; the batch is placed along `data`, the state keeps its shardings.
 
-    `mask_ratio > 0` masks image tokens (FLIP) with the key fold_in(key(seed), state.step): a function of the step,
+    `image_tokens` masks image tokens (FLIP, CLIPA) with the key fold_in(key(seed), state.step): a function of the step,
     so a resumed run draws the masks it would have drawn. A step whose loss is not finite leaves the state as it
     was (the caller stops the run), so the weights never see its gradients."""
     batch = batch_sharding(mesh)
 
     def loss_fn(params, pixels, tokens, key):
-        image, text, scale = module.apply({"params": params}, pixels, tokens, mask_ratio, rngs={"mask": key})
+        image, text, scale = module.apply({"params": params}, pixels, tokens, image_tokens, rngs={"mask": key})
         return contrastive_loss(image, text, scale), scale
 
     def step(state: TrainState, pixels: jax.Array, tokens: jax.Array):

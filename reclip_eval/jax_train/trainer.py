@@ -184,7 +184,7 @@ def _run_stage(model: CLIP, index: int, run: RunContext, done: list[StageReport]
     report = stage_report(model, stage, resume)
     report.param_rules = rule_counts
     batches = stage_batches(run, model, index, report, first_step)
-    step_fn = make_train_step(FlaxCLIP(model.config, dtype=dtype), tx, mesh, mask_ratio=stage.mask_ratio,
+    step_fn = make_train_step(FlaxCLIP(model.config, dtype=dtype), tx, mesh, image_tokens=stage.image_tokens,
                               seed=recipe.seed + index)
     started = time.perf_counter() - report.wall_time_s
     from tqdm import tqdm

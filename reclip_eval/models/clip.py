@@ -14,6 +14,7 @@ from torch import nn
 
 from reclip_eval.models.config import CLIPConfig, ImageSize
 from reclip_eval.models.text import TextTower
+from reclip_eval.models.token_reduction import ImageTokens
 from reclip_eval.models.vision import VisionTower
 
 
@@ -25,8 +26,9 @@ class CLIP(nn.Module):
         self.text = TextTower(config.text, config.embed_dim)
         self.logit_scale = nn.Parameter(torch.tensor(float(config.init_logit_scale)))
 
-    def encode_image(self, pixels: torch.Tensor, normalize: bool = True, mask_ratio: float = 0.0) -> torch.Tensor:
-        features = self.visual(pixels, mask_ratio=mask_ratio)
+    def encode_image(self, pixels: torch.Tensor, normalize: bool = True, image_tokens: ImageTokens | None = None,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+        features = self.visual(pixels, image_tokens, generator)
         return F.normalize(features, dim=-1) if normalize else features
 
     def encode_text(self, tokens: torch.Tensor, normalize: bool = True) -> torch.Tensor:
@@ -37,10 +39,12 @@ class CLIP(nn.Module):
         """exp(logit_scale) = 1/tau of eq. (1)-(2), clamped at max_logit_scale."""
         return self.logit_scale.clamp(max=math.log(self.config.max_logit_scale)).exp()
 
-    def forward(self, pixels: torch.Tensor, tokens: torch.Tensor, mask_ratio: float = 0.0
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """-> (normalised image embeddings p, normalised text embeddings q, 1/tau); `mask_ratio`: see VisionTower."""
-        return self.encode_image(pixels, mask_ratio=mask_ratio), self.encode_text(tokens), self.temperature_scale()
+    def forward(self, pixels: torch.Tensor, tokens: torch.Tensor, image_tokens: ImageTokens | None = None,
+                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """-> (normalised image embeddings p, normalised text embeddings q, 1/tau); `image_tokens`, `generator`:
+        see VisionTower."""
+        return (self.encode_image(pixels, image_tokens=image_tokens, generator=generator), self.encode_text(tokens),
+                self.temperature_scale())
 
     def build_fixed_buffers(self) -> None:
         """Compute the tensors that are functions of the config, not weights (a sin-cos position table), on the CPU:

@@ -14,6 +14,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from reclip_eval.models.clip import CLIP
 from reclip_eval.models.config import CLIPConfig, ImageSize
 from reclip_eval.models.presets import with_image_size
+from reclip_eval.models.token_reduction import ImageTokens
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,7 @@ class SampleCompute:
     text_length: int
     image_gmacs: float
     text_gmacs: float
+    image_tokens: int  # tokens through the image tower (patches kept, plus the class token if any)
 
     @property
     def total_gmacs(self) -> float:
@@ -35,9 +37,10 @@ def _gmacs(fn) -> float:
 
 
 def count_sample_compute(config: CLIPConfig, image_size: ImageSize, text_length: int,
-                         mask_ratio: float = 0.0) -> SampleCompute:
+                         image_tokens: ImageTokens | None = None) -> SampleCompute:
     """Forward GMACs for one image-text pair at `image_size` px (an int, or (height, width)) and `text_length`
-    tokens (with FLIP-style token masking when `mask_ratio` > 0)."""
+    tokens, with the patch tokens `image_tokens` keeps (masking runs the same `select_image_tokens` the model
+    trains with, so a masked stage counts what it computes)."""
     config = with_image_size(config, image_size)
     if text_length > config.text.context_length:  # counting only: a longer position table costs no MACs
         config = dataclasses.replace(config, text=dataclasses.replace(config.text, context_length=text_length))
@@ -46,6 +49,7 @@ def count_sample_compute(config: CLIPConfig, image_size: ImageSize, text_length:
         pixels = torch.zeros(1, 3, *config.vision.image_hw)
         tokens = torch.zeros(1, text_length, dtype=torch.long)
     with torch.no_grad():
-        image = _gmacs(lambda: model.encode_image(pixels, mask_ratio=mask_ratio))
+        image = _gmacs(lambda: model.encode_image(pixels, image_tokens=image_tokens))
         text = _gmacs(lambda: model.encode_text(tokens))
-    return SampleCompute(image_size, text_length, image, text)
+    kept = (image_tokens or ImageTokens()).kept(config.vision.grid_hw)
+    return SampleCompute(image_size, text_length, image, text, kept + config.vision.num_prefix_tokens)

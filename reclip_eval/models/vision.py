@@ -10,19 +10,10 @@ from torch import nn
 
 from reclip_eval.models.config import ImageSize, PosEmbedResampleConfig, VisionConfig
 from reclip_eval.models.pos_embed import resize_pos_embed, sincos_2d
+from reclip_eval.models.token_reduction import ImageTokens, select_image_tokens
 from reclip_eval.models.transformer import Transformer, init_transformer_, layer_norm
 
 log = logging.getLogger(__name__)
-
-
-def keep_random_tokens(x: torch.Tensor, mask_ratio: float) -> torch.Tensor:
-    """(B, N, D) -> (B, K, D) with K = round(N * (1 - mask_ratio)) tokens drawn at random per sample."""
-    if not 0 <= mask_ratio < 1:
-        raise ValueError(f"mask_ratio must be in [0, 1), got {mask_ratio}")
-    batch, tokens, dim = x.shape
-    keep = max(1, round(tokens * (1 - mask_ratio)))
-    order = torch.rand(batch, tokens, device=x.device).argsort(dim=1)[:, :keep]
-    return x.gather(1, order.unsqueeze(-1).expand(-1, -1, dim))
 
 
 def fixed_pos_embed(config: VisionConfig) -> torch.Tensor:
@@ -66,16 +57,18 @@ class VisionTower(nn.Module):
             with torch.device("cpu"):
                 self.pos_embed = fixed_pos_embed(self.config)
 
-    def embed(self, pixels: torch.Tensor, mask_ratio: float = 0.0) -> torch.Tensor:
-        """Patch + position embeddings, the class token (if any) in front: (B, prefix + N, width) (N after masking).
+    def embed(self, pixels: torch.Tensor, image_tokens: ImageTokens | None = None,
+              generator: torch.Generator | None = None) -> torch.Tensor:
+        """Patch + position embeddings, the class token (if any) in front: (B, prefix + N, width) (N after masking
+        by `image_tokens`, drawn with `generator`: models/token_reduction.py).
 
         Where the class token's position comes from is the config's `class_token_position`: its own row of the
         table (OpenAI, CLIPA) or none (big_vision)."""
         c = self.config
         rows = c.pos_embed_prefix
         x = self.patch_embed(pixels).flatten(2).transpose(1, 2) + self.pos_embed[:, rows:]  # (B, N, width)
-        if mask_ratio > 0:
-            x = keep_random_tokens(x, mask_ratio)
+        if image_tokens is not None:
+            x = select_image_tokens(x, image_tokens, c.grid_hw, generator)
         if self.cls_token is not None:
             cls = self.cls_token + self.pos_embed[:, :rows] if rows else self.cls_token
             x = torch.cat([cls.expand(x.shape[0], -1, -1).to(x.dtype), x], dim=1)
@@ -89,18 +82,19 @@ class VisionTower(nn.Module):
         pooled = x[:, 0] if c.pool == "cls" else x[:, c.num_prefix_tokens:].mean(dim=1)
         return self.norm(pooled) if c.norm_after_pool else pooled
 
-    def forward(self, pixels: torch.Tensor, mask_ratio: float = 0.0) -> torch.Tensor:
+    def forward(self, pixels: torch.Tensor, image_tokens: ImageTokens | None = None,
+                generator: torch.Generator | None = None) -> torch.Tensor:
         """pixels: (B, 3, H, W) normalised, (H, W) == config.image_hw -> features (B, embed_dim), not normalised.
 
-        `mask_ratio > 0` (training only) keeps a random subset of round(N * (1 - mask_ratio)) patch tokens per
-        image, as FLIP does (the paper's Table 10 compares this with training on smaller images)."""
+        `image_tokens` (training only) masks patch tokens, e.g. at random as FLIP does (the paper's Table 10
+        compares this with training on smaller images); `generator` draws which."""
         height, width = self.config.image_hw
         if pixels.shape[-2:] != (height, width):
             raise ValueError(
                 f"image tower expects {height}x{width} pixels, got {tuple(pixels.shape[-2:])}; "
                 "call set_image_size() or load the checkpoint with image_size=..."
             )
-        return self.proj(self.pool(self.transformer(self.embed(pixels, mask_ratio))))
+        return self.proj(self.pool(self.transformer(self.embed(pixels, image_tokens, generator))))
 
     def set_image_size(self, image_size: ImageSize, resample: PosEmbedResampleConfig) -> None:
         """Change the input size (an int, or (height, width)), resampling the position-embedding grid; a changed

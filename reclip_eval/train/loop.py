@@ -31,6 +31,7 @@ from reclip_eval.errors import ReclipError
 from reclip_eval.models.clip import CLIP
 from reclip_eval.models.flops import count_sample_compute
 from reclip_eval.models.presets import with_image_size
+from reclip_eval.models.token_reduction import step_generator
 from reclip_eval.models.tokenizer import ClipTokenizer
 from reclip_eval.paths import default_data_dir
 from reclip_eval.train.chunked import chunked_contrastive_backward
@@ -40,7 +41,7 @@ from reclip_eval.train.optim import build_optimizer, optimizer_groups
 from reclip_eval.train.out_dir import STAGES_DIR, finish_run, open_out_dir, start_run
 from reclip_eval.train.parallel import StageModel, prepare_stage_model
 from reclip_eval.train.param_rules import match_rules
-from reclip_eval.train.recipe import RecipeConfig, StageConfig, recipe_to_yaml
+from reclip_eval.train.recipe import RecipeConfig, StageConfig, recipe_to_yaml, written_by
 from reclip_eval.train.report import StageReport, training_record
 from reclip_eval.train.resume import (
     ResumeError,
@@ -154,7 +155,7 @@ def stage_report(model: CLIP, stage: StageConfig, resume: ResumePoint | None) ->
     if resume is not None:
         log.info("stage %s: resuming at step %d from %s", stage.name, resume.step, resume.path)
         return StageReport.from_state(resume.state["reports"][-1])
-    compute = count_sample_compute(model.config, stage.image_size, stage.text_length, stage.mask_ratio)
+    compute = count_sample_compute(model.config, stage.image_size, stage.text_length, stage.image_tokens)
     return StageReport(stage.name, stage.image_size, stage.text_length, stage.batch_size, stage.steps, 0, 0.0,
                        (model.config.vision.grid_size,) * 2, compute.total_gmacs)
 
@@ -217,12 +218,20 @@ def _train_step(s: _Stage, step: int, run: RunContext) -> tuple[torch.Tensor, to
     def cast():
         return autocast(run.device, run.precision)
 
+    # Token masking draws from generators keyed by (seed, stage, step, rank, micro-batch): a resumed run and both
+    # passes of the micro-batched loss draw the same tokens.
+    keys = (run.recipe.seed, s.index, step, rank_and_size()[0])
+    masking = stage.image_tokens if stage.image_tokens.masks else None
+
+    def generator(chunk: int):
+        return step_generator(pixels.device, *keys, chunk) if masking is not None else None
+
     if s.chunked:  # forward and backward, micro-batch by micro-batch
         loss, scale = chunked_contrastive_backward(s.placed.net, pixels, tokens, stage.micro_batch_size,
-                                                   mask_ratio=stage.mask_ratio, autocast=cast)
+                                                   image_tokens=masking, generator=generator, autocast=cast)
     else:
         with cast():
-            image_emb, text_emb, scale = s.placed.net(pixels, tokens, mask_ratio=stage.mask_ratio)
+            image_emb, text_emb, scale = s.placed.net(pixels, tokens, masking, generator(0))
             loss = contrastive_loss(image_emb.float(), text_emb.float(), scale.float())
     if not torch.isfinite(loss):
         raise non_finite_loss(stage, step, loss.item(), run.out_dir)
@@ -382,7 +391,7 @@ def save_stage(model: CLIP, index: int, run: RunContext, reports: list[StageRepo
 def _check_resume_point(point: ResumePoint | None, recipe: RecipeConfig, settings: dict[str, Any]) -> ResumePoint:
     if point is None:  # open_out_dir has refused a --resume without points
         raise ResumeError("no resume point to continue from")
-    if point.state.get("recipe") != recipe_to_yaml(recipe):
+    if not written_by(point.state.get("recipe"), recipe, str(point.path)):
         raise TrainingError(f"{point.path}: was written by another recipe (or other overrides); resume with the "
                             "same recipe and overrides, or use a new --out")
     recorded = point.state.get("settings")

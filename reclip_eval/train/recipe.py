@@ -29,6 +29,7 @@ from reclip_eval.config import (
 from reclip_eval.data.synth.export import SynthConfig
 from reclip_eval.errors import ConfigError
 from reclip_eval.models.presets import ArchitectureSpec
+from reclip_eval.models.token_reduction import ImageTokens, legacy_mask_ratio
 from reclip_eval.registry import find_named_yaml, named_yaml_files
 from reclip_eval.train.param_rules import ParamRule, clip_rules
 from reclip_eval.train.schedule import LrSchedule
@@ -72,8 +73,10 @@ class StageConfig:
     # of consecutive stages expresses one schedule across stages (the multi-grid recipe).
     start_lr_ratio: float = 1.0
     end_lr_ratio: float = 0.0
-    # FLIP-style random masking of image tokens (the paper's Table 10 baseline); 0 = off.
-    mask_ratio: float = 0.0
+    # Which patch tokens enter the image tower (models/token_reduction.py): `resize` (every patch of image_size,
+    # RECLIP), or random (FLIP, the paper's Table 10 baseline) / grid / block masking. Replaced whole, not merged,
+    # by a later stage that states it. Recipes from before it said `mask_ratio: r` (still read: random, ratio r).
+    image_tokens: ImageTokens = field(default_factory=ImageTokens)
     # Pairs per forward pass on each process when the per-process batch does not fit in memory: the loss and the
     # gradients stay those of the full global batch (reclip_eval/train/chunked.py). None: the whole batch at once.
     micro_batch_size: int | None = None
@@ -82,7 +85,6 @@ class StageConfig:
         at_least("image_size", 1), at_least("text_length", 1), at_least("steps", 1),
         # With one pair the softmax runs over a single logit: the loss is 0 at every step and nothing is learnt.
         at_least("batch_size", 2, " (a contrastive batch needs other pairs as each pair's negatives)"),
-        Rule(("mask_ratio",), lambda r: None if 0 <= r < 1 else f"must be in [0, 1), got {r}"),
         at_least("micro_batch_size", 1), at_least("start_lr_ratio", 0), at_least("end_lr_ratio", 0),
         Rule(("warmup_steps", "steps"), lambda w, n: None if 0 <= w <= n else f"must be within [0, steps={n}], got {w}"),
     )
@@ -137,15 +139,40 @@ class RecipeConfig:
         enforce_rules(self)
 
 
+# Stage keys whose value is one spec: a stage that states them replaces the previous stage's value whole (a merged
+# `{kind: resize}` over `{kind: random, ratio: 0.5}` would be neither).
+WHOLE_STAGE_KEYS = ("image_tokens",)
+
+
+def merge_stage(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """`update` deep-merged over `base`, except the WHOLE_STAGE_KEYS it states, which replace."""
+    merged = deep_merge(base, {k: v for k, v in update.items() if k not in WHOLE_STAGE_KEYS})
+    merged.update({k: update[k] for k in WHOLE_STAGE_KEYS if k in update})
+    return merged
+
+
+def upgrade_stage(stage: dict[str, Any], where: str, source: str) -> dict[str, Any]:
+    """A stage as written before `image_tokens` existed (`mask_ratio: r`) in today's terms; resume points and
+    checkpoints keep the recipe as it was written, so old ones still resume and compare equal."""
+    if "mask_ratio" not in stage:
+        return stage
+    if "image_tokens" in stage:
+        raise ConfigError(source, [f"{where}.mask_ratio: replaced by image_tokens; state only image_tokens"])
+    stage = dict(stage)
+    stage["image_tokens"] = legacy_mask_ratio(stage.pop("mask_ratio"))
+    return stage
+
+
 def resolve_stages(stages: list[Any], source: str) -> list[dict[str, Any]]:
-    """Stage i = stage i-1 deep-merged with what stage i states."""
+    """Stage i = stage i-1 merged with what stage i states (`merge_stage`)."""
     if not isinstance(stages, list) or not stages:
         raise ConfigError(source, ["stages: expected a non-empty list of stages"])
     resolved: list[dict[str, Any]] = []
     for i, stage in enumerate(stages):
         if not isinstance(stage, dict):
             raise ConfigError(source, [f"stages[{i}]: expected a mapping, got {stage!r}"])
-        resolved.append(deep_merge(resolved[-1], stage) if resolved else dict(stage))
+        stage = upgrade_stage(stage, f"stages[{i}]", source)
+        resolved.append(merge_stage(resolved[-1], stage) if resolved else dict(stage))
     return resolved
 
 
@@ -173,7 +200,9 @@ def _patch_stages_by_name(stages: Any, patches: dict[str, Any], path: Path) -> l
     if unknown:
         raise ConfigError(str(path), [f"stages.{n}: no stage of that name in the base recipe (has {names})"
                                       for n in unknown])
-    return [deep_merge(s, patches.get(s.get("name"), {})) for s in stages]
+    return [merge_stage(upgrade_stage(s, f"stages.{s.get('name')}", str(path)),
+                        upgrade_stage(patches.get(s.get("name"), {}), f"stages.{s.get('name')}", str(path)))
+            for s in stages]
 
 
 def is_detector_recipe(path: str | Path) -> bool:
@@ -234,6 +263,15 @@ def _cross_problems(raw: dict[str, Any]) -> list[str]:
             near = " or ".join(str(n) for n in sorted({size // patch * patch, (size // patch + 1) * patch} - {0}))
             problems.append(f"stages.{s.get('name')}.image_size: {size} is not a multiple of the model's patch size "
                             f"{patch} (e.g. {near})")
+        tokens = s.get("image_tokens")
+        if _is_int(size) and size > 0 and not size % patch and isinstance(tokens, dict):
+            try:
+                spec = from_dict(ImageTokens, tokens, source="image_tokens")
+            except ConfigError:
+                spec = None  # reported by the schema
+            problem = spec.problem((size // patch,) * 2) if spec is not None else None
+            if problem:
+                problems.append(f"stages.{s.get('name')}.image_tokens: {problem}")
         if _is_int(length) and length > context:
             problems.append(f"stages.{s.get('name')}.text_length: {length} exceeds the model's context_length "
                             f"{context}")
@@ -244,6 +282,24 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def parse_recipe_yaml(text: str, source: str) -> RecipeConfig:
+    """A resolved recipe as a checkpoint or resume point stored it (older layouts upgraded, as `load_recipe`)."""
+    raw = yaml.safe_load(text)
+    if not isinstance(raw, dict):
+        raise ConfigError(source, ["expected a recipe mapping"])
+    return _parse(raw, Path(source))
+
+
 def recipe_to_yaml(recipe: RecipeConfig) -> str:
     """The fully resolved recipe (every stage complete), as saved in checkpoints and shown by `config show`."""
     return yaml.safe_dump(to_dict(recipe), sort_keys=False)
+
+
+def written_by(stored: str | None, recipe: RecipeConfig, source: str) -> bool:
+    """Whether `stored` (a resume point's recipe text) is `recipe`, an older layout upgraded first."""
+    if stored is None or stored == recipe_to_yaml(recipe):
+        return stored is not None
+    try:
+        return recipe_to_yaml(parse_recipe_yaml(stored, source)) == recipe_to_yaml(recipe)
+    except ConfigError:
+        return False
