@@ -155,6 +155,12 @@ def step_generator(device: str | torch.device, *keys: int) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(seed)
 
 
+def mask_generators(spec: ImageTokens | None, device, *keys: int):
+    """micro-batch index -> its generator for one training step keyed by `keys` (seed, stage, step, rank), or
+    None when `spec` masks nothing: a resumed run and both passes of the micro-batched loss draw the same tokens."""
+    return lambda chunk: step_generator(device, *keys, chunk) if spec is not None and spec.masks else None
+
+
 def legacy_mask_ratio(ratio: float) -> dict:
     """The `image_tokens` mapping that a recipe's old `mask_ratio: r` meant (FLIP random masking; 0: none)."""
     if not isinstance(ratio, (int, float)) or isinstance(ratio, bool):

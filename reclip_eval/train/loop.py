@@ -31,7 +31,7 @@ from reclip_eval.errors import ReclipError
 from reclip_eval.models.clip import CLIP
 from reclip_eval.models.flops import count_sample_compute
 from reclip_eval.models.presets import with_image_size
-from reclip_eval.models.token_reduction import step_generator
+from reclip_eval.models.token_reduction import mask_generators
 from reclip_eval.models.tokenizer import ClipTokenizer
 from reclip_eval.paths import default_data_dir
 from reclip_eval.train.chunked import chunked_contrastive_backward
@@ -218,13 +218,8 @@ def _train_step(s: _Stage, step: int, run: RunContext) -> tuple[torch.Tensor, to
     def cast():
         return autocast(run.device, run.precision)
 
-    # Token masking draws from generators keyed by (seed, stage, step, rank, micro-batch): a resumed run and both
-    # passes of the micro-batched loss draw the same tokens.
-    keys = (run.recipe.seed, s.index, step, rank_and_size()[0])
     masking = stage.image_tokens if stage.image_tokens.masks else None
-
-    def generator(chunk: int):
-        return step_generator(pixels.device, *keys, chunk) if masking is not None else None
+    generator = mask_generators(masking, pixels.device, run.recipe.seed, s.index, step, rank_and_size()[0])
 
     if s.chunked:  # forward and backward, micro-batch by micro-batch
         loss, scale = chunked_contrastive_backward(s.placed.net, pixels, tokens, stage.micro_batch_size,

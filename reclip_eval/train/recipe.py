@@ -297,9 +297,12 @@ def recipe_to_yaml(recipe: RecipeConfig) -> str:
 
 def written_by(stored: str | None, recipe: RecipeConfig, source: str) -> bool:
     """Whether `stored` (a resume point's recipe text) is `recipe`, an older layout upgraded first."""
-    if stored is None or stored == recipe_to_yaml(recipe):
-        return stored is not None
+    if stored is None:
+        return False
+    expected = recipe_to_yaml(recipe)
+    if stored == expected:
+        return True
     try:
-        return recipe_to_yaml(parse_recipe_yaml(stored, source)) == recipe_to_yaml(recipe)
+        return recipe_to_yaml(parse_recipe_yaml(stored, source)) == expected
     except ConfigError:
         return False
