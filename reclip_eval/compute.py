@@ -11,25 +11,33 @@ from reclip_eval.compute_results import TABLE2, build_compute_results
 PAPER_KEY = "compute/gflops_per_sample"
 
 
-def recipe_rows(name: str) -> list[dict]:
+def stage_row(model: str, stage, config, paper: float | None = None, slip=None) -> dict:
+    """One stage's compute per sample, with the tokens each tower computes on after reduction; with SLIP's branch
+    (`slip`) its two extra views through the image tower and head are part of the image GMACs."""
     from reclip_eval.models.flops import count_sample_compute
+    from reclip_eval.train.slip import count_slip_gmacs
+
+    compute = count_sample_compute(config, stage.image_size, stage.text_length, stage.image_tokens)
+    slip_gmacs = count_slip_gmacs(config, stage.image_size, slip) if slip is not None else 0.0
+    total = compute.total_gmacs + slip_gmacs
+    return {"model": model, "stage": stage.name, "image_size": stage.image_size,
+            "text_length": stage.text_length, "text_tokens": stage.text_tokens.describe(),
+            "image_tokens": stage.image_tokens.describe(), "image_tokens_kept": compute.image_tokens,
+            "image_gmacs": compute.image_gmacs + slip_gmacs, "text_gmacs": compute.text_gmacs, "gmacs": total,
+            **({"slip_gmacs": slip_gmacs} if slip is not None else {}),
+            "paper_gflops": paper, "diff_percent": 100 * (total / paper - 1) if paper else None}
+
+
+def recipe_rows(name: str) -> list[dict]:
     from reclip_eval.train.recipe import load_recipe
 
     recipe = load_recipe(name)
     config = recipe.model.build(source=name)
-    rows = []
-    for stage in recipe.stages:
-        compute = count_sample_compute(config, stage.image_size, stage.text_length, stage.image_tokens)
-        rows.append({"model": recipe.name, "stage": stage.name, "image_size": stage.image_size,
-                     "text_length": stage.text_length, "image_tokens": stage.image_tokens.describe(),
-                     "image_tokens_kept": compute.image_tokens, "image_gmacs": compute.image_gmacs, "text_gmacs": compute.text_gmacs,
-                     "gmacs": compute.total_gmacs, "paper_gflops": None, "diff_percent": None})
-    return rows
+    return [stage_row(recipe.name, stage, config, slip=recipe.slip) for stage in recipe.stages]
 
 
 def table2_rows(model: str | None = None) -> list[dict]:
     """One row per (model, stage): our GMACs per sample and, for the main stage, the paper's Table 2 value."""
-    from reclip_eval.models.flops import count_sample_compute
     from reclip_eval.train.recipe import load_recipe
     from reclip_eval.zoo.entries import list_entries, load_entry
 
@@ -40,19 +48,10 @@ def table2_rows(model: str | None = None) -> list[dict]:
         if paper is None and not model:
             continue  # every named model with a paper Table 2 number
         recipe = load_recipe(entry.recipe) if entry.recipe else None
-        stages = recipe.stages if recipe else []
         config = entry.config()
-        for index, stage in enumerate(stages):
-            compute = count_sample_compute(config, stage.image_size, stage.text_length, stage.image_tokens)
-            main = index == 0  # Table 2 reports the main (low-resolution) training phase
-            rows.append({
-                "model": entry.name, "stage": stage.name, "image_size": stage.image_size,
-                "text_length": stage.text_length, "image_tokens": stage.image_tokens.describe(),
-                "image_tokens_kept": compute.image_tokens, "image_gmacs": compute.image_gmacs,
-                "text_gmacs": compute.text_gmacs, "gmacs": compute.total_gmacs,
-                "paper_gflops": paper if main else None,
-                "diff_percent": 100 * (compute.total_gmacs / paper - 1) if main and paper else None,
-            })
+        # Table 2 reports the main (low-resolution) training phase: the first stage.
+        rows += [stage_row(entry.name, stage, config, paper if index == 0 else None, recipe.slip)
+                 for index, stage in enumerate(recipe.stages if recipe else [])]
     return rows
 
 

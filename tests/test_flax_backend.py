@@ -162,8 +162,10 @@ def test_loss_and_gradients_equal_torch(config):
     grads = flax_to_torch(grads, config)
     for name, p in model.named_parameters():
         want = p.grad.numpy()
-        # rtol 1e-5 of the tensor's largest gradient: elementwise rtol is meaningless for the near-zero entries.
-        np.testing.assert_allclose(grads[name], want, rtol=0, atol=1e-5 * np.abs(want).max() + 1e-12, err_msg=name)
+        # 5e-5 of the tensor's largest gradient: elementwise rtol is meaningless for the near-zero entries, and float32
+        # sums in another order differ by about 1e-5 of it (1.4e-5 seen on text.proj.bias, big_vision config, on an
+        # AMD EPYC CPU); a wrong conversion is off by the whole gradient.
+        np.testing.assert_allclose(grads[name], want, rtol=0, atol=5e-5 * np.abs(want).max() + 1e-12, err_msg=name)
 
 
 def test_jax_backend_evaluates_the_demo_as_torch_does(tmp_path):

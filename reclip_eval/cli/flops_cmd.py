@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     results = count_compute(model=args.model, recipe=args.recipe)
     rows = results["rows"]
     print(tabulate(
-        [[r["model"], r["stage"], r["image_size"], r["text_length"], f"{r['image_tokens_kept']} ({r['image_tokens']})", f"{r['image_gmacs']:.2f}",
+        [[r["model"], r["stage"], r["image_size"], f"{r['text_length']} ({r['text_tokens']})",
+          f"{r['image_tokens_kept']} ({r['image_tokens']})", f"{r['image_gmacs']:.2f}",
           f"{r['text_gmacs']:.2f}", f"{r['gmacs']:.2f}",
           "" if r["paper_gflops"] is None else r["paper_gflops"],
           "" if r["diff_percent"] is None else f"{r['diff_percent']:+.1f}%"] for r in rows],

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from PIL import Image
 
 from reclip_eval.data.images import IMAGE_ERRORS, IMAGE_SUFFIXES, open_image
 from reclip_eval.distributed import worker_context
@@ -46,6 +45,7 @@ IMAGE_MEMBERS = tuple(suffix.lstrip(".") for suffix in IMAGE_SUFFIXES)  # in ord
 TEXT_MEMBER = "txt"
 # img2dataset writes a .json of metadata beside every pair: not decoded either, but expected, so not warned about.
 METADATA_MEMBERS = ("json",)
+POSITION_KEY = "__position__"  # a sample's raw index in its worker's stream (webdataset's own keys start with __ too)
 
 
 @dataclass
@@ -69,11 +69,25 @@ class ShardCounts:
         return cls(Counter(data.get("members_ignored", {})), Counter(data.get("samples_dropped", {})))
 
 
-def _decode_samples(samples: Iterator[dict], transform: Callable[[Image.Image], torch.Tensor],
+def augment_seed(seed: int, worker: int, position: int) -> int:
+    """The seed of one sample's augmentation: a function of the stream's seed and the sample's place in its worker's
+    stream, so a resumed stream (which skips samples without decoding them) augments each sample as before."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, worker, position]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def _decode_samples(samples: Iterator[dict], transform: Callable[..., torch.Tensor], seed: int | None = None,
                     ) -> Iterator[tuple[torch.Tensor, str, ShardCounts]]:
     """(pixels, caption, what was left out since the previous sample). Only the first image member (PIL) and the
     .txt member (UTF-8) are decoded, by us: webdataset's default decoders unpickle .pyd/.pickle members, and a shard
-    is data, never code. Everything else is counted by extension and never read further."""
+    is data, never code. Everything else is counted by extension and never read further.
+
+    With a `seed`, `transform(image, augment_seed(seed, worker, position))` (a stage's augmentation)."""
+    from torch.utils.data import get_worker_info
+
+    info = get_worker_info()
+    worker = info.id if info is not None else 0
     pending = ShardCounts()
     for sample in samples:
         members = [key for key in sample if not key.startswith("__")]  # __key__, __url__: webdataset bookkeeping
@@ -91,7 +105,9 @@ def _decode_samples(samples: Iterator[dict], transform: Callable[[Image.Image], 
             pending.samples_dropped["empty caption"] += 1
             continue
         try:
-            pixels = transform(open_image(io.BytesIO(sample[image_key])))
+            image = open_image(io.BytesIO(sample[image_key]))
+            pixels = transform(image) if seed is None else \
+                transform(image, augment_seed(seed, worker, sample[POSITION_KEY]))
         except IMAGE_ERRORS:
             pending.samples_dropped["unreadable image"] += 1
             continue
@@ -109,14 +125,14 @@ def _collate(samples: list[tuple[torch.Tensor, str, ShardCounts]], tokenize: Cal
 
 def _skip_samples(samples: Iterator, counts: list[int]) -> Iterator:
     """Drop the first `counts[w]` samples of worker w's stream (before decoding, so skipping costs reading, not
-    JPEG decoding)."""
+    JPEG decoding); the others carry their raw position in that stream (POSITION_KEY)."""
     from torch.utils.data import get_worker_info
 
     info = get_worker_info()
     count = counts[info.id if info is not None else 0]
     for index, sample in enumerate(samples):
         if index >= count:
-            yield sample
+            yield {**sample, POSITION_KEY: index}
 
 
 class StreamPositions:
@@ -149,11 +165,14 @@ class TrainBatches:
     `stream_positions` is what a resume point records to restart the stream exactly."""
 
     def __init__(self, batches: Iterator[tuple[torch.Tensor, torch.Tensor, ShardCounts]], positions: StreamPositions,
-                 counts_so_far: dict[str, dict[str, int]] | None = None):
+                 counts_so_far: dict[str, dict[str, int]] | None = None,
+                 reduce_text: Callable[[torch.Tensor, int], torch.Tensor] | None = None, first_batch: int = 0):
         self._batches = batches
         self._positions = positions
         self._counts = ShardCounts.from_dict(counts_so_far)
         self._reported: set[str] = set()
+        self._reduce_text = reduce_text
+        self._next_batch = first_batch  # the index of the batch handed out next (the step it trains)
 
     def __iter__(self) -> TrainBatches:
         return self
@@ -163,6 +182,9 @@ class TrainBatches:
         self._positions.advance(counts)
         self._counts.update(counts)
         self._report_new(counts)
+        if self._reduce_text is not None:  # per-batch draws, keyed by the batch's index: the same after a resume
+            tokens = self._reduce_text(tokens, self._next_batch)
+        self._next_batch += 1
         return pixels, tokens
 
     def counts(self) -> dict[str, dict[str, int]]:
@@ -185,7 +207,7 @@ class TrainBatches:
 
 def train_batches(
     shards: list[str],
-    transform: Callable[[Image.Image], torch.Tensor],
+    transform: Callable[..., torch.Tensor],
     tokenize: Callable[[list[str]], torch.Tensor],
     *,
     batch_size: int,
@@ -196,6 +218,8 @@ def train_batches(
     pin_memory: bool = False,
     counts_so_far: dict[str, dict[str, int]] | None = None,
     stream_positions: list[int] | None = None,
+    reduce_text: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+    augment: bool = False,
 ) -> TrainBatches:
     """An endless, seeded stream of (pixels (B,3,S,S), tokens (B,L)): shards drawn with replacement, samples
     shuffled in a buffer. The stream is the same for the same seed and number of workers.
@@ -211,6 +235,10 @@ def train_batches(
 
     Only each sample's image and .txt members are decoded (`_decode_samples`); the returned iterator's `counts()`
     says what was left out, continuing from `counts_so_far` (the record at batch k when resuming).
+
+    `augment=True`: `transform(image, seed)` draws a stage's augmentation from the sample's own seed (`augment_seed`).
+    `reduce_text(tokens, k)` (random / block text reduction, train/stage_setup.py) turns batch k's tokens into the
+    stage's; it runs in this process, keyed by k, so its draws do not depend on the loader's workers.
     """
     import functools
 
@@ -228,7 +256,7 @@ def train_batches(
         wds.tarfile_to_samples(handler=wds.warn_and_continue),
         wds.detshuffle(shuffle_buffer, initial=min(shuffle_buffer, 500), seed=seed),
         functools.partial(_skip_samples, counts=list(stream_positions)),
-        functools.partial(_decode_samples, transform=transform),
+        functools.partial(_decode_samples, transform=transform, seed=seed if augment else None),
         wds.batched(batch_size, collation_fn=functools.partial(_collate, tokenize=tokenize), partial=False),
     )
     loader = wds.WebLoader(pipeline, batch_size=None, num_workers=workers, pin_memory=pin_memory,
@@ -240,4 +268,4 @@ def train_batches(
     # counts are already in `counts_so_far`), advancing their workers' positions as they did then.
     for _ in range(remainder):
         positions.advance(next(batches)[2])
-    return TrainBatches(batches, positions, counts_so_far)
+    return TrainBatches(batches, positions, counts_so_far, reduce_text, first_batch=skip_batches)

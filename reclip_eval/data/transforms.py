@@ -16,26 +16,30 @@ _INTERPOLATION = {"bicubic": v2.InterpolationMode.BICUBIC, "bilinear": v2.Interp
 def image_transform(image_size: int, preprocess: PreprocessConfig) -> Callable[[Image.Image], torch.Tensor]:
     """PIL image -> normalised float tensor (3, image_size, image_size), the same at training and evaluation.
 
-    Training uses no crop augmentation: the paper's low-res phase only downsamples, and the synthetic captions
-    name positions ("top left"), which crops and flips would falsify.
+    Training adds no augmentation unless a stage lists some (data/augment.py): the paper's low-res phase only
+    downsamples, and the synthetic captions name positions ("top left"), which crops and flips would falsify.
     """
-    interpolation = _INTERPOLATION[preprocess.interpolation]
-    resize = (
-        v2.Resize(image_size, interpolation=interpolation, antialias=True)
-        if preprocess.resize == "shortest"
-        else v2.Resize((image_size, image_size), interpolation=interpolation, antialias=True)
-    )
     return v2.Compose([
-        v2.Lambda(_to_rgb),
+        v2.Lambda(to_rgb),
         v2.ToImage(),
-        resize,
-        v2.CenterCrop(image_size),
+        *resize_and_centre_crop(image_size, preprocess),
         v2.ToDtype(torch.float32, scale=True),
         v2.Normalize(mean=list(preprocess.mean), std=list(preprocess.std)),
     ])
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
+def interpolation_mode(preprocess: PreprocessConfig) -> v2.InterpolationMode:
+    return _INTERPOLATION[preprocess.interpolation]
+
+
+def resize_and_centre_crop(image_size: int, preprocess: PreprocessConfig) -> list[v2.Transform]:
+    """The evaluation geometry: resize (the shorter side, or both sides) and centre crop to image_size."""
+    interpolation = interpolation_mode(preprocess)
+    size = image_size if preprocess.resize == "shortest" else (image_size, image_size)
+    return [v2.Resize(size, interpolation=interpolation, antialias=True), v2.CenterCrop(image_size)]
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
 
 

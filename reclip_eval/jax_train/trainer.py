@@ -3,9 +3,9 @@
 What is shared with the torch trainer (train/loop.py), so that the two backends run the same experiment:
 - the run folder rules, the training shards and the data stream (same seeds: the same batches in the same order);
 - the initial weights: the torch model built from the recipe's seed, converted (flax_models/convert.py, exact);
-- the stages: each starts by `CLIP.set_image_size` on the torch model (the paper's position-embedding upsampling,
+- the stages: each starts by `shape_for_stage` on the torch model (the paper's position-embedding upsampling,
   the same resampling and log line), then converts the weights to flax; the finetune's image size, text length and
-  token masking are the recipe's;
+  image and text token reduction are the recipe's (text reduction happens in the shared data stream);
 - the optimizer groups of the stage's param rules and the lr schedule (jax_train/optim.py `recipe_adamw`);
 - the outputs: stage checkpoints, the final checkpoint in the HF layout (the torch backend and the evaluation load
   it), training.json (with `backend: jax`), resume points in the torch trainer's layout.
@@ -40,14 +40,9 @@ from reclip_eval.models.clip import CLIP
 from reclip_eval.train.loop import (
     SAVE_DTYPES,
     RunContext,
-    TrainingError,
-    build_model,
-    check_batches,
-    check_param_rules,
     non_finite_loss,
     open_run,
     replay_resume_point,
-    rules_source,
     save_stage,
     stage_batches,
     stage_report,
@@ -59,6 +54,15 @@ from reclip_eval.train.recipe import RecipeConfig, recipe_to_yaml
 from reclip_eval.train.report import StageReport, training_record
 from reclip_eval.train.resume import ResumePoint, restore_rng, resume_settings, save_resume_point
 from reclip_eval.train.schedule import lr_factor
+from reclip_eval.train.stage_setup import (
+    TrainingError,
+    build_model,
+    check_batches,
+    check_param_rules,
+    rules_source,
+    shape_for_stage,
+    stage_taggers,
+)
 
 log = logging.getLogger(__name__)
 BACKEND = "jax"
@@ -72,6 +76,8 @@ def unsupported(recipe: RecipeConfig) -> list[str]:
                 for s in recipe.stages if s.optimizer.name != "adamw"]
     problems += [f"stages.{s.name}.micro_batch_size: micro-batches are not on the jax trainer; remove it"
                  for s in recipe.stages if s.micro_batch_size]
+    if recipe.slip is not None:
+        problems.append("slip: SLIP's self-supervised branch is not on the jax trainer; train it with --backend torch")
     if recipe.activation_checkpointing:
         problems.append("activation_checkpointing: not on the jax trainer; set it to false")
     if rank_and_size()[1] > 1:
@@ -118,12 +124,13 @@ def train_jax(recipe: RecipeConfig, out_dir: str | Path, *, data_dir: Path | Non
     if problems:
         raise TrainingError(f"recipe {recipe.name}: " + "; ".join(problems))
     check_batches(recipe.stages)
+    taggers = stage_taggers(recipe)  # before the run folder and the data, as the torch trainer
     workers = recipe.data.workers if workers is None else workers
     out_dir = Path(out_dir)
     shards = open_run(recipe, out_dir, data_dir, workers, resume)
     settings = {**resume_settings(workers, 1, shards), "backend": BACKEND, "jax_devices": len(devices)}
     run = RunContext(recipe, shards, device_label(devices), workers, out_dir, settings, backend=BACKEND,
-                     devices=len(devices))
+                     devices=len(devices), taggers=taggers)
     model = build_model(recipe)
     check_param_rules(model, recipe)
     reports, point = replay_resume_point(model, run, save_stages) if resume else ([], None)
@@ -171,7 +178,7 @@ def _run_stage(model: CLIP, index: int, run: RunContext, done: list[StageReport]
     from reclip_eval.jax_train.step import init_state, make_train_step, param_shardings
 
     recipe, stage = run.recipe, run.recipe.stages[index]
-    model.set_image_size(stage.image_size)  # resamples the position embedding (and logs it) only on a new size
+    text_resize = shape_for_stage(model, recipe, stage)  # resamples position tables (logged) only on a change
     settings, rule_counts = param_settings(model, index, recipe)
     factors = [lr_factor(stage.lr_schedule())(t) for t in range(stage.steps)]
     tx = recipe_adamw(settings, factors, betas=stage.optimizer.betas, eps=stage.optimizer.eps,
@@ -181,7 +188,7 @@ def _run_stage(model: CLIP, index: int, run: RunContext, done: list[StageReport]
     first_step = 0
     if resume is not None:
         state, first_step = restore_state(state, resume), resume.step
-    report = stage_report(model, stage, resume)
+    report = stage_report(model, stage, resume, run, text_resize)
     report.param_rules = rule_counts
     batches = stage_batches(run, model, index, report, first_step)
     step_fn = make_train_step(FlaxCLIP(model.config, dtype=dtype), tx, mesh, image_tokens=stage.image_tokens,

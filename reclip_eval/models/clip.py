@@ -25,6 +25,9 @@ class CLIP(nn.Module):
         self.visual = VisionTower(config.vision, config.embed_dim)
         self.text = TextTower(config.text, config.embed_dim)
         self.logit_scale = nn.Parameter(torch.tensor(float(config.init_logit_scale)))
+        # SLIP's self-supervised head (train/slip.py) while a recipe with `slip:` trains; None (and so in no state
+        # dict, checkpoint or evaluation) otherwise.
+        self.slip_head: nn.Module | None = None
 
     def encode_image(self, pixels: torch.Tensor, normalize: bool = True, image_tokens: ImageTokens | None = None,
                      generator: torch.Generator | None = None) -> torch.Tensor:
@@ -40,11 +43,17 @@ class CLIP(nn.Module):
         return self.logit_scale.clamp(max=math.log(self.config.max_logit_scale)).exp()
 
     def forward(self, pixels: torch.Tensor, tokens: torch.Tensor, image_tokens: ImageTokens | None = None,
-                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                generator: torch.Generator | None = None, views: tuple[torch.Tensor, torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, ...]:
         """-> (normalised image embeddings p, normalised text embeddings q, 1/tau); `image_tokens`, `generator`:
-        see VisionTower."""
-        return (self.encode_image(pixels, image_tokens=image_tokens, generator=generator), self.encode_text(tokens),
-                self.temperature_scale())
+        see VisionTower. With SLIP's two `views` (training), also their `slip_head` outputs, each view through the
+        image tower's features and the head on its own, as SLIP's forward runs them (inside this forward, so a
+        data-parallel wrapper synchronises the head too)."""
+        outputs = (self.encode_image(pixels, image_tokens=image_tokens, generator=generator),
+                   self.encode_text(tokens), self.temperature_scale())
+        if views is None:
+            return outputs
+        return (*outputs, *(self.slip_head(self.visual.features(view)) for view in views))
 
     def build_fixed_buffers(self) -> None:
         """Compute the tensors that are functions of the config, not weights (a sin-cos position table), on the CPU:
@@ -61,3 +70,10 @@ class CLIP(nn.Module):
         (config.pos_embed_resample); the same size changes nothing."""
         self.visual.set_image_size(image_size, self.config.pos_embed_resample)
         self.config = dataclasses.replace(self.config, vision=self.visual.config)
+
+    def set_text_length(self, length: int) -> str | None:
+        """Resize the text position table to `length` positions (linear, as open_clip and CLIPA: a recipe's
+        `text_positions: resize`); returns the description of what was done, None when nothing changed."""
+        description = self.text.set_context_length(length)
+        self.config = dataclasses.replace(self.config, text=self.text.config)
+        return description

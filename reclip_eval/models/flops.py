@@ -30,7 +30,8 @@ class SampleCompute:
         return self.image_gmacs + self.text_gmacs
 
 
-def _gmacs(fn) -> float:
+def gmacs_of(fn) -> float:
+    """GMACs of the matrix products `fn()` runs."""
     with FlopCounterMode(display=False) as counter:
         fn()
     return counter.get_total_flops() / 2 / 1e9
@@ -49,7 +50,7 @@ def count_sample_compute(config: CLIPConfig, image_size: ImageSize, text_length:
         pixels = torch.zeros(1, 3, *config.vision.image_hw)
         tokens = torch.zeros(1, text_length, dtype=torch.long)
     with torch.no_grad():
-        image = _gmacs(lambda: model.encode_image(pixels, image_tokens=image_tokens))
-        text = _gmacs(lambda: model.encode_text(tokens))
+        image = gmacs_of(lambda: model.encode_image(pixels, image_tokens=image_tokens))
+        text = gmacs_of(lambda: model.encode_text(tokens))
     kept = (image_tokens or ImageTokens()).kept(config.vision.grid_hw)
     return SampleCompute(image_size, text_length, image, text, kept + config.vision.num_prefix_tokens)

@@ -108,3 +108,21 @@ def sincos_2d(grid_hw: tuple[int, int], width: int, *, class_row: bool = False,
     if class_row:
         table = np.concatenate([np.zeros((1, width)), table], axis=0)
     return table[None].astype(np.float32)
+
+
+TEXT_RESAMPLE = "linear, align_corners=False, antialias=False"  # open_clip's resize_text_pos_embed (CLIPA's models)
+
+
+def resample_text_pos_embed(pos_embed: torch.Tensor, length: int) -> torch.Tensor:
+    """A text position table (1, L, D) resampled to (1, length, D) by 1-D linear interpolation without corner
+    alignment, as open_clip's `resize_text_pos_embed` (which CLIPA's models load through); computed in float32,
+    returned in the input dtype. The same length returns the input unchanged."""
+    if pos_embed.dim() != 3 or pos_embed.shape[0] != 1:
+        raise ValueError(f"text pos_embed must be (1, L, D), got shape {tuple(pos_embed.shape)}")
+    if length < 1:
+        raise ValueError(f"text length must be >= 1, got {length}")
+    if pos_embed.shape[1] == length:
+        return pos_embed
+    table = pos_embed.float().permute(0, 2, 1)  # (1, D, L): interpolate along the positions
+    table = F.interpolate(table, size=length, mode="linear", align_corners=False, antialias=False)
+    return table.permute(0, 2, 1).to(pos_embed.dtype)

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+
 import torch
 from torch import nn
 
 from reclip_eval.models.config import TextConfig
+from reclip_eval.models.pos_embed import TEXT_RESAMPLE, resample_text_pos_embed
 from reclip_eval.models.transformer import Transformer, init_transformer_, layer_norm
+
+log = logging.getLogger(__name__)
 
 
 class TextTower(nn.Module):
@@ -25,6 +31,19 @@ class TextTower(nn.Module):
         nn.init.normal_(self.proj.weight, std=config.width**-0.5)
         if self.proj.bias is not None:
             nn.init.zeros_(self.proj.bias)
+
+    def set_context_length(self, length: int) -> str | None:
+        """Resize the position table to `length` rows (`resample_text_pos_embed`; a new Parameter: rebuild
+        optimizers) and return what was done, or None when the length is already `length`."""
+        old = self.config.context_length
+        if length == old:
+            return None
+        with torch.no_grad():
+            self.pos_embed = nn.Parameter(resample_text_pos_embed(self.pos_embed.detach(), length))
+        self.config = dataclasses.replace(self.config, context_length=length)
+        description = f"{old} -> {length} ({TEXT_RESAMPLE})"
+        log.info("text length %d -> %d: resampling the text position embedding %s", old, length, description)
+        return description
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens: (B, L) CLIP BPE ids, 0-padded, L <= context_length -> features (B, embed_dim)."""

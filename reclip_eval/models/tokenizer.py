@@ -40,6 +40,24 @@ class ClipTokenizer:
             texts = [texts]
         return _simple_tokenizer()(list(texts), context_length=context_length or self.context_length)
 
+    def encode(self, text: str) -> list[int]:
+        """A caption's BPE ids, without start and end tokens and without truncation."""
+        return _simple_tokenizer().encode(text)
+
+    def words(self, text: str) -> list[str]:
+        """The caption cleaned and split as the BPE sees it (CLIP's pre-tokenizer): each word is encoded on its
+        own, so `sum(encode_word(w) for w in words(text)) == encode(text)`, which syntax reduction relies on."""
+        import regex
+
+        tokenizer = _simple_tokenizer()
+        return regex.findall(tokenizer.pat, tokenizer.clean_fn(text))
+
+    def encode_word(self, word: str) -> list[int]:
+        """One word of `words()` -> its BPE ids."""
+        tokenizer = _simple_tokenizer()
+        word = "".join(tokenizer.byte_encoder[b] for b in word.encode("utf-8"))
+        return [tokenizer.encoder[piece] for piece in tokenizer.bpe(word).split(" ")]
+
     def decode(self, tokens: torch.Tensor) -> str:
         ids = [int(t) for t in tokens if int(t) not in (0, self.start_token_id, self.end_token_id)]
         return _simple_tokenizer().decode(ids).strip()

@@ -94,7 +94,12 @@ class VisionTower(nn.Module):
                 f"image tower expects {height}x{width} pixels, got {tuple(pixels.shape[-2:])}; "
                 "call set_image_size() or load the checkpoint with image_size=..."
             )
-        return self.proj(self.pool(self.transformer(self.embed(pixels, image_tokens, generator))))
+        return self.proj(self.features(pixels, image_tokens, generator))
+
+    def features(self, pixels: torch.Tensor, image_tokens: ImageTokens | None = None,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """The pooled (B, width) features before the projection (what SLIP's self-supervised head reads)."""
+        return self.pool(self.transformer(self.embed(pixels, image_tokens, generator)))
 
     def set_image_size(self, image_size: ImageSize, resample: PosEmbedResampleConfig) -> None:
         """Change the input size (an int, or (height, width)), resampling the position-embedding grid; a changed

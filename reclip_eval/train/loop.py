@@ -24,23 +24,18 @@ from reclip_eval.checkpoint import CONFIG_NAME, save_checkpoint
 from reclip_eval.config import to_dict
 from reclip_eval.data.shards import list_shards, train_batches
 from reclip_eval.data.synth.export import made_by_current_generator, write_train_shards
-from reclip_eval.data.transforms import image_transform
 from reclip_eval.device import autocast, resolve_device, resolve_precision
 from reclip_eval.distributed import barrier, gather_ints, init_from_env, is_main_process, rank_and_size
 from reclip_eval.errors import ReclipError
 from reclip_eval.models.clip import CLIP
 from reclip_eval.models.flops import count_sample_compute
-from reclip_eval.models.presets import with_image_size
 from reclip_eval.models.token_reduction import mask_generators
-from reclip_eval.models.tokenizer import ClipTokenizer
 from reclip_eval.paths import default_data_dir
 from reclip_eval.train.chunked import chunked_contrastive_backward
-from reclip_eval.train.loss import contrastive_loss
 from reclip_eval.train.metrics_log import MetricsLog
 from reclip_eval.train.optim import build_optimizer, optimizer_groups
 from reclip_eval.train.out_dir import STAGES_DIR, finish_run, open_out_dir, start_run
 from reclip_eval.train.parallel import StageModel, prepare_stage_model
-from reclip_eval.train.param_rules import match_rules
 from reclip_eval.train.recipe import RecipeConfig, StageConfig, recipe_to_yaml, written_by
 from reclip_eval.train.report import StageReport, training_record
 from reclip_eval.train.resume import (
@@ -56,13 +51,22 @@ from reclip_eval.train.resume import (
     settings_mismatches,
 )
 from reclip_eval.train.schedule import build_scheduler
+from reclip_eval.train.slip import count_slip_gmacs, split_views, training_loss, without_slip_head
+from reclip_eval.train.stage_setup import (
+    TrainingError,
+    build_model,
+    caption_tokens,
+    check_batches,
+    check_param_rules,
+    check_slip,
+    rules_source,
+    shape_for_stage,
+    stage_taggers,
+    stage_transform,
+)
 
 log = logging.getLogger(__name__)
 SAVE_DTYPES = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-class TrainingError(ReclipError):
-    """Training cannot go on (e.g. the loss became NaN/inf)."""
 
 
 @dataclass
@@ -78,6 +82,7 @@ class RunContext:
     metrics: MetricsLog | None = None
     backend: str = "torch"  # what trains (recorded in training.json): this trainer, or jax_train's
     devices: int | None = None  # devices the run trains on (None: one per process)
+    taggers: dict[str, str] | None = None  # stage -> part-of-speech tagger of its syntax reduction (stage_taggers)
 
     @property
     def precision(self) -> str:
@@ -114,50 +119,21 @@ def prepare_shards(recipe: RecipeConfig, data_dir: Path | None, workers: int) ->
     return list_shards(recipe.data.shards, root)
 
 
-def build_model(recipe: RecipeConfig) -> CLIP:
-    config = with_image_size(recipe.model.build(source=f"recipe {recipe.name}"), recipe.stages[0].image_size)
-    torch.manual_seed(recipe.seed)
-    return CLIP(config)
-
-
-def rules_source(recipe: RecipeConfig, stage: StageConfig) -> str:
-    return f"recipe {recipe.name}: stages.{stage.name}.optimizer"
-
-
-def check_param_rules(model: CLIP, recipe: RecipeConfig) -> None:
-    """Every stage's param rules cover every trainable parameter (names do not depend on the image size), checked
-    before the first step rather than at the start of a later stage."""
-    for stage in recipe.stages:
-        match_rules(model.named_parameters(), stage.optimizer.param_rules, rules_source(recipe, stage))
-
-
-def _batch_problems(stage: StageConfig, world: int) -> list[str]:
-    """How `stage`'s batch does not split over `world` processes. (A per-process batch of one is fine: the loss
-    runs over the gathered global batch, which the recipe schema keeps at two pairs or more.)"""
-    if stage.batch_size % world:
-        return [f"stage {stage.name!r}: batch_size {stage.batch_size} is the global batch and must be divisible by "
-                f"the {world} processes"]
-    local_batch = stage.batch_size // world
-    if stage.micro_batch_size and local_batch % stage.micro_batch_size:
-        return [f"stage {stage.name!r}: micro_batch_size {stage.micro_batch_size} must divide the per-process batch "
-                f"{local_batch} (batch_size {stage.batch_size} / {world} processes)"]
-    return []
-
-
-def check_batches(stages: list[StageConfig]) -> None:
-    problems = [p for stage in stages for p in _batch_problems(stage, rank_and_size()[1])]
-    if problems:
-        raise TrainingError("; ".join(problems))
-
-
-def stage_report(model: CLIP, stage: StageConfig, resume: ResumePoint | None) -> StageReport:
-    """The stage's report: the one `resume` holds, or a new one with the compute per sample counted now."""
+def stage_report(model: CLIP, stage: StageConfig, resume: ResumePoint | None, run: RunContext,
+                 text_resize: str | None = None) -> StageReport:
+    """The stage's report: the one `resume` holds, or a new one with the compute per sample and the tokens that
+    enter each tower (after reduction) counted now."""
     if resume is not None:
         log.info("stage %s: resuming at step %d from %s", stage.name, resume.step, resume.path)
         return StageReport.from_state(resume.state["reports"][-1])
     compute = count_sample_compute(model.config, stage.image_size, stage.text_length, stage.image_tokens)
+    slip = run.recipe.slip
+    gmacs = compute.total_gmacs + (count_slip_gmacs(model.config, stage.image_size, slip) if slip else 0.0)
     return StageReport(stage.name, stage.image_size, stage.text_length, stage.batch_size, stage.steps, 0, 0.0,
-                       (model.config.vision.grid_size,) * 2, compute.total_gmacs)
+                       (model.config.vision.grid_size,) * 2, gmacs,
+                       image_tokens=stage.image_tokens.describe(), image_tokens_kept=compute.image_tokens,
+                       text_tokens=stage.text_tokens.describe((run.taggers or {}).get(stage.name)),
+                       text_pos_embed=text_resize)
 
 
 def stage_batches(run: RunContext, model: CLIP, index: int, report: StageReport, first_step: int, *, rank: int = 0,
@@ -165,8 +141,11 @@ def stage_batches(run: RunContext, model: CLIP, index: int, report: StageReport,
     """Stage `index`'s data stream from `first_step`: each process draws its own stream (seeded by stage and rank)
     and contributes batch_size / world pairs."""
     stage, recipe = run.recipe.stages[index], run.recipe
-    transform, tokenizer = image_transform(stage.image_size, model.config.preprocess), ClipTokenizer(stage.text_length)
-    return train_batches(run.shards, transform, tokenizer, batch_size=stage.batch_size // world,
+    tokenize, reduce_text = caption_tokens(recipe, index, rank, (run.taggers or {}).get(stage.name))
+    transform = stage_transform(stage, model.config.preprocess, slip=recipe.slip is not None)
+    return train_batches(run.shards, transform, tokenize, reduce_text=reduce_text,
+                         augment=bool(stage.augment) or recipe.slip is not None,
+                         batch_size=stage.batch_size // world,
                          seed=recipe.seed + index + 10_000 * rank, shuffle_buffer=recipe.data.shuffle_buffer,
                          workers=run.workers, skip_batches=first_step, counts_so_far=report.data_skipped,
                          stream_positions=report.stream_positions[rank] if report.stream_positions else None,
@@ -180,7 +159,7 @@ def _start_stage(model: CLIP, index: int, run: RunContext, resume: ResumePoint |
     rank, world = rank_and_size()
     check_batches([stage])
     local_batch = stage.batch_size // world
-    model.set_image_size(stage.image_size)  # resamples the position embedding (and logs it) only on a new size
+    text_resize = shape_for_stage(model, recipe, stage)  # resamples position tables (logged) only on a change
     model.train()
     model.set_activation_checkpointing(recipe.activation_checkpointing)
     # A new stage may have replaced the position embedding: wrap (or shard) again after resizing.
@@ -192,7 +171,7 @@ def _start_stage(model: CLIP, index: int, run: RunContext, resume: ResumePoint |
     if resume is not None:
         load_optimizer_and_rng(resume, placed.module, optimizer, scheduler)
         first_step = resume.step
-    report = stage_report(model, stage, resume)
+    report = stage_report(model, stage, resume, run, text_resize)
     report.param_rules = groups.counts()
     batches = stage_batches(run, model, index, report, first_step, rank=rank, world=world)
     chunked = bool(stage.micro_batch_size) and stage.micro_batch_size < local_batch
@@ -213,6 +192,7 @@ def _train_step(s: _Stage, step: int, run: RunContext) -> tuple[torch.Tensor, to
     stage = s.config
     pixels, tokens = next(s.batches)
     pixels, tokens = pixels.to(run.device, non_blocking=True), tokens.to(run.device, non_blocking=True)
+    pixels, views = split_views(pixels)  # SLIP's two extra views, when the recipe has its branch
     s.optimizer.zero_grad(set_to_none=True)
 
     def cast():
@@ -226,8 +206,8 @@ def _train_step(s: _Stage, step: int, run: RunContext) -> tuple[torch.Tensor, to
                                                    image_tokens=masking, generator=generator, autocast=cast)
     else:
         with cast():
-            image_emb, text_emb, scale = s.placed.net(pixels, tokens, masking, generator(0))
-            loss = contrastive_loss(image_emb.float(), text_emb.float(), scale.float())
+            outputs = s.placed.net(pixels, tokens, masking, generator(0), views)
+            loss, scale = training_loss(outputs, run.recipe.slip), outputs[2]
     if not torch.isfinite(loss):
         raise non_finite_loss(stage, step, loss.item(), run.out_dir)
     if not s.chunked:
@@ -309,8 +289,11 @@ def train(recipe: RecipeConfig, out_dir: str | Path, *, data_dir: Path | None = 
     out_dir = Path(out_dir)
     main, world = is_main_process(), rank_and_size()[1]
     check_batches(recipe.stages)  # found now, not at the start of a later stage
+    check_slip(recipe, device)
+    taggers = stage_taggers(recipe)  # a missing tagger stops the run before its folder or data are touched
     shards = open_run(recipe, out_dir, data_dir, workers, resume)
-    run = RunContext(recipe, shards, device, workers, out_dir, resume_settings(workers, world, shards))
+    run = RunContext(recipe, shards, device, workers, out_dir, resume_settings(workers, world, shards),
+                     taggers=taggers)
     model = build_model(recipe)
     check_param_rules(model, recipe)
     reports, point = replay_resume_point(model, run, save_stages) if resume else ([], None)
@@ -328,9 +311,10 @@ def train(recipe: RecipeConfig, out_dir: str | Path, *, data_dir: Path | None = 
     run.metrics.close()
     if main:
         # File by file into the run folder: whatever else is in it (the user's files) stays.
-        save_checkpoint(model.cpu(), out_dir, recipe_yaml=recipe_to_yaml(recipe),
-                        training=training_record(recipe.name, reports, device, world),
-                        dtype=SAVE_DTYPES[recipe.save_dtype], in_place=True)
+        with without_slip_head(model):  # the checkpoint is the dual encoder
+            save_checkpoint(model.cpu(), out_dir, recipe_yaml=recipe_to_yaml(recipe),
+                            training=training_record(recipe.name, reports, device, world),
+                            dtype=SAVE_DTYPES[recipe.save_dtype], in_place=True)
         finish_run(out_dir, recipe.name)
     barrier()
     return model, reports
@@ -359,8 +343,8 @@ def replay_resume_point(model: CLIP, run: RunContext, save_stages: bool
     recipe = run.recipe
     # Tensor names do not depend on the stage's image size.
     point = _check_resume_point(latest_resume_point(run.out_dir, set(model.state_dict())), recipe, run.settings)
-    for stage in recipe.stages[:point.stage_index + 1]:  # the model as it was at that point: size, then weights
-        model.set_image_size(stage.image_size)
+    for stage in recipe.stages[:point.stage_index + 1]:  # the model as it was at that point: shape, then weights
+        shape_for_stage(model, recipe, stage)
     load_model_weights(point, model)
     reports = [StageReport.from_state(r) for r in point.state["reports"][:point.stage_index]]
     if point.step < recipe.stages[point.stage_index].steps:
@@ -378,9 +362,11 @@ def save_stage(model: CLIP, index: int, run: RunContext, reports: list[StageRepo
     """The checkpoint of stage `index` in out/stages/NAME."""
     recipe = run.recipe
     devices = rank_and_size()[1] if run.devices is None else run.devices
-    save_checkpoint(model, run.out_dir / STAGES_DIR / recipe.stages[index].name, recipe_yaml=recipe_to_yaml(recipe),
-                    training=training_record(recipe.name, reports, run.device, devices, backend=run.backend),
-                    dtype=SAVE_DTYPES[recipe.save_dtype])
+    with without_slip_head(model):
+        save_checkpoint(model, run.out_dir / STAGES_DIR / recipe.stages[index].name,
+                        recipe_yaml=recipe_to_yaml(recipe),
+                        training=training_record(recipe.name, reports, run.device, devices, backend=run.backend),
+                        dtype=SAVE_DTYPES[recipe.save_dtype])
 
 
 def _check_resume_point(point: ResumePoint | None, recipe: RecipeConfig, settings: dict[str, Any]) -> ResumePoint:

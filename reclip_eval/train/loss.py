@@ -33,7 +33,8 @@ _all_gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_t
 _reduce_scatter = getattr(dist, "reduce_scatter_single", None) or dist.reduce_scatter_tensor
 
 
-def _gather_with_grad(x: torch.Tensor) -> torch.Tensor:
+def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """Every process's (B, ...) block, concatenated in rank order; gradients flow back to each block's process."""
     return _GatherWithGrad.apply(x)
 
 
@@ -51,7 +52,7 @@ def contrastive_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, scale: tor
         logits = scale * image_emb @ text_emb.t()  # (B images, B texts)
         labels = torch.arange(logits.shape[0], device=logits.device)
         return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels)) / 2
-    all_images, all_texts = _gather_with_grad(image_emb), _gather_with_grad(text_emb)
+    all_images, all_texts = gather_with_grad(image_emb), gather_with_grad(text_emb)
     local = image_emb.shape[0]
     labels = torch.arange(local, device=image_emb.device) + dist.get_rank() * local
     image_to_text = scale * image_emb @ all_texts.t()  # (B_local, B_global)

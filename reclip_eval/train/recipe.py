@@ -26,13 +26,16 @@ from reclip_eval.config import (
     parse_with_overrides,
     to_dict,
 )
+from reclip_eval.data.augment import PRESETS, AugmentOp, check_augment, describe_augment
 from reclip_eval.data.synth.export import SynthConfig
 from reclip_eval.errors import ConfigError
 from reclip_eval.models.presets import ArchitectureSpec
+from reclip_eval.models.text_reduction import TextTokens
 from reclip_eval.models.token_reduction import ImageTokens, legacy_mask_ratio
 from reclip_eval.registry import find_named_yaml, named_yaml_files
 from reclip_eval.train.param_rules import ParamRule, clip_rules
 from reclip_eval.train.schedule import LrSchedule
+from reclip_eval.train.slip import SlipConfig
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,12 @@ class StageConfig:
     # RECLIP), or random (FLIP, the paper's Table 10 baseline) / grid / block masking. Replaced whole, not merged,
     # by a later stage that states it. Recipes from before it said `mask_ratio: r` (still read: random, ratio r).
     image_tokens: ImageTokens = field(default_factory=ImageTokens)
+    # How a caption longer than text_length is cut (models/text_reduction.py): truncate (RECLIP), or CLIPA's random /
+    # block / syntax reduction. Replaced whole by a later stage that states it.
+    text_tokens: TextTokens = field(default_factory=TextTokens)
+    # Training image augmentations, in order (data/augment.py), or the name of a preset (clipa, simclr, randaugment,
+    # clip_da), which the resolved recipe lists op by op. None: resize and centre crop only, as evaluation does.
+    augment: tuple[AugmentOp, ...] = ()
     # Pairs per forward pass on each process when the per-process batch does not fit in memory: the loss and the
     # gradients stay those of the full global batch (reclip_eval/train/chunked.py). None: the whole batch at once.
     micro_batch_size: int | None = None
@@ -87,6 +96,7 @@ class StageConfig:
         at_least("batch_size", 2, " (a contrastive batch needs other pairs as each pair's negatives)"),
         at_least("micro_batch_size", 1), at_least("start_lr_ratio", 0), at_least("end_lr_ratio", 0),
         Rule(("warmup_steps", "steps"), lambda w, n: None if 0 <= w <= n else f"must be within [0, steps={n}], got {w}"),
+        Rule(("augment",), check_augment),
     )
 
     def __post_init__(self) -> None:
@@ -130,6 +140,14 @@ class RecipeConfig:
     # Under torchrun: "ddp" replicates the model on every process; "fsdp" shards parameters, gradients and
     # optimizer states across them (train/parallel.py). One process: ignored.
     data_parallel: Literal["ddp", "fsdp"] = "ddp"
+    # The text position table across stages of different text_length: "prefix" keeps the model's context_length
+    # rows and a stage uses its first text_length (RECLIP); "resize" gives the table exactly the stage's text_length
+    # rows, resampled linearly when a stage changes it (CLIPA, open_clip's resize_text_pos_embed), so the checkpoint's
+    # context_length is the last stage's text_length.
+    text_positions: Literal["prefix", "resize"] = "prefix"
+    # SLIP's self-supervised branch (train/slip.py) in every stage: two SimCLR views per image (the `simclr`
+    # augmentation preset), an MLP head, the SimCLR loss added to the CLIP loss. None: plain CLIP training.
+    slip: SlipConfig | None = None
 
     config_rules: ClassVar[tuple[Rule, ...]] = (
         at_least("log_every", 1), at_least("checkpoint_every", 0, " (0: off)"), at_least("keep_checkpoints", 1),
@@ -141,7 +159,7 @@ class RecipeConfig:
 
 # Stage keys whose value is one spec: a stage that states them replaces the previous stage's value whole (a merged
 # `{kind: resize}` over `{kind: random, ratio: 0.5}` would be neither).
-WHOLE_STAGE_KEYS = ("image_tokens",)
+WHOLE_STAGE_KEYS = ("image_tokens", "text_tokens")
 
 
 def merge_stage(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -163,6 +181,17 @@ def upgrade_stage(stage: dict[str, Any], where: str, source: str) -> dict[str, A
     return stage
 
 
+def expand_augment_preset(stage: dict[str, Any], where: str, source: str) -> dict[str, Any]:
+    """A stage's `augment: NAME` (a preset) as the list of ops it stands for."""
+    name = stage.get("augment")
+    if not isinstance(name, str):
+        return stage
+    if name not in PRESETS:
+        raise ConfigError(source, [f"{where}.augment: unknown preset {name!r}; expected a list of ops or one of "
+                                   f"{', '.join(sorted(PRESETS))}"])
+    return {**stage, "augment": describe_augment(PRESETS[name])}
+
+
 def resolve_stages(stages: list[Any], source: str) -> list[dict[str, Any]]:
     """Stage i = stage i-1 merged with what stage i states (`merge_stage`)."""
     if not isinstance(stages, list) or not stages:
@@ -171,7 +200,7 @@ def resolve_stages(stages: list[Any], source: str) -> list[dict[str, Any]]:
     for i, stage in enumerate(stages):
         if not isinstance(stage, dict):
             raise ConfigError(source, [f"stages[{i}]: expected a mapping, got {stage!r}"])
-        stage = upgrade_stage(stage, f"stages[{i}]", source)
+        stage = expand_augment_preset(upgrade_stage(stage, f"stages[{i}]", source), f"stages[{i}]", source)
         resolved.append(merge_stage(resolved[-1], stage) if resolved else dict(stage))
     return resolved
 
@@ -256,6 +285,10 @@ def _cross_problems(raw: dict[str, Any]) -> list[str]:
         model = spec.build(source="model") if spec is not None else None
     except ConfigError as e:
         problems += [f"model: {p}" for p in e.problems]
+    if raw.get("slip") is not None:  # the head's BatchNorm normalises over the whole per-process batch
+        problems += [f"stages.{s.get('name')}.micro_batch_size: SLIP's head normalises over the whole batch "
+                     "(BatchNorm), which micro-batches would split; remove micro_batch_size"
+                     for s in stages if s.get("micro_batch_size")]
     for s in stages if model is not None else []:
         size, length = s.get("image_size"), s.get("text_length")
         patch, context = model.vision.patch_size, model.text.context_length
@@ -272,9 +305,13 @@ def _cross_problems(raw: dict[str, Any]) -> list[str]:
             problem = spec.problem((size // patch,) * 2) if spec is not None else None
             if problem:
                 problems.append(f"stages.{s.get('name')}.image_tokens: {problem}")
-        if _is_int(length) and length > context:
+        if _is_int(length) and length > context and raw.get("text_positions") != "resize":
             problems.append(f"stages.{s.get('name')}.text_length: {length} exceeds the model's context_length "
-                            f"{context}")
+                            f"{context} (or set text_positions: resize)")
+        if _is_int(length) and length < 3 and isinstance(s.get("text_tokens"), dict) and \
+                s["text_tokens"].get("kind", "truncate") != "truncate":
+            problems.append(f"stages.{s.get('name')}.text_tokens: reduction keeps text_length - 2 caption tokens; "
+                            f"text_length {length} leaves none")
     return problems
 
 

@@ -25,6 +25,12 @@ class StageReport:
     # make it more than steps x batch), what exact resume skips to.
     stream_positions: list[list[int]] = field(default_factory=list)
     param_rules: dict[str, int] = field(default_factory=dict)  # optimizer rule -> parameters it took
+    # The tokens each tower computes on after reduction (models/token_reduction.py, models/text_reduction.py):
+    # resume points written before these were recorded read as the defaults, which is what those runs did.
+    image_tokens: str = "resize"
+    image_tokens_kept: int | None = None  # patches kept plus any class token
+    text_tokens: str = "truncate"  # with the tagger a syntax reduction used
+    text_pos_embed: str | None = None  # the text position table's resize at this stage's start (text_positions)
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> StageReport:
@@ -54,6 +60,9 @@ def training_record(recipe_name: str, reports: list[StageReport], device: str, d
                 "losses": [round(x, 4) for x in r.losses],
                 "data_skipped": r.data_skipped,
                 "param_rules": r.param_rules,
+                "image_tokens": r.image_tokens, "image_tokens_kept": r.image_tokens_kept,
+                "text_tokens": r.text_tokens, "text_tokens_kept": r.text_length,
+                "text_pos_embed": r.text_pos_embed,
             }
             for r in reports
         ],
