@@ -1,5 +1,6 @@
 """The paper's reported numbers, transcribed once as data (leaderboards/paper/reclip_tables.yaml), and their one
-reader.
+reader. The siblings' reported numbers (CLIPA, FLIP, SLIP) are transcribed the same way, one file per paper
+(leaderboards/paper/NAME_tables.yaml), each with its source; zoo entries name the paper of a row they refer to.
 
 Below everything that shows them: the leaderboard renders the tables, the zoo entries refer to their rows by table
 and row label (reclip_eval/zoo/entries.py), model cards and `reclip-eval flops` show the rows an entry refers to.
@@ -16,6 +17,12 @@ from reclip_eval.config import from_dict, load_yaml
 from reclip_eval.paths import data_folder
 
 PAPER_FILE = Path("paper") / "reclip_tables.yaml"
+RECLIP = "reclip"  # the paper this project implements; its tables are the leaderboards'
+
+
+def paper_file(paper: str = RECLIP) -> Path:
+    """leaderboards/ -relative path of the tables file of `paper` (reclip, clipa, flip, slip)."""
+    return Path("paper") / f"{paper}_tables.yaml"
 
 
 @dataclass(frozen=True)
@@ -49,8 +56,9 @@ class PaperTable:
 class PaperTables:
     source: str
     tables: list[PaperTable]
+    url: str = ""  # where to read the source
 
 
-def load_paper_tables(path: Path | None = None) -> PaperTables:
-    path = path or data_folder("leaderboards") / PAPER_FILE
+def load_paper_tables(path: Path | None = None, paper: str = RECLIP) -> PaperTables:
+    path = path or data_folder("leaderboards") / paper_file(paper)
     return from_dict(PaperTables, load_yaml(path), source=str(path))

@@ -258,7 +258,38 @@ def test_spot_fragments_in_paper(table, row, key, value, fragment):
 def test_the_named_models_refer_to_rows_of_the_file():
     from reclip_eval.zoo.entries import list_entries
 
-    referring = {e.name: e for e in list_entries() if e.paper_rows}
+    referring = {e.name: e for e in list_entries() if any(r.paper == "reclip" for r in e.paper_rows)}
     assert set(referring) == MODELS
     for name, entry in referring.items():  # read here without the entries' reader: rows the file gives that model
         assert all(_row(r.table, r.row)["model"] == name for r in entry.paper_rows), name
+
+
+# --- the siblings' tables (CLIPA, FLIP, SLIP) -------------------------------------------------------------------
+
+SIBLINGS = {"clipa": {"clipa-l16-i17-t16", "clipa-v2-h14"}, "flip": {"flip-l16"}, "slip": {"slip-b16"}}
+CLIPA_V2_ABSTRACT = Path(__file__).resolve().parents[2] / "shared" / "paper" / "clipa-v2-abstract.txt"
+
+
+@pytest.mark.parametrize("paper", sorted(SIBLINGS))
+def test_sibling_tables_give_rows_to_their_named_models(paper):
+    from reclip_eval.paper_tables import load_paper_tables
+    from reclip_eval.zoo.entries import load_entry
+
+    tables = load_paper_tables(REPO / "leaderboards" / "paper" / f"{paper}_tables.yaml")
+    assert tables.source and tables.url.startswith("https://")
+    owners = {row.model for table in tables.tables for row in table.rows}
+    assert owners == SIBLINGS[paper]
+    for name in owners:  # every row of the file is referred to by its model's entry, and read through it
+        entry = load_entry(name)
+        rows = {(t.table, r.row) for t in tables.tables for r in t.rows if r.model == name}
+        assert {(r.table, r.row) for r in entry.paper_rows if r.paper == paper} == rows
+        assert len(entry.paper_numbers()) == len(entry.paper_rows)
+
+
+@pytest.mark.skipif(not CLIPA_V2_ABSTRACT.is_file(), reason="the CLIPA-v2 abstract is not beside the repository")
+def test_clipa_v2_abstract_numbers_are_the_abstracts():
+    from reclip_eval.paper_tables import load_paper_tables
+
+    text = CLIPA_V2_ABSTRACT.read_text(encoding="utf-8")
+    (table,) = [t for t in load_paper_tables(paper="clipa").tables if t.table == "CLIPA-v2 abstract"]
+    assert f"{table.rows[0].values['imagenet/top1']}%" in text and "81.8%" in text and "$10,000" in text

@@ -95,12 +95,16 @@ def _paper(entry: ZooEntry | None) -> str:
     numbers = entry.paper_numbers() if entry is not None else []
     if not numbers:
         return f"The paper (RECLIP, {PAPER_URL}) reports no numbers for this model."
-    lines = [f"These are the paper's numbers ({numbers[0].source}, {PAPER_URL}), not measured by this project; "
-             "each row is the paper's table and row:", "",
-             "| table | row | metric | paper value |", "|---|---|---|---|"]
-    for p in numbers:
-        lines += [f"| {p.table} | {p.row} | {k} | {v} |" for k, v in p.values.items()]
-    return "\n".join(lines)
+    blocks = []
+    for source in dict.fromkeys(p.source for p in numbers):  # one block per paper, in the entry's order
+        rows = [p for p in numbers if p.source == source]
+        url = rows[0].url or PAPER_URL
+        lines = [f"These are the paper's numbers ({source}, {url}), not measured by this project; each row is the "
+                 "paper's table and row:", "", "| table | row | metric | paper value |", "|---|---|---|---|"]
+        for p in rows:
+            lines += [f"| {p.table} | {p.row} | {k} | {v} |" for k, v in p.values.items()]
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
 
 
 def render_card(

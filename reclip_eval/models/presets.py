@@ -10,6 +10,19 @@ from reclip_eval.config import deep_merge, from_dict, to_dict
 from reclip_eval.models.config import CLIPConfig, ImageSize, TextConfig, VisionConfig
 from reclip_eval.registry import unknown_name
 
+
+def _open_clip_vit(embed_dim: int, *, patch: int, vision: tuple[int, int, int], text: tuple[int, int, int]
+                   ) -> CLIPConfig:
+    """open_clip's ViT shape: (width, layers, heads) per tower, class-token pooling, pre-LayerNorm, 224 px, CLIP's
+    77 text positions."""
+    return CLIPConfig(
+        embed_dim=embed_dim,
+        vision=VisionConfig(image_size=224, patch_size=patch, width=vision[0], layers=vision[1], heads=vision[2],
+                            pool="cls", ln_pre=True),
+        text=TextConfig(context_length=77, width=text[0], layers=text[1], heads=text[2]),
+    )
+
+
 PRESETS: dict[str, CLIPConfig] = {
     # For unit tests: seconds on a CPU.
     "tiny": CLIPConfig(
@@ -40,6 +53,12 @@ PRESETS: dict[str, CLIPConfig] = {
         vision=VisionConfig(image_size=128, patch_size=16, width=128, layers=4, heads=4),
         text=TextConfig(context_length=32, width=64, layers=4, heads=4),
     ),
+    # The siblings' towers as open_clip names them (ViT-B-16, ViT-L-16, ViT-H-14; its model_configs JSON): class-token
+    # pooling, pre-LayerNorm, causal text tower pooled at the end token, CLIP's BPE and 77 positions. Recipes of
+    # CLIPA switch the image pooling to GAP as CLIPA's models do.
+    "vit-b16": _open_clip_vit(512, patch=16, vision=(768, 12, 12), text=(512, 12, 8)),
+    "vit-l16": _open_clip_vit(768, patch=16, vision=(1024, 24, 16), text=(768, 12, 12)),
+    "vit-h14": _open_clip_vit(1024, patch=14, vision=(1280, 32, 16), text=(1024, 24, 16)),
     # The paper's architecture: ViT-L/16 image tower, 12-layer width-1024 text tower (Section 3.2).
     "vit-l16-text12x1024": CLIPConfig(
         embed_dim=1024,

@@ -25,7 +25,7 @@ from reclip_eval.hub import HUB_PREFIX
 from reclip_eval.models.config import CLIPConfig
 from reclip_eval.models.presets import ArchitectureSpec, with_image_size
 from reclip_eval.names import near_matches
-from reclip_eval.paper_tables import PAPER_FILE, PaperTables, load_paper_tables
+from reclip_eval.paper_tables import RECLIP, PaperTables, load_paper_tables, paper_file
 from reclip_eval.registry import find_named_yaml, named_yaml_files
 
 FOLDER = "zoo"
@@ -42,10 +42,11 @@ def _one_architecture_source(architecture: ArchitectureSpec | None, recipe: str 
 
 @dataclass(frozen=True)
 class PaperRowRef:
-    """A row of the paper's tables (leaderboards/paper/reclip_tables.yaml), by table id and row label."""
+    """A row of a paper's tables (leaderboards/paper/PAPER_tables.yaml), by table id and row label."""
 
     table: str
     row: str
+    paper: str = RECLIP  # whose tables: reclip (the default), or a sibling's (clipa, flip, slip)
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class PaperNumbers:
     row: str
     values: dict[str, Any]
     source: str  # the paper (the tables file's `source`)
+    url: str = ""  # where to read it (the tables file's `url`)
 
 
 @dataclass(frozen=True)
@@ -89,8 +91,8 @@ class ZooEntry:
         return (Path(self.path).parent / self.checkpoint).resolve()
 
     def paper_numbers(self, tables: PaperTables | None = None) -> list[PaperNumbers]:
-        """The referenced rows' numbers, from the paper's tables file (`tables`: that file, already read)."""
-        numbers, problems = _resolve(self, tables or load_paper_tables())
+        """The referenced rows' numbers, from the papers' tables files (`tables`: RECLIP's, already read)."""
+        numbers, problems = _resolve(self, tables)
         if problems:
             raise ConfigError(self.path, problems)
         return numbers
@@ -104,15 +106,24 @@ def recipe_architecture(recipe: str) -> CLIPConfig:
     return with_image_size(loaded.model.build(source=f"recipe {loaded.name}"), loaded.stages[-1].image_size)
 
 
-def _resolve(entry: ZooEntry, tables: PaperTables) -> tuple[list[PaperNumbers], list[str]]:
-    by_id = {t.table: t for t in tables.tables}
+def _resolve(entry: ZooEntry, reclip: PaperTables | None = None) -> tuple[list[PaperNumbers], list[str]]:
+    """The numbers of `entry`'s paper rows and the problems of its references (`reclip`: RECLIP's tables, read)."""
+    loaded = {RECLIP: reclip} if reclip is not None else {}
     numbers, problems = [], []
     for index, ref in enumerate(entry.paper_rows):
         where = f"paper_rows[{index}] ({ref.table} / {ref.row!r})"
+        path = f"leaderboards/{paper_file(ref.paper).as_posix()}"
+        if ref.paper not in loaded:
+            try:
+                loaded[ref.paper] = load_paper_tables(paper=ref.paper)
+            except ConfigError as e:
+                problems.append(f"{where}: paper {ref.paper!r}: {'; '.join(e.problems)} ({path})")
+                continue
+        tables = loaded[ref.paper]
+        by_id = {t.table: t for t in tables.tables}
         table = by_id.get(ref.table)
         if table is None:
-            problems.append(f"{where}: no table {ref.table!r} in leaderboards/{PAPER_FILE.as_posix()}"
-                            f"{_did_you_mean(ref.table, list(by_id))}")
+            problems.append(f"{where}: no table {ref.table!r} in {path}{_did_you_mean(ref.table, list(by_id))}")
             continue
         row = next((r for r in table.rows if r.row == ref.row), None)
         if row is None:
@@ -122,7 +133,7 @@ def _resolve(entry: ZooEntry, tables: PaperTables) -> tuple[list[PaperNumbers], 
             owner = f"model {row.model!r}" if row.model else "no named model"
             problems.append(f"{where}: the tables file gives this row to {owner}, not {entry.name!r}")
         else:
-            numbers.append(PaperNumbers(ref.table, row.row, row.values, tables.source))
+            numbers.append(PaperNumbers(ref.table, row.row, row.values, tables.source, tables.url))
     return numbers, problems
 
 
@@ -137,7 +148,7 @@ def load_entry(name_or_path: str) -> ZooEntry:
     entry = from_dict(ZooEntry, {**load_yaml(path), "path": str(path)}, source=str(path))
     problems = [f"name: {entry.name!r} must equal the file name {path.stem!r}"] if entry.name != path.stem else []
     if entry.paper_rows:
-        problems += _resolve(entry, load_paper_tables())[1]
+        problems += _resolve(entry)[1]
     if problems:
         raise ConfigError(str(path), problems)
     return entry
