@@ -142,4 +142,4 @@ def test_unknown_architecture_preset_has_the_common_near_match_message():
     with pytest.raises(UnknownNameError) as e:
         build_config("tinyy")
     assert str(e.value) == "unknown architecture preset 'tinyy'. Did you mean: tiny? Known: demo, mini, " \
-                           "mini-p16, tiny, vit-l16-text12x1024."
+                           "mini-p16, tiny, vit-b16, vit-h14, vit-l16, vit-l16-text12x1024."

@@ -15,9 +15,12 @@ PAPER_RECIPES = [n for n in clip_recipe_files() if n not in ("tiny-shapes",)]
 @pytest.mark.parametrize("name", PAPER_RECIPES)
 def test_paper_recipe_runs_in_miniature(name, synth_dir, tmp_path):
     recipe = load_recipe(name)
-    # data.synth=null: train on the shared generated shards as they are (a recipe's own world would regenerate them)
-    overrides = ["model.preset=tiny", "model.overrides={text: {context_length: 64}}", "data.shards=shapes-train",
-                 "data.synth=null", "data.workers=0", "data.shuffle_buffer=20"]
+    # data.synth=null: train on the shared generated shards as they are (a recipe's own world would regenerate them).
+    # The recipe's own patch size, so that its image sizes (84 px for /14) still cut into whole patches.
+    patch, size = recipe.model.build().vision.patch_size, recipe.stages[0].image_size
+    vision = f"{{patch_size: {patch}, image_size: {size}}}"
+    overrides = ["model.preset=tiny", f"model.overrides={{vision: {vision}, text: {{context_length: 77}}}}",
+                 "data.shards=shapes-train", "data.synth=null", "data.workers=0", "data.shuffle_buffer=20"]
     for i, _ in enumerate(recipe.stages):
         overrides += [f"stages.{i}.steps=1", f"stages.{i}.warmup_steps=0", f"stages.{i}.batch_size=4"]
     small = load_recipe(name, overrides)

@@ -58,7 +58,7 @@ def test_two_stage_run(synth_dir, tmp_path):
 
 def test_nan_loss_stops_with_the_step(synth_dir, tmp_path, monkeypatch):
     recipe = load_recipe("tiny-shapes", ["stages.0.steps=3", "stages.0.warmup_steps=0"])
-    monkeypatch.setattr("reclip_eval.train.loop.contrastive_loss", lambda *a: torch.tensor(float("nan")))
+    monkeypatch.setattr("reclip_eval.train.slip.contrastive_loss", lambda *a: torch.tensor(float("nan")))
     with pytest.raises(TrainingError, match="stage 'lowres' step 0: loss is nan; stopping: no resume point"):
         train(recipe, tmp_path / "run", data_dir=synth_dir, device="cpu", workers=0)
     # With resume points on disk, the message names the last good one.
@@ -71,7 +71,7 @@ def test_nan_loss_stops_with_the_step(synth_dir, tmp_path, monkeypatch):
         calls.append(1)
         return real_loss(*args) if len(calls) <= 2 else torch.tensor(float("inf"))
 
-    monkeypatch.setattr("reclip_eval.train.loop.contrastive_loss", nan_in_stage_two)
+    monkeypatch.setattr("reclip_eval.train.slip.contrastive_loss", nan_in_stage_two)
     with pytest.raises(TrainingError, match=r"stage 'hires' step 0: loss is inf; stopping: the last good state is "
                                             r".*resume/stage0-step00000002"):
         train(recipe, tmp_path / "run2", data_dir=synth_dir, device="cpu", workers=0)
