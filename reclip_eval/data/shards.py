@@ -15,6 +15,7 @@ import torch
 from reclip_eval.data.images import IMAGE_ERRORS, IMAGE_SUFFIXES, open_image
 from reclip_eval.distributed import worker_context
 from reclip_eval.errors import DataError
+from reclip_eval.models.token_reduction import derive_seed
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +73,7 @@ class ShardCounts:
 def augment_seed(seed: int, worker: int, position: int) -> int:
     """The seed of one sample's augmentation: a function of the stream's seed and the sample's place in its worker's
     stream, so a resumed stream (which skips samples without decoding them) augments each sample as before."""
-    import numpy as np
-
-    return int(np.random.SeedSequence([seed, worker, position]).generate_state(1, dtype=np.uint64)[0] >> 1)
+    return derive_seed(seed, worker, position)
 
 
 def _decode_samples(samples: Iterator[dict], transform: Callable[..., torch.Tensor], seed: int | None = None,

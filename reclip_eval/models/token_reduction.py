@@ -146,13 +146,17 @@ def select_image_tokens(x: torch.Tensor, spec: ImageTokens, grid_hw: tuple[int, 
     return x.gather(1, index.unsqueeze(-1).expand(-1, -1, dim))
 
 
+def derive_seed(*keys: int) -> int:
+    """A 63-bit seed that is a function of a tuple of ints only (numpy's SeedSequence mixes them)."""
+    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
 def step_generator(device: str | torch.device, *keys: int) -> torch.Generator:
     """A generator seeded by a tuple of ints (recipe seed, stage, step, rank, micro-batch): the same tuple, the same
     draws, on any process and after any resume."""
     import torch
 
-    seed = int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1, dtype=np.uint64)[0] >> 1)
-    return torch.Generator(device=device).manual_seed(seed)
+    return torch.Generator(device=device).manual_seed(derive_seed(*keys))
 
 
 def mask_generators(spec: ImageTokens | None, device, *keys: int):
