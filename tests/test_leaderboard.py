@@ -21,7 +21,8 @@ def test_build_is_deterministic_and_covers_every_paper_table():
     results = data_folder("leaderboards") / "results"
     first, second = build_leaderboards(results), build_leaderboards(results)
     assert first == second  # the PNG too: no timestamp in its metadata
-    assert {f"table{n}.md" for n in range(1, 11)} | {"models.md", "README.md", "figure2.md", "figure2.png"} == set(first)
+    assert {f"table{n}.md" for n in range(1, 11)} | {"models.md", "README.md", "figure2.md", "figure2.png",
+                                                   "siblings.md", "siblings.png"} == set(first)
     assert first["figure2.png"][:8] == b"\x89PNG\r\n\x1a\n"
     assert "| computed | reclip-64 (64 px, text 16)" in first["table2.md"]
     # Figure 2's paper points are Table 1's: retrieval is the mean of the four R@1 columns.
@@ -293,3 +294,68 @@ def test_extra_columns_show_a_synthetic_task_for_miniature_rows_only(tmp_path):
     assert paper_row[-4] == ""
     assert "someone/else" not in table1
     assert "A beats B on texture" in table1 and "(Welch, 2 vs 2 seeds)" in table1
+
+
+_COMPARISON = (
+    "note: toy\nevaluated_with: x\ntables: []\ncomparisons:\n"
+    "  - name: siblings\n    title: Siblings\n    note: at equal compute\n"
+    "    columns: [{key: steps, title: steps}, {key: imagenet/top1, title: zero-shot top-1}]\n"
+    "    paper_tables: [{paper: flip, table: Table 2}]\n"
+    "    claims:\n"
+    "      - {claim: A beats B, paper: somewhere, metric: imagenet/top1, a: {row: A}, b: {row: B}, expect: more}\n"
+    "    rows:\n"
+    "      - {label: A, trained_with: [train a], values: {steps: 10},"
+    " source: {models: [runs/a, runs/a-s1, runs/a-s2], image_size: 64}}\n"
+    "      - {label: B, trained_with: [train b], values: {steps: 20},"
+    " source: {models: [runs/b, runs/b-s1, runs/b-s2], image_size: 64}}\n")
+
+
+def _comparison_world(tmp_path, miniature=_COMPARISON):
+    results = tmp_path / "results"
+    results.mkdir()
+    for model, value in {"runs/a": 0.40, "runs/a-s1": 0.42, "runs/a-s2": 0.41, "runs/b": 0.25, "runs/b-s1": 0.27,
+                         "runs/b-s2": 0.24}.items():
+        _write(results, _result("shapes-zeroshot", model, 64, {"top1": value}))
+    (tmp_path / "miniature.yaml").write_text(miniature)
+    return results
+
+
+def test_a_comparison_renders_its_rows_verdicts_plot_and_the_reported_tables_beside_it(tmp_path):
+    """A comparison (the siblings at equal compute) is its own leaderboard file: literal and measured columns with
+    CIs, its claims' verdicts, a plot of its rows against compute, and the papers' tables it names, with sources."""
+    from scipy import stats
+
+    files = build_leaderboards(_comparison_world(tmp_path))
+    page = files["siblings.md"]
+    assert files["siblings.png"][:8] == b"\x89PNG\r\n\x1a\n"
+    assert "- [Siblings](siblings.md) (miniature)" in files["README.md"]
+    row_a = [c.strip() for c in next(line for line in page.splitlines() if line.startswith("| miniature | A")).split("|")]
+    assert row_a[3] == "10" and row_a[4].startswith("41.00 [") and row_a[4].endswith("]†")
+    welch = stats.ttest_ind([40.0, 42.0, 41.0], [25.0, 27.0, 24.0], equal_var=False).confidence_interval()
+    assert f"  reproduces: +15.67 points, 95% CI [{welch.low:.2f}, {welch.high:.2f}] (Welch, 3 vs 3 seeds)" in page
+    assert "Verdicts of the papers' claims" in page
+    assert "![Siblings](siblings.png)" in page
+    # The reported table beside it, under its paper's source: FLIP's Table 2 (transcribed from the paper).
+    assert "### Table 2: Zero-shot ImageNet-1K top-1 (%), 32 epochs of LAION-400M" in page
+    assert "| L/16  | 74.3   | 72.4               |" in page
+    assert "Source: Li, Fan, Hu, Feichtenhofer, He. Scaling Language-Image Pre-training via Masking" in page
+
+
+@pytest.mark.parametrize("change, key", [
+    (("metric: imagenet/top1, a: {row: A}", "metric: imagenet/top5, a: {row: A}"),
+     "claims[0] (\"A beats B\"): metric: 'imagenet/top5' is not a column of comparison 'siblings'; did you mean "
+     "'imagenet/top1'?"),
+    (("b: {row: B}", "b: {row: C}"), "claims[0] (\"A beats B\"): b.row: 'C' is not a row of this table; rows: 'A', 'B'"),
+    (("{paper: flip, table: Table 2}", "{paper: flip, table: Table 3}"),
+     "paper_tables[0]: table: 'Table 3' is not a table of paper/flip_tables.yaml; did you mean 'Table 2'?"),
+    (("{paper: flip, table: Table 2}", "{paper: flop, table: Table 2}"),
+     "paper_tables[0]: paper: no file paper/flop_tables.yaml under leaderboards/"),
+])
+def test_a_bad_comparison_is_one_line_naming_file_comparison_and_key_before_anything_is_written(
+        tmp_path, capsys, change, key):
+    results = _comparison_world(tmp_path, _COMPARISON.replace(*change, 1))
+    out = tmp_path / "boards"
+    assert main(["leaderboard", "--results", str(results), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {tmp_path / 'miniature.yaml'}: comparison 'siblings', {key}"
+    assert not out.exists()

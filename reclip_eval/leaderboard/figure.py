@@ -15,7 +15,13 @@ from dataclasses import dataclass
 
 from reclip_eval.leaderboard.claims import Interval, mean_interval
 from reclip_eval.leaderboard.measured import MeasuredRow
-from reclip_eval.leaderboard.miniature import MiniatureTable, index_measured, miniature_cell, training_compute
+from reclip_eval.leaderboard.miniature import (
+    Comparison,
+    MiniatureTable,
+    index_measured,
+    miniature_cell,
+    training_compute,
+)
 from reclip_eval.paper_tables import PaperTable
 
 # The paper's retrieval axis: the mean of image->text and text->image R@1 on Flickr30K and MSCOCO.
@@ -54,7 +60,7 @@ def paper_points(table1: PaperTable) -> list[Point]:
     return points
 
 
-def miniature_points(experiment: MiniatureTable | None, measured: list[MeasuredRow]) -> list[Point]:
+def miniature_points(experiment: MiniatureTable | Comparison | None, measured: list[MeasuredRow]) -> list[Point]:
     if experiment is None:
         return []
     index = index_measured(measured)
@@ -96,12 +102,17 @@ def render_figure_markdown(paper: list[Point], miniature: list[Point]) -> str:
              "|---|---|---|---|---|"]
     lines += [f"| paper | {p.label} | {_fmt(p.compute, 0)} core-hours | {_fmt(p.classification)} | "
               f"{_fmt(p.retrieval)} |" for p in paper]
-    lines += [f"| miniature | {p.label} | {_fmt(p.compute, 3)} TMACs | "
-              f"{_fmt_ci(p.classification, p.classification_ci)} | {_fmt_ci(p.retrieval, p.retrieval_ci)} |"
-              for p in miniature]
+    lines += miniature_point_lines(miniature)
     if not miniature:
         lines += ["", "No miniature point yet: no Table 1 row of miniature.yaml has all its results."]
     return "\n".join(lines + [""])
+
+
+def miniature_point_lines(points: list[Point]) -> list[str]:
+    """Markdown table lines (panel, point, compute, top-1, retrieval) of miniature points, with their CIs."""
+    return [f"| miniature | {p.label} | {_fmt(p.compute, 3)} TMACs | "
+            f"{_fmt_ci(p.classification, p.classification_ci)} | {_fmt_ci(p.retrieval, p.retrieval_ci)} |"
+            for p in points]
 
 
 def _error_bars(points: list[Point], metric: str) -> list[list[float]] | None:
@@ -114,18 +125,35 @@ def _error_bars(points: list[Point], metric: str) -> list[list[float]] | None:
     return [below, above]
 
 
+@dataclass(frozen=True)
+class Panel:
+    """One row of a figure: classification and retrieval against compute for `points`."""
+
+    title: str
+    xlabel: str
+    points: list[Point]
+    marker: str
+
+
 def render_figure_png(paper: list[Point], miniature: list[Point]) -> bytes:
-    """The figure as PNG bytes; no timestamp or version in the metadata, so equal points give equal bytes."""
+    """Figure 2 as PNG bytes: the paper's panel over the miniature's."""
+    return render_panels_png("RECLIP Figure 2: zero-shot accuracy vs training compute", [
+        Panel("paper (Table 1)", "TPU-v3 core-hours", paper, "o"),
+        Panel("measured: miniature on synthetic twins", "training compute (forward TMACs)", miniature, "s")])
+
+
+def render_panels_png(title: str, panels: list[Panel]) -> bytes:
+    """Accuracy against compute, one row of two axes (classification, retrieval) per panel, as PNG bytes; no
+    timestamp or version in the metadata, so equal points give equal bytes."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    panels = [("paper (Table 1)", "TPU-v3 core-hours", paper, "o"),
-              ("measured: miniature on synthetic twins", "training compute (forward TMACs)", miniature, "s")]
-    fig, axes = plt.subplots(2, 2, figsize=(10, 8), squeeze=False)
-    for r, (title, xlabel, points, marker) in enumerate(panels):
+    fig, axes = plt.subplots(len(panels), 2, figsize=(10, 4 * len(panels)), squeeze=False)
+    for r, panel in enumerate(panels):
+        points = panel.points
         for c, (metric, ylabel) in enumerate([("classification", "zero-shot top-1 (%)"),
                                               ("retrieval", "retrieval, mean R@1 (%)")]):
             ax = axes[r][c]
@@ -134,22 +162,22 @@ def render_figure_png(paper: list[Point], miniature: list[Point]) -> bytes:
                                 key=lambda p: (p.compute, getattr(p, metric)))
                 if chosen:
                     xs, ys = [p.compute for p in chosen], [getattr(p, metric) for p in chosen]
-                    ax.errorbar(xs, ys, yerr=_error_bars(chosen, metric), capsize=3, marker=marker,
+                    ax.errorbar(xs, ys, yerr=_error_bars(chosen, metric), capsize=3, marker=panel.marker,
                                 linestyle="-" if "RECLIP" in series else "--", label=series)
             ax.set_xscale("log")
             # Labels at 1, 2, 5 x 10^k: a panel spanning less than a decade still gets some.
             ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
             ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:,g}"))
             ax.xaxis.set_minor_formatter(NullFormatter())
-            ax.set_xlabel(xlabel)
+            ax.set_xlabel(panel.xlabel)
             ax.set_ylabel(ylabel)
-            ax.set_title(title, fontsize=10)
+            ax.set_title(panel.title, fontsize=10)
             ax.grid(True, which="both", alpha=0.3)
             if not points:
                 ax.text(0.5, 0.5, "not measured yet", ha="center", va="center", transform=ax.transAxes)
             elif ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=7)
-    fig.suptitle("RECLIP Figure 2: zero-shot accuracy vs training compute")
+    fig.suptitle(title)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})

@@ -11,6 +11,10 @@ name prefixes the column key (Table 5's `before_finetune/...`, Table 10's `mask/
 lists one checkpoint per seed, in seed order (the i-th checkpoint of every source of a row is the same seed); the
 cell is the mean over seeds, with its 95% confidence interval when there are several.
 
+Besides the paper's tables, the file holds comparisons (`comparisons:`) that no table of the RECLIP paper has:
+RECLIP beside its siblings (CLIPA, FLIP, SLIP, CLIP + data augmentation) at equal compute, with their own columns,
+claims and plot, and the siblings' reported tables (leaderboards/paper/NAME_tables.yaml) named beside them.
+
 A table may also state the paper's claims about its rows (`claims:`, reclip_eval/leaderboard/claims.py): each
 compares two rows (or two sources of one row) on one column. They are checked against the table's rows, sources and
 paper columns when the file is loaded, so a typo fails before any leaderboard is written.
@@ -28,7 +32,8 @@ from reclip_eval.errors import ReclipError
 from reclip_eval.leaderboard.claims import EXPECTATIONS, Claim, Side, mean_interval
 from reclip_eval.leaderboard.measured import MeasuredRow
 from reclip_eval.names import near_matches
-from reclip_eval.paper_tables import Column, PaperTables, load_paper_tables
+from reclip_eval.paper_tables import Column, PaperTable, PaperTables, load_paper_tables, paper_file
+from reclip_eval.paths import data_folder
 
 
 @dataclass(frozen=True)
@@ -61,10 +66,37 @@ class MiniatureTable:
 
 
 @dataclass(frozen=True)
+class PaperTableRef:
+    """A reported table shown beside a comparison: `table` of leaderboards/paper/{paper}_tables.yaml."""
+
+    paper: str
+    table: str
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A miniature experiment that is not a table of the RECLIP paper: its own columns (literal `values` or
+    measured keys, as a table's), rows, claims, and the reported tables it is read beside. Rendered to
+    leaderboards/{name}.md with a plot of its rows' accuracy against training compute ({name}.png)."""
+
+    name: str  # the leaderboard files' stem
+    title: str
+    note: str
+    columns: list[Column]
+    rows: list[MiniatureRow]
+    claims: list[Claim] = field(default_factory=list)
+    paper_tables: list[PaperTableRef] = field(default_factory=list)
+
+    def row(self, label: str) -> MiniatureRow | None:
+        return next((r for r in self.rows if r.label == label), None)
+
+
+@dataclass(frozen=True)
 class Miniature:
     note: str
     evaluated_with: str  # the evaluation command, with {model} and {image_size} placeholders
     tables: list[MiniatureTable]
+    comparisons: list[Comparison] = field(default_factory=list)
 
     def table(self, number: int) -> MiniatureTable | None:
         return next((t for t in self.tables if t.table == number), None)
@@ -83,12 +115,43 @@ def load_miniature(path: Path, paper: PaperTables | None = None) -> Miniature | 
     columns = {t.number: [c.key for c in t.columns] for t in (paper or load_paper_tables()).tables}
     for table in miniature.tables:
         known = columns.get(table.table)
-        for i, claim in enumerate(table.claims):
-            problem = _claim_problem(table, claim, None if known is None else known + [c.key for c in
-                                                                                      table.extra_columns])
+        _check_claims(path, f"table {table.table}", f"Table {table.table}", table,
+                      None if known is None else known + [c.key for c in table.extra_columns])
+    for comparison in miniature.comparisons:
+        where = f"comparison {comparison.name!r}"
+        _check_claims(path, where, where, comparison, [c.key for c in comparison.columns])
+        for i, ref in enumerate(comparison.paper_tables):
+            problem = _paper_table_problem(ref)
             if problem:
-                raise MiniatureError(f'{path}: table {table.table}, claims[{i}] ("{claim.claim}"): {problem}')
+                raise MiniatureError(f"{path}: {where}, paper_tables[{i}]: {problem}")
     return miniature
+
+
+def _check_claims(path: Path, where: str, label: str, table: MiniatureTable | Comparison,
+                  columns: list[str] | None) -> None:
+    """Each claim of `table` (called `label` in messages) against its rows and `columns` (None: no such table)."""
+    for i, claim in enumerate(table.claims):
+        problem = _claim_problem(table, claim, columns, label)
+        if problem:
+            raise MiniatureError(f'{path}: {where}, claims[{i}] ("{claim.claim}"): {problem}')
+
+
+def _paper_table_problem(ref: PaperTableRef) -> str | None:
+    if not (data_folder("leaderboards") / paper_file(ref.paper)).is_file():
+        return f"paper: no file {paper_file(ref.paper)} under leaderboards/"
+    tables = [t.table for t in load_paper_tables(paper=ref.paper).tables]
+    if ref.table not in tables:
+        return f"table: {ref.table!r} is not a table of {paper_file(ref.paper)}; " + _hint(ref.table, tables, "tables")
+    return None
+
+
+def reported_tables(comparison: Comparison) -> list[tuple[PaperTables, PaperTable]]:
+    """The reported tables a comparison is read beside, each with its paper (source and url), in file order."""
+    found = []
+    for ref in comparison.paper_tables:
+        paper = load_paper_tables(paper=ref.paper)
+        found.append((paper, next(t for t in paper.tables if t.table == ref.table)))
+    return found
 
 
 def _hint(name: str, known: list[str], what: str) -> str:
@@ -96,10 +159,11 @@ def _hint(name: str, known: list[str], what: str) -> str:
     return f"did you mean {near[0]!r}?" if near else f"{what}: {', '.join(map(repr, known)) or 'none'}"
 
 
-def _claim_problem(table: MiniatureTable, claim: Claim, columns: list[str] | None) -> str | None:
+def _claim_problem(table: MiniatureTable | Comparison, claim: Claim, columns: list[str] | None, label: str
+                   ) -> str | None:
     """'key: what is wrong' for the first problem of `claim`, or None."""
     if columns is None:
-        return f"table: the paper has no Table {table.table} to hold the claim"
+        return f"table: the paper has no {label} to hold the claim"
     if claim.expect not in EXPECTATIONS:
         return f"expect: {claim.expect!r} is not one of {', '.join(EXPECTATIONS)}"
     if claim.margin < 0:
@@ -116,7 +180,7 @@ def _claim_problem(table: MiniatureTable, claim: Claim, columns: list[str] | Non
         column = side.column(claim.metric)
         if column not in columns:
             via = f" (under source {side.source!r}: {column!r})" if side.source else ""
-            return (f"metric: {claim.metric!r}{via} is not a column of Table {table.table}; "
+            return (f"metric: {claim.metric!r}{via} is not a column of {label}; "
                     + _hint(column, columns, "columns"))
         if column in row.values:
             return f"metric: {column!r} is a literal value of row {row.label!r}, not a measurement over seeds"
@@ -169,7 +233,7 @@ def miniature_cell(row: MiniatureRow, key: str, measured: dict[tuple[str, int], 
     return cell
 
 
-def claim_cells(table: MiniatureTable, claim: Claim, measured: dict[tuple[str, int], MeasuredRow]
+def claim_cells(table: MiniatureTable | Comparison, claim: Claim, measured: dict[tuple[str, int], MeasuredRow]
                 ) -> tuple[Cell | None, Cell | None, bool]:
     """The cells of a claim's two sides (None: not all seeds measured), and whether their seeds pair up: two
     sources of one row with as many checkpoints (seed i of one is seed i of the other)."""
@@ -179,7 +243,7 @@ def claim_cells(table: MiniatureTable, claim: Claim, measured: dict[tuple[str, i
     return *cells, paired
 
 
-def _side_source(table: MiniatureTable, side: Side, metric: str) -> Source:
+def _side_source(table: MiniatureTable | Comparison, side: Side, metric: str) -> Source:
     source, _ = _source_for(table.row(side.row), side.column(metric))
     assert source is not None, "load_miniature checks that every side of a claim has a source"
     return source

@@ -11,14 +11,16 @@ from reclip_eval.eval.task_kinds import TASK_KINDS, Headline, task_kind
 from reclip_eval.leaderboard.claims import EXPECTATIONS, verdict
 from reclip_eval.leaderboard.measured import MeasuredRow
 from reclip_eval.leaderboard.miniature import (
+    Comparison,
     MiniatureTable,
     claim_cells,
     index_measured,
     miniature_cell,
+    reported_tables,
     row_models,
     training_compute,
 )
-from reclip_eval.paper_tables import PaperTable
+from reclip_eval.paper_tables import PaperTable, PaperTables
 
 TWIN_MARK = "†"
 
@@ -66,7 +68,7 @@ def _real_rows(keys: list[str], measured: list[MeasuredRow]) -> tuple[list[list[
     return rows, used
 
 
-def _miniature_rows(keys: list[str], experiment: MiniatureTable, measured: list[MeasuredRow]
+def _miniature_rows(keys: list[str], experiment: MiniatureTable | Comparison, measured: list[MeasuredRow]
                     ) -> tuple[list[list[str]], list[str]]:
     index = index_measured(measured)
     rows, provenance = [], []
@@ -90,12 +92,13 @@ def _miniature_rows(keys: list[str], experiment: MiniatureTable, measured: list[
     return rows, provenance
 
 
-def _verdicts(experiment: MiniatureTable, measured: list[MeasuredRow]) -> list[str]:
+def _verdicts(experiment: MiniatureTable | Comparison, measured: list[MeasuredRow], whose: str = "the paper's"
+              ) -> list[str]:
     """The table's claims in YAML order: each with where the paper makes it, what it compares and its verdict."""
     if not experiment.claims:
         return []
     index = index_measured(measured)
-    lines = ["Verdicts of the paper's claims on these rows: d = a - b in points and its 95% CI over seeds (Student's "
+    lines = [f"Verdicts of {whose} claims on these rows: d = a - b in points and its 95% CI over seeds (Student's "
              "t: Welch's interval, or the paired interval on the per-seed differences for two sources of one row "
              "with the same seeds). A claim reproduces when the whole interval meets the expectation, does not "
              "when the whole interval misses it, and is inconclusive otherwise.", ""]
@@ -136,19 +139,53 @@ def render_paper_table(table: PaperTable, measured: list[MeasuredRow], experimen
         out += ["Computed rows: `reclip-eval flops` on this project's model definitions (GMACs per image-text pair, "
                 "forward, matrix products only).", ""]
     if experiment:
-        out += [f"Miniature rows: {experiment.note}", "", *_verdicts(experiment, measured),
-                f"{TWIN_MARK}: measured on the synthetic twin of that dataset (see the task table in the README), "
-                "not on the real one; compare trends, not values. A cell with several seeds reads mean [lo, hi]: "
-                "the mean over the n seeds and its 95% confidence interval (Student's t with n - 1 degrees of "
-                "freedom, n = seeds); one seed gives the mean alone. train TMACs (fwd): forward multiply-accumulates "
-                "of both towers over all training samples (Table 2's convention, summed over stages); device-hours "
-                "on the device the checkpoint records.", "", *mini_provenance, ""]
+        out += [f"Miniature rows: {experiment.note}", "", *_verdicts(experiment, measured), MINIATURE_LEGEND, "",
+                *mini_provenance, ""]
     if used:
         out += ["Measured rows (real datasets):", *_provenance(used), ""]
     if not experiment and not used:
         out += ["No measured row yet: no results file on these datasets, and no miniature experiment for this "
                 "table.", ""]
     return "\n".join(out)
+
+
+MINIATURE_LEGEND = (
+    f"{TWIN_MARK}: measured on the synthetic twin of that dataset (see the task table in the README), not on the real "
+    "one; compare trends, not values. A cell with several seeds reads mean [lo, hi]: the mean over the n seeds and "
+    "its 95% confidence interval (Student's t with n - 1 degrees of freedom, n = seeds); one seed gives the mean "
+    "alone. train TMACs (fwd): forward multiply-accumulates of both towers over all training samples (Table 2's "
+    "convention, summed over stages); device-hours on the device the checkpoint records.")
+
+
+def render_comparison(comparison: Comparison, measured: list[MeasuredRow], point_lines: list[str]) -> str:
+    """A comparison of miniature rows (leaderboards/miniature.yaml `comparisons:`): its table with CIs, the claims'
+    verdicts, the plot ({name}.png) and its points (`point_lines`, rows of the points table), then the reported
+    tables it is read beside, each under its paper's source."""
+    keys = [c.key for c in comparison.columns]
+    headers = ["source", "row", *(c.title for c in comparison.columns), "train TMACs (fwd)", "device-hours"]
+    rows, provenance = _miniature_rows(keys, comparison, measured)
+    out = [f"# {comparison.title}", "", comparison.note, "", _table(headers, rows), "",
+           *_verdicts(comparison, measured, whose="the papers'"), MINIATURE_LEGEND, "",
+           f"![{comparison.title}]({comparison.name}.png)", "",
+           "The plot's points: forward TMACs over training; shapes-zeroshot top-1; retrieval = mean of i2t and t2i "
+           "R@1 on shapes-retrieval (the mean over seeds and its 95% CI in brackets, the plot's error bars).", "",
+           "| panel | point | compute | zero-shot top-1 (%) | retrieval mean R@1 (%) |", "|---|---|---|---|---|",
+           *point_lines, ""]
+    if comparison.paper_tables:
+        out += ["## Reported by the papers (not measured here)", "",
+                "Each in its own setup (model, data, schedule): read beside the miniature for the direction of an "
+                "effect, not its size.", ""]
+        for paper, table in reported_tables(comparison):
+            out += _reported_table(paper, table)
+    return "\n".join(out + ["## Provenance", "", *provenance, ""])
+
+
+def _reported_table(paper: PaperTables, table: PaperTable) -> list[str]:
+    headers = ["row", *(c.title for c in table.columns)]
+    rows = [[r.row, *(_fmt(r.values.get(c.key)) for c in table.columns)] for r in table.rows]
+    source = paper.source.rstrip(".") + (f" ({paper.url})" if paper.url else "")
+    return [f"### {table.table}: {table.title}", "", *([table.note, ""] if table.note else []),
+            _table(headers, rows), "", f"Source: {source}.", ""]
 
 
 def _headline_caption() -> str:
