@@ -202,3 +202,14 @@ def test_a_recipe_names_a_preset_and_records_its_ops():
     assert parse_recipe_yaml(recipe_to_yaml(recipe), "stored") == recipe
     with pytest.raises(ConfigError, match=r"stages\[0\]\.augment: unknown preset 'clipaa'"):
         load_recipe("tiny-shapes", ["stages.0.augment=clipaa"])
+
+
+def test_loading_a_recipe_does_not_import_torchvision():
+    """`reclip-eval recipes` / `flops` parse every recipe's `augment` list: the parser must not pay for torchvision,
+    which only a built pipeline needs."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from reclip_eval.train.recipe import load_recipe; load_recipe('clip-da-b16'); "
+            "print('torchvision' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"

@@ -13,8 +13,8 @@ from reclip_eval.checkpoint import load_model
 from reclip_eval.errors import ConfigError
 from reclip_eval.models import CLIP, build_config
 from reclip_eval.train.loop import train
-from reclip_eval.train.recipe import load_recipe
-from reclip_eval.train.slip import SlipConfig, attach_slip_head, count_slip_gmacs, simclr_head, simclr_loss
+from reclip_eval.train.recipe import SlipConfig, load_recipe
+from reclip_eval.train.slip import attach_slip_head, count_slip_gmacs, simclr_head, simclr_loss
 
 from .contrastive_batch import join_group, local_part, mean_over_processes, run_processes
 

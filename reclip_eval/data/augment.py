@@ -28,19 +28,30 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
-from PIL import Image
-from torchvision.transforms import v2
 
 from reclip_eval.config import Rule, at_least, enforce_rules, from_dict, to_dict
-from reclip_eval.data.transforms import interpolation_mode, resize_and_centre_crop, to_rgb
-from reclip_eval.models.config import PreprocessConfig
 from reclip_eval.registry import Registry, unknown_name
 
-Builder = Callable[["AugmentOp", int, v2.InterpolationMode], v2.Transform]
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+    from torchvision.transforms import v2
+
+    from reclip_eval.models.config import PreprocessConfig
+
+# torch and torchvision are imported where a pipeline is built or run, not here: recipes parse their `augment`
+# lists with this module, and `reclip-eval recipes` / `flops` should not pay for torchvision's import.
+Builder = Callable[["AugmentOp", int, "v2.InterpolationMode"], "v2.Transform"]
+
+
+def _v2() -> ModuleType:
+    from torchvision.transforms import v2
+
+    return v2
 
 
 @dataclass(frozen=True)
@@ -141,36 +152,36 @@ def augment_op(name: str, *, crops: bool = False, **defaults: Any) -> Callable[[
 
 @augment_op("random_resized_crop", crops=True, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3))
 def _random_resized_crop(op: AugmentOp, image_size: int, interpolation: v2.InterpolationMode) -> v2.Transform:
-    return v2.RandomResizedCrop(image_size, scale=op.scale, ratio=op.ratio, interpolation=interpolation,
+    return _v2().RandomResizedCrop(image_size, scale=op.scale, ratio=op.ratio, interpolation=interpolation,
                                 antialias=True)
 
 
 @augment_op("horizontal_flip", p=0.5)
 def _horizontal_flip(op: AugmentOp, image_size: int, interpolation: v2.InterpolationMode) -> v2.Transform:
-    return v2.RandomHorizontalFlip(p=op.p)
+    return _v2().RandomHorizontalFlip(p=op.p)
 
 
 @augment_op("color_jitter", brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0, p=1.0)
 def _color_jitter(op: AugmentOp, image_size: int, interpolation: v2.InterpolationMode) -> v2.Transform:
-    jitter = v2.ColorJitter(brightness=op.brightness, contrast=op.contrast, saturation=op.saturation, hue=op.hue)
-    return v2.RandomApply([jitter], p=op.p)
+    jitter = _v2().ColorJitter(brightness=op.brightness, contrast=op.contrast, saturation=op.saturation, hue=op.hue)
+    return _v2().RandomApply([jitter], p=op.p)
 
 
 @augment_op("grayscale", p=0.1)
 def _grayscale(op: AugmentOp, image_size: int, interpolation: v2.InterpolationMode) -> v2.Transform:
-    return v2.RandomGrayscale(p=op.p)  # keeps three (equal) channels
+    return _v2().RandomGrayscale(p=op.p)  # keeps three (equal) channels
 
 
 @augment_op("gaussian_blur", sigma=(0.1, 2.0), p=1.0)
 def _gaussian_blur(op: AugmentOp, image_size: int, interpolation: v2.InterpolationMode) -> v2.Transform:
     # SLIP blurs with PIL by radius only; torchvision needs a kernel, so SimCLR's: about 10% of the side, odd.
     kernel = max(3, int(0.1 * image_size) // 2 * 2 + 1)
-    return v2.RandomApply([v2.GaussianBlur(kernel, sigma=op.sigma)], p=op.p)
+    return _v2().RandomApply([_v2().GaussianBlur(kernel, sigma=op.sigma)], p=op.p)
 
 
 @augment_op("randaugment", num_ops=2, magnitude=9)
 def _randaugment(op: AugmentOp, image_size: int, interpolation: v2.InterpolationMode) -> v2.Transform:
-    return v2.RandAugment(num_ops=op.num_ops, magnitude=op.magnitude)
+    return _v2().RandAugment(num_ops=op.num_ops, magnitude=op.magnitude)
 
 
 def check_augment(ops: Sequence[AugmentOp]) -> str | None:
@@ -209,6 +220,8 @@ class SeededTransform:
         # torchvision v2 draws from torch's global CPU generator. Seeding it per sample inside fork_rng makes the
         # draws depend on the sample alone (a resumed loader skips samples without decoding them) and leaves the
         # caller's RNG as it was. default_generator, not torch.manual_seed, which would also reseed CUDA.
+        import torch
+
         with torch.random.fork_rng(devices=[]):
             torch.default_generator.manual_seed(seed)
             return self.pipeline(image)
@@ -223,6 +236,8 @@ class StackedViews:
     view: SeededTransform
 
     def __call__(self, image: Image.Image, seed: int) -> torch.Tensor:
+        import torch
+
         seeds = [int(s) for s in np.random.SeedSequence(seed).generate_state(2, dtype=np.uint64) >> 1]
         return torch.stack([self.main(image, seed), self.view(image, seeds[0]), self.view(image, seeds[1])])
 
@@ -230,6 +245,11 @@ class StackedViews:
 def train_image_transform(image_size: int, preprocess: PreprocessConfig,
                           ops: Sequence[AugmentOp]) -> Callable[[Image.Image, int], torch.Tensor]:
     """The training transform of a stage: `image_transform`'s geometry (or the op that crops), then `ops` in order."""
+    import torch
+
+    from reclip_eval.data.transforms import interpolation_mode, resize_and_centre_crop, to_rgb
+
+    v2 = _v2()
     problem = check_augment(ops)
     if problem:
         raise ValueError(f"augment: {problem}")

@@ -35,7 +35,23 @@ from reclip_eval.models.token_reduction import ImageTokens, legacy_mask_ratio
 from reclip_eval.registry import find_named_yaml, named_yaml_files
 from reclip_eval.train.param_rules import ParamRule, clip_rules
 from reclip_eval.train.schedule import LrSchedule
-from reclip_eval.train.slip import SlipConfig
+
+
+@dataclass(frozen=True)
+class SlipConfig:
+    """SLIP's self-supervised branch (train/slip.py): its head's sizes, its loss's temperature and weight."""
+
+    mlp_dim: int = 4096
+    embed_dim: int = 256
+    temperature: float = 0.1
+    weight: float = 1.0  # SLIP's ssl_scale
+
+    config_rules: ClassVar[tuple[Rule, ...]] = (
+        at_least("mlp_dim", 1), at_least("embed_dim", 1), above("temperature", 0), at_least("weight", 0),
+    )
+
+    def __post_init__(self) -> None:
+        enforce_rules(self)
 
 
 @dataclass(frozen=True)

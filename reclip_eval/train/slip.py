@@ -18,32 +18,15 @@ from __future__ import annotations
 import contextlib
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import ClassVar
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from reclip_eval.config import Rule, above, at_least, enforce_rules
 from reclip_eval.models.config import CLIPConfig
 from reclip_eval.train.loss import contrastive_loss, gather_with_grad
-
-
-@dataclass(frozen=True)
-class SlipConfig:
-    mlp_dim: int = 4096
-    embed_dim: int = 256
-    temperature: float = 0.1
-    weight: float = 1.0  # SLIP's ssl_scale
-
-    config_rules: ClassVar[tuple[Rule, ...]] = (
-        at_least("mlp_dim", 1), at_least("embed_dim", 1), above("temperature", 0), at_least("weight", 0),
-    )
-
-    def __post_init__(self) -> None:
-        enforce_rules(self)
+from reclip_eval.train.recipe import SlipConfig
 
 
 def simclr_head(width: int, config: SlipConfig) -> nn.Sequential:
