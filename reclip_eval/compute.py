@@ -14,16 +14,14 @@ PAPER_KEY = "compute/gflops_per_sample"
 def stage_row(model: str, stage, config, paper: float | None = None, slip=None) -> dict:
     """One stage's compute per sample, with the tokens each tower computes on after reduction; with SLIP's branch
     (`slip`) its two extra views through the image tower and head are part of the image GMACs."""
-    from reclip_eval.models.flops import count_sample_compute
-    from reclip_eval.train.slip import count_slip_gmacs
+    from reclip_eval.train.slip import count_stage_compute
 
-    compute = count_sample_compute(config, stage.image_size, stage.text_length, stage.image_tokens)
-    slip_gmacs = count_slip_gmacs(config, stage.image_size, slip) if slip is not None else 0.0
-    total = compute.total_gmacs + slip_gmacs
+    compute, slip_gmacs = count_stage_compute(config, stage, slip)
+    total = compute.total_gmacs
     return {"model": model, "stage": stage.name, "image_size": stage.image_size,
             "text_length": stage.text_length, "text_tokens": stage.text_tokens.describe(),
             "image_tokens": stage.image_tokens.describe(), "image_tokens_kept": compute.image_tokens,
-            "image_gmacs": compute.image_gmacs + slip_gmacs, "text_gmacs": compute.text_gmacs, "gmacs": total,
+            "image_gmacs": compute.image_gmacs, "text_gmacs": compute.text_gmacs, "gmacs": total,
             **({"slip_gmacs": slip_gmacs} if slip is not None else {}),
             "paper_gflops": paper, "diff_percent": 100 * (total / paper - 1) if paper else None}
 

@@ -28,7 +28,6 @@ from reclip_eval.device import autocast, resolve_device, resolve_precision
 from reclip_eval.distributed import barrier, gather_ints, init_from_env, is_main_process, rank_and_size
 from reclip_eval.errors import ReclipError
 from reclip_eval.models.clip import CLIP
-from reclip_eval.models.flops import count_sample_compute
 from reclip_eval.models.token_reduction import mask_generators
 from reclip_eval.paths import default_data_dir
 from reclip_eval.train.chunked import chunked_contrastive_backward
@@ -51,7 +50,7 @@ from reclip_eval.train.resume import (
     settings_mismatches,
 )
 from reclip_eval.train.schedule import build_scheduler
-from reclip_eval.train.slip import count_slip_gmacs, split_views, training_loss, without_slip_head
+from reclip_eval.train.slip import count_stage_compute, split_views, training_loss, without_slip_head
 from reclip_eval.train.stage_setup import (
     TrainingError,
     build_model,
@@ -126,11 +125,9 @@ def stage_report(model: CLIP, stage: StageConfig, resume: ResumePoint | None, ru
     if resume is not None:
         log.info("stage %s: resuming at step %d from %s", stage.name, resume.step, resume.path)
         return StageReport.from_state(resume.state["reports"][-1])
-    compute = count_sample_compute(model.config, stage.image_size, stage.text_length, stage.image_tokens)
-    slip = run.recipe.slip
-    gmacs = compute.total_gmacs + (count_slip_gmacs(model.config, stage.image_size, slip) if slip else 0.0)
+    compute, _ = count_stage_compute(model.config, stage, run.recipe.slip)
     return StageReport(stage.name, stage.image_size, stage.text_length, stage.batch_size, stage.steps, 0, 0.0,
-                       (model.config.vision.grid_size,) * 2, gmacs,
+                       (model.config.vision.grid_size,) * 2, compute.total_gmacs,
                        image_tokens=stage.image_tokens.describe(), image_tokens_kept=compute.image_tokens,
                        text_tokens=stage.text_tokens.describe((run.taggers or {}).get(stage.name)),
                        text_pos_embed=text_resize)

@@ -16,8 +16,10 @@ The head's BatchNorm normalises over the whole per-process batch, so the branch 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections import OrderedDict
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
@@ -26,7 +28,10 @@ from torch import nn
 
 from reclip_eval.models.config import CLIPConfig
 from reclip_eval.train.loss import contrastive_loss, gather_with_grad
-from reclip_eval.train.recipe import SlipConfig
+from reclip_eval.train.recipe import SlipConfig, StageConfig
+
+if TYPE_CHECKING:
+    from reclip_eval.models.flops import SampleCompute
 
 
 def simclr_head(width: int, config: SlipConfig) -> nn.Sequential:
@@ -108,3 +113,15 @@ def count_slip_gmacs(config: CLIPConfig, image_size: int, slip: SlipConfig) -> f
     model.eval()  # BatchNorm in eval mode: the same matrix products, no batch statistics on meta tensors
     with torch.no_grad():
         return gmacs_of(lambda: model.slip_head(model.visual.features(pixels)))
+
+
+def count_stage_compute(config: CLIPConfig, stage: StageConfig, slip: SlipConfig | None
+                        ) -> tuple[SampleCompute, float]:
+    """A stage's forward compute per sample, what both the training record and `reclip-eval flops` report: the
+    towers' (`count_sample_compute`, after token reduction) with SLIP's branch, when the recipe has it, counted in
+    the image GMACs; and the branch's own GMACs (0.0 without it)."""
+    from reclip_eval.models.flops import count_sample_compute
+
+    compute = count_sample_compute(config, stage.image_size, stage.text_length, stage.image_tokens)
+    branch = count_slip_gmacs(config, stage.image_size, slip) if slip is not None else 0.0
+    return dataclasses.replace(compute, image_gmacs=compute.image_gmacs + branch), branch
