@@ -5,9 +5,21 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import jax
-import pytest
-import torch
+# Under pytest-xdist (pyproject's addopts: two worker processes), each worker gets its share of the cores for
+# torch's and OpenMP's thread pools, set before torch loads so that the subprocesses tests start (the CLI, torchrun)
+# inherit it. Two workers that each spread over every core oversubscribe them: the suite took 1485 s that way on a
+# 2-core machine, 904 s with one thread per worker (while a training run shared the machine).
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    _threads = str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+    for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_name, _threads)
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:  # in case a plugin imported torch before the variable was set
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 # Eight CPU devices for the JAX sharding tests (tests/test_jax_train.py); must come before any jax operation.
 jax.config.update("jax_num_cpu_devices", 8)
