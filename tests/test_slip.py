@@ -118,3 +118,35 @@ def test_micro_batches_and_the_jax_trainer_are_refused():
     from reclip_eval.jax_train.trainer import unsupported
 
     assert any("slip" in p for p in unsupported(load_recipe("tiny-shapes", ["slip.weight=1.0"])))
+
+
+def test_a_slip_run_killed_after_a_resume_point_resumes_onto_the_uninterrupted_curve(synth_dir, tmp_path, monkeypatch):
+    """Exact resume with everything a sibling recipe adds: the SLIP head (its weights, BatchNorm statistics and
+    optimizer state live in the resume point, not in the checkpoint), the two augmented views and the CLIP image's
+    augmentation (seeded per sample), and random text reduction (drawn per step in the main process), over two
+    data workers."""
+    from reclip_eval.train import loop
+
+    overrides = ["stages.0.steps=6", "stages.0.warmup_steps=0", "stages.0.batch_size=8", "stages.1.steps=1",
+                 "stages.1.warmup_steps=0", "stages.1.batch_size=8", "checkpoint_every=2", "keep_checkpoints=5",
+                 "slip.mlp_dim=32", "slip.embed_dim=8", "stages.0.text_length=6", "stages.0.text_tokens={kind: random}",
+                 "stages.0.augment=[{op: horizontal_flip}]"]
+    _, whole = loop.train(load_recipe("tiny-shapes", overrides), tmp_path / "whole", data_dir=synth_dir, device="cpu",
+                          workers=2)
+    real_save, saves = loop.save_resume_point, []
+
+    def save_then_die(*args, **kwargs):
+        saves.append(real_save(*args, **kwargs))
+        if len(saves) == 2:
+            raise RuntimeError("power cut")
+        return saves[-1]
+
+    monkeypatch.setattr(loop, "save_resume_point", save_then_die)
+    with pytest.raises(RuntimeError, match="power cut"):
+        loop.train(load_recipe("tiny-shapes", overrides), tmp_path / "cut", data_dir=synth_dir, device="cpu", workers=2)
+    monkeypatch.undo()
+    _, resumed = loop.train(load_recipe("tiny-shapes", overrides), tmp_path / "cut", data_dir=synth_dir, device="cpu",
+                            workers=2, resume=True)
+    for a, b in zip(whole, resumed, strict=True):
+        assert b.losses == pytest.approx(a.losses, abs=1e-5), a.name
+    assert load_model(tmp_path / "cut").slip_head is None
