@@ -82,3 +82,21 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None):
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "reclip_eval", *args], capture_output=True, text=True,
                           env=full_env, cwd=cwd or REPO, timeout=600)
+
+
+class PowerCut(RuntimeError):
+    """What `die_after_resume_points` raises: the run ends as a killed one would, its resume points on disk."""
+
+
+def die_after_resume_points(monkeypatch, module, count: int) -> None:
+    """Make `module`'s trainer (the torch loop or the jax trainer) raise PowerCut right after it has written its
+    `count`-th resume point; `monkeypatch.undo()` restores it for the resumed run."""
+    real_save, saves = module.save_resume_point, []
+
+    def save_then_die(*args, **kwargs):
+        saves.append(real_save(*args, **kwargs))
+        if len(saves) == count:
+            raise PowerCut("power cut")
+        return saves[-1]
+
+    monkeypatch.setattr(module, "save_resume_point", save_then_die)

@@ -24,6 +24,8 @@ from reclip_eval.models.config import PreprocessConfig
 from reclip_eval.models.tokenizer import ClipTokenizer
 from reclip_eval.zoo.resolve import load_adapter
 
+from .conftest import PowerCut, die_after_resume_points
+
 
 class _WritesMarker:
     """Unpickling this creates the file at `path`: the proof that a decoder ran code from a shard."""
@@ -265,16 +267,8 @@ def test_trainer_resumes_onto_the_curve_when_samples_were_dropped(tmp_path, work
     _, whole = loop.train(load_recipe("tiny-shapes", overrides), tmp_path / "whole", device="cpu", workers=workers)
     assert sum(whole[0].data_skipped["samples_dropped"].values()) > 0
 
-    real_save, saves = loop.save_resume_point, []
-
-    def save_then_die(*args, **kwargs):
-        saves.append(real_save(*args, **kwargs))
-        if len(saves) == 2:
-            raise RuntimeError("power cut")
-        return saves[-1]
-
-    monkeypatch.setattr(loop, "save_resume_point", save_then_die)
-    with pytest.raises(RuntimeError, match="power cut"):
+    die_after_resume_points(monkeypatch, loop, 2)
+    with pytest.raises(PowerCut):
         loop.train(load_recipe("tiny-shapes", overrides), tmp_path / "cut", device="cpu", workers=workers)
     monkeypatch.undo()
     _, resumed = loop.train(load_recipe("tiny-shapes", overrides), tmp_path / "cut", device="cpu", workers=workers,

@@ -16,6 +16,7 @@ from reclip_eval.train.loop import train
 from reclip_eval.train.recipe import SlipConfig, load_recipe
 from reclip_eval.train.slip import attach_slip_head, count_slip_gmacs, simclr_head, simclr_loss
 
+from .conftest import PowerCut, die_after_resume_points
 from .contrastive_batch import join_group, local_part, mean_over_processes, run_processes
 
 BATCH = 8
@@ -133,16 +134,8 @@ def test_a_slip_run_killed_after_a_resume_point_resumes_onto_the_uninterrupted_c
                  "stages.0.augment=[{op: horizontal_flip}]"]
     _, whole = loop.train(load_recipe("tiny-shapes", overrides), tmp_path / "whole", data_dir=synth_dir, device="cpu",
                           workers=2)
-    real_save, saves = loop.save_resume_point, []
-
-    def save_then_die(*args, **kwargs):
-        saves.append(real_save(*args, **kwargs))
-        if len(saves) == 2:
-            raise RuntimeError("power cut")
-        return saves[-1]
-
-    monkeypatch.setattr(loop, "save_resume_point", save_then_die)
-    with pytest.raises(RuntimeError, match="power cut"):
+    die_after_resume_points(monkeypatch, loop, 2)
+    with pytest.raises(PowerCut):
         loop.train(load_recipe("tiny-shapes", overrides), tmp_path / "cut", data_dir=synth_dir, device="cpu", workers=2)
     monkeypatch.undo()
     _, resumed = loop.train(load_recipe("tiny-shapes", overrides), tmp_path / "cut", data_dir=synth_dir, device="cpu",
