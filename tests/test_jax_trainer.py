@@ -184,3 +184,19 @@ def test_loader_workers_start_from_a_fork_server_once_jax_is_imported(synth_dir,
         want = [next(forked) for _ in range(3)]
     for a, b in zip(got, want, strict=True):
         assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_text_reduction_and_the_text_position_resize_follow_the_torch_trainer(synth_dir, tmp_path):
+    """What CLIPA's recipes add on the text side, on both trainers: random text reduction to a short main-phase
+    length, then the text position table resized (linear) to a longer finetune length. Same batches, same resized
+    table, so the same loss curve; both record the resize."""
+    overrides = [*SHORT, "text_positions=resize", "stages.0.text_length=8", "stages.0.text_tokens={kind: random}",
+                 "stages.1.text_length=16"]
+    train(load_recipe("tiny-shapes", overrides), tmp_path / "torch", data_dir=synth_dir, device="cpu", workers=0)
+    train_jax(load_recipe("tiny-shapes", overrides), tmp_path / "jax", data_dir=synth_dir, workers=0)
+    for want, got in zip(_losses(tmp_path / "torch"), _losses(tmp_path / "jax"), strict=True):
+        assert got == pytest.approx(want, abs=2e-4)
+    records = [json.loads((tmp_path / b / "training.json").read_text())["stages"] for b in ("torch", "jax")]
+    assert [s["text_pos_embed"] for s in records[1]] == [s["text_pos_embed"] for s in records[0]]
+    assert records[1][1]["text_pos_embed"] is not None and records[1][0]["text_tokens"] == "random"
+    assert load_model(tmp_path / "jax").config.text.context_length == 16
