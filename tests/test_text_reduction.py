@@ -284,3 +284,26 @@ def test_recipes_and_reports_written_before_the_specs_still_read():
              "samples_seen": 0, "wall_time_s": 0.0, "pos_embed_grid": [2, 2], "gmacs_per_sample": 0.01}
     report = StageReport.from_state(state)
     assert (report.image_tokens, report.text_tokens, report.text_pos_embed) == ("resize", "truncate", None)
+
+
+def _tag_each(words: list[str]) -> list[int]:
+    tag = load_tagger("wordnet-lexicon")
+    return [tag([word])[0] for word in words]
+
+
+def test_wordnet_tagger_loaded_before_a_fork_tags_alike_in_concurrent_workers():
+    """Data workers forked after the main process loaded the tagger (resolve_tagger loads it to check it works) each
+    read WordNet through their own files. NLTK's reader seeks and reads shared file objects: two workers on one
+    inherited file offset read each other's lines, and a run on 2 workers crashed mid-stage (a None synset)."""
+    import multiprocessing
+
+    wordnet = wordnet_root()
+    words = sorted({line.split(" ", 1)[0].replace("_", " ").split(" ")[0]
+                    for pos in ("noun", "adj", "verb") for line in (wordnet / f"index.{pos}").read_text().splitlines()
+                    if not line.startswith(" ")})[::40]  # about 2,500 words that need a lookup each
+    _tag_each(["dog", "red", "run", "quickly"])  # the main process has read WordNet's files before the fork
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        halves = pool.map(_tag_each, [words[0::2], words[1::2]] * 2)
+    load_tagger.cache_clear()
+    expected = _tag_each(words)
+    assert halves[0] == expected[0::2] == halves[2] and halves[1] == expected[1::2] == halves[3]

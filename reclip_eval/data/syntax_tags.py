@@ -144,3 +144,9 @@ def resolve_tagger(name: str | None = None) -> str:
 def load_tagger(name: str) -> Tagger:
     """The tagger `name`, loaded once per process (WordNet takes a few seconds)."""
     return TAGGERS.get(name)()
+
+
+# Once per process, a forked one included: NLTK's WordNet reader seeks and reads file objects it keeps open, and a
+# forked data worker inherits them with their offsets shared with its siblings, so two workers tagging at once read
+# each other's lines (a run on 2 workers crashed on a None synset). A child loads its own.
+os.register_at_fork(after_in_child=load_tagger.cache_clear)
