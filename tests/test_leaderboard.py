@@ -22,7 +22,10 @@ def test_build_is_deterministic_and_covers_every_paper_table():
     first, second = build_leaderboards(results), build_leaderboards(results)
     assert first == second  # the PNG too: no timestamp in its metadata
     assert {f"table{n}.md" for n in range(1, 11)} | {"models.md", "README.md", "figure2.md", "figure2.png",
-                                                   "siblings.md", "siblings.png"} == set(first)
+                                                   "siblings.md", "siblings.png", "backends.md",
+                                                   "backends.png"} == set(first)
+    # A comparison row whose named sources are the compared things (the two trainers) is one point per source.
+    assert "| miniature | mini RECLIP-32 (torch) | 14.531 TMACs | 85.09 [80.25, 89.94] |" in first["backends.md"]
     assert first["figure2.png"][:8] == b"\x89PNG\r\n\x1a\n"
     assert "| computed | reclip-64 (64 px, text 16)" in first["table2.md"]
     # Figure 2's paper points are Table 1's: retrieval is the mean of the four R@1 columns.
@@ -333,7 +336,7 @@ def test_a_comparison_renders_its_rows_verdicts_plot_and_the_reported_tables_bes
     assert row_a[3] == "10" and row_a[4].startswith("41.00 [") and row_a[4].endswith("]†")
     welch = stats.ttest_ind([40.0, 42.0, 41.0], [25.0, 27.0, 24.0], equal_var=False).confidence_interval()
     assert f"  reproduces: +15.67 points, 95% CI [{welch.low:.2f}, {welch.high:.2f}] (Welch, 3 vs 3 seeds)" in page
-    assert "Verdicts of the papers' claims" in page
+    assert "Verdicts of the claims on these rows" in page
     assert "![Siblings](siblings.png)" in page
     # The reported table beside it, under its paper's source: FLIP's Table 2 (transcribed from the paper).
     assert "### Table 2: Zero-shot ImageNet-1K top-1 (%), 32 epochs of LAION-400M" in page

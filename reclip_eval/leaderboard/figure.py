@@ -9,6 +9,7 @@ interval (error bars in the PNG, brackets in the markdown).
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import statistics
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from reclip_eval.leaderboard.claims import Interval, mean_interval
 from reclip_eval.leaderboard.measured import MeasuredRow
 from reclip_eval.leaderboard.miniature import (
     Comparison,
+    MiniatureRow,
     MiniatureTable,
     index_measured,
     miniature_cell,
@@ -60,12 +62,26 @@ def paper_points(table1: PaperTable) -> list[Point]:
     return points
 
 
+def _plotted(rows: list[MiniatureRow]) -> list[tuple[MiniatureRow, str]]:
+    """(row, series) per point: a row with a main source is one point; a row whose named sources are the compared
+    things (two trainers of one recipe) is one point per source, each its own series."""
+    plotted = []
+    for row in rows:
+        if row.source is not None or not row.sources:
+            plotted.append((row, _series(row.label)))
+            continue
+        for name, source in row.sources.items():
+            label = f"{row.label} ({name})"
+            plotted.append((dataclasses.replace(row, label=label, source=source, sources={}), label))
+    return plotted
+
+
 def miniature_points(experiment: MiniatureTable | Comparison | None, measured: list[MeasuredRow]) -> list[Point]:
     if experiment is None:
         return []
     index = index_measured(measured)
     points = []
-    for row in experiment.rows:
+    for row, series in _plotted(experiment.rows):
         tmacs, _ = training_compute(row, index)
         if tmacs is None:
             continue
@@ -76,7 +92,7 @@ def miniature_points(experiment: MiniatureTable | Comparison | None, measured: l
                     if all(c is not None for c in recalls) else None)
         top1_ci = mean_interval(top1.values) if top1 else None
         retrieval_ci = mean_interval(per_seed) if per_seed else None
-        points.append(Point(_series(row.label), row.label, tmacs, top1_ci.estimate if top1_ci else None,
+        points.append(Point(series, row.label, tmacs, top1_ci.estimate if top1_ci else None,
                             retrieval_ci.estimate if retrieval_ci else None, top1_ci, retrieval_ci))
     return points
 

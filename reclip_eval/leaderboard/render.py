@@ -165,7 +165,7 @@ def render_comparison(comparison: Comparison, measured: list[MeasuredRow], point
     headers = ["source", "row", *(c.title for c in comparison.columns), "train TMACs (fwd)", "device-hours"]
     rows, provenance = _miniature_rows(keys, comparison, measured)
     out = [f"# {comparison.title}", "", comparison.note, "", _table(headers, rows), "",
-           *_verdicts(comparison, measured, whose="the papers'"), MINIATURE_LEGEND, "",
+           *_verdicts(comparison, measured, whose="the"), MINIATURE_LEGEND, "",
            f"![{comparison.title}]({comparison.name}.png)", "",
            "The plot's points: forward TMACs over training; shapes-zeroshot top-1; retrieval = mean of i2t and t2i "
            "R@1 on shapes-retrieval (the mean over seeds and its 95% CI in brackets, the plot's error bars).", "",
