@@ -8,7 +8,7 @@ from pathlib import Path
 # Under pytest-xdist (pyproject's addopts: two worker processes), each worker gets its share of the cores for
 # torch's and OpenMP's thread pools, set before torch loads so that the subprocesses tests start (the CLI, torchrun)
 # inherit it. Two workers that each spread over every core oversubscribe them: the suite took 1485 s that way on a
-# 2-core machine, 709 s with one thread per worker (930 tests, while a training run shared the machine).
+# 2-core machine, 403 s with one thread per worker (a clean-clone CI run, nothing else running).
 if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
     _threads = str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
     for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
