@@ -51,8 +51,17 @@ class MiniatureRow:
     values: dict[str, Any] = field(default_factory=dict)
 
 
+class _RowsByLabel:
+    """`row(label)` for a table or comparison: its `rows` looked up by label (labels are unique in a table)."""
+
+    rows: list[MiniatureRow]
+
+    def row(self, label: str) -> MiniatureRow | None:
+        return next((r for r in self.rows if r.label == label), None)
+
+
 @dataclass(frozen=True)
-class MiniatureTable:
+class MiniatureTable(_RowsByLabel):
     table: int
     note: str
     rows: list[MiniatureRow]
@@ -61,8 +70,6 @@ class MiniatureTable:
     # counterpart, such as the fine-texture task that only a model seeing full-size images can solve.
     extra_columns: list[Column] = field(default_factory=list)
 
-    def row(self, label: str) -> MiniatureRow | None:
-        return next((r for r in self.rows if r.label == label), None)
 
 
 @dataclass(frozen=True)
@@ -74,7 +81,7 @@ class PaperTableRef:
 
 
 @dataclass(frozen=True)
-class Comparison:
+class Comparison(_RowsByLabel):
     """A miniature experiment that is not a table of the RECLIP paper: its own columns (literal `values` or
     measured keys, as a table's), rows, claims, and the reported tables it is read beside. Rendered to
     leaderboards/{name}.md with a plot of its rows' accuracy against training compute ({name}.png)."""
@@ -87,8 +94,6 @@ class Comparison:
     claims: list[Claim] = field(default_factory=list)
     paper_tables: list[PaperTableRef] = field(default_factory=list)
 
-    def row(self, label: str) -> MiniatureRow | None:
-        return next((r for r in self.rows if r.label == label), None)
 
 
 @dataclass(frozen=True)
