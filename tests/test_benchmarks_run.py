@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from .conftest import REPO
 
 
@@ -107,3 +109,37 @@ def test_jax_step_smoke(tmp_path):
     (row,) = json.loads(out.read_text())["rows"]
     assert row["first_loss_abs_diff"] < 1e-5
     assert row["torch"]["samples_per_s"] > 0 and row["jax"]["samples_per_s"] > 0
+
+
+def test_backend_divergence_finetune_and_curves(tmp_path, synth_dir):
+    """The divergence diagnostic's finetune reads the data stream it says (the torch finetune from a run's own
+    low-res checkpoint repeats that run's finetune), the jax trainer's finetune from it follows the torch one, and
+    `curves` finds no step where they part."""
+    from reclip_eval.train.loop import train
+    from reclip_eval.train.recipe import load_recipe
+
+    short = ["stages.0.steps=8", "stages.0.warmup_steps=2", "stages.1.steps=4", "stages.1.warmup_steps=1",
+             "save_dtype=float32", "seed=3"]
+    train(load_recipe("tiny-shapes", short), tmp_path / "run", data_dir=synth_dir, device="cpu", workers=0)
+    for backend in ("torch", "jax"):
+        run = subprocess.run(
+            [sys.executable, "benchmarks/backend_divergence.py", "finetune", str(tmp_path / "run/stages/lowres"),
+             "--recipe", "tiny-shapes", *(a for o in short for a in ("--set", o)), "--seed", "3",
+             "--backend", backend, "--data-dir", str(synth_dir), "--workers", "0", "--out", str(tmp_path / backend)],
+            capture_output=True, text=True, cwd=REPO, timeout=600, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+        assert run.returncode == 0, run.stderr[-3000:]
+
+    def losses(folder):
+        return json.loads((tmp_path / folder / "training.json").read_text())["stages"]
+
+    run_hires = losses("run")[1]["losses"]
+    assert losses("torch")[0]["losses"] == run_hires  # same weights (saved in float32), same stream: same steps
+    assert losses("jax")[0]["losses"] == pytest.approx(run_hires, abs=2e-4)
+    out = tmp_path / "curves.json"
+    run = subprocess.run([sys.executable, "benchmarks/backend_divergence.py", "curves", str(tmp_path / "torch"),
+                          str(tmp_path / "jax"), "--out", str(out)],
+                         capture_output=True, text=True, cwd=REPO, timeout=600,
+                         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert run.returncode == 0, run.stderr[-3000:]
+    (pair,) = json.loads(out.read_text())["pairs"]
+    assert pair["common_steps"] == 4 and pair["first_step_apart"] is None
