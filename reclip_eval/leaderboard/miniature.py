@@ -71,7 +71,6 @@ class MiniatureTable(_RowsByLabel):
     extra_columns: list[Column] = field(default_factory=list)
 
 
-
 @dataclass(frozen=True)
 class PaperTableRef:
     """A reported table shown beside a comparison: `table` of leaderboards/paper/{paper}_tables.yaml."""
@@ -93,7 +92,6 @@ class Comparison(_RowsByLabel):
     rows: list[MiniatureRow]
     claims: list[Claim] = field(default_factory=list)
     paper_tables: list[PaperTableRef] = field(default_factory=list)
-
 
 
 @dataclass(frozen=True)
