@@ -9,7 +9,8 @@ Not a test. Two subcommands:
   trainer has an option to start from a checkpoint (a run starts from the recipe's seeded initialisation), so
   this script swaps the function both call for their first weights (`build_model`) for one that loads CKPT.
 - `curves RUN...`: the first step where two runs' per-step training losses differ by more than --tol: from a
-  run's training.json, or, for a run stopped early, its TensorBoard `train/loss` (train it with log_every=1).
+  run's training.json (all stages, or one with --stage), or, for a run stopped early, its TensorBoard
+  `train/loss` (train it with log_every=1).
 
     python benchmarks/backend_divergence.py finetune runs/mini/reclip-32-jax-s1/stages/lowres --seed 1 \\
         --backend torch --out runs/diag/torch-from-jax-s1
@@ -19,6 +20,8 @@ Not a test. Two subcommands:
     OMP_NUM_THREADS=2 reclip-eval train mini-reclip-32 --out runs/diag/threads2 log_every=1   # the same
     python benchmarks/backend_divergence.py curves runs/mini/reclip-32-jax zoo/reclip-demo runs/diag/threads1 \\
         runs/diag/threads2 --out benchmarks/results/backend_divergence/curves.json
+    python benchmarks/backend_divergence.py curves runs/mini/reclip-32-jax-s1 runs/diag/torch-from-jax-s1 \\
+        --stage hires --out benchmarks/results/backend_divergence/finetune_curves.json
 """
 
 from __future__ import annotations
@@ -62,12 +65,20 @@ def finetune(checkpoint: Path, recipe_name: str, overrides: list[str], seed: int
                         "loss_last": losses[-1]}, None)
 
 
-def run_losses(run: Path) -> dict[int, float]:
-    """Per-step losses over all stages of a finished run (training.json), else its TensorBoard train/loss."""
+def run_losses(run: Path, stage: str | None = None) -> dict[int, float]:
+    """Per-step losses of a finished run (training.json): over all its stages, or over stage `stage` alone (steps
+    counted from that stage's start); else, for a run stopped early, its TensorBoard train/loss."""
     record = run / "training.json"
     if record.is_file():
         stages = json.loads(record.read_text())["stages"]
+        if stage is not None:
+            stages = [s for s in stages if s["name"] == stage]
+            if not stages:
+                raise SystemExit(f"{record}: no stage named {stage!r}")
         return dict(enumerate(itertools.chain.from_iterable(s["losses"] for s in stages)))
+    if stage is not None or not (run / "tensorboard").is_dir():
+        raise SystemExit(f"{run}: expected a finished run's training.json"
+                         + ("" if stage is not None else " or a tensorboard/ folder (a run logged with log_every=1)"))
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0})
@@ -79,14 +90,17 @@ def first_difference(a: dict[int, float], b: dict[int, float], tol: float) -> in
     return next((step for step in sorted(a.keys() & b.keys()) if abs(a[step] - b[step]) > tol), None)
 
 
-def curves(runs: list[Path], tol: float, out: Path | None) -> int:
-    losses = {str(run): run_losses(run) for run in runs}
+def curves(runs: list[Path], tol: float, stage: str | None, out: Path | None) -> int:
+    losses = {str(run): run_losses(run, stage) for run in runs}
     pairs = [{"a": a, "b": b, "common_steps": len(losses[a].keys() & losses[b].keys()),
-              "first_step_apart": first_difference(losses[a], losses[b], tol)}
+              "first_step_apart": first_difference(losses[a], losses[b], tol),
+              "max_abs_difference": round(max(abs(losses[a][s] - losses[b][s])
+                                              for s in losses[a].keys() & losses[b].keys()), 4)}
              for a, b in itertools.combinations(losses, 2)]
     shown = [0, 50, 60, 70, 80, 90, 100, 150, 200]
-    return emit_report({"tol": tol, "pairs": pairs,
-                        "losses_at": {name: {s: round(c[s], 4) for s in shown if s in c} for name, c in losses.items()}},
+    return emit_report({"tol": tol, "stage": stage, "pairs": pairs,
+                        "losses_at": {name: {s: round(c[s], 4) for s in shown if s in c} for name, c in losses.items()},
+                        "loss_last": {name: round(c[max(c)], 4) for name, c in losses.items()}},
                        out)
 
 
@@ -106,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("curves", help="the first step where runs' losses differ by more than --tol")
     c.add_argument("runs", type=Path, nargs="+")
     c.add_argument("--tol", type=float, default=1e-3)
+    c.add_argument("--stage", help="compare this stage's losses only (finished runs)")
     c.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     if args.command == "finetune":
@@ -113,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                         data_dir=args.data_dir, workers=args.workers)
     if len(args.runs) < 2:
         parser.error("curves: give at least two runs")
-    return curves(args.runs, args.tol, args.out)
+    return curves(args.runs, args.tol, args.stage, args.out)
 
 
 if __name__ == "__main__":

@@ -137,7 +137,7 @@ def test_backend_divergence_finetune_and_curves(tmp_path, synth_dir):
     assert losses("jax")[0]["losses"] == pytest.approx(run_hires, abs=2e-4)
     out = tmp_path / "curves.json"
     run = subprocess.run([sys.executable, "benchmarks/backend_divergence.py", "curves", str(tmp_path / "torch"),
-                          str(tmp_path / "jax"), "--out", str(out)],
+                          str(tmp_path / "jax"), "--stage", "hires", "--out", str(out)],
                          capture_output=True, text=True, cwd=REPO, timeout=600,
                          env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
     assert run.returncode == 0, run.stderr[-3000:]
