@@ -39,6 +39,7 @@ import torch
 from reclip_eval.atomic import atomic_dir, atomic_path, write_json_atomic, write_text_atomic
 from reclip_eval.config import from_dict, to_dict
 from reclip_eval.errors import CheckpointError, ConfigError, read_json
+from reclip_eval.finite import all_finite
 from reclip_eval.hub import HUB_PREFIX, CheckpointSource, download_snapshot
 from reclip_eval.models.clip import CLIP
 from reclip_eval.models.config import CLIPConfig, ImageSize, image_hw
@@ -183,8 +184,8 @@ def missing_keys(cls: type, data: Any, prefix: str = "") -> list[str]:
 
 
 def nonfinite_tensors(state: dict[str, torch.Tensor]) -> list[str]:
-    """Names of the floating tensors in `state` that hold a NaN or an infinity."""
-    return sorted(k for k, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all()))
+    """Names of the floating tensors in `state` that hold a NaN or an infinity (checked a chunk at a time)."""
+    return sorted(k for k, t in state.items() if not all_finite(t))
 
 
 def check_finite(state: dict[str, torch.Tensor], source: str | Path) -> None:

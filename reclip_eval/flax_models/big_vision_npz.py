@@ -5,6 +5,11 @@ The file: one array per parameter, the tree path joined with "/" (big_vision's `
 (`chrono/...`), which are ignored. bfloat16 arrays are stored with a void dtype of item size 2 (numpy has no
 bfloat16) and read back as bfloat16 bits. Read with `allow_pickle=False`: nothing is unpickled.
 
+The file is checked before any model is built, for both backends: a zip of `.npy` members only, every parameter
+numeric and finite after the cast to float32 (NaN, inf, and float64 values beyond float32's range are refused), every
+tensor of the rank the tree needs, and every shape the one the architecture read from the tree implies (a layer with
+another head count or width is named). Each problem is one CheckpointError line naming the file and the key.
+
 The two trees (big_vision models/proj/image_text/two_towers.py with vit.py and text_transformer.py; CLIPA's
 clipa_jax/models, a fork of them):
 
@@ -35,6 +40,9 @@ from __future__ import annotations
 
 import math
 import re
+import struct
+import zipfile
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,12 +50,21 @@ from pathlib import Path
 import numpy as np
 
 from reclip_eval.errors import CheckpointError
-from reclip_eval.flax_models.convert import flax_to_torch, unflatten
+from reclip_eval.finite import all_finite
+from reclip_eval.flax_models.convert import expected_flax_shapes, flax_to_torch, unflatten
 from reclip_eval.models.config import CLIPConfig, PreprocessConfig, TextConfig, VisionConfig
 from reclip_eval.registry import Registry
 
 CLIP_BPE_VOCAB = 49408
 IGNORED_PREFIXES = ("opt/", "chrono/")
+ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a zip's first local header, or an empty zip's end record
+NPY_MAGIC = b"\x93NUMPY"
+# What zipfile and numpy raise for a damaged archive or member: a bad header, a CRC or length mismatch, a truncated
+# stream, an impossible declared shape, an unsupported compression.
+READ_ERRORS = (ValueError, OSError, EOFError, MemoryError, zipfile.BadZipFile, zlib.error, struct.error,
+               NotImplementedError)
+# log(float32 max): a larger log temperature makes exp(t), which scales the logits, infinite.
+MAX_LOG_SCALE = math.log(float(np.finfo(np.float32).max))
 # Preprocessing of each codebase's evaluation: big_vision's value_range(-1, 1) after a squash resize; CLIPA's
 # ImageNet statistics, bilinear squash (open_clip's pretrained config for the CLIPA weights, `_apcfg`).
 BIG_VISION_PREPROCESS = PreprocessConfig(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation="bilinear",
@@ -97,44 +114,68 @@ class ImportedCheckpoint:
 
 def read_npz(path: str | Path) -> dict[str, np.ndarray]:
     """The parameters of a big_vision-style `.npz` by "/"-joined path, float32, `params/` stripped, optimizer state
-    and counters dropped, scanned encoder blocks split per layer."""
+    and counters dropped, scanned encoder blocks split per layer; each checked numeric and finite as it is read."""
     path = Path(path)
     if path.is_dir():
         raise CheckpointError(_tensorstore_message(path) if _looks_like_tensorstore(path) else
                               f"{path}: a folder, not a .npz file (give the checkpoint file itself)")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file (expected a big_vision / CLIPA .npz checkpoint)")
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as e:  # not a zip, or an object array that would need unpickling
-        raise CheckpointError(f"{path}: not a readable .npz of plain arrays ({e})") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
+    with open(path, "rb") as f:
+        head = f.read(len(NPY_MAGIC))
+    if head.startswith(NPY_MAGIC):
         raise CheckpointError(f"{path}: a single .npy array, not a .npz archive of named parameters")
+    if not head.startswith(ZIP_MAGICS):
+        raise CheckpointError(f"{path}: not a .npz archive (a zip of .npy arrays); the file starts with {head!r}")
     flat: dict[str, np.ndarray] = {}
-    with archive:
-        names = list(archive.files)
-        under_params = any(n.startswith("params/") for n in names)
-        for name in names:
-            if name.startswith(IGNORED_PREFIXES) or (under_params and not name.startswith("params/")):
-                continue
-            try:
-                array = archive[name]  # arrays are read lazily: an object array is refused here
-            except (ValueError, OSError) as e:
-                raise CheckpointError(f"{path}: not a readable .npz of plain arrays ({name}: {e})") from None
-            flat[name.removeprefix("params/")] = _as_float32(array, f"{path}: {name}")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = [info for info in archive.infolist() if not info.is_dir()]
+            names = [info.filename for info in members]
+            under_params = any(n.startswith("params/") for n in names)
+            for info in members:
+                name = info.filename.removesuffix(".npy")
+                if name.startswith(IGNORED_PREFIXES) or (under_params and not name.startswith("params/")):
+                    continue
+                if not info.filename.endswith(".npy"):
+                    raise CheckpointError(f"{path}: member {info.filename} is not a .npy array (a .npz holds "
+                                          "one .npy file per parameter)")
+                flat[name.removeprefix("params/")] = _as_float32(_read_member(archive, info, path),
+                                                                 f"{path}: {name}")
+    except READ_ERRORS as e:  # the archive itself (its directory or a member's stream) is damaged
+        raise CheckpointError(f"{path}: not a readable .npz of plain arrays ({type(e).__name__}: {e}); the file "
+                              "may be truncated or corrupt") from None
     if not flat:
         raise CheckpointError(f"{path}: no parameters in the archive (keys: {', '.join(names[:5]) or 'none'})")
     return _unscan(flat, path)
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> np.ndarray:
+    """One `.npy` member, never unpickled (an object array is refused by numpy with allow_pickle=False)."""
+    try:
+        with archive.open(info) as member:
+            return np.lib.format.read_array(member, allow_pickle=False)
+    except READ_ERRORS as e:
+        raise CheckpointError(f"{path}: not a readable .npz of plain arrays ({info.filename}: {type(e).__name__}: "
+                              f"{e})") from None
 
 
 def _as_float32(array: np.ndarray, what: str) -> np.ndarray:
     if array.dtype.kind == "V" and array.dtype.itemsize == 2:  # bfloat16 as numpy stores it without ml_dtypes
         import ml_dtypes
 
-        return array.view(ml_dtypes.bfloat16).astype(np.float32)
-    if array.dtype.kind not in "fiu":
+        array = array.view(ml_dtypes.bfloat16)
+    elif array.dtype.kind not in "fiu" or array.dtype.names is not None:
         raise CheckpointError(f"{what}: dtype {array.dtype} is not a numeric parameter")
-    return array.astype(np.float32)
+    if 0 in array.shape:
+        raise CheckpointError(f"{what}: empty (shape {array.shape}); a parameter holds values")
+    with np.errstate(over="ignore"):  # an overflow is reported below, naming the tensor
+        converted = array.astype(np.float32, copy=False)
+    if not all_finite(converted):
+        overflowed = array.dtype.kind == "f" and array.dtype.itemsize > 4 and all_finite(array)
+        why = f"{array.dtype} values beyond float32's range" if overflowed else "NaN or inf values"
+        raise CheckpointError(f"{what}: holds {why}; the weights are broken and would evaluate at chance")
+    return converted
 
 
 _SCANNED = re.compile(r"^(?P<encoder>.*)/encoderblock/(?P<rest>.+)$")
@@ -148,6 +189,9 @@ def _unscan(flat: dict[str, np.ndarray], path: Path) -> dict[str, np.ndarray]:
         if match is None:
             out[key] = array
             continue
+        if array.ndim == 0:
+            raise CheckpointError(f"{path}: {key} is a scanned block's leaf (under encoderblock/) but has no "
+                                  "leading layer axis (shape ())")
         for layer, block in enumerate(array):
             out[f"{match['encoder']}/encoderblock_{layer}/{match['rest']}"] = block
     depths = {m["encoder"]: len(flat[k]) for k in flat if (m := _SCANNED.match(k))}
@@ -195,26 +239,42 @@ def import_two_towers(path: str | Path, *, layout: str | None = None, image_size
         if key in flat:
             raise CheckpointError(f"{source}: {key} is in the checkpoint: MAP-head pooling, a pre-logits layer and "
                                   "the sigmoid loss's bias (SigLIP) are not part of this model")
-    renamed = _rename(flat, tree)
+    renamed, stored_names = _rename(flat, tree)
     config = _infer_config(renamed, tree, source, image_size=image_size, image_pool=image_pool, text_pool=text_pool)
-    state = flax_to_torch(unflatten(renamed), config, source=source, check_flax_shapes=False)
+    _check_tree_shapes(renamed, stored_names, config, source)
+    state = flax_to_torch(unflatten(renamed), config, source=source)
     return ImportedCheckpoint(config, state, tree.name)
 
 
-def _rename(flat: Mapping[str, np.ndarray], tree: TreeLayout) -> dict[str, np.ndarray]:
-    out = {}
+def _rename(flat: Mapping[str, np.ndarray], tree: TreeLayout) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The tree in our names, and each of our names' key in the file (for messages)."""
+    out, stored_names = {}, {}
     for key, array in flat.items():
-        for theirs, ours in tree.renames:
+        ours = key
+        for theirs, prefix in tree.renames:
             if key.startswith(theirs):
-                key = ours + key[len(theirs):]
+                ours = prefix + key[len(theirs):]
                 break
-        out[key] = array
-    return out
+        out[ours], stored_names[ours] = array, key
+    return out, stored_names
 
 
-def _need(flat: Mapping[str, np.ndarray], key: str, source: str) -> np.ndarray:
+def _check_tree_shapes(flat: Mapping[str, np.ndarray], stored_names: Mapping[str, str], config: CLIPConfig,
+                       source: str) -> None:
+    """Every tensor the architecture read from the tree has must have the shape it implies: the architecture is
+    read from the first block of each tower, so another head count or width in a later one is caught here."""
+    for path, shape in expected_flax_shapes(config).items():
+        if path in flat and flat[path].shape != shape:
+            raise CheckpointError(f"{source}: {stored_names[path]} has shape {flat[path].shape}, expected {shape} "
+                                  "(the architecture the rest of the tree implies)")
+
+
+def _need(flat: Mapping[str, np.ndarray], key: str, source: str, ndim: int) -> np.ndarray:
+    """The tensor at `key`, which must exist and have `ndim` axes (its shape is unpacked into the architecture)."""
     if key not in flat:
         raise CheckpointError(f"{source}: {key} is missing (expected in a two-tower tree)")
+    if flat[key].ndim != ndim:
+        raise CheckpointError(f"{source}: {key} has shape {flat[key].shape}; expected {ndim} axes")
     return flat[key]
 
 
@@ -224,15 +284,14 @@ def _encoder_shape(flat: Mapping[str, np.ndarray], encoder: str, source: str) ->
     if layers == 0:
         raise CheckpointError(f"{source}: no encoder blocks under {encoder}/")
     block = f"{encoder}/encoderblock_0"
-    width, heads, _ = _need(flat, f"{block}/MultiHeadDotProductAttention_0/query/kernel", source).shape
-    hidden = _need(flat, f"{block}/MlpBlock_0/Dense_0/kernel", source).shape[1]
+    width, heads, _ = _need(flat, f"{block}/MultiHeadDotProductAttention_0/query/kernel", source, 3).shape
+    hidden = _need(flat, f"{block}/MlpBlock_0/Dense_0/kernel", source, 2).shape[1]
     return {"layers": layers, "heads": heads, "width": width, "mlp_ratio": hidden / width}
 
 
 def _infer_config(flat: Mapping[str, np.ndarray], tree: TreeLayout, source: str, *, image_size: int | None,
                   image_pool: str, text_pool: str) -> CLIPConfig:
-    numerics = {"activation": "gelu_tanh", "layer_norm_eps": 1e-6}
-    patch, _, _, width = _need(flat, "img/embedding/kernel", source).shape
+    patch, _, _, width = _need(flat, "img/embedding/kernel", source, 4).shape
     has_cls = "img/cls" in flat
     if tree.class_token_always and not has_cls:
         raise CheckpointError(f"{source}: img/cls is missing (a CLIPA image tower always has a class token)")
@@ -244,14 +303,38 @@ def _infer_config(flat: Mapping[str, np.ndarray], tree: TreeLayout, source: str,
     learned = "img/pos_embedding" in flat
     prefix = 1 if has_cls and tree.class_token_position else 0
     if learned:
-        tokens = flat["img/pos_embedding"].shape[1] - prefix
-        side = math.isqrt(tokens)
-        if side * side != tokens:
+        tokens = _need(flat, "img/pos_embedding", source, 3).shape[1] - prefix
+        side = math.isqrt(max(tokens, 0))
+        if tokens < 1 or side * side != tokens:
             raise CheckpointError(f"{source}: img/pos_embedding has {tokens} grid tokens, not a square grid")
         image_size = side * patch  # the stored grid's; the loader resamples to another size on purpose
     elif image_size is None:
         raise CheckpointError(f"{source}: the image positions are fixed sin-cos (no img/pos_embedding stored), "
                               "so the image size is not in the file: give image_size (e.g. 224)")
+    try:
+        vision, text = _tower_configs(flat, tree, source, image_size=image_size, patch=patch, pool=pool,
+                                      has_cls=has_cls, learned=learned, text_pool=text_pool)
+    except ValueError as e:  # the configs' own checks (a width the heads do not divide, ...)
+        raise CheckpointError(f"{source}: the tree's shapes give no valid architecture ({e})") from None
+    if vision.width != width:
+        raise CheckpointError(f"{source}: img/embedding has width {width}, the image blocks {vision.width}")
+    embed_dim = _need(flat, "img/head/kernel", source, 2).shape[1]
+    temperature = _need(flat, "t", source, 1)
+    if temperature.shape != (1,):
+        raise CheckpointError(f"{source}: t (the log temperature) has shape {temperature.shape}; expected (1,)")
+    log_scale = float(temperature[0])
+    if log_scale > MAX_LOG_SCALE:
+        raise CheckpointError(f"{source}: t (the log temperature) is {log_scale:g}: exp(t), which scales the logits, "
+                              f"overflows float32 (expected at most {MAX_LOG_SCALE:.2f})")
+    return CLIPConfig(embed_dim=embed_dim, vision=vision, text=text, preprocess=tree.preprocess,
+                      init_logit_scale=log_scale,
+                      # big_vision does not clamp the temperature: a clamp below the stored one would change it.
+                      max_logit_scale=max(100.0, math.exp(log_scale)))
+
+
+def _tower_configs(flat: Mapping[str, np.ndarray], tree: TreeLayout, source: str, *, image_size: int, patch: int,
+                   pool: str, has_cls: bool, learned: bool, text_pool: str) -> tuple[VisionConfig, TextConfig]:
+    numerics = {"activation": "gelu_tanh", "layer_norm_eps": 1e-6}
     vision = VisionConfig(
         image_size=image_size, patch_size=patch, pool=pool,
         **_encoder_shape(flat, "img/Transformer", source), class_token=has_cls and tree.class_token_always,
@@ -259,21 +342,13 @@ def _infer_config(flat: Mapping[str, np.ndarray], tree: TreeLayout, source: str,
         class_token_position=tree.class_token_position if has_cls else True, norm_after_pool=tree.norm_after_pool,
         patch_bias="img/embedding/bias" in flat, head_bias="img/head/bias" in flat,
         pos_embed="learned" if learned else "sincos2d", **numerics)
-    if vision.width != width:
-        raise CheckpointError(f"{source}: img/embedding has width {width}, the image blocks {vision.width}")
-    vocab, _ = _need(flat, "txt/Embed_0/embedding", source).shape
+    vocab, _ = _need(flat, "txt/Embed_0/embedding", source, 2).shape
     if vocab != CLIP_BPE_VOCAB:
         raise CheckpointError(
             f"{source}: the text vocabulary has {vocab} entries; this project's only tokenizer so far is CLIP's BPE "
             f"({CLIP_BPE_VOCAB}), so the tokenizer this model was trained with (big_vision: SentencePiece, CLIPA: "
             "bert-base-uncased) cannot be matched yet")
-    context = _need(flat, "txt/pos_embedding", source).shape[1]
+    context = _need(flat, "txt/pos_embedding", source, 3).shape[1]
     text = TextConfig(context_length=context, vocab_size=vocab, pool=text_pool,
                       **_encoder_shape(flat, "txt/Encoder_0", source), head_bias="txt/head/bias" in flat, **numerics)
-    embed_dim = _need(flat, "img/head/kernel", source).shape[1]
-    log_scale = float(_need(flat, "t", source).reshape(-1)[0])
-    config = CLIPConfig(embed_dim=embed_dim, vision=vision, text=text, preprocess=tree.preprocess,
-                        init_logit_scale=log_scale,
-                        # big_vision does not clamp the temperature: a clamp below the stored one would change it.
-                        max_logit_scale=max(100.0, math.exp(log_scale)))
-    return config
+    return vision, text

@@ -9,7 +9,9 @@ Both directions are transposes and reshapes only, so a round trip returns the sa
 - the log temperature is a scalar in torch and shape (1,) in flax (big_vision's `t`).
 
 Every tensor is accounted for: a key missing on either side, an unexpected one, or a shape that does not fit the
-config is an error naming it, before anything is converted.
+config is an error naming it, before anything is converted. Each piece carries the flax shapes its config implies
+(`expected_flax_shapes`), so the check needs no jax and no model; tests/test_model_validation.py pins them to the flax
+module's own abstract init.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from reclip_eval.errors import CheckpointError
 from reclip_eval.models.config import CLIPConfig
 
 Arrays = list[np.ndarray]
+Shape = tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -33,20 +36,22 @@ class Piece:
 
     torch_keys: tuple[str, ...]
     flax_paths: tuple[str, ...]  # "/"-joined paths in the params tree
+    flax_shapes: tuple[Shape, ...]  # the shape of each flax leaf, as the config implies it
     to_flax: Callable[[Arrays], Arrays]
     to_torch: Callable[[Arrays], Arrays]
 
 
-def _same(torch_key: str, flax_path: str) -> Piece:
-    return Piece((torch_key,), (flax_path,), lambda a: a, lambda a: a)
+def _same(torch_key: str, flax_path: str, shape: Shape) -> Piece:
+    return Piece((torch_key,), (flax_path,), (shape,), lambda a: a, lambda a: a)
 
 
-def _linear(torch_key: str, flax_path: str) -> Piece:
-    return Piece((torch_key,), (flax_path,), lambda a: [a[0].T], lambda a: [a[0].T])
+def _linear(torch_key: str, flax_path: str, features_in: int, features_out: int) -> Piece:
+    return Piece((torch_key,), (flax_path,), ((features_in, features_out),), lambda a: [a[0].T], lambda a: [a[0].T])
 
 
-def _layer_norm(torch_prefix: str, flax_prefix: str) -> list[Piece]:
-    return [_same(f"{torch_prefix}.weight", f"{flax_prefix}/scale"), _same(f"{torch_prefix}.bias", f"{flax_prefix}/bias")]
+def _layer_norm(torch_prefix: str, flax_prefix: str, width: int) -> list[Piece]:
+    return [_same(f"{torch_prefix}.weight", f"{flax_prefix}/scale", (width,)),
+            _same(f"{torch_prefix}.bias", f"{flax_prefix}/bias", (width,))]
 
 
 def _attention(torch_prefix: str, flax_prefix: str, width: int, heads: int) -> list[Piece]:
@@ -63,61 +68,63 @@ def _attention(torch_prefix: str, flax_prefix: str, width: int, heads: int) -> l
         return [b.reshape(heads, head_dim) for b in np.split(a[0], 3)]
 
     return [
-        Piece((f"{torch_prefix}.qkv.weight",), tuple(f"{flax_prefix}/{n}/kernel" for n in names), qkv_kernels,
-              qkv_weight),
-        Piece((f"{torch_prefix}.qkv.bias",), tuple(f"{flax_prefix}/{n}/bias" for n in names), qkv_biases,
-              lambda a: [np.concatenate([b.reshape(width) for b in a])]),
-        Piece((f"{torch_prefix}.proj.weight",), (f"{flax_prefix}/out/kernel",),
+        Piece((f"{torch_prefix}.qkv.weight",), tuple(f"{flax_prefix}/{n}/kernel" for n in names),
+              ((width, heads, head_dim),) * 3, qkv_kernels, qkv_weight),
+        Piece((f"{torch_prefix}.qkv.bias",), tuple(f"{flax_prefix}/{n}/bias" for n in names), ((heads, head_dim),) * 3,
+              qkv_biases, lambda a: [np.concatenate([b.reshape(width) for b in a])]),
+        Piece((f"{torch_prefix}.proj.weight",), (f"{flax_prefix}/out/kernel",), ((heads, head_dim, width),),
               lambda a: [a[0].T.reshape(heads, head_dim, width)], lambda a: [a[0].reshape(width, width).T]),
-        _same(f"{torch_prefix}.proj.bias", f"{flax_prefix}/out/bias"),
+        _same(f"{torch_prefix}.proj.bias", f"{flax_prefix}/out/bias", (width,)),
     ]
 
 
-def _encoder(torch_prefix: str, flax_prefix: str, layers: int, width: int, heads: int,
+def _encoder(torch_prefix: str, flax_prefix: str, layers: int, width: int, heads: int, mlp_ratio: float,
              norm_path: str | None = None) -> list[Piece]:
     """A torch Transformer's blocks plus the tower's final LayerNorm `{tower}.norm`, which the flax Encoder holds
     as `encoder_norm` (big_vision's layout), or the tower at `norm_path` when it normalises after pooling (CLIPA)."""
+    hidden = int(width * mlp_ratio)  # as both models size their MLP
     pieces = []
     for i in range(layers):
         t, f = f"{torch_prefix}.transformer.blocks.{i}", f"{flax_prefix}/encoderblock_{i}"
-        pieces += _layer_norm(f"{t}.norm1", f"{f}/LayerNorm_0")
+        pieces += _layer_norm(f"{t}.norm1", f"{f}/LayerNorm_0", width)
         pieces += _attention(f"{t}.attn", f"{f}/MultiHeadDotProductAttention_0", width, heads)
-        pieces += _layer_norm(f"{t}.norm2", f"{f}/LayerNorm_1")
-        pieces += [_linear(f"{t}.mlp.fc1.weight", f"{f}/MlpBlock_0/Dense_0/kernel"),
-                   _same(f"{t}.mlp.fc1.bias", f"{f}/MlpBlock_0/Dense_0/bias"),
-                   _linear(f"{t}.mlp.fc2.weight", f"{f}/MlpBlock_0/Dense_1/kernel"),
-                   _same(f"{t}.mlp.fc2.bias", f"{f}/MlpBlock_0/Dense_1/bias")]
-    return pieces + _layer_norm(f"{torch_prefix}.norm", norm_path or f"{flax_prefix}/encoder_norm")
+        pieces += _layer_norm(f"{t}.norm2", f"{f}/LayerNorm_1", width)
+        pieces += [_linear(f"{t}.mlp.fc1.weight", f"{f}/MlpBlock_0/Dense_0/kernel", width, hidden),
+                   _same(f"{t}.mlp.fc1.bias", f"{f}/MlpBlock_0/Dense_0/bias", (hidden,)),
+                   _linear(f"{t}.mlp.fc2.weight", f"{f}/MlpBlock_0/Dense_1/kernel", hidden, width),
+                   _same(f"{t}.mlp.fc2.bias", f"{f}/MlpBlock_0/Dense_1/bias", (width,))]
+    return pieces + _layer_norm(f"{torch_prefix}.norm", norm_path or f"{flax_prefix}/encoder_norm", width)
 
 
 def pieces_for(config: CLIPConfig) -> list[Piece]:
     """Every tensor of a model of `config`, as torch key(s) <-> flax path(s)."""
-    v, t = config.vision, config.text
-    pieces = [Piece(("visual.patch_embed.weight",), ("img/embedding/kernel",),
+    v, t, embed = config.vision, config.text, config.embed_dim
+    patch = (v.patch_size, v.patch_size, 3, v.width)  # HWIO over RGB
+    pieces = [Piece(("visual.patch_embed.weight",), ("img/embedding/kernel",), (patch,),
                     lambda a: [a[0].transpose(2, 3, 1, 0)], lambda a: [a[0].transpose(3, 2, 0, 1)])]
     if v.patch_bias:
-        pieces.append(_same("visual.patch_embed.bias", "img/embedding/bias"))
+        pieces.append(_same("visual.patch_embed.bias", "img/embedding/bias", (v.width,)))
     if v.pos_embed == "learned":  # a sin-cos table is computed from the config on both sides, never stored
-        pieces.append(_same("visual.pos_embed", "img/pos_embedding"))
+        pieces.append(_same("visual.pos_embed", "img/pos_embedding", (1, v.pos_embed_prefix + v.num_patches, v.width)))
     if v.has_class_token:
-        pieces.append(_same("visual.cls_token", "img/cls"))
+        pieces.append(_same("visual.cls_token", "img/cls", (1, 1, v.width)))
     if v.ln_pre:
-        pieces += _layer_norm("visual.norm_pre", "img/ln_pre")
-    pieces += _encoder("visual", "img/Transformer", v.layers, v.width, v.heads,
+        pieces += _layer_norm("visual.norm_pre", "img/ln_pre", v.width)
+    pieces += _encoder("visual", "img/Transformer", v.layers, v.width, v.heads, v.mlp_ratio,
                        norm_path="img/encoder_norm" if v.norm_after_pool else None)
-    pieces += _head("visual", "img", v.head_bias)
-    pieces += [_same("text.token_embed.weight", "txt/Embed_0/embedding"),
-               _same("text.pos_embed", "txt/pos_embedding")]
-    pieces += _encoder("text", "txt/Encoder_0", t.layers, t.width, t.heads)
-    pieces += _head("text", "txt", t.head_bias)
-    pieces.append(Piece(("logit_scale",), ("t",), lambda a: [a[0].reshape(1)], lambda a: [a[0].reshape(())]))
+    pieces += _head("visual", "img", v.width, embed, v.head_bias)
+    pieces += [_same("text.token_embed.weight", "txt/Embed_0/embedding", (t.vocab_size, t.width)),
+               _same("text.pos_embed", "txt/pos_embedding", (1, t.context_length, t.width))]
+    pieces += _encoder("text", "txt/Encoder_0", t.layers, t.width, t.heads, t.mlp_ratio)
+    pieces += _head("text", "txt", t.width, embed, t.head_bias)
+    pieces.append(Piece(("logit_scale",), ("t",), ((1,),), lambda a: [a[0].reshape(1)], lambda a: [a[0].reshape(())]))
     return pieces
 
 
-def _head(torch_tower: str, flax_tower: str, bias: bool) -> list[Piece]:
+def _head(torch_tower: str, flax_tower: str, width: int, embed_dim: int, bias: bool) -> list[Piece]:
     """The projection to the embedding space (big_vision's `head`), with its bias when the config has one."""
-    pieces = [_linear(f"{torch_tower}.proj.weight", f"{flax_tower}/head/kernel")]
-    return pieces + [_same(f"{torch_tower}.proj.bias", f"{flax_tower}/head/bias")] if bias else pieces
+    pieces = [_linear(f"{torch_tower}.proj.weight", f"{flax_tower}/head/kernel", width, embed_dim)]
+    return pieces + [_same(f"{torch_tower}.proj.bias", f"{flax_tower}/head/bias", (embed_dim,))] if bias else pieces
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -163,16 +170,14 @@ def torch_to_flax(state: Mapping[str, Any], config: CLIPConfig, *, source: str =
     return unflatten(flat)
 
 
-def flax_to_torch(params: Mapping[str, Any], config: CLIPConfig, *, source: str = "flax params",
-                  check_flax_shapes: bool = True) -> dict[str, np.ndarray]:
+def flax_to_torch(params: Mapping[str, Any], config: CLIPConfig, *, source: str = "flax params") -> dict[str, np.ndarray]:
     """The flax `params` tree -> a torch state dict of numpy arrays (what save_safetensors / load_state_dict take
-    after torch.from_numpy). `check_flax_shapes=False` leaves the shape check to the torch loader
-    (checkpoint.load_state_into), so that importing needs no jax."""
+    after torch.from_numpy). Every leaf's shape is checked first: the torch side cannot tell the head split of an
+    attention kernel (it is reshaped to (width, width)), so a layer with another head count must be caught here."""
     flat = {path: np.asarray(leaf) for path, leaf in flatten(params)}
     pieces = pieces_for(config)
     _check_keys(set(flat), {p for piece in pieces for p in piece.flax_paths}, "the flax params tree", source)
-    if check_flax_shapes:
-        _check_shapes(flat, expected_flax_shapes(config), source)
+    _check_shapes(flat, expected_flax_shapes(config), source)
     state = {}
     for piece in pieces:
         for key, array in zip(piece.torch_keys, piece.to_torch([flat[p] for p in piece.flax_paths]), strict=True):
@@ -180,14 +185,10 @@ def flax_to_torch(params: Mapping[str, Any], config: CLIPConfig, *, source: str 
     return state
 
 
-def expected_flax_shapes(config: CLIPConfig) -> dict[str, tuple[int, ...]]:
-    """The shape of every flax leaf of a model of `config`, from the module's abstract init (no computation)."""
-    import jax
-
-    from reclip_eval.flax_models.clip import init_params
-
-    shapes = jax.eval_shape(lambda: init_params(config))
-    return {path: tuple(leaf.shape) for path, leaf in flatten(shapes)}
+def expected_flax_shapes(config: CLIPConfig) -> dict[str, Shape]:
+    """The shape of every flax leaf of a model of `config` (no jax, no model: the pieces say them)."""
+    return {path: shape for piece in pieces_for(config)
+            for path, shape in zip(piece.flax_paths, piece.flax_shapes, strict=True)}
 
 
 def _check_shapes(flat: Mapping[str, np.ndarray], expected: Mapping[str, tuple[int, ...]], source: str) -> None:
