@@ -23,6 +23,10 @@ from typing import Any, Literal
 from reclip_eval.atomic import write_json_atomic
 from reclip_eval.errors import ReclipError, ResultsConflictError, read_json
 
+# Where `reclip-eval --model M --task T` and `reclip-eval flops` write by default: ./results/, which the repository
+# git-ignores, so that a first evaluation in a clone changes none of its tracked files. The committed leaderboards'
+# results are regenerated with an explicit `--output leaderboards/results`.
+DEFAULT_RESULTS_DIR = Path("results")
 KIND = "compute"
 SCHEMA_VERSION = 1
 FOLDER = "compute"

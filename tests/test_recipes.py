@@ -12,7 +12,13 @@ from reclip_eval.train.schedule import lr_factor
 PAPER_RECIPES = [n for n in clip_recipe_files() if n not in ("tiny-shapes",)]
 
 
-@pytest.mark.parametrize("name", PAPER_RECIPES)
+def _needs_tagger(name: str) -> bool:
+    """Syntax text reduction tags captions with a part-of-speech tagger (conftest: skipped where none is installed)."""
+    return any(stage.text_tokens.kind == "syntax" for stage in load_recipe(name).stages)
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.tagger) if _needs_tagger(n) else n
+                                  for n in PAPER_RECIPES])
 def test_paper_recipe_runs_in_miniature(name, synth_dir, tmp_path):
     recipe = load_recipe(name)
     # data.synth=null: train on the shared generated shards as they are (a recipe's own world would regenerate them).

@@ -6,7 +6,6 @@ records what it did."""
 
 import json
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -166,8 +165,7 @@ def test_syntax_keeps_words_whole_within_a_budget_in_pieces():
     assert len(_caption(out[0])) <= 4
 
 
-@pytest.mark.skipif(not Path("/usr/share/wordnet/index.sense").is_file(),
-                    reason="WordNet not installed (.ci/run installs Debian's wordnet-base and wordnet-sense-index)")
+@pytest.mark.tagger("wordnet-lexicon")
 def test_wordnet_lexicon_tags_nouns_adjectives_and_verbs():
     assert resolve_tagger() in ("nltk-perceptron", "wordnet-lexicon")
     tag = load_tagger("wordnet-lexicon")
@@ -291,6 +289,7 @@ def _tag_each(words: list[str]) -> list[int]:
     return [tag([word])[0] for word in words]
 
 
+@pytest.mark.tagger("wordnet-lexicon")
 def test_wordnet_tagger_loaded_before_a_fork_tags_alike_in_concurrent_workers():
     """Data workers forked after the main process loaded the tagger (resolve_tagger loads it to check it works) each
     read WordNet through their own files. NLTK's reader seeks and reads shared file objects: two workers on one

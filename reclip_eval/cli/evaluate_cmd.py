@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 EPILOG = """examples:
-  reclip-eval --model reclip-demo --task shapes-zeroshot
-  reclip-eval --model reclip-demo --task shapes-zeroshot,shapes-retrieval --output results/
+  reclip-eval --model reclip-demo --task shapes-zeroshot                   # results JSON in ./results/
+  reclip-eval --model reclip-demo --task shapes-zeroshot,shapes-retrieval --output leaderboards/results
   reclip-eval --model reclip-64-f20k --checkpoint runs/reclip-64-f20k --task imagenet --data-dir /data
   reclip-eval --model hf-hub:org/name@main --task shapes-zeroshot
   reclip-eval --model path/to/checkpoint_dir --task my_task.yaml
@@ -41,6 +41,7 @@ def _count(minimum: int):
 
 
 def add_parser() -> argparse.ArgumentParser:
+    from reclip_eval.compute_results import DEFAULT_RESULTS_DIR
     from reclip_eval.eval.task_kinds import TASK_KINDS
     from reclip_eval.zoo.backends import BACKENDS, DEFAULT_BACKEND
 
@@ -54,8 +55,9 @@ def add_parser() -> argparse.ArgumentParser:
                    help="evaluate openclip:ARCH with random weights on purpose (a baseline; its id and results say so)")
     p.add_argument("--data-dir", help="data root (default: $RECLIP_DATA, else the cache dir), a task's folder, or "
                                       "hf-datasets:ID for a Hugging Face Hub dataset")
-    p.add_argument("--output", type=Path, default=Path("leaderboards/results"),
-                   help="where results JSON go (default: ./leaderboards/results)")
+    p.add_argument("--output", type=Path, default=DEFAULT_RESULTS_DIR,
+                   help=f"where results JSON go (default: ./{DEFAULT_RESULTS_DIR}; the committed leaderboards' "
+                        "results are written with --output leaderboards/results)")
     p.add_argument("--image-size", type=_sizes, default=[],
                    help="evaluate at these image sizes, comma separated (pos-emb resampled at load): a resolution "
                         "sweep, one results file per size")

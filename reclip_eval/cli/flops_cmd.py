@@ -9,19 +9,23 @@ from pathlib import Path
 
 EPILOG = """examples:
   reclip-eval flops                       # every named model with a Table 2 number: the paper's table, recomputed
-                                          #   (writes leaderboards/results/compute/table2.json)
-  reclip-eval flops --model reclip-64     # every stage of one model's recipe (compute/model__reclip-64.json)
+                                          #   (writes results/compute/table2.json)
+  reclip-eval flops --model reclip-64     # every stage of one model's recipe (results/compute/model__reclip-64.json)
   reclip-eval flops --recipe mask-112     # every stage of any recipe (Table 10: masking vs resizing)
+  reclip-eval flops --output leaderboards/results   # the committed table2.json that the leaderboard reads
 """
 
 
 def add_parser() -> argparse.ArgumentParser:
+    from reclip_eval.compute_results import DEFAULT_RESULTS_DIR
+
     p = argparse.ArgumentParser(prog="reclip-eval flops", description=__doc__, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", help="a named model (default: those in the paper's Table 2)")
     p.add_argument("--recipe", help="a recipe name or YAML path instead of a named model")
-    p.add_argument("--output", type=Path, default=Path("leaderboards/results"),
-                   help="results folder; the rows go to its compute/ sub-folder (default: ./leaderboards/results)")
+    p.add_argument("--output", type=Path, default=DEFAULT_RESULTS_DIR,
+                   help=f"results folder; the rows go to its compute/ sub-folder (default: ./{DEFAULT_RESULTS_DIR}; "
+                        "the committed table is written with --output leaderboards/results)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a compute results file that holds other rows; without it such a file is kept and "
                         "the run refused")
