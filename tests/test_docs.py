@@ -237,6 +237,27 @@ def test_shell_blocks_are_split_like_a_shell():
     assert cli_argv(["torchrun", "--nproc_per_node=8", "-m", "reclip_eval", "train"]) == ["train"]
 
 
+def test_design_page_draws_the_layers_that_test_layout_enforces():
+    """docs/design.md's layer diagram (top layer first; names, then two or more spaces, then what they hold) is
+    tests/test_layout.py's LAYERS, read from the top."""
+    from .test_layout import LAYERS
+
+    design = (REPO / "docs" / "design.md").read_text(encoding="utf-8")
+    diagram = next(b for b in code_blocks(REPO / "docs" / "design.md")
+                   if b.language == "text" and design.index("## Layering") < design.index(b.text))
+    drawn = [set(re.split(r"\s{2,}", line.strip())[0].split()) for line in diagram.text.splitlines()
+             if line and not line[0].isspace()]
+    assert drawn == [units for units in reversed(LAYERS) if units != {"__main__", "__init__"}]
+
+
+def test_relative_links_reach_files():
+    for path in DOC_FILES:
+        text = re.sub(r"```.*?```", "", path.read_text(encoding="utf-8"), flags=re.S)
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):
+            if "://" not in target:
+                assert (path.parent / target).exists(), f"{path.relative_to(REPO)}: link to {target} reaches nothing"
+
+
 def test_python_blocks_compile():
     python = [block for block in all_blocks() if block.language in ("python", "py")]
     assert any(block.path.name == "README.md" for block in python)
