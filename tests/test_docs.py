@@ -28,6 +28,7 @@ DOC_FILES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), REPO / "
 SHELL_LANGUAGES = {"", "bash", "sh", "shell", "console"}
 EVALUATE_MODULE = "reclip_eval.cli.evaluate_cmd"  # main.py's module for the bare `reclip-eval --model M --task T`
 SHELL_OPERATORS = {"&&", "||", ";", "|", "&"}
+OPENCLIP = "openclip:"
 
 
 @dataclass(frozen=True)
@@ -136,9 +137,19 @@ def check_model(value: str) -> None:
     from reclip_eval.zoo.entries import load_entry
     from reclip_eval.zoo.model_kinds import prefix_form_of
 
-    if value.startswith("hf-hub:") or prefix_form_of(value) is not None or _is_path(value):
-        return
-    load_entry(value)
+    if value.startswith(OPENCLIP):
+        import open_clip  # a peer the tests run anyway: its architecture table is the truth
+
+        assert value[len(OPENCLIP):] in open_clip.list_models(), f"{value}: no such open_clip architecture"
+    elif not (value.startswith("hf-hub:") or prefix_form_of(value) is not None or _is_path(value)):
+        load_entry(value)
+
+
+def check_pretrained_tag(model: str, tag: str) -> None:
+    import open_clip
+
+    tags = open_clip.list_pretrained_tags_by_model(model[len(OPENCLIP):])
+    assert tag in tags, f"{model}: open_clip has no pretrained tag {tag!r} (it has {tags})"
 
 
 def check_tasks(value: str) -> None:
@@ -169,6 +180,8 @@ def check_names(name: str, args: argparse.Namespace) -> None:
         value = getattr(args, attribute, None)
         if isinstance(value, str) and not (attribute == "checkpoint" and name != "evaluate"):
             check_model(value)
+    if isinstance(getattr(args, "pretrained", None), str):
+        check_pretrained_tag(args.model, args.pretrained)
     if isinstance(getattr(args, "task", None), str):
         check_tasks(args.task)
     if isinstance(getattr(args, "recipe", None), str):
@@ -222,6 +235,8 @@ def test_every_doc_page_is_reached_and_the_checker_sees_commands_in_it():
     (["reclip-eval", "train", "--recipe", "no-such-recipe", "--out", "runs/x"], "no-such-recipe"),
     (["reclip-eval", "--model", "reclip-demo", "--task", "shapes-zeroshot", "--no-such-flag"], "does not parse"),
     (["bash", "scripts/no-such-script.sh"], "no-such-script"),
+    (["reclip-eval", "--model", "openclip:ViT-B-99", "--task", "imagenet", "--random-init"], "ViT-B-99"),
+    (["reclip-eval", "--model", "openclip:ViT-B-32", "--pretrained", "laion9b", "--task", "imagenet"], "laion9b"),
 ])
 def test_the_checker_rejects_what_does_not_exist(words, problem):
     with pytest.raises((AssertionError, ReclipError), match=re.escape(problem)):
