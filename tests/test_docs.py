@@ -290,6 +290,11 @@ def test_readme_python_example_runs(tmp_path):
     assert not list(work.iterdir()), "the example wrote files without being given an output folder"
 
 
+def test_readme_stays_a_short_guide():
+    """Issue #31: the README is a user's guide under 200 lines; depth belongs in docs/."""
+    assert len((REPO / "README.md").read_text(encoding="utf-8").splitlines()) < 200
+
+
 def test_readme_first_block_is_the_quickstart_ci_and_test_demo_run():
     """.ci/run runs the first code block's two lines (its awk: the first run of 4-space-indented lines);
     tests/test_demo.py runs its evaluation on a fresh cache."""
