@@ -78,6 +78,7 @@ def test_missing_data_prints_layout_and_source(adapter, tmp_path):
 
 def test_synthetic_task_is_generated_on_first_use(adapter, tmp_path):
     task = load_task("shapes-retrieval")
+    (tmp_path / "fresh").mkdir()  # a data root must exist: a missing one is refused (tests/test_first_contact.py)
     results = evaluate(adapter, task, _options(tmp_path / "fresh"))
     assert results["counts"]["images_evaluated"] == 250
     assert (tmp_path / "fresh" / "shapes-retrieval" / "synth.json").is_file()

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from reclip_eval.cli.main import main
+from reclip_eval.errors import DataError
 
 from .conftest import REPO
 
@@ -60,3 +61,86 @@ def test_evaluating_a_local_checkpoint_writes_under_results_not_leaderboards(clo
     assert _git(clone, "status", "--porcelain") == ""
     (written,) = (clone / "results").glob("*__shapes-zeroshot.json")
     assert "tiny" in written.name
+
+
+# --- item 7: the data folders a newcomer makes and names ---------------------------------------------------------
+
+SMALL = ["--sets", "zeroshot", "--zeroshot-per-class", "1", "--image-size", "32", "--workers", "1"]
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _evaluate_on(checkpoint: Path, data: Path, tmp_path: Path) -> int:
+    return main(["--model", str(checkpoint), "--task", "shapes-zeroshot", "--data-dir", str(data), "--workers", "0",
+                 "--output", str(tmp_path / "results")])
+
+
+def test_data_synth_defaults_to_the_world_the_tasks_use():
+    """Every synthetic task's set, as `data synth --sets SET` writes it with no other option, is of the task's
+    world (texture, caption grammar), and the evaluation sets are drawn with the tasks' seed."""
+    from reclip_eval.cli.data_cmd import add_parser, synth_config
+    from reclip_eval.data.synth.export import _effective
+    from reclip_eval.eval.tasks import list_tasks
+
+    synthetic = [task for task in list_tasks() if task.synth is not None]
+    assert len(synthetic) >= 8
+    for task in synthetic:
+        made = _effective(synth_config(add_parser().parse_args(["synth", "--out", "D", "--sets", task.synth_set])),
+                          task.synth_set)
+        assert made.world == _effective(task.synth, task.synth_set).world, task.name
+    assert synth_config(add_parser().parse_args(["synth", "--out", "D"])).seed == {
+        task.synth.seed for task in synthetic if task.synth_set != "lvis"}.pop()
+
+
+def test_a_folder_from_data_synth_is_evaluated_as_it_is(tiny_checkpoint, tmp_path, capsys):
+    data = tmp_path / "data"
+    assert main(["data", "synth", "--out", str(data), *SMALL]) == 0
+    before = _files(data)
+    assert _evaluate_on(tiny_checkpoint, data, tmp_path) == 0, capsys.readouterr().err
+    assert _files(data) == before  # used, not regenerated
+    (results,) = (tmp_path / "results").glob("*.json")
+    assert f'"data_dir": "{data / "shapes-zeroshot"}"' in results.read_text()
+
+
+def test_a_folder_of_another_world_is_refused_not_regenerated(tiny_checkpoint, tmp_path, capsys):
+    data = tmp_path / "data"
+    assert main(["data", "synth", "--out", str(data), *SMALL, "--no-fine-texture"]) == 0
+    before = _files(data)
+    capsys.readouterr()
+    assert _evaluate_on(tiny_checkpoint, data, tmp_path) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert f"{data / 'shapes-zeroshot'} holds a synthetic zeroshot set" in err
+    assert "fine_texture false there, true wanted" in err and "concise_captions" not in err
+    assert f"`reclip-eval data synth --sets zeroshot --seed 1 --fine-texture --concise-captions --out {data}`" in err
+    assert _files(data) == before
+    assert not (tmp_path / "results").exists()
+
+
+def test_a_stale_set_in_the_programs_own_cache_may_be_regenerated(tmp_path):
+    """The cache's data folder holds only what the program generated there: a stale set is not the user's."""
+    import dataclasses
+
+    from reclip_eval.data.synth.export import synthesize
+    from reclip_eval.eval.runner import check_data_root
+    from reclip_eval.eval.tasks import load_task
+    from reclip_eval.paths import cache_dir
+
+    task = load_task("shapes-zeroshot")
+    other_world = dataclasses.replace(task.synth, fine_texture=False, zeroshot_per_class=1, image_size=32)
+    synthesize(cache_dir() / "data", other_world, sets=["zeroshot"])
+    check_data_root(task, None)  # no error: locate_task_data regenerates it in place
+    check_data_root(task, cache_dir() / "data")
+    shutil.copytree(cache_dir() / "data", tmp_path / "mine")  # the same folder in a place of the user's: refused
+    with pytest.raises(DataError, match="fine_texture false there"):
+        check_data_root(task, tmp_path / "mine")
+
+
+def test_a_missing_data_dir_is_refused_not_created(tiny_checkpoint, tmp_path, capsys):
+    typo = tmp_path / "dta"
+    assert _evaluate_on(tiny_checkpoint, typo, tmp_path) == 2
+    err = capsys.readouterr().err
+    assert f"error: --data-dir {typo}: no such folder" in err and len(err.strip().splitlines()) == 1, err
+    assert not typo.exists()

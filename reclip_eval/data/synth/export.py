@@ -302,15 +302,23 @@ def made_by_current_generator(folder: str | Path, config: SynthConfig | None = N
     """False for a folder another generator version wrote (same settings would now draw other data), or, given
     the settings a set is wanted with, one made for another world (world.WorldOptions: another texture or caption
     grammar is other data, not more or fewer images of the same). A folder without a manifest is the user's."""
+    return not world_differences(folder, config)
+
+
+def world_differences(folder: str | Path, config: SynthConfig | None = None) -> list[str]:
+    """What makes the set in `folder` other data than `config` would write (made_by_current_generator): its
+    generator version, or each world setting with the folder's value and the wanted one; [] when none differs."""
     manifest = read_manifest(folder)
     if manifest is None:
-        return True
+        return []
     if manifest.get("version") != GENERATOR_VERSION:
-        return False
+        return [f"generator version {manifest.get('version')} there, this is version {GENERATOR_VERSION}"]
     if config is None:
-        return True
+        return []
     wanted = _effective(config, manifest.get("set"))
-    return all(manifest.get(name, getattr(SynthConfig, name)) == getattr(wanted, name) for name in WORLD_SETTINGS)
+    return [f"{name} {json.dumps(manifest.get(name, getattr(SynthConfig, name)))} there, "
+            f"{json.dumps(getattr(wanted, name))} wanted" for name in WORLD_SETTINGS
+            if manifest.get(name, getattr(SynthConfig, name)) != getattr(wanted, name)]
 
 
 def _effective(config: SynthConfig, set_name: str | None) -> SynthConfig:
