@@ -31,19 +31,29 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+def _temp_beside(target: Path) -> Path:
+    """A new empty file of our temp naming (`clean_stale`) in `target`'s folder, which is created if missing."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    return Path(tmp_name)
+
+
+def _seal(tmp: Path) -> None:
+    """A finished temp file made ready to take its final name: durable, with the permissions open() would give."""
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temp path beside `target`; on success fsync it and rename it over `target`, on error remove it."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = _temp_beside(target)
     try:
         yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the permissions open() would
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
+        _seal(tmp)
         os.replace(tmp, target)
         _fsync_dir(target.parent)
     finally:
@@ -62,6 +72,45 @@ def write_bytes_atomic(target: str | Path, data: bytes) -> None:
 
 def write_json_atomic(target: str | Path, data: Any) -> None:
     write_text_atomic(target, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def create_text_exclusive(target: str | Path, text: str) -> bool:
+    """Create `target` holding `text`, whole and only if nothing is there: True when created, False when a file of
+    that name exists (it is then left untouched). Of two writers racing for one name exactly one creates it.
+
+    The text goes to a temp file first, which is then hard-linked to `target`: the link fails if the name exists,
+    and a reader sees no file or the complete one (checking first and writing after would let both writers pass
+    the check). Where the filesystem has no hard links, `O_CREAT | O_EXCL` keeps the creation exclusive, though a
+    reader may then meet the file while it is being written."""
+    target = Path(target)
+    tmp = _temp_beside(target)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        _seal(tmp)
+        os.link(tmp, target)
+    except FileExistsError:
+        return False
+    except OSError as e:
+        if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS):
+            raise
+        return _create_with_o_excl(target, text)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(target.parent)
+    return True
+
+
+def _create_with_o_excl(target: Path, text: str) -> bool:
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    _fsync_dir(target.parent)
+    return True
 
 
 # Our own temporary names beside a target NAME: `.NAME.<random>.tmp` (being written, or an old folder being

@@ -7,10 +7,11 @@ paper's tables (leaderboards/paper/reclip_tables.yaml) through the rows the name
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from reclip_eval.eval.results_markdown import markdown_code, markdown_text
+from reclip_eval.eval.results_schema import is_undefined, read_results, validate_results
 from reclip_eval.eval.task_kinds import hf_task_type
 from reclip_eval.models.config import CLIPConfig
 from reclip_eval.zoo.entries import ZooEntry
@@ -29,7 +30,7 @@ def _eval_results(results: list[dict[str, Any]], model_name: str):
     for r in results:
         task = r["task"]
         for metric, value in r["metrics"].items():
-            if value < 0:  # LVIS's -1: undefined (no ground truth in that slice), not a score
+            if is_undefined(value):  # LVIS's -1: no ground truth in that slice, so no score
                 continue
             out.append(EvalResult(
                 task_type=hf_task_type(task["kind"]),
@@ -63,11 +64,13 @@ def _training(training: dict[str, Any] | None) -> str:
              "loss first -> last | wall time |", "|---|---|---|---|---|---|---|---|---|"]
     for s in training["stages"]:
         gmacs = s.get("gmacs_per_sample", "n/a")
-        lines.append(f"| {s['name']} | {s['image_size']} | {s['text_length']} | {s['batch_size']} | {s['steps']} | "
-                     f"{s['samples_seen']} | {gmacs} | {s['loss_first']} -> {s['loss_last']} | {s['wall_time_s']} s |")
+        cell = {k: markdown_text(str(v)) for k, v in {**s, "gmacs_per_sample": gmacs}.items()}  # the record's text
+        lines.append(f"| {cell['name']} | {cell['image_size']} | {cell['text_length']} | {cell['batch_size']} | "
+                     f"{cell['steps']} | {cell['samples_seen']} | {cell['gmacs_per_sample']} | {cell['loss_first']} -> "
+                     f"{cell['loss_last']} | {cell['wall_time_s']} s |")
     lines.append("")
-    lines.append(f"Recipe `{training['recipe']}`; {training['samples_seen']} samples seen; "
-                 f"{training['wall_time_s']} s on {training['device']}.")
+    lines.append(f"Recipe {markdown_code(training['recipe'])}; {markdown_text(training['samples_seen'])} samples "
+                 f"seen; {markdown_text(training['wall_time_s'])} s on {markdown_text(training['device'])}.")
     return "\n".join(lines)
 
 
@@ -77,12 +80,14 @@ def _measured(results: list[dict[str, Any]], results_paths: list[str]) -> str:
     blocks = []
     for r, path in zip(results, results_paths, strict=True):
         rows = ["| metric | value (%) |", "|---|---|"]
-        rows += [f"| {k} | {100 * v:.2f} |" for k, v in r["metrics"].items()]
-        counts = r["counts"]
+        rows += [f"| {markdown_text(k)} | {'n/a (no ground truth)' if is_undefined(v) else f'{100 * v:.2f}'} |"
+                 for k, v in r["metrics"].items()]
+        # Everything below is read from the results file: text, never markup (results_markdown.py).
+        images = markdown_text(str(r["counts"].get("images_evaluated")))
         blocks.append(
-            f"**{r['task']['name']}** ({counts.get('images_evaluated')} images, {r['precision']}, "
-            f"{r['model']['image_size']} px, on {r['run']['device']})\n\n" + "\n".join(rows) +
-            f"\n\nMeasured with `{r['run']['command']}`; results file `{path}`."
+            f"**{markdown_text(r['task']['name'])}** ({images} images, {markdown_text(r['precision'])}, "
+            f"{r['model']['image_size']} px, on {markdown_text(r['run']['device'])})\n\n" + "\n".join(rows) +
+            f"\n\nMeasured with {markdown_code(r['run']['command'])}; results file {markdown_code(path)}."
         )
     return "\n\n".join(blocks)
 
@@ -119,6 +124,9 @@ def render_card(
     from huggingface_hub import ModelCardData
 
     results = results or []
+    results_paths = results_paths or ["?"] * len(results)
+    for result, path in zip(results, results_paths, strict=True):  # never a card from a malformed file
+        validate_results(result, path)
     data = ModelCardData(
         model_name=model_name, library_name="reclip-eval", license=entry.license if entry else "apache-2.0",
         pipeline_tag="zero-shot-image-classification", tags=["clip", "reclip", "zero-shot-image-classification"],
@@ -126,14 +134,14 @@ def render_card(
     )
     description = entry.description if entry else "A RECLIP-style CLIP checkpoint trained with reclip-eval."
     sections = [
-        f"---\n{data.to_yaml()}\n---", f"# {model_name}", description,
+        f"---\n{data.to_yaml()}\n---", f"# {markdown_text(model_name)}", description,
         "## Architecture", _architecture(config),
         "## Training", _training(training),
         "## Training data", (entry.training_data if entry and entry.training_data else "See the recipe."),
         "## Intended use and limitations",
         "\n\n".join(x for x in [entry.intended_use if entry else "", entry.limitations if entry else ""] if x)
         or "Research use.",
-        "## Evaluation (measured by this project)", _measured(results, results_paths or ["?"] * len(results)),
+        "## Evaluation (measured by this project)", _measured(results, results_paths),
         "## Paper-reported numbers", _paper(entry),
         "## Usage",
         "```python\nfrom reclip_eval.checkpoint import load_checkpoint\nmodel = load_checkpoint(\"PATH_OR_REPO\")\n```\n\n"
@@ -143,4 +151,5 @@ def render_card(
 
 
 def load_results(paths: list[str | Path]) -> list[dict[str, Any]]:
-    return [json.loads(Path(p).read_text(encoding="utf-8")) for p in paths]
+    """The results files at `paths`, each checked against the results schema (InvalidResultsError naming it)."""
+    return [read_results(p) for p in paths]

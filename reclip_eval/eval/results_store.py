@@ -15,6 +15,12 @@ what else differs in the run, and `--overwrite` records the new number deliberat
 
 Locations (data folder, checkpoint folder), the command line, wall time and software versions describe the run, not
 the measurement: they never make a file "another measurement" on their own.
+
+"Nothing there: write it" is one step, not a check followed by a write: the file is created exclusively
+(reclip_eval/atomic.py `create_text_exclusive`), so of two runs finishing at the same moment exactly one writes
+and the other then meets its file under the rules above (kept when it measured the same, refused otherwise).
+Both the file found and the results to be written must follow the results schema (results_schema.py): nothing
+is compared with, or written as, a file the leaderboard would refuse.
 """
 
 from __future__ import annotations
@@ -24,9 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from reclip_eval.atomic import write_json_atomic
-from reclip_eval.errors import ResultsConflictError, read_json
+from reclip_eval.atomic import create_text_exclusive, write_text_atomic
+from reclip_eval.errors import ResultsConflictError
 from reclip_eval.eval.results import results_filename
+from reclip_eval.eval.results_schema import read_results, validate_results
 
 # What the measurement was, as dotted paths into a results JSON: the model side is known before anything is
 # evaluated (checked then, so a doomed run does not spend its time), the data side only after.
@@ -92,11 +99,7 @@ def differences(old: dict[str, Any], new: dict[str, Any], fields: tuple[str, ...
 
 
 def _read_existing(path: Path) -> dict[str, Any]:
-    data = read_json(path, ResultsConflictError, what="results file",
-                     hint=f"; it is not replaced: {_HINT}")
-    if not isinstance(data, dict) or not isinstance(data.get("model"), dict) or "metrics" not in data:
-        raise ResultsConflictError(f"{path}: not a results file (no model and metrics); not replaced: {_HINT}")
-    return data
+    return read_results(path, ResultsConflictError, hint=f"; not replaced: {_HINT}")
 
 
 def check_before_run(path: Path, model: dict[str, Any], precision: str, *, overwrite: bool = False) -> None:
@@ -110,29 +113,38 @@ def check_before_run(path: Path, model: dict[str, Any], precision: str, *, overw
 
 
 def store_results(results: dict[str, Any], path: Path, *, overwrite: bool = False) -> Stored:
-    """Write `results` to `path` atomically unless the file there records another measurement or other metrics
-    (module docstring); a re-run of the same measurement with the same metrics keeps the file as it is."""
-    if not path.is_file():
-        write_json_atomic(path, results)
-        return Stored(path, "written")
-    old = _read_existing(path) if not overwrite else _read_or_none(path)
-    if old is None:
-        write_json_atomic(path, results)
-        return Stored(path, "replaced", ("it was not a readable results file",))
-    measured = differences(old, results, MODEL_SIDE + DATA_SIDE)
-    metrics = _leaf_differences(old.get("metrics", _ABSENT), results["metrics"], "metrics")
-    if not measured and not metrics and not overwrite:
-        return Stored(path, "kept")
+    """Write `results` to `path` unless the file there records another measurement or other metrics (module
+    docstring); a re-run of the same measurement with the same metrics keeps the file as it is. A new file is
+    created exclusively, a replaced one (`overwrite`) atomically: a reader never sees half a file."""
+    validate_results(results, f"results of this run for {path}")
+    text = json.dumps(results, indent=2) + "\n"
     if not overwrite:
+        if create_text_exclusive(path, text):
+            return Stored(path, "written")
+        old = _read_existing(path)  # the file already there, or the one a concurrent run just created
+        measured, metrics = _measurement_and_metric_differences(old, results)
         if measured:
             raise ResultsConflictError(f"{path}: holds another measurement ({'; '.join(measured)}); "
                                        f"not replaced: {_HINT}")
-        context = differences(old, results, RUN_CONTEXT)
-        raise ResultsConflictError(f"{path}: holds the same measurement with other metrics ({'; '.join(metrics)})"
-                                   + (f"; the runs differ in {'; '.join(context)}" if context else "")
-                                   + f"; not replaced: {_HINT}")
-    write_json_atomic(path, results)
-    return Stored(path, "replaced", tuple(measured + metrics))
+        if metrics:
+            context = differences(old, results, RUN_CONTEXT)
+            raise ResultsConflictError(f"{path}: holds the same measurement with other metrics "
+                                       f"({'; '.join(metrics)})"
+                                       + (f"; the runs differ in {'; '.join(context)}" if context else "")
+                                       + f"; not replaced: {_HINT}")
+        return Stored(path, "kept")
+    existed = path.is_file()  # only for the summary line: with overwrite, whatever is there is replaced
+    old = _read_or_none(path) if existed else None
+    write_text_atomic(path, text)
+    if not existed:
+        return Stored(path, "written")
+    if old is None:
+        return Stored(path, "replaced", ("it was not a valid results file",))
+    return Stored(path, "replaced", tuple(sum(_measurement_and_metric_differences(old, results), [])))
+
+
+def _measurement_and_metric_differences(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[str], list[str]]:
+    return differences(old, new, MODEL_SIDE + DATA_SIDE), _leaf_differences(old["metrics"], new["metrics"], "metrics")
 
 
 def _read_or_none(path: Path) -> dict[str, Any] | None:

@@ -28,8 +28,8 @@ def build_leaderboards(results_dir: Path, miniature_file: Path | None = None, *,
     """file name -> content (markdown text, or PNG bytes), for every leaderboard file. A pure function of the
     inputs: the results folder (evaluation results, and Table 2's compute file in its compute/ sub-folder), the
     paper's numbers and `miniature_file` (default: miniature.yaml beside the results folder)."""
+    measured = load_measured(results_dir)  # first: a malformed results file stops the build before anything else
     paper = load_paper_tables()
-    measured = load_measured(results_dir)
     miniature = load_miniature(miniature_file or results_dir.parent / MINIATURE_FILE, paper)
     table2_computed = table2_computed_rows(results_dir)
     files: dict[str, str | bytes] = {}

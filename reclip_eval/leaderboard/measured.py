@@ -6,12 +6,12 @@ from the synthetic twin of that dataset (`imagenet/top1` from `shapes-zeroshot`,
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from reclip_eval.errors import ReclipError
+from reclip_eval.eval.results_schema import is_undefined, read_results
 from reclip_eval.eval.tasks import synthetic_twins
 
 
@@ -29,13 +29,15 @@ class MeasuredRow:
     twins: dict[str, str] = field(default_factory=dict)  # dataset of a paper column -> its synthetic twin task
 
     def value(self, column_key: str) -> tuple[float | None, str | None]:
-        """(value in %, task it came from) for a column key like 'imagenet/top1'; twins allowed."""
+        """(value in %, task it came from) for a column key like 'imagenet/top1'; twins allowed. An undefined metric
+        (LVIS's -1) is (None, its task): measured, but no number."""
         if "/" not in column_key:
             return None, None
         dataset, metric = column_key.split("/", 1)
         for task in (dataset, self.twins.get(dataset)):
             if task and task in self.results and metric in self.results[task]["metrics"]:
-                return 100 * self.results[task]["metrics"][metric], task
+                value = self.results[task]["metrics"][metric]
+                return (None if is_undefined(value) else 100 * value), task
         return None, None
 
     def commands(self) -> list[str]:
@@ -47,12 +49,13 @@ class LeaderboardInputError(ReclipError):
 
 
 def load_measured(results_dir: Path) -> list[MeasuredRow]:
-    """Every results JSON under `results_dir`, grouped by (model id, image size); sorted for stable output."""
+    """Every results JSON under `results_dir`, grouped by (model id, image size); sorted for stable output. Each file
+    is checked against the results schema first: one that fails stops the build, naming the file and key."""
     rows: dict[tuple[str, int], MeasuredRow] = {}
     twins = synthetic_twins()
     cell_files: dict[tuple[str, int, str], str] = {}  # (model, size, task) -> the file that filled that cell
     for path in sorted(results_dir.glob("*.json")):
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_results(path, LeaderboardInputError)
         model = data["model"]
         # A model evaluated on another backend than torch (`--backend jax`) is a row of its own: the same weights
         # computed by another framework, a check of the numbers rather than another model.

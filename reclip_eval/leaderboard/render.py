@@ -3,10 +3,13 @@ bytes: rows sorted, fixed precision, no dates)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from tabulate import tabulate
 
+from reclip_eval.eval.results_markdown import markdown_code, markdown_text
+from reclip_eval.eval.results_schema import is_undefined
 from reclip_eval.eval.task_kinds import TASK_KINDS, Headline, task_kind
 from reclip_eval.leaderboard.claims import EXPECTATIONS, verdict
 from reclip_eval.leaderboard.measured import MeasuredRow
@@ -42,13 +45,15 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 def _provenance(rows: list[MeasuredRow]) -> list[str]:
+    """Where each row's numbers come from. Everything in it is read from results files, so it is put in as text
+    (results_markdown.py): a model id or command cannot add markup of its own."""
     lines = []
     for m in rows:
-        sha = (m.weights_sha256 or "?")[:12]
-        hub = f", Hub commit {m.hub_commit[:12]}" if m.hub_commit else ""
-        tasks = ", ".join(sorted(m.results))
-        lines.append(f"- **{m.model} @ {m.image_size} px**: weights sha256 {sha}{hub}; tasks {tasks}; reclip-eval "
-                     f"{m.software}; " + "; ".join(f"`{c}`" for c in m.commands()))
+        sha = markdown_text((m.weights_sha256 or "?")[:12])
+        hub = f", Hub commit {markdown_text(m.hub_commit[:12])}" if m.hub_commit else ""
+        tasks = ", ".join(markdown_text(t) for t in sorted(m.results))
+        lines.append(f"- **{markdown_text(m.model)} @ {m.image_size} px**: weights sha256 {sha}{hub}; tasks {tasks}; "
+                     f"reclip-eval {markdown_text(m.software)}; " + "; ".join(markdown_code(c) for c in m.commands()))
     return lines
 
 
@@ -61,9 +66,9 @@ def _real_rows(keys: list[str], measured: list[MeasuredRow]) -> tuple[list[list[
         for key in keys:
             value, task = m.value(key)
             real = task is not None and key.split("/")[-2] == task
-            cells.append(f"{value:.2f}" if value is not None and real else "")
+            cells.append(("n/a" if value is None else f"{value:.2f}") if real else "")
         if any(cells):
-            rows.append(["measured", f"{m.model} @ {m.image_size} px", *cells])
+            rows.append(["measured", f"{markdown_text(m.model)} @ {m.image_size} px", *cells])
             used.append(m)
     return rows, used
 
@@ -197,10 +202,18 @@ def _headline_caption() -> str:
     return ", ".join(f"{group[0].measure} for {' and '.join(h.applies_to for h in group)}" for group in groups.values())
 
 
+def _headline_cell(result: dict) -> str:
+    """The kind's headline metrics in % (Headline.cell), an undefined one (LVIS's -1) as n/a rather than -100."""
+    metrics = result["metrics"]
+    headline = task_kind(result["task"]["kind"]).headline
+    return " / ".join("n/a" if is_undefined(metrics[name]) else replace(headline, metrics=(name,)).cell(metrics)
+                      for name in headline.metrics)
+
+
 def render_models(measured: list[MeasuredRow]) -> str:
     """One row per evaluated model (CLIP_benchmark style) with its headline metrics per task and its compute."""
     tasks = sorted({t for m in measured for t in m.results})
-    headers = ["model", "image px", "GMACs / image", "train device-hours", *tasks]
+    headers = ["model", "image px", "GMACs / image", "train device-hours", *(markdown_text(t) for t in tasks)]
     rows = []
     for m in measured:
         any_result = next(iter(m.results.values()))
@@ -208,8 +221,8 @@ def render_models(measured: list[MeasuredRow]) -> str:
         cells = []
         for task in tasks:
             result = m.results.get(task)
-            cells.append("" if result is None else task_kind(result["task"]["kind"]).headline.cell(result["metrics"]))
-        rows.append([m.model, str(m.image_size), _fmt(compute.get("image_gmacs")),
+            cells.append("" if result is None else _headline_cell(result))
+        rows.append([markdown_text(m.model), str(m.image_size), _fmt(compute.get("image_gmacs")),
                      _fmt(compute.get("train_device_hours")), *cells])
     return "\n".join([
         "# Models", "",
