@@ -57,6 +57,7 @@ LAYERS: list[set[str]] = [
     {"cards", "leaderboard"},
     {"publish", "kinds"},  # publish renders a card when missing
     {"compute"},
+    {"api"},  # the Python API (load, evaluate), which the CLI runs evaluation through
     {"cli"},
     {"__main__", "__init__"},
 ]

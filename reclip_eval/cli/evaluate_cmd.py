@@ -51,6 +51,9 @@ def add_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="named model, hf-hub:org/name[@rev], or a checkpoint dir")
     p.add_argument("--task", required=True, help="task name(s), comma separated, or a task YAML path")
     p.add_argument("--checkpoint", help="weights for a named model: a checkpoint dir or hf-hub:org/name[@rev]")
+    p.add_argument("--pretrained", metavar="TAG",
+                   help="for openclip:ARCH: one of open_clip's pretrained tags (e.g. laion2b_s34b_b79k), its Hub "
+                        "weights read from the Hugging Face cache (safetensors only)")
     p.add_argument("--random-init", action="store_true",
                    help="evaluate openclip:ARCH with random weights on purpose (a baseline; its id and results say so)")
     p.add_argument("--data-dir", help="data root (default: $RECLIP_DATA, else the cache dir), a task's folder, or "
@@ -79,12 +82,12 @@ def add_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
+    from reclip_eval.api import ResultsFiles, evaluate_tasks, load
     from reclip_eval.device import resolve_device, resolve_precision
     from reclip_eval.distributed import init_from_env, is_main_process
-    from reclip_eval.eval.results_store import check_before_run, describe_stored, results_path, store_results
-    from reclip_eval.eval.runner import EvalOptions, evaluate
+    from reclip_eval.eval.results_store import describe_stored
+    from reclip_eval.eval.runner import EvalOptions
     from reclip_eval.eval.tasks import load_task
-    from reclip_eval.kinds import load_adapter  # every model kind, detectors included
 
     tasks = [load_task(t.strip()) for t in args.task.split(",") if t.strip()]  # validate all before loading
     device = init_from_env(resolve_device(args.device))  # under torchrun: join the group, one device per process
@@ -93,20 +96,14 @@ def run(args: argparse.Namespace) -> int:
                           precision=precision)
     rows = []
     for size in args.image_size or [None]:
-        adapter = load_adapter(args.model, checkpoint=args.checkpoint, image_size=size, device=device,
-                               random_init=args.random_init, backend=args.backend)
+        adapter = load(args.model, checkpoint=args.checkpoint, pretrained=args.pretrained, image_size=size,
+                       device=device, precision=precision, random_init=args.random_init, backend=args.backend)
         # A named model evaluated with other weights gets files of its own (named by the weights' sha256).
-        where = {"output_dir": args.output, "per_image_size": bool(args.image_size),
-                 "tag_weights": args.checkpoint is not None}
-        model = adapter.describe()
-        for task in tasks:  # refuse before evaluating anything when a file records another model setup
-            planned = {"model": model, "task": {"name": task.name}}
-            check_before_run(results_path(planned, **where), model, precision, overwrite=args.overwrite)
-        for task in tasks:
-            results = evaluate(adapter, task, options)
+        files = ResultsFiles(args.output, overwrite=args.overwrite, per_image_size=bool(args.image_size),
+                             tag_weights=args.checkpoint is not None)
+        for task, (results, stored) in zip(tasks, evaluate_tasks(adapter, tasks, options, files), strict=True):
             if not is_main_process():
                 continue
-            stored = store_results(results, results_path(results, **where), overwrite=args.overwrite)
             counts = results["counts"]
             for metric, value in results["metrics"].items():
                 # LVIS's -1: no ground truth in that slice (e.g. no large objects), so the AP is undefined.
@@ -118,6 +115,10 @@ def run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
     if not is_main_process():
         return 0
-    print(f"model: {adapter.model_id} ({precision}, {device})")
+    from reclip_eval.zoo.backends import DEFAULT_BACKEND
+
+    # Where the embeddings were computed: another backend than torch runs on its own device (placed by its name).
+    where = device if args.backend == DEFAULT_BACKEND else f"{args.backend} backend on {device}"
+    print(f"model: {adapter.model_id} ({precision}, {where})")
     print(tabulate(rows, headers=["task", "image px", "metric", "%"], tablefmt="github"))
     return 0

@@ -1,5 +1,6 @@
 """Task specs (`tasks/NAME.yaml`): what data a task reads, in which layout, with which classes and prompts, and
-where that data comes from. Locating the data and the "missing data" message live here too."""
+where that data comes from; other suites' names for the tasks (`tasks/aliases.tsv`: CLIP_benchmark's dataset
+names). Locating the data and the "missing data" message live here too."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from reclip_eval.data.layouts import (
     partial_match,
 )
 from reclip_eval.data.synth.export import WRITERS, SynthConfig, made_by_current_generator, synthesize
-from reclip_eval.errors import ConfigError, DataError
+from reclip_eval.errors import ConfigError, DataError, UnknownNameError
 from reclip_eval.eval.task_kinds import TASK_KINDS, task_kind
 from reclip_eval.paths import data_folder, default_data_dir
 from reclip_eval.registry import Registry, find_named_yaml, named_yaml_files, unknown_name
@@ -85,6 +86,68 @@ class TaskSpec:
 
 
 LINEAR_PROBE_PREFIX = "linear-probe:"
+ALIASES_FILE = "aliases.tsv"  # in tasks/: other suites' names for the tasks (alias, task, suite), one table
+ALIAS_COLUMNS = ("alias", "task", "suite")
+ALIAS_HEADER = "\t".join(ALIAS_COLUMNS)
+
+
+@dataclass(frozen=True)
+class TaskAlias:
+    alias: str  # e.g. imagenet1k
+    task: str  # the task it names, e.g. imagenet
+    suite: str  # the suite that uses the name, e.g. CLIP_benchmark
+
+
+def alias_table() -> list[TaskAlias]:
+    """The rows of tasks/aliases.tsv (`#` lines are comments; the first other line is the header). An alias that
+    is a task name, is given twice, or names no task is a ConfigError naming the file and line."""
+    path = data_folder("tasks") / ALIASES_FILE
+    if not path.is_file():
+        return []
+    tasks = named_yaml_files("tasks")
+    rows: dict[str, TaskAlias] = {}
+    problems = []
+    lines = [(i, line) for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+             if line.strip() and not line.startswith("#")]
+    if not lines or lines[0][1].strip() != ALIAS_HEADER:
+        raise ConfigError(str(path), [f"the first line must be the header {ALIAS_HEADER!r}"])
+    for number, line in lines[1:]:
+        fields = line.split("\t")
+        where = f"line {number}"
+        if len(fields) != len(ALIAS_COLUMNS) or not all(f.strip() for f in fields):
+            problems.append(f"{where}: expected {len(ALIAS_COLUMNS)} tab-separated fields "
+                            f"({', '.join(ALIAS_COLUMNS)}), got {line!r}")
+            continue
+        row = TaskAlias(*(f.strip() for f in fields))
+        if row.alias in tasks:
+            problems.append(f"{where}: {row.alias!r} is a task name; an alias must not shadow a task")
+        elif row.alias in rows:
+            problems.append(f"{where}: {row.alias!r} is already an alias of {rows[row.alias].task!r}")
+        elif row.task not in tasks:
+            problems.append(f"{where}: {unknown_name('task', row.task, list(tasks))}")
+        else:
+            rows[row.alias] = row
+    if problems:
+        raise ConfigError(str(path), problems)
+    return list(rows.values())
+
+
+def task_aliases() -> dict[str, str]:
+    """alias -> task name (tasks/aliases.tsv)."""
+    return {row.alias: row.task for row in alias_table()}
+
+
+def _task_file(name_or_path: str) -> Path:
+    """The YAML of a task name, a CLIP_benchmark-style alias or a path; an unknown name lists near matches among
+    both names and aliases."""
+    try:
+        return find_named_yaml("tasks", "task", name_or_path)
+    except UnknownNameError:
+        aliases, tasks = task_aliases(), named_yaml_files("tasks")
+        if name_or_path not in aliases:
+            raise unknown_name("task", name_or_path, [*tasks, *aliases]) from None
+    log.info("task %s: the task %s (tasks/%s)", name_or_path, aliases[name_or_path], ALIASES_FILE)
+    return tasks[aliases[name_or_path]]
 
 
 def load_task(name_or_path: str) -> TaskSpec:
@@ -98,7 +161,7 @@ def load_task(name_or_path: str) -> TaskSpec:
         train = base.probe_train_layouts or [LayoutSpec(kind="class_folders", split="train")]
         return dataclasses.replace(base, name=f"linear-probe-{base.name}", kind="linear_probe",
                                    probe_train_layouts=train)
-    path = find_named_yaml("tasks", "task", name_or_path)
+    path = _task_file(name_or_path)
     spec = from_dict(TaskSpec, {**load_yaml(path), "path": str(path)}, source=str(path))
     problems = []
     if spec.name != path.stem and path.parent == data_folder("tasks"):

@@ -42,6 +42,7 @@ class LoadRequest:
         source = self.source
         if source is None or not source.repo_id:
             return {}
+    pretrained: str | None = None  # --pretrained TAG: a library's own pretrained tag (prefix forms that take one)
         return {"hub_repo": source.repo_id, "hub_revision": source.revision, "hub_commit": source.commit}
 
 
@@ -89,6 +90,7 @@ class PrefixForm:
         return f"{self.prefix}{self.argument}"
 
 
+    pretrained: bool = False  # whether --pretrained TAG applies (the library's own table of pretrained weights)
 @dataclass(frozen=True)
 class ModelKind:
     name: str

@@ -7,9 +7,9 @@
                               as the CLI does), our detectors (detection tasks)
     hf-hub:org/name[@rev]     a folder of any of those kinds on the Hugging Face Hub (the local cache when
                               HF_HUB_OFFLINE=1)
-    PREFIX:ARGUMENT           a kind's prefix form: openclip:ARCH (weights from --checkpoint FILE.safetensors, or none
-                              with random_init=True, --random-init, which marks the model id and the results) and
-                              hf:PATH (a transformers CLIPModel folder)
+    PREFIX:ARGUMENT           a kind's prefix form: openclip:ARCH (weights from --checkpoint FILE.safetensors, from
+                              --pretrained TAG (one of open_clip's tags), or none with random_init=True, --random-init,
+                              which marks the model id and the results) and hf:PATH (a transformers CLIPModel folder)
 
 `reclip-eval models` lists the kinds. `image_size` builds any of these at another input size, the position embedding
 resampled by our one resampler (ViT image towers only; any other is refused). The resolver dispatches on no kind:
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from reclip_eval.checkpoint import ARCHITECTURE, CONFIG_NAME, WEIGHTS_NAME, read_config, resolve_checkpoint
 from reclip_eval.config import to_dict
-from reclip_eval.errors import CheckpointError, MissingWeightsError
+from reclip_eval.errors import CheckpointError, MissingWeightsError, UnknownNameError
 from reclip_eval.hub import HUB_PREFIX, CheckpointSource, download_snapshot, parse_hub_spec
 from reclip_eval.models.presets import with_image_size
 
@@ -70,18 +70,24 @@ def load_adapter(
     device: str = "cpu",
     random_init: bool = False,
     backend: str = DEFAULT_BACKEND,
+    pretrained: str | None = None,
 ) -> ModelAdapter:
     """The adapter for the `--model` spec `model` (see the module docstring), at `image_size` if given, computing
     on `backend` (zoo/backends.py: torch, or jax for our own checkpoints).
 
     `random_init` evaluates an `openclip:ARCH` without weights on purpose; without it a missing --checkpoint is
-    an error, since random weights would look like a real (chance-level) result."""
+    an error, since random weights would look like a real (chance-level) result. `pretrained` names one of the
+    library's own pretrained tags (`openclip:ARCH --pretrained TAG`)."""
     form = prefix_form_of(model)
-    if random_init and not (form is not None and form.random_init):
-        allowed = " or ".join(f.usage for f in prefix_forms() if f.random_init)
-        raise CheckpointError(f"{model}: --random-init applies to {allowed} models only; drop it")
+    for flag, given, applies in (("--random-init", random_init, "random_init"), ("--pretrained", pretrained,
+                                                                                 "pretrained")):
+        if given and not (form is not None and getattr(form, applies)):
+            allowed = " or ".join(f.usage for f in prefix_forms() if getattr(f, applies))
+            raise CheckpointError(f"{model}: {flag} applies to {allowed} models only"
+                                  f"{_architecture_hint(model, pretrained) or '; drop it'}")
     to_backend = BACKENDS.get(backend)  # an unknown backend fails before any model is loaded
-    request = LoadRequest(model_id=model, image_size=image_size, checkpoint=checkpoint, random_init=random_init)
+    request = LoadRequest(model_id=model, image_size=image_size, checkpoint=checkpoint, random_init=random_init,
+                          pretrained=pretrained)
     return to_backend(_load(model, form, request)).place(device)
 
 
@@ -101,10 +107,30 @@ def _load(model: str, form: PrefixForm | None, request: LoadRequest) -> ModelAda
             if path.suffix == ".safetensors" else ""
         raise CheckpointError(f"{model}: a file, not a checkpoint directory (expected a folder with {CONFIG_NAME} "
                               f"and {WEIGHTS_NAME}, or {openclip.OPENCLIP_CONFIG}){hint}")
-    entry = load_entry(model)
+    if _looks_like_path(model) and not path.exists():
+        raise CheckpointError(f"{model}: no such {'file' if path.suffix in ('.yaml', '.yml') else 'folder'}")
+    try:
+        entry = load_entry(model)
+    except UnknownNameError:
+        hint = _architecture_hint(model)
+        if hint:
+            raise UnknownNameError(f"unknown model {model!r}{hint}") from None
+        raise
     source = _source_from_spec(request.checkpoint) if request.checkpoint else _entry_source(entry)
     _check_matches_entry(entry, source)
     return reclip.ReclipAdapter.from_source(source, entry.name, request.image_size)
+
+
+def _looks_like_path(spec: str) -> bool:
+    return "/" in spec or spec.startswith((".", "~"))
+
+
+def _architecture_hint(model: str, pretrained: str | None = None) -> str:
+    """`; ... use --model openclip:ARCH` when `model` is a bare open_clip architecture name (an OpenCLIP habit)."""
+    if not openclip.is_architecture_name(model):
+        return ""
+    weights = f"--pretrained {pretrained}" if pretrained else "--pretrained TAG or --checkpoint FILE.safetensors"
+    return f"; {model} is an open_clip architecture: use --model {openclip.PREFIX}{model} {weights}"
 
 
 def checkpoint_source(spec: str) -> CheckpointSource:
