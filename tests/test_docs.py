@@ -184,9 +184,12 @@ def check_names(name: str, args: argparse.Namespace) -> None:
         check_pretrained_tag(args.model, args.pretrained)
     if isinstance(getattr(args, "task", None), str):
         check_tasks(args.task)
-    if isinstance(getattr(args, "recipe", None), str):
-        overrides = [o for o in getattr(args, "overrides", None) or [] if "=" in o]
-        check_recipe(args.recipe, overrides, detector=name == "detect")
+    if name == "train":  # `train --recipe R k=v ...`, or the older `train R k=v ...`: the command's own reading
+        from reclip_eval.cli.train_cmd import recipe_and_overrides
+
+        check_recipe(*recipe_and_overrides(args.recipe, args.overrides), detector=False)
+    elif isinstance(getattr(args, "recipe", None), str):
+        check_recipe(args.recipe, getattr(args, "overrides", None) or [], detector=name == "detect")
 
 
 def check_command(words: list[str]) -> None:
