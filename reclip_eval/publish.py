@@ -13,15 +13,15 @@ checkpoint; other files in the repo are left alone.
 Everything goes through huggingface_hub: create_repo(exist_ok=True), create_branch when a new branch is named, one
 model_info (the parent commit and the files already there) and ONE create_commit pinned to that parent. The
 directory is only read, never written. The token is huggingface_hub's own (the argument, else HF_TOKEN or the stored
-login): it is handed to huggingface_hub and never printed, logged or stored, and it is scrubbed from error messages.
+login): it is handed to huggingface_hub and never printed, logged or stored, and every form of every token
+huggingface_hub could send is scrubbed from error messages (reclip_eval.hub.redact_tokens).
 """
 
 from __future__ import annotations
 
-import os
 import re
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -36,7 +36,7 @@ from reclip_eval.checkpoint import (
     save_checkpoint,
 )
 from reclip_eval.errors import CheckpointError, HubError, read_json
-from reclip_eval.hub import HUB_PREFIX, transport_errors
+from reclip_eval.hub import HUB_PREFIX, redact_tokens, repo_id_problem, transport_errors
 from reclip_eval.models.clip import CLIP
 from reclip_eval.models.config import CLIPConfig
 
@@ -72,10 +72,9 @@ def push_checkpoint(
         raise HubError(f"{HUB_PREFIX}{repo_id}: cannot push while HF_HUB_OFFLINE=1 is set; unset it to publish")
 
     api = HfApi(token=token)  # token None: huggingface_hub reads HF_TOKEN or the stored login, per request
-    secrets = _secrets(token)
 
     def call(step: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return _hub_call(repo_id, step, secrets, fn, *args, **kwargs)
+        return _hub_call(repo_id, step, token, fn, *args, **kwargs)
 
     # private=None rather than False: without --private the organisation's default visibility applies.
     repo_url = call("creating the repository", api.create_repo, repo_id, private=private or None, exist_ok=True)
@@ -170,16 +169,10 @@ def _check_utf8(path: Path) -> None:
 
 
 def _check_repo_id(repo_id: str) -> str:
-    from huggingface_hub.errors import HFValidationError
-    from huggingface_hub.utils import validate_repo_id
-
     repo_id = repo_id.removeprefix(HUB_PREFIX)
-    if repo_id.count("/") != 1:
-        raise HubError(f"{repo_id!r}: expected a Hub model repo id of the form 'org/name'")
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError as e:
-        raise HubError(f"{repo_id!r}: not a valid Hub repo id ({_one_line(str(e))})") from None
+    problem = repo_id_problem(repo_id)
+    if problem is not None:
+        raise HubError(f"{repo_id!r}: {problem}")
     return repo_id
 
 
@@ -192,19 +185,13 @@ def _check_revision(repo_id: str, revision: str) -> str:
 # --- errors ---------------------------------------------------------------------------------------------------
 
 
-def _secrets(token: str | None) -> list[str]:
-    """Token values that must never reach a message (the stored login is not read here: that can refresh it)."""
-    candidates = [token, os.environ.get("HF_TOKEN"), os.environ.get("HUGGING_FACE_HUB_TOKEN")]
-    return [t for t in candidates if isinstance(t, str) and t]
+def _one_line(text: str, token: str | None) -> str:
+    """`text` on one line with every token huggingface_hub could have sent redacted (a server's error body may echo
+    the request's headers)."""
+    return " ".join(redact_tokens(text, token).split())
 
 
-def _one_line(text: str, secrets: Sequence[str] = ()) -> str:
-    for secret in secrets:
-        text = text.replace(secret, "***")
-    return " ".join(text.split())
-
-
-def _hub_call(repo_id: str, step: str, secrets: list[str], fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+def _hub_call(repo_id: str, step: str, token: str | None, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run one huggingface_hub call; its HTTP and transport failures become one-line HubErrors naming the step."""
     from huggingface_hub import constants
     from huggingface_hub.errors import HfHubHTTPError
@@ -214,14 +201,14 @@ def _hub_call(repo_id: str, step: str, secrets: list[str], fn: Callable[..., T],
         return fn(*args, **kwargs)
     except HfHubHTTPError as e:  # before transport_errors(): it is an OSError too
         raise HubError(_one_line(f"{where}: {constants.ENDPOINT} answered {_http_reason(e)}{_hint(e, repo_id)}",
-                                 secrets)) from None
+                                 token)) from None
     except ValueError as e:  # huggingface_hub's own checks, e.g. "Invalid metadata in README.md"
-        raise HubError(_one_line(f"{where}: {type(e).__name__}: {e}", secrets)) from None
+        raise HubError(_one_line(f"{where}: {type(e).__name__}: {e}", token)) from None
     except transport_errors() as e:
         after = ("the commit may or may not have been made: run the push again (unchanged files are skipped)"
                  if step == COMMIT_STEP else "nothing was published")
         raise HubError(_one_line(f"{where}: cannot reach {constants.ENDPOINT} ({type(e).__name__}: {e}); {after}",
-                                 secrets)) from None
+                                 token)) from None
 
 
 def _http_reason(e: Any) -> str:

@@ -174,6 +174,11 @@ class _Handler(BaseHTTPRequestHandler):
         path, _, query = self.path.partition("?")
         hub.record(self.command, path)
         body = self._read_body()
+        if hub.echo_headers_status is not None:  # a server whose error pages quote the request (headers included)
+            echoed = "; ".join(f"{key}: {value}" for key, value in self.headers.items())
+            self._send_json(hub.echo_headers_status, {"error": f"refused request with headers {echoed}"},
+                            {"X-Error-Message": f"refused request with headers {echoed}"})
+            return
         try:
             for method, pattern, handler in ROUTES:
                 match = pattern.fullmatch(path)
@@ -352,9 +357,11 @@ class _Server(ThreadingHTTPServer):
 class HubServer:
     """Start with `with HubServer(tmp_dir) as hub:`; point clients at `hub.url` (HF_ENDPOINT)."""
 
-    def __init__(self, root: str | Path, valid_tokens: set[str] | None = None):
+    def __init__(self, root: str | Path, valid_tokens: set[str] | None = None, echo_headers_status: int | None = None):
         self.store = HubStore(Path(root))
         self.valid_tokens = valid_tokens
+        # When set, every request is answered with this status and an error body echoing its headers.
+        self.echo_headers_status = echo_headers_status
         self.tokens_seen: set[str] = set()  # kept in memory only, for asserting what the client sent
         self.log: list[str] = []
         self._lock = threading.Lock()
