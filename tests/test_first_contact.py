@@ -144,3 +144,52 @@ def test_a_missing_data_dir_is_refused_not_created(tiny_checkpoint, tmp_path, ca
     err = capsys.readouterr().err
     assert f"error: --data-dir {typo}: no such folder" in err and len(err.strip().splitlines()) == 1, err
     assert not typo.exists()
+
+
+# --- item 7: one flag style, names, and what the commands show -------------------------------------------------
+
+
+def test_train_takes_the_recipe_as_a_flag_as_detect_train_does_and_the_older_form_still(tmp_path, synth_dir, capsys):
+    common = ["--data-dir", str(synth_dir), "--device", "cpu", "--workers", "0", "stages.0.batch_size=4",
+              *(f"stages.{i}.{key}={value}" for i in (0, 1) for key, value in (("steps", 1), ("warmup_steps", 0)))]
+    assert main(["train", "--recipe", "tiny-shapes", "--out", str(tmp_path / "flag"), *common]) == 0
+    assert main(["train", "tiny-shapes", "--out", str(tmp_path / "positional"), *common]) == 0
+    capsys.readouterr()
+    assert main(["train", "--out", str(tmp_path / "none"), "stages.0.steps=1"]) == 2
+    assert "error: train: no recipe given: pass --recipe NAME" in capsys.readouterr().err
+    assert main(["train", "--recipe", "tiny-shapes", "tiny-shapes", "--out", str(tmp_path / "two")]) == 2
+    assert "'tiny-shapes': expected key=value overrides" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists() and not (tmp_path / "two").exists()
+
+
+def test_card_takes_any_name_and_a_zoo_name_brings_its_paper_rows(tmp_path, capsys):
+    checkpoint = tmp_path / "mine"
+    shutil.copytree(REPO / "zoo" / "reclip-demo", checkpoint)
+    assert main(["card", str(checkpoint), "--name", "my-clip"]) == 0
+    card = (checkpoint / "README.md").read_text()
+    assert "my-clip" in card and "These are the paper's numbers" not in card
+    assert "note: 'my-clip' is not a named model (zoo/)" in capsys.readouterr().err
+    assert main(["card", str(checkpoint), "--name", "reclip-6"]) == 0
+    assert "did you mean 'reclip-64'" in capsys.readouterr().err
+    assert main(["card", str(checkpoint), "--name", "reclip-64"]) == 0
+    assert "These are the paper's numbers" in (checkpoint / "README.md").read_text()
+    assert "note:" not in capsys.readouterr().err
+
+
+def test_evaluation_header_names_the_jax_backend(tiny_checkpoint, synth_dir, tmp_path, capsys):
+    assert main(["--model", str(tiny_checkpoint), "--task", "shapes-zeroshot", "--data-dir", str(synth_dir),
+                 "--workers", "0", "--output", str(tmp_path), "--backend", "jax", "--device", "cpu"]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert header.endswith("(fp32, jax backend on cpu)"), header
+
+
+def test_detector_training_shows_a_progress_bar(tiny_checkpoint, tmp_path, capsys):
+    from tests.detect_helpers import TINY_DETECTOR, write_tiny_lvis
+
+    write_tiny_lvis(tmp_path / "data")
+    overrides = [o for o in TINY_DETECTOR if not o.startswith("schedule.steps")] + ["schedule.steps=2"]
+    assert main(["detect", "train", "--recipe", "detect-shapes", "--backbone", str(tiny_checkpoint), "--out",
+                 str(tmp_path / "detector"), "--data-dir", str(tmp_path / "data"), "--device", "cpu",
+                 *overrides]) == 0
+    bar = capsys.readouterr().err
+    assert "detector (" in bar and "2/2" in bar and "loss=" in bar, bar

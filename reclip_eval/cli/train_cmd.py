@@ -1,4 +1,4 @@
-"""reclip-eval train RECIPE --out DIR: run a recipe's stages and write a checkpoint in the Hub layout."""
+"""reclip-eval train --recipe RECIPE --out DIR: run a recipe's stages and write a checkpoint in the Hub layout."""
 
 from __future__ import annotations
 
@@ -7,20 +7,23 @@ from pathlib import Path
 
 INTERMIXED = True
 EPILOG = """examples:
-  reclip-eval train mini-reclip-32 --out runs/demo
-  reclip-eval train mini-reclip-32 --out runs/quick stages.0.steps=200 stages.1.steps=50
-  reclip-eval train training/my_recipe.yaml --out runs/mine --data-dir /data --device cuda
-  torchrun --nproc_per_node=8 -m reclip_eval train reclip-64 --out runs/reclip-64 data.shards=/data/{00000..09999}.tar
-  torchrun --nproc_per_node=8 -m reclip_eval train reclip-64 --out runs/sharded data_parallel=fsdp  # sharded (FSDP)
-  reclip-eval train mini-reclip-32 --out runs/jax --backend jax   # the flax model's jit step, all local devices
+  reclip-eval train --recipe mini-reclip-32 --out runs/demo
+  reclip-eval train --recipe mini-reclip-32 --out runs/quick stages.0.steps=200 stages.1.steps=50
+  reclip-eval train --recipe training/my_recipe.yaml --out runs/mine --data-dir /data --device cuda
+  torchrun --nproc_per_node=8 -m reclip_eval train --recipe reclip-64 --out runs/reclip-64 \\
+      data.shards=/data/{00000..09999}.tar
+  torchrun --nproc_per_node=8 -m reclip_eval train --recipe reclip-64 --out runs/fsdp data_parallel=fsdp  # sharded
+  reclip-eval train --recipe mini-reclip-32 --out runs/jax --backend jax   # the flax model's jit step, all devices
+  reclip-eval train mini-reclip-32 --out runs/demo   # the older form, the recipe first: still accepted
 """
 
 
 def add_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="reclip-eval train", description="Train a model from a recipe.", epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("recipe", help="recipe name (training/) or YAML path")
-    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. stages.0.steps=100")
+    p.add_argument("--recipe", help="recipe name (training/) or YAML path (as `detect train --recipe`)")
+    # The older form `train RECIPE ...` is still accepted: without --recipe, the first word is the recipe.
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="overrides, e.g. stages.0.steps=100")
     p.add_argument("--out", type=Path, required=True,
                    help="run folder: new, empty, or this run's own (--resume); other files in it are never deleted")
     p.add_argument("--data-dir", type=Path, help="data root for the recipe's shards (default: $RECLIP_DATA/cache)")
@@ -38,11 +41,27 @@ def add_parser() -> argparse.ArgumentParser:
     return p
 
 
+def recipe_and_overrides(recipe: str | None, words: list[str]) -> tuple[str, list[str]]:
+    """The recipe (--recipe, or the first word in the older form) and the key=value overrides."""
+    from reclip_eval.errors import ReclipError
+
+    if recipe is None:
+        if not words or "=" in words[0]:
+            raise ReclipError("train: no recipe given: pass --recipe NAME (a name `reclip-eval recipes` lists, or a "
+                              "YAML path)")
+        recipe, words = words[0], words[1:]
+    not_overrides = [w for w in words if "=" not in w]
+    if not_overrides:
+        raise ReclipError(f"train: {', '.join(map(repr, not_overrides))}: expected key=value overrides after the "
+                          f"recipe ({recipe}), e.g. stages.0.steps=100")
+    return recipe, words
+
+
 def run(args: argparse.Namespace) -> int:
     from reclip_eval.distributed import is_main_process
     from reclip_eval.train.recipe import load_recipe
 
-    recipe = load_recipe(args.recipe, args.overrides)
+    recipe = load_recipe(*recipe_and_overrides(args.recipe, args.overrides))
     if args.backend == "jax":
         from reclip_eval.jax_train.trainer import train_jax as train
     else:

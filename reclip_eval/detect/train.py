@@ -128,6 +128,11 @@ def train_detector(recipe: DetectRecipe, backbone: str, out: str | Path, *, data
     detector.train()
     log.info("training on %d images, %d base categories (%d in the file), %d steps of %d", len(dataset),
              len(vocabulary), len(lvis.categories), schedule.steps, schedule.batch_size)
+    from tqdm import tqdm
+
+    # A progress bar as the CLIP trainer's (train/loop.py run_stage): a step takes seconds on a CPU, and the log
+    # lines below come only every `log_every` steps.
+    progress = tqdm(total=schedule.steps, desc=f"detector ({recipe.detector.backbone.image_size}px)", unit="step")
     for images, targets in loader:
         good = [i for i, image in enumerate(images) if image is not None]
         report.skipped_images += [{"image_id": targets[i]["image_id"], "reason": targets[i]["error"]}
@@ -146,10 +151,14 @@ def train_detector(recipe: DetectRecipe, backbone: str, out: str | Path, *, data
         optimizer.step()
         scheduler.step()
         report.steps += 1
+        progress.set_postfix(loss=f"{float(loss.detach()):.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}",
+                             refresh=False)
+        progress.update()
         if report.steps % recipe.log_every == 0 or report.steps in (1, schedule.steps):
             report.losses.append(round(float(loss.detach()), 5))
             log.info("step %d/%d loss %.4f (%s)", report.steps, schedule.steps, float(loss.detach()),
                      ", ".join(f"{k.removeprefix('loss_')} {float(v.detach()):.3f}" for k, v in losses.items()))
+    progress.close()
     report.wall_time_s = time.perf_counter() - started
     detector.eval()
     loaded = LoadedDetector(detector=detector, clip=clip, config=recipe.detector, templates=templates,
