@@ -1,6 +1,6 @@
 """Why the torch and the jax trainer's runs of one recipe end apart: where their loss curves part, and whether a
-stage's outcome is fixed by the weights it starts from. The diagnostics behind leaderboards/backends.md (README,
-"JAX backend").
+stage's outcome is fixed by the weights it starts from. The diagnostics behind leaderboards/backends.md
+(leaderboards/miniature-notes.md, "One recipe on the torch and the jax trainer").
 
 Not a test. Two subcommands:
 

@@ -5,9 +5,9 @@ never its size, fill pattern or position. Why: with every attribute named, a bat
 by colour, size, pattern and position alone (about 500 single-object combinations, so a caption rarely has a
 negative that differs only in shape), and the contrastive loss falls to ~0.3 without the image tower learning
 shape (the issue-14 demo: colour right on every zero-shot image, shape on 25%). Measured on the budget proxy
-(README "Budget"): naming size, pattern and position one time in four gave 49.6% top-1 on shapes-zeroshot, never
-naming them 60.0%, same model, steps and data size. When captions that differ only in shape share a batch, shape
-is what the loss has to learn.
+(leaderboards/miniature-notes.md, "Budget"): naming size, pattern and position one time in four gave 49.6% top-1
+on shapes-zeroshot, never naming them 60.0%, same model, steps and data size. When captions that differ only in
+shape share a batch, shape is what the loss has to learn.
 """
 
 from __future__ import annotations
