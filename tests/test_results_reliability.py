@@ -103,6 +103,18 @@ def test_lvis_undefined_metric_is_accepted_in_detection_results_and_shown_as_n_a
     assert "25.00 / n/a" in row and "-100" not in files["models.md"] + files["table4.md"]
 
 
+def test_a_non_square_input_size_is_valid_and_a_row_of_its_own(tmp_path):
+    """A model configured with a [height, width] image size records it as a pair (models/config.py)."""
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "a.json").write_text(json.dumps(_valid()))
+    (results / "b.json").write_text(json.dumps(_set(_valid(), "model.image_size", [64, 96])))
+    models = build_leaderboards(results, figure=False)["models.md"]
+    assert "| reclip-demo | 64 " in models and "| reclip-demo | 64x96 " in models
+    with pytest.raises(InvalidResultsError, match=r"model.image_size: \[64, 0\]"):
+        validate_results(_set(_valid(), "model.image_size", [64, 0]), "c.json")
+
+
 # --- exclusive creation ------------------------------------------------------------------------------------------
 
 

@@ -16,6 +16,7 @@ from reclip_eval.cards.render import render_card
 from reclip_eval.checkpoint import TRAINING_NAME, WEIGHTS_NAME, file_sha256, read_config
 from reclip_eval.errors import CheckpointError, ReclipError, read_json
 from reclip_eval.eval.results import results_filename
+from reclip_eval.eval.results_markdown import one_line
 from reclip_eval.eval.results_schema import read_results
 from reclip_eval.zoo.entries import ZooEntry, list_entries
 
@@ -43,7 +44,7 @@ def _measured_for(entry: ZooEntry, results_dir: Path) -> tuple[list[dict], list[
         if sha is not None and recorded != sha:
             raise ModelCardInputError(
                 f"{path}: measured weights {str(recorded)[:12]}, but {entry.name}'s bundled weights are {sha[:12]}; "
-                f"re-run `reclip-eval --model {entry.name} --task {data['task']['name']} --overwrite`")
+                f"re-run `reclip-eval --model {entry.name} --task {one_line(data['task']['name'])} --overwrite`")
         results.append(data)
         labels.append(f"{results_dir.parent.name}/{results_dir.name}/{path.name}")
     return results, labels

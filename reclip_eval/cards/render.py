@@ -86,7 +86,7 @@ def _measured(results: list[dict[str, Any]], results_paths: list[str]) -> str:
         images = markdown_text(str(r["counts"].get("images_evaluated")))
         blocks.append(
             f"**{markdown_text(r['task']['name'])}** ({images} images, {markdown_text(r['precision'])}, "
-            f"{r['model']['image_size']} px, on {markdown_text(r['run']['device'])})\n\n" + "\n".join(rows) +
+            f"{markdown_text(str(r['model']['image_size']))} px, on {markdown_text(r['run']['device'])})\n\n" + "\n".join(rows) +
             f"\n\nMeasured with {markdown_code(r['run']['command'])}; results file {markdown_code(path)}."
         )
     return "\n\n".join(blocks)

@@ -45,7 +45,13 @@ OPTIONAL_TEXT: Check = ("a string or null", lambda v: v is None or isinstance(v,
 OBJECT: Check = ("an object", lambda v: isinstance(v, dict))
 OPTIONAL_OBJECT: Check = ("an object or null", lambda v: v is None or isinstance(v, dict))
 LIST: Check = ("a list", lambda v: isinstance(v, list))
-IMAGE_SIZE: Check = ("a positive integer", lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0)
+def _side(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+# A model's input size: one side, or [height, width] for a non-square input (models/config.py VisionConfig).
+IMAGE_SIZE: Check = ("a positive integer or a [height, width] pair of them",
+                     lambda v: _side(v) or (isinstance(v, list) and len(v) == 2 and all(map(_side, v))))
 AMOUNT: Check = ("a finite number >= 0 or null", lambda v: v is None or (_finite(v) and v >= 0))
 VERSION: Check = (f"{SCHEMA_VERSION}", lambda v: _number(v) and v == SCHEMA_VERSION)
 

@@ -52,7 +52,7 @@ def _provenance(rows: list[MeasuredRow]) -> list[str]:
         sha = markdown_text((m.weights_sha256 or "?")[:12])
         hub = f", Hub commit {markdown_text(m.hub_commit[:12])}" if m.hub_commit else ""
         tasks = ", ".join(markdown_text(t) for t in sorted(m.results))
-        lines.append(f"- **{markdown_text(m.model)} @ {m.image_size} px**: weights sha256 {sha}{hub}; tasks {tasks}; "
+        lines.append(f"- **{markdown_text(m.model)} @ {m.size_label} px**: weights sha256 {sha}{hub}; tasks {tasks}; "
                      f"reclip-eval {markdown_text(m.software)}; " + "; ".join(markdown_code(c) for c in m.commands()))
     return lines
 
@@ -68,7 +68,7 @@ def _real_rows(keys: list[str], measured: list[MeasuredRow]) -> tuple[list[list[
             real = task is not None and key.split("/")[-2] == task
             cells.append(("n/a" if value is None else f"{value:.2f}") if real else "")
         if any(cells):
-            rows.append(["measured", f"{markdown_text(m.model)} @ {m.image_size} px", *cells])
+            rows.append(["measured", f"{markdown_text(m.model)} @ {m.size_label} px", *cells])
             used.append(m)
     return rows, used
 
@@ -222,7 +222,7 @@ def render_models(measured: list[MeasuredRow]) -> str:
         for task in tasks:
             result = m.results.get(task)
             cells.append("" if result is None else _headline_cell(result))
-        rows.append([markdown_text(m.model), str(m.image_size), _fmt(compute.get("image_gmacs")),
+        rows.append([markdown_text(m.model), m.size_label, _fmt(compute.get("image_gmacs")),
                      _fmt(compute.get("train_device_hours")), *cells])
     return "\n".join([
         "# Models", "",
