@@ -149,6 +149,17 @@ def test_two_runs_finishing_at_once_never_both_write(tmp_path, second_top1, lose
         assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp file left behind
 
 
+@pytest.mark.parametrize("create", ["create_text_exclusive", "_create_with_o_excl"])  # link, and no-link fallback
+def test_exclusive_creation_never_touches_a_file_that_is_there(tmp_path, create):
+    from reclip_eval import atomic
+
+    path = tmp_path / "sub" / "r.json"
+    path.parent.mkdir()
+    assert getattr(atomic, create)(path, "first\n") is True
+    assert getattr(atomic, create)(path, "second\n") is False
+    assert path.read_text() == "first\n" and [p.name for p in path.parent.iterdir()] == ["r.json"]
+
+
 def test_overwrite_replaces_atomically_and_says_what_differed(tmp_path):
     path = tmp_path / "reclip-demo__shapes-zeroshot.json"
     assert store_results(_valid(), path).action == "written"

@@ -95,7 +95,10 @@ def _key(part: str) -> str:
 
 
 def _shown(value: Any) -> str:
-    text = json.dumps(value)  # NaN and Infinity as JSON writes them
+    try:
+        text = json.dumps(value)  # NaN and Infinity as JSON writes them
+    except RecursionError:  # nested nearly as deep as the parser allows
+        text = f"a deeply nested {type(value).__name__}"
     return text if len(text) <= 40 else text[:37] + "..."
 
 
