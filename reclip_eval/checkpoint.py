@@ -218,9 +218,7 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
 
     path = Path(path)
     if not path.is_file():
-        others = sorted(p.name for p in path.parent.glob("*.bin")) + sorted(p.name for p in path.parent.glob("*.pt*"))
-        hint = f" (found {', '.join(others)}: pickled weights are never loaded; convert them to safetensors)" if others else ""
-        raise CheckpointError(f"{path}: missing{hint}")
+        raise missing_weights_error(path)
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
@@ -229,6 +227,13 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
         ) from None
     check_finite(state, path)
     return state
+
+
+def missing_weights_error(path: Path) -> CheckpointError:
+    """The error for a weights file that is not there, naming the pickles beside it that are never loaded."""
+    others = sorted(p.name for p in path.parent.glob("*.bin")) + sorted(p.name for p in path.parent.glob("*.pt*"))
+    hint = f" (found {', '.join(others)}: pickled weights are never loaded; convert them to safetensors)" if others else ""
+    return CheckpointError(f"{path}: missing{hint}")
 
 
 def file_sha256(path: str | Path) -> str:

@@ -41,6 +41,7 @@ from __future__ import annotations
 import math
 import re
 import struct
+import tokenize
 import zipfile
 import zlib
 from collections.abc import Callable, Mapping
@@ -59,10 +60,11 @@ CLIP_BPE_VOCAB = 49408
 IGNORED_PREFIXES = ("opt/", "chrono/")
 ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a zip's first local header, or an empty zip's end record
 NPY_MAGIC = b"\x93NUMPY"
-# What zipfile and numpy raise for a damaged archive or member: a bad header, a CRC or length mismatch, a truncated
-# stream, an impossible declared shape, an unsupported compression.
-READ_ERRORS = (ValueError, OSError, EOFError, MemoryError, zipfile.BadZipFile, zlib.error, struct.error,
-               NotImplementedError)
+# What zipfile and numpy raise for a damaged archive or member: a bad header (numpy parses it as a Python literal,
+# through `tokenize` for old headers), a CRC or length mismatch, a truncated stream, an impossible declared shape,
+# an unsupported compression.
+READ_ERRORS = (ValueError, OSError, EOFError, MemoryError, SyntaxError, tokenize.TokenError, zipfile.BadZipFile,
+               zlib.error, struct.error, NotImplementedError)
 # log(float32 max): a larger log temperature makes exp(t), which scales the logits, infinite.
 MAX_LOG_SCALE = math.log(float(np.finfo(np.float32).max))
 # Preprocessing of each codebase's evaluation: big_vision's value_range(-1, 1) after a squash resize; CLIPA's

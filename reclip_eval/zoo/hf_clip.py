@@ -1,7 +1,9 @@
 """Adapter for Hugging Face transformers `CLIPModel` folders (`--model hf:PATH`, or a Hub repo via hf-hub:).
 
 Loaded with `local_files_only=True` and `use_safetensors=True`, never `trust_remote_code`; images are
-preprocessed by the folder's own `CLIPImageProcessor`, texts by its own tokenizer. At another image size the model
+preprocessed by the folder's own `CLIPImageProcessor`, texts by its own tokenizer. The folder is checked first
+(zoo/folder_checks.py: config, weights of the config's shapes and finite, processor and tokenizer files), and the
+tokenizer against the text tower's vocabulary before the model is built. At another image size the model
 is rebuilt at that size with its position table resampled by us (zoo/foreign_size.py), and the processor's resize
 and crop scaled to it.
 
@@ -17,16 +19,15 @@ from typing import Any
 
 import torch
 
-from reclip_eval.checkpoint import CONFIG_NAME, check_finite, check_image_size, file_sha256
+from reclip_eval.checkpoint import CONFIG_NAME, check_image_size, file_sha256
 from reclip_eval.errors import CheckpointError
+from reclip_eval.zoo.folder_checks import HF_PROCESSOR_FILES, check_hf_tokenizer
 from reclip_eval.zoo.foreign_size import describe_resample, resample_class_token_table
 from reclip_eval.zoo.model_kinds import LoadRequest, ModelFolder, PrefixForm, register_model_kind
 from reclip_eval.zoo.torch_adapter import TorchAdapter
 
 POS_EMBED_KEY = "vision_model.embeddings.position_embedding.weight"
 WEIGHTS_NAME = "model.safetensors"
-# What a transformers CLIPModel folder needs besides its config and weights: image processor and tokenizer files.
-PROCESSOR_FILES = ("preprocessor_config.json", "tokenizer*", "vocab.json", "merges.txt", "special_tokens_map.json")
 
 
 def _features(output: Any) -> torch.Tensor:
@@ -56,15 +57,21 @@ class HFClipAdapter(TorchAdapter):
         if not weights.is_file():
             raise CheckpointError(f"{folder}: no {WEIGHTS_NAME}; pickled weights are never loaded")
         try:
-            vision = CLIPConfig.from_pretrained(str(folder), local_files_only=True).vision_config
+            config = CLIPConfig.from_pretrained(str(folder), local_files_only=True)
+            vision = config.vision_config
             if image_size:  # before the weights are read
                 check_image_size(image_size, vision.patch_size, model_id)
-            self.model = CLIPModel.from_pretrained(str(folder), local_files_only=True, use_safetensors=True).eval()
             self.processor = CLIPImageProcessor.from_pretrained(str(folder), local_files_only=True)
             self.tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-        except (OSError, ValueError) as e:
-            raise CheckpointError(f"{folder}: not a transformers CLIPModel folder ({e})") from None
-        check_finite(self.model.state_dict(), weights)
+        except Exception as e:  # noqa: BLE001 - the tokenizers library raises a bare Exception for a broken file
+            raise CheckpointError(f"{folder}: not a transformers CLIPModel folder "
+                                  f"({type(e).__name__}: {' '.join(str(e).split())})") from None
+        check_hf_tokenizer(self.tokenizer, config.text_config.vocab_size, folder)
+        try:
+            self.model = CLIPModel.from_pretrained(str(folder), local_files_only=True, use_safetensors=True).eval()
+        except (OSError, ValueError, RuntimeError) as e:
+            raise CheckpointError(f"{weights}: does not load into the CLIPModel {CONFIG_NAME} describes "
+                                  f"({' '.join(str(e).split())})") from None
         self.resample = None
         if image_size and image_size != vision.image_size:
             self.model = _resized_model(self.model, image_size, weights)
@@ -152,7 +159,7 @@ def _load_hf_spec(path: str, request: LoadRequest) -> HFClipAdapter:
 
 
 @register_model_kind("hf_transformers", priority=40, recognise=_is_hf_clip_folder,
-                     hub_files=(CONFIG_NAME, WEIGHTS_NAME, *PROCESSOR_FILES),
+                     hub_files=(CONFIG_NAME, WEIGHTS_NAME, *HF_PROCESSOR_FILES),
                      layout=f"{CONFIG_NAME} with model_type 'clip' (a transformers CLIPModel), {WEIGHTS_NAME}, "
                             "its image processor and tokenizer",
                      prefix_form=PrefixForm("hf:", "PATH", _load_hf_spec))

@@ -9,11 +9,15 @@ A kind registers itself from its own module, beside its adapter:
 The resolver (zoo/resolve.py) walks this registry instead of dispatching on kind names: the zoo's own kind modules
 are imported by the resolver, those of the packages above the zoo (detectors) by reclip_eval/kinds.py, the plugin
 list the CLI loads models through.
+
+A kind's loader is registered (and returned by the decorator) behind the kind's folder check (zoo/folder_checks.py:
+complete and consistent files, before any model is built), so every way into it, a recognised folder, a Hub
+download or a prefix form calling it, checks the folder first.
 """
 
 from __future__ import annotations
 
-import json
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -21,10 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from reclip_eval.checkpoint import CONFIG_NAME
-from reclip_eval.errors import CheckpointError
+from reclip_eval.errors import CheckpointError, read_json
 from reclip_eval.hub import CheckpointSource
 from reclip_eval.registry import Registry
 from reclip_eval.zoo.adapter import ModelAdapter
+from reclip_eval.zoo.folder_checks import check_model_folder
 
 
 @dataclass(frozen=True)
@@ -36,13 +41,13 @@ class LoadRequest:
     source: CheckpointSource | None = None  # where a folder came from: a Hub repo pinned to a commit, or None (local)
     checkpoint: str | None = None  # --checkpoint, for prefix forms whose argument names no weights
     random_init: bool = False  # --random-init: no weights, on purpose (prefix forms that allow it only)
+    pretrained: str | None = None  # --pretrained TAG: a library's own pretrained tag (prefix forms that take one)
 
     def hub_fields(self) -> dict[str, Any]:
         """The Hub repo, revision and commit the folder was downloaded from, for the results (empty when local)."""
         source = self.source
         if source is None or not source.repo_id:
             return {}
-    pretrained: str | None = None  # --pretrained TAG: a library's own pretrained tag (prefix forms that take one)
         return {"hub_repo": source.repo_id, "hub_revision": source.revision, "hub_commit": source.commit}
 
 
@@ -62,10 +67,11 @@ class ModelFolder:
         path = self.path / CONFIG_NAME
         if not path.is_file():
             return None
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+        config = read_json(path, CheckpointError)
+        if not isinstance(config, dict):
+            raise CheckpointError(f"{path}: expected a JSON object (the model's configuration), found "
+                                  f"{type(config).__name__}")
+        return config
 
     def config_says(self, key: str, value: str) -> bool:
         """Whether config.json exists and sets `key` to `value` (how the config.json kinds tell themselves apart)."""
@@ -84,13 +90,13 @@ class PrefixForm:
     argument: str  # what the argument is, as usage text shows it ("ARCH", "PATH")
     load: Callable[[str, LoadRequest], ModelAdapter]
     random_init: bool = False  # whether --random-init applies (an architecture without weights, on purpose)
+    pretrained: bool = False  # whether --pretrained TAG applies (the library's own table of pretrained weights)
 
     @property
     def usage(self) -> str:
         return f"{self.prefix}{self.argument}"
 
 
-    pretrained: bool = False  # whether --pretrained TAG applies (the library's own table of pretrained weights)
 @dataclass(frozen=True)
 class ModelKind:
     name: str
@@ -108,15 +114,23 @@ MODEL_KINDS: Registry[ModelKind] = Registry("model kind")
 def register_model_kind(name: str, *, priority: int, layout: str, recognise: Callable[[ModelFolder], bool],
                         hub_files: tuple[str, ...] | list[str] = (),
                         prefix_form: PrefixForm | None = None) -> Callable[[LoadFolder], LoadFolder]:
-    """Register the decorated folder loader as the model kind `name`. Names and priorities are unique, so the
-    order folders are recognised in is defined whatever order the kind modules are imported in."""
+    """Register the decorated folder loader as the model kind `name`, behind the kind's folder check (the checked
+    loader is what the decorator returns). Names and priorities are unique, so the order folders are recognised in
+    is defined whatever order the kind modules are imported in."""
 
     def decorator(load: LoadFolder) -> LoadFolder:
         taken = {kind.priority: kind.name for kind in MODEL_KINDS.values()}
         if priority in taken:
             raise ValueError(f"model kind {name!r}: priority {priority} is taken by {taken[priority]!r}")
-        MODEL_KINDS.register(name)(ModelKind(name, priority, layout, recognise, load, tuple(hub_files), prefix_form))
-        return load
+
+        @functools.wraps(load)
+        def checked_load(folder: Path, request: LoadRequest) -> ModelAdapter:
+            check_model_folder(name, folder)
+            return load(folder, request)
+
+        MODEL_KINDS.register(name)(ModelKind(name, priority, layout, recognise, checked_load, tuple(hub_files),
+                                             prefix_form))
+        return checked_load
 
     return decorator
 

@@ -1,0 +1,179 @@
+"""What a complete, consistent model folder of each kind holds, checked before any model is built or data touched.
+
+One check per folder kind, by kind name (FOLDER_CHECKS; zoo/model_kinds.py runs a kind's check before its loader):
+
+    reclip           config.json with every key; model.safetensors holding exactly the tensors the config implies,
+                     each of the shape it implies (values: the loader's reader refuses NaN/inf as it reads them)
+    hf_transformers  config.json (a transformers CLIPConfig); model.safetensors holding exactly the tensors a
+                     CLIPModel of that config has, of their shapes, all finite; preprocessor_config.json; a
+                     tokenizer: tokenizer.json, or vocab.json + merges.txt (without them transformers builds a
+                     tokenizer that maps every caption to the same ids, and the numbers would be silently wrong)
+    open_clip        open_clip_config.json with a model_cfg object; safetensors weights (the files only: building
+                     the architecture is open_clip's, in zoo/openclip.py)
+
+(big_vision / CLIPA `.npz` files are checked as they are read, by reclip_eval.flax_models.big_vision_npz.)
+
+Names and shapes come from the safetensors header; the expected ones from the model's own class built on the meta
+device (no memory, no initialisation). Values are read one tensor at a time from the memory-mapped file and checked a
+chunk at a time (reclip_eval.finite), so checking a checkpoint of gigabytes costs no second copy of it. Each problem
+is one CheckpointError line naming the file, the tensor or key, and what was expected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from reclip_eval.checkpoint import CONFIG_NAME, WEIGHTS_NAME, missing_weights_error, read_config
+from reclip_eval.errors import CheckpointError, read_json
+from reclip_eval.finite import all_finite
+
+PREPROCESSOR_NAME = "preprocessor_config.json"
+TOKENIZER_NAME = "tokenizer.json"  # a fast tokenizer, complete in itself
+BPE_FILES = ("vocab.json", "merges.txt")  # the slow CLIP tokenizer's vocabulary, both needed
+# What a transformers CLIPModel folder needs besides its config and weights (the Hub download patterns).
+HF_PROCESSOR_FILES = (PREPROCESSOR_NAME, "tokenizer*", *BPE_FILES, "special_tokens_map.json")
+# Two captions any real tokenizer tells apart (a tokenizer without its vocabulary maps both to the same ids).
+PROBE_CAPTIONS = ("a photo of a red circle.", "two blue squares on a green field")
+
+FolderCheck = Callable[[Path], None]
+
+
+# --- safetensors, header first ---------------------------------------------------------------------------------
+
+
+@contextmanager
+def _safetensors(path: Path) -> Iterator[Any]:
+    from safetensors import SafetensorError, safe_open
+
+    if not path.is_file():
+        raise missing_weights_error(path)
+    try:
+        with safe_open(str(path), framework="pt") as weights:
+            yield weights
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({' '.join(str(e).split())}); the file may "
+                              "be truncated or in another format") from None
+
+
+def check_tensor_shapes(path: Path, expected: Mapping[str, tuple[int, ...]], what: str,
+                        tolerated: Callable[[str], bool] = lambda key: False) -> None:
+    """The safetensors file at `path` holds exactly the tensors of `expected`, each of its shape (from the header:
+    no value is read). `what` says where the expectation comes from; `tolerated` keys may be extra."""
+    with _safetensors(path) as weights:
+        shapes = {key: tuple(weights.get_slice(key).get_shape()) for key in weights.keys()}
+    missing = sorted(set(expected) - set(shapes))
+    unexpected = sorted(key for key in set(shapes) - set(expected) if not tolerated(key))
+    wrong = [key for key in expected if key in shapes and shapes[key] != tuple(expected[key])]
+    if missing:
+        raise CheckpointError(f"{path}: tensor {missing[0]} is missing{_more(missing)}; {what} has it, of shape "
+                              f"{tuple(expected[missing[0]])}")
+    if unexpected:
+        raise CheckpointError(f"{path}: tensor {unexpected[0]} is not part of {what}{_more(unexpected)}; the "
+                              "weights are of another architecture")
+    if wrong:
+        key = wrong[0]
+        raise CheckpointError(f"{path}: tensor {key} has shape {shapes[key]}; {what} gives it shape "
+                              f"{tuple(expected[key])}{_more(wrong)}")
+
+
+def check_tensors_finite(path: Path) -> None:
+    """Every tensor in the safetensors file at `path` is finite, read one at a time from the mapped file."""
+    with _safetensors(path) as weights:
+        bad = [key for key in weights.keys() if not all_finite(weights.get_tensor(key))]
+    if bad:
+        raise CheckpointError(f"{path}: tensor {bad[0]} holds NaN or inf values{_more(bad)}; the weights are broken "
+                              "(a diverged training run?) and would evaluate at chance")
+
+
+def _more(keys: list[str]) -> str:
+    return f" (and {len(keys) - 1} more)" if len(keys) > 1 else ""
+
+
+# --- the kinds ---------------------------------------------------------------------------------------------------
+
+
+def check_reclip_folder(folder: Path) -> None:
+    import torch
+
+    from reclip_eval.models.clip import CLIP
+
+    config = read_config(folder)  # every key, before any tensor
+    with torch.device("meta"):
+        expected = {key: tuple(t.shape) for key, t in CLIP(config).state_dict().items()}
+    check_tensor_shapes(folder / WEIGHTS_NAME, expected, f"the model of {CONFIG_NAME}")
+
+
+def check_hf_clip_folder(folder: Path) -> None:
+    import torch
+    from transformers import CLIPConfig, CLIPModel
+
+    if not (folder / CONFIG_NAME).is_file():
+        raise CheckpointError(f"{folder / CONFIG_NAME}: missing; a transformers CLIPModel folder holds {CONFIG_NAME}, "
+                              f"{WEIGHTS_NAME}, {PREPROCESSOR_NAME} and its tokenizer")
+    _check_processor_files(folder)
+    try:
+        config = CLIPConfig.from_pretrained(str(folder), local_files_only=True)
+        with torch.device("meta"):
+            expected = {key: tuple(t.shape) for key, t in CLIPModel(config).state_dict().items()}
+    except (OSError, ValueError, TypeError, KeyError, ZeroDivisionError) as e:
+        raise CheckpointError(f"{folder / CONFIG_NAME}: not a valid transformers CLIPConfig "
+                              f"({' '.join(str(e).split())})") from None
+    # Older transformers saved the position_ids buffers, which newer ones rebuild: extra ones are harmless.
+    check_tensor_shapes(folder / WEIGHTS_NAME, expected, f"the CLIPModel of {CONFIG_NAME}",
+                        tolerated=lambda key: key.endswith("position_ids"))
+    check_tensors_finite(folder / WEIGHTS_NAME)
+
+
+def _check_processor_files(folder: Path) -> None:
+    if not (folder / PREPROCESSOR_NAME).is_file():
+        raise CheckpointError(f"{folder / PREPROCESSOR_NAME}: missing; the image preprocessing of a transformers "
+                              "CLIPModel folder is its own (CLIPImageProcessor.save_pretrained writes it)")
+    if (folder / TOKENIZER_NAME).is_file():
+        return
+    missing = [name for name in BPE_FILES if not (folder / name).is_file()]
+    if missing:
+        raise CheckpointError(f"{folder}: no tokenizer vocabulary: {TOKENIZER_NAME}, or {' + '.join(BPE_FILES)}, "
+                              f"expected ({', '.join(missing)} missing); without it every caption would encode to "
+                              "the same ids (CLIPTokenizer.save_pretrained writes them)")
+
+
+def check_hf_tokenizer(tokenizer: Any, vocab_size: int, folder: Path) -> None:
+    """The loaded tokenizer covers the text tower's vocabulary and tells captions apart."""
+    size = len(tokenizer)
+    if size != vocab_size:
+        raise CheckpointError(f"{folder}: the tokenizer has {size} tokens, the text tower's embedding "
+                              f"{vocab_size} (text_config.vocab_size in {CONFIG_NAME}); they must be one vocabulary")
+    first, second = (tokenizer(caption)["input_ids"] for caption in PROBE_CAPTIONS)
+    if first == second:
+        raise CheckpointError(f"{folder}: the tokenizer encodes different captions to the same ids ({first}); its "
+                              "vocabulary files are broken")
+
+
+def check_open_clip_folder(folder: Path) -> None:
+    from reclip_eval.zoo.openclip import OPENCLIP_CONFIG, OPENCLIP_WEIGHTS  # at call time: that module imports ours
+
+    config = read_json(folder / OPENCLIP_CONFIG, CheckpointError, what="open_clip config")
+    if not isinstance(config, dict) or not isinstance(config.get("model_cfg"), dict):
+        raise CheckpointError(f"{folder / OPENCLIP_CONFIG}: expected a JSON object with a 'model_cfg' object (the "
+                              "architecture), as open_clip's push_to_hub writes it")
+    if not any((folder / name).is_file() for name in OPENCLIP_WEIGHTS):
+        pickles = sorted(p.name for p in folder.glob("*.bin")) + sorted(p.name for p in folder.glob("*.pt*"))
+        found = f" (found {', '.join(pickles)}: pickled weights are never loaded)" if pickles else ""
+        raise CheckpointError(f"{folder}: no safetensors weights ({', '.join(OPENCLIP_WEIGHTS)}){found}")
+
+
+FOLDER_CHECKS: dict[str, FolderCheck] = {
+    "reclip": check_reclip_folder,
+    "hf_transformers": check_hf_clip_folder,
+    "open_clip": check_open_clip_folder,
+}
+
+
+def check_model_folder(kind: str, folder: Path) -> None:
+    """Run the check of the folder kind `kind` on `folder` (kinds without one, like detectors, check as they load)."""
+    check = FOLDER_CHECKS.get(kind)
+    if check is not None:
+        check(folder)
