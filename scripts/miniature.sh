@@ -23,11 +23,11 @@ for seed in $SEEDS; do
         [ -d "$out" ] && resume=(--resume)
         reclip-eval train "$recipe" --out "$out" "seed=$seed" --backend "$BACKEND" "${resume[@]}"
       fi
-      reclip-eval --model "$out" --task $TASKS
+      reclip-eval --model "$out" --task $TASKS --output leaderboards/results
     fi
     stage=$out/stages/lowres
     if [ -d "$stage" ] && [ ! -f "leaderboards/results/${stage//\//_}__shapes-retrieval.json" ]; then
-      reclip-eval --model "$stage" --task $TASKS
+      reclip-eval --model "$stage" --task $TASKS --output leaderboards/results
     fi
   done
 done
