@@ -63,3 +63,19 @@ def read_json(path: str | Path, error: type[ReclipError] = DataError, *, what: s
         raise error(f"{path}: is a folder; expected the {what} itself") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise error(f"{path}: not valid JSON ({e}){hint}") from None
+
+
+def unique_mapping(entries: Any, source: str | Path, key: str, value: str) -> dict[Any, Any]:
+    """`{id: label}` from `(id, label, where)` triples of a label file (`where`: "line 4", "images[3]"). An id given
+    twice is refused even when both labels agree: the real files list each id once, so a repeat means a file that
+    was concatenated or edited, and of two different labels either choice would relabel silently. The DataError
+    names the id, both labels and both places (`key`, `value`: what the file calls them, e.g. "image", "wnid")."""
+    mapping: dict[Any, tuple[Any, str]] = {}
+    for item, label, where in entries:
+        if item in mapping:
+            first_label, first_where = mapping[item]
+            labels = f"both {value} {label!r}; remove one" if label == first_label else \
+                f"{value} {first_label!r} there, {label!r} here; remove the wrong one"
+            raise DataError(f"{source}: {where} lists {key} {item!r} again (first at {first_where}; {labels})")
+        mapping[item] = (label, where)
+    return {item: label for item, (label, _) in mapping.items()}

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from reclip_eval.cli.main import main
@@ -128,6 +129,103 @@ def _train_into(ctx: Ctx, *extra: str, user_file: bool = False) -> list[str]:
             "0", "stages.0.steps=1", "stages.0.warmup_steps=0", "stages.1.steps=1", "stages.1.warmup_steps=0", *extra]
 
 
+def _flat_imagenet(ctx: Ctx, csv: str | None = None, table=None, truth: str | None = None) -> list[str]:
+    """`--task imagenet` on six flat val images labelled by a LOC_val_solution.csv (`csv`: its text, given the
+    true one) or, when `csv` is None, by a devkit (meta.mat's synsets `table` and the ground truth's text `truth`,
+    the true ones unless given)."""
+    from tests.layout_files import devkit, flat_imagenet, loc_csv_text
+
+    folder = ctx.tmp / "data" / "imagenet"
+    rows = flat_imagenet(folder)
+    if csv is not None:
+        (folder / "LOC_val_solution.csv").write_text(csv.replace("{true}", loc_csv_text(rows)))
+    else:
+        labels = devkit(folder, rows, table)
+        if truth is not None:
+            (labels / "data" / "ILSVRC2012_validation_ground_truth.txt").write_text(truth)
+    return _eval_argv(ctx, "imagenet", ctx.tmp / "data")
+
+
+def _broken_meta(ctx: Ctx, data: bytes) -> list[str]:
+    argv = _flat_imagenet(ctx)
+    (ctx.tmp / "data" / "imagenet" / "ILSVRC2012_devkit_t12" / "data" / "meta.mat").write_bytes(data)
+    return argv
+
+
+def _synsets(*entries):
+    from tests.layout_files import synsets
+
+    return synsets(list(entries))
+
+
+def _hf_imagenet(ctx: Ctx, names: list[str] | None = None, garbage: bool = False) -> list[str]:
+    """`--task imagenet` on a `datasets` folder `imagenet/hf` (3 images; a ClassLabel of `names` if given), or on
+    a folder of that name holding no dataset."""
+    from tests.layout_files import hf_folder
+
+    folder = ctx.tmp / "data" / "imagenet"
+    if garbage:
+        (folder / "hf").mkdir(parents=True)
+        (folder / "hf" / "dataset_dict.json").write_text('{"splits": ["validation"')
+    else:
+        hf_folder(folder, [0, 1, 2], names)
+    return _eval_argv(ctx, "imagenet", ctx.tmp / "data")
+
+
+def _class_list_task(ctx: Ctx, class_list: str) -> list[str]:
+    """A task of the user's (a YAML path): flat ImageNet images, its own class list `class_list`."""
+    task = ctx.tmp / "mytask" / "mytask.yaml"
+    task.parent.mkdir()
+    (task.parent / "classes.tsv").write_text(class_list)
+    (task.parent / "templates.txt").write_text("a photo of a {}.\n")
+    task.write_text("name: mytask\nkind: zeroshot_classification\ndescription: x\nget_data: x\n"
+                    "classes: classes.tsv\ntemplates: templates.txt\n"
+                    "data: {folder: imagenet, layouts: [{kind: flat_loc_csv, split: val}]}\n")
+    argv = _flat_imagenet(ctx, csv="{true}")
+    return [task.as_posix() if a == "imagenet" else a for a in argv]
+
+
+def _retrieval_files(ctx: Ctx, task: str, keep: str, edit: Callable[[Path], object]) -> list[str]:
+    """`--task flickr30k|mscoco` on tests/test_real_layouts.py's four-image set with only the annotation file
+    `keep` of that task's folder, changed by `edit(path)`."""
+    from tests.test_real_layouts import _retrieval_fixture
+
+    flickr, coco = _retrieval_fixture(ctx.tmp / "data")
+    folder = flickr if task == "flickr30k" else coco
+    for other in ("dataset_flickr30k.json", "flickr30k_test_karpathy.txt", "dataset_coco.json",
+                  "coco_test_karpathy.json"):
+        if other != keep and (folder / other).exists():
+            (folder / other).unlink()
+    edit(folder / keep)
+    return _eval_argv(ctx, task, folder.parent)
+
+
+def _edit_json(edit: Callable[[dict], object]) -> Callable[[Path], None]:
+    def apply(path: Path) -> None:
+        data = json.loads(path.read_text())
+        edit(data)
+        path.write_text(json.dumps(data))
+    return apply
+
+
+def _no_nltk_tagger(ctx: Ctx) -> list[str]:
+    import nltk
+
+    try:
+        nltk.data.find("taggers/averaged_perceptron_tagger_eng/")
+        pytest.skip("NLTK's tagger data is installed here")
+    except LookupError:
+        pass
+    return ["train", "tiny-shapes", "--out", str(ctx.tmp / "out"), "--data-dir", str(ctx.tmp / "no-data"),
+            "--device", "cpu", "stages.0.text_tokens={kind: syntax, tagger: nltk-perceptron}"]
+
+
+def _recipe_file(ctx: Ctx, text: str) -> list[str]:
+    path = ctx.tmp / "recipe.yaml"
+    path.write_text(text)
+    return ["config", "show", str(path)]
+
+
 CASES: list[Case] = [
     # --- command line and names ---
     Case("unknown-task", lambda c: ["--model", "reclip-demo", "--task", "shapes-zeroshott"],
@@ -205,7 +303,73 @@ CASES: list[Case] = [
          lambda c: ["--model", c.checkpoint.name, "--task", "shapes-zeroshot", "--workers", "0", "--output",
                     c.write_json("out/ckpt__shapes-zeroshot.json", []).parent.name, "--data-dir", "no-such-data"],
          ("out/ckpt__shapes-zeroshot.json", "not a results file", "--overwrite")),
+    # --- label files: an id listed twice, broken formats (all refused before the classifier is built) ---
+    Case("loc-csv-conflicting-labels",
+         lambda c: _flat_imagenet(c, csv="{true}ILSVRC2012_val_00000001,n01443537 1 2 3 4\n"),
+         ("LOC_val_solution.csv", "line 8 lists image 'ILSVRC2012_val_00000001' again (first at line 2",
+          "wnid 'n01440764' there, 'n01443537' here")),
+    Case("loc-csv-row-without-prediction", lambda c: _flat_imagenet(c, csv="{true}ILSVRC2012_val_00000007\n"),
+         ("LOC_val_solution.csv", "line 8", "no PredictionString for image 'ILSVRC2012_val_00000007'")),
+    Case("devkit-meta-garbage", lambda c: _broken_meta(c, b"MATLAB 5.0 MAT-file, truncated"),
+         ("ILSVRC2012_devkit_t12/data/meta.mat", "not a readable MAT file", "expected the devkit's meta.mat")),
+    Case("devkit-meta-incomplete",
+         lambda c: _flat_imagenet(c, table=np.array([(7, "n01440764")], dtype=[("ILSVRC2012_ID", "O"),
+                                                                             ("WNID", "O")])),
+         ("meta.mat", "lacks num_children")),
+    Case("devkit-meta-conflicting-ids",
+         lambda c: _flat_imagenet(c, table=_synsets((7, "n01440764", 0), (3, "n01443537", 0), (7, "n15075141", 0))),
+         ("meta.mat", "synsets[2] lists ILSVRC2012_ID 7 again (first at synsets[0]",
+          "wnid 'n01440764' there, 'n15075141' here")),
+    Case("devkit-truth-not-integer", lambda c: _flat_imagenet(c, truth="7\n7.0\n3\n3\n5\n5\n"),
+         ("ILSVRC2012_validation_ground_truth.txt", "line 2 is '7.0'", "expected one integer")),
+    Case("class-list-conflicting-names",
+         lambda c: _class_list_task(c, "n01440764\ttench\nn01443537\tgoldfish\nn01440764\ttoilet paper\n"),
+         ("mytask/classes.tsv", "line 3 lists class id 'n01440764' again (first at line 1",
+          "name 'tench' there, 'toilet paper' here")),
+    Case("hf-folder-garbage", lambda c: _hf_imagenet(c, garbage=True),
+         ("imagenet/hf", "not a dataset saved with datasets' save_to_disk")),
+    Case("hf-folder-other-class-list", lambda c: _hf_imagenet(c, names=["cat", "dog", "fish"]),
+         ("imagenet/hf", "'label' is a ClassLabel of 3 names", "['cat', 'dog', 'fish']", "1000 classes")),
+    Case("karpathy-numeric-filepath",
+         lambda c: _retrieval_files(c, "flickr30k", "dataset_flickr30k.json",
+                                    _edit_json(lambda d: d["images"][1].update(filepath=42))),
+         ("dataset_flickr30k.json", "images[1] (image 1001.jpg): filepath is 42", "expected a folder name")),
+    Case("karpathy-image-again-other-captions",
+         lambda c: _retrieval_files(c, "flickr30k", "dataset_flickr30k.json", _edit_json(lambda d: d["images"].append(
+             {**d["images"][0], "sentences": [{"raw": "another"}]}))),
+         ("dataset_flickr30k.json", "images[5] lists image 1000.jpg again (first at images[0]",
+          "captions 'caption 0 of image 1000, seen 0 times.' there, 'another' here")),
+    Case("flickr-txt-image-again",
+         lambda c: _retrieval_files(c, "flickr30k", "flickr30k_test_karpathy.txt",
+                                    lambda p: p.write_text(p.read_text() + "1000.jpg,one more\n")),
+         ("flickr30k_test_karpathy.txt", "line 22 lists image 1000.jpg again (first at line 2", "'one more' here")),
+    Case("coco-captions-mixed-id-types",
+         lambda c: _retrieval_files(c, "mscoco", "coco_test_karpathy.json", _edit_json(
+             lambda d: [d["images"][2].update(id="2")] + [a.update(image_id="2") for a in d["annotations"]
+                                                          if a["image_id"] == 2])),
+         ("coco_test_karpathy.json", "image ids mix integers (e.g. at images[3]) and strings (e.g. at images[2])")),
+    Case("coco-captions-conflicting-image-id",
+         lambda c: _retrieval_files(c, "mscoco", "coco_test_karpathy.json",
+                                    _edit_json(lambda d: d["images"][1].update(id=0))),
+         ("coco_test_karpathy.json", "images[1] lists image id 0 again (first at images[0]",
+          "'COCO_val2014_1000.jpg' there, 'COCO_val2014_1001.jpg' here")),
+    # --- recipes and overrides ---
+    Case("recipe-base-not-text", lambda c: _recipe_file(c, "base: [tiny-shapes]\nname: mine\n"),
+         ("recipe.yaml", "base: expected the name or file of one recipe (text), got ['tiny-shapes']")),
+    Case("slip-temperature-zero", lambda c: ["config", "show", "tiny-shapes", "slip={temperature: 0}"],
+         ("slip={temperature: 0}", "slip.temperature: must be > 0")),
+    Case("override-negative-stage-index", lambda c: ["config", "show", "tiny-shapes", "stages.-1.steps=3"],
+         ("stages.-1.steps=3", "stages is a list of 2; expected an index 0..1", "'-1'")),
+    Case("syntax-reduction-without-tagger", _no_nltk_tagger,
+         ("nltk-perceptron: Resource 'averaged_perceptron_tagger_eng' not found.",)),
     # --- detection: LVIS annotations and detections ---
+    Case("lvis-conflicting-category-ids", lambda c: _lvis_evaluate(c, lambda gt: gt["categories"][3].update(id=1)),
+         ("gt.json", "categories[3] lists category id 1 again (first at categories[0]", "name 'a' there, 'd' here")),
+    Case("lvis-repeated-image-id", lambda c: _lvis_evaluate(c, lambda gt: gt["images"][1].update(id=1)),
+         ("gt.json", "images[1] lists image id 1 again (first at images[0]")),
+    Case("lvis-annotation-text-bbox",
+         lambda c: _lvis_evaluate(c, lambda gt: gt["annotations"][2].update(bbox="20 20 40 40")),
+         ("gt.json", "annotations[2] (id 3) has bbox '20 20 40 40'", "expected 4 finite numbers")),
     Case("lvis-predict-evaluate-no-federated-fields",  # refused before the detector is loaded or run
          lambda c: [(c.tmp / split).mkdir() for split in ("train2017", "val2017")] and [
                     "detect", "predict", "--model", str(c.tmp / "no-detector-needed"), "--annotations",

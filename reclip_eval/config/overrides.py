@@ -43,21 +43,48 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], *, source: str =
             value = yaml.safe_load(raw) if raw != "" else ""
         except yaml.YAMLError:
             value = raw
-        node: Any = out
-        parts = dotted.split(".")
-        try:
-            for part in parts[:-1]:
-                node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
-            last = parts[-1]
-            if isinstance(node, list):
-                node[int(last)] = value
-            else:
-                node[last] = value
-        except (ValueError, IndexError, TypeError, AttributeError):
-            problems.append(f"{dotted}: cannot set this path in the config")
+        problem = _set_path(out, dotted.split("."), value)
+        if problem:
+            problems.append(f"{item}: {problem}")
     if problems:
         raise ConfigError(source, problems)
     return out
+
+
+def _list_index(part: str, items: list, where: str) -> int | str:
+    """The list position `part` names, or what is wrong with it. Only 0..len-1: Python's negative indexes would
+    let `stages.-1.steps` quietly set the last stage."""
+    if not (part.isascii() and part.isdigit()) or int(part) >= len(items):
+        return f"{where} is a list of {len(items)}; expected an index 0..{len(items) - 1} after it, got {part!r}"
+    return int(part)
+
+
+def _set_path(root: dict[str, Any], parts: list[str], value: Any) -> str | None:
+    """Set `value` at the dotted path `parts` inside `root` (mappings created as needed); what is wrong, or None."""
+    node: Any = root
+    for depth, part in enumerate(parts):
+        where = ".".join(parts[:depth]) or "<top level>"
+        if not part:
+            return "empty key in the dotted path"
+        last = depth == len(parts) - 1
+        if isinstance(node, list):
+            index = _list_index(part, node, where)
+            if isinstance(index, str):
+                return index
+            if last:
+                node[index] = value
+            else:
+                node = node[index]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                if node.get(part) is None:  # a missing or null section (`slip: null`) is created by its first key
+                    node[part] = {}
+                node = node[part]
+        else:
+            return f"{where} is {node!r}, not a mapping or list, so it has no key {part!r}"
+    return None
 
 
 def _key_parts(text: str) -> list[str]:

@@ -32,6 +32,10 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(str(path), ["file not found"]) from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(str(path), [f"not UTF-8 text ({e.reason} at byte {e.start})"]) from None
+    except IsADirectoryError:
+        raise ConfigError(str(path), ["is a folder; expected a YAML file"]) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -123,6 +127,11 @@ def _convert(tp: Any, value: Any, path: str, problems: list[str]) -> Any:
             out = _convert(cand, value, path, trial)
             if not trial:
                 return out
+        # A mapping (or list) given where exactly one alternative takes one is meant as that alternative: its own
+        # problems ("slip.temperature: must be > 0") say more than "expected a mapping or null".
+        shaped = [cand for cand in candidates if _container_for(cand, value)]
+        if len(shaped) == 1:
+            return _convert(shaped[0], value, path, problems)
         names = " or ".join(_type_name(a) for a in args)
         problems.append(f"{_where(path)}: expected {names}, got {value!r}")
         return None
@@ -152,6 +161,13 @@ def _convert(tp: Any, value: Any, path: str, problems: list[str]) -> Any:
         val_tp = args[1] if len(args) == 2 else Any
         return {k: _convert(val_tp, v, f"{path}.{k}" if path else str(k), problems) for k, v in value.items()}
     return _convert_scalar(tp, value, path, problems)
+
+
+def _container_for(tp: Any, value: Any) -> bool:
+    """Whether `value` is the container type `tp` is read from (a mapping for a dataclass or dict, a list)."""
+    if dataclasses.is_dataclass(tp) or typing.get_origin(tp) is dict:
+        return isinstance(value, dict)
+    return typing.get_origin(tp) in (list, tuple) and isinstance(value, (list, tuple))
 
 
 def _convert_scalar(tp: Any, value: Any, path: str, problems: list[str]) -> Any:

@@ -16,7 +16,12 @@ def load_hf_split(source: str, split: str):
 
     path = Path(source).expanduser()
     if path.is_dir():
-        loaded = datasets.load_from_disk(str(path))
+        try:
+            loaded = datasets.load_from_disk(str(path))
+        except Exception as e:  # noqa: BLE001  datasets raises many types on a folder it did not write
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise DataError(f"{path}: not a dataset saved with datasets' save_to_disk ({type(e).__name__}: "
+                            f"{reason[:200]})") from None
         if isinstance(loaded, datasets.DatasetDict):
             if split not in loaded:
                 raise DataError(f"{path}: no split {split!r} (has {', '.join(loaded)})")
@@ -31,16 +36,29 @@ def load_hf_split(source: str, split: str):
         ) from None
 
 
-def hf_items(dataset, image_column: str, label_column: str, num_classes: int) -> list[tuple[int, int]]:
-    """(row index, label) pairs; labels must already be in the task's class order (as for `imagenet-1k`)."""
+def hf_items(dataset, image_column: str, label_column: str, num_classes: int, source: str = "dataset"
+             ) -> list[tuple[int, int]]:
+    """(row index, label) pairs; labels must already be in the task's class order (as for `imagenet-1k`): a
+    ClassLabel column with another number of names is another class list, refused rather than read as ours."""
+    import datasets
+
     missing = [c for c in (image_column, label_column) if c not in dataset.column_names]
     if missing:
-        raise DataError(f"dataset has no column(s) {missing}; columns: {dataset.column_names}")
+        raise DataError(f"{source}: no column(s) {missing}; columns: {dataset.column_names}")
+    feature = dataset.features[label_column]
+    if isinstance(feature, datasets.ClassLabel) and feature.num_classes != num_classes:
+        raise DataError(f"{source}: column {label_column!r} is a ClassLabel of {feature.num_classes} names "
+                        f"(e.g. {feature.names[:3]}); the task has {num_classes} classes, so its labels are not the "
+                        "task's")
     labels = dataset[label_column]
-    bad = [label for label in set(labels) if not 0 <= int(label) < num_classes]
+    not_integers = [label for label in labels if not isinstance(label, int) or isinstance(label, bool)]
+    if not_integers:
+        raise DataError(f"{source}: column {label_column!r} holds {not_integers[0]!r}; expected integer labels "
+                        f"0..{num_classes - 1} in the task's class order")
+    bad = sorted({label for label in labels if not 0 <= label < num_classes})
     if bad:
-        raise DataError(f"dataset labels {sorted(bad)[:5]} are outside the task's {num_classes} classes")
-    return [(i, int(label)) for i, label in enumerate(labels)]
+        raise DataError(f"{source}: labels {bad[:5]} are outside the task's {num_classes} classes")
+    return list(enumerate(labels))
 
 
 class HFImageLoader:

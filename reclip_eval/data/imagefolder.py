@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reclip_eval.data.images import IMAGE_SUFFIXES, is_image_file
-from reclip_eval.errors import DataError
+from reclip_eval.errors import DataError, unique_mapping
 
 
 @dataclass(frozen=True)
@@ -28,8 +28,12 @@ def read_class_list(path: str | Path) -> ClassList:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: class list not found")
-    ids, names, problems = [], [], []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: class list is not UTF-8 text ({e.reason} at byte {e.start})") from None
+    ids, names, lines, problems = [], [], [], []
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip() or line.startswith("#"):
             continue
         parts = line.split("\t")
@@ -38,13 +42,13 @@ def read_class_list(path: str | Path) -> ClassList:
             continue
         ids.append(parts[0].strip())
         names.append(parts[1].strip())
-    duplicates = sorted({i for i in ids if ids.count(i) > 1})
-    if duplicates:
-        problems.append(f"duplicate class ids: {', '.join(duplicates[:5])}")
+        lines.append(f"line {number}")
     if problems:
         raise DataError(f"{path}: invalid class list:\n" + "\n".join(f"  - {p}" for p in problems))
     if not ids:
         raise DataError(f"{path}: class list is empty")
+    # A repeated id would shift every label after it.
+    unique_mapping(zip(ids, names, lines, strict=True), path, "class id", "name")
     return ClassList(tuple(ids), tuple(names))
 
 

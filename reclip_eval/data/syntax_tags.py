@@ -124,6 +124,16 @@ def wordnet_lexicon() -> Tagger:
     return lambda words: [word_priority(word.lower()) for word in words]
 
 
+def first_message_line(error: BaseException) -> str:
+    """The first line of an exception's text that says something: NLTK's LookupError text is a box drawn with
+    rows of asterisks around "Resource 'x' not found." and the download instructions."""
+    for line in str(error).splitlines():
+        line = line.strip(" *\t")
+        if any(c.isalnum() for c in line):
+            return line
+    return type(error).__name__
+
+
 def resolve_tagger(name: str | None = None) -> str:
     """The tagger to use: `name`, or the first of PREFERENCE whose data is installed; a one-line error saying how to
     install one when none is. Checked before any data is read."""
@@ -134,7 +144,7 @@ def resolve_tagger(name: str | None = None) -> str:
             load_tagger(candidate)
             return candidate
         except (LookupError, ImportError) as e:
-            problems.append(f"{candidate}: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}")
+            problems.append(f"{candidate}: {first_message_line(e)}")
     raise ReclipError("syntax text reduction needs a part-of-speech tagger and none is installed ("
                       + "; ".join(problems) + "): install NLTK's tagger data (python -m nltk.downloader "
                       "averaged_perceptron_tagger_eng) or WordNet (apt-get install wordnet-base wordnet-sense-index)")

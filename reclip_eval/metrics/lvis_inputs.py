@@ -17,9 +17,10 @@ import math
 from collections import Counter
 from typing import Any
 
-from reclip_eval.errors import DataError
+from reclip_eval.errors import DataError, unique_mapping
 
 FEDERATED_FIELDS = ("neg_category_ids", "not_exhaustive_category_ids")
+LISTS = ("images", "annotations", "categories")
 ALLOW_FLAG = "--allow-missing-federated-fields"
 DETECTION_FORMAT = "[{image_id, category_id, score, bbox: [x, y, width, height], segmentation (RLE, for segm)}]"
 
@@ -29,18 +30,27 @@ def check_annotations(ground_truth: Any, source: str, *, allow_missing_federated
     """Raise a DataError unless `ground_truth` is an LVIS annotation file; returns how many images lack each federated
     field (all zero unless `allow_missing_federated_fields`, which is how the caller records that it evaluated
     without them)."""
-    if not isinstance(ground_truth, dict) or not {"images", "annotations", "categories"} <= set(ground_truth):
-        raise DataError(f"{source}: not an LVIS/COCO annotation file (needs images, annotations, categories)")
+    if not isinstance(ground_truth, dict) or not all(isinstance(ground_truth.get(key), list) for key in LISTS):
+        raise DataError(f"{source}: not an LVIS/COCO annotation file (needs the lists {', '.join(LISTS)})")
+    categories, images = _unique_ids(ground_truth, "categories", source), _unique_ids(ground_truth, "images", source)
     missing_freq = [c["id"] for c in ground_truth["categories"] if c.get("frequency") not in ("r", "c", "f")]
     if missing_freq:
         raise DataError(f"{source}: categories {missing_freq[:5]} have no LVIS frequency ('r', 'c' or 'f')")
+    _unique_ids(ground_truth, "annotations", source)
+    for index, annotation in enumerate(ground_truth["annotations"]):
+        problem = _annotation_problem(annotation, images, categories)
+        if problem:
+            raise DataError(f"{source}: annotations[{index}] (id {annotation['id']}) {problem}")
     images = ground_truth["images"]
     lacking: dict[str, list[int]] = {f: [] for f in FEDERATED_FIELDS}
     for index, image in enumerate(images):
+        if not _is_size(image.get("height")) or not _is_size(image.get("width")):
+            raise DataError(f"{source}: image {index} (id {image['id']}) has height {image.get('height')!r} and "
+                            f"width {image.get('width')!r}; expected positive integers")
         for name in FEDERATED_FIELDS:
             if name not in image:
                 lacking[name].append(index)
-            elif not isinstance(image[name], list):
+            elif not isinstance(image[name], list) or not all(_known(c, categories) for c in image[name]):
                 raise DataError(f"{source}: image {index} (id {image.get('id')}) has {name} = {image[name]!r}, "
                                 "expected a list of category ids")
     counts = {name: len(indices) for name, indices in lacking.items()}
@@ -56,6 +66,35 @@ def check_annotations(ground_truth: Any, source: str, *, allow_missing_federated
     return counts
 
 
+def _unique_ids(ground_truth: dict, key: str, source: str) -> set[int]:
+    """The integer ids of the objects in `ground_truth[key]`; an entry that is no object with an integer id, or an
+    id used twice (the evaluator's index keeps one of the two silently), is one DataError naming both entries."""
+    label, singular = {"images": ("coco_url", "image"), "categories": ("name", "category"),
+                       "annotations": ("category_id", "annotation")}[key]
+    entries = []
+    for index, entry in enumerate(ground_truth[key]):
+        if not isinstance(entry, dict) or not _is_int(entry.get("id")):
+            raise DataError(f"{source}: {key}[{index}] is {str(entry)[:80]}; expected an object with an integer id")
+        entries.append((entry["id"], entry.get(label), f"{key}[{index}]"))
+    return set(unique_mapping(entries, source, f"{singular} id", label))
+
+
+def _annotation_problem(annotation: dict, images: set[int], categories: set[int]) -> str | None:
+    """What is wrong with one ground-truth annotation (its id already checked), or None."""
+    if not _known(annotation.get("image_id"), images):
+        return f"has image_id {annotation.get('image_id')!r}, which is not in images"
+    if not _known(annotation.get("category_id"), categories):
+        return f"has category_id {annotation.get('category_id')!r}, which is not in categories"
+    box = annotation.get("bbox")
+    if not (isinstance(box, list) and len(box) == 4 and all(_is_number(v) for v in box)) or min(box[2:]) < 0:
+        return f"has bbox {box!r}; expected 4 finite numbers [x, y, width, height], width and height >= 0"
+    if not _is_number(annotation.get("area")) or annotation["area"] < 0:
+        return f"has area {annotation.get('area')!r}; expected a finite number >= 0"
+    if "segmentation" in annotation and not _is_mask(annotation["segmentation"]):
+        return "has a segmentation that is neither an RLE {size, counts} nor a list of polygons"
+    return None
+
+
 def with_federated_defaults(ground_truth: dict) -> dict:
     """`ground_truth` with missing federated fields read as empty lists (a copy; the caller's dict is untouched)."""
     if all(name in image for image in ground_truth["images"] for name in FEDERATED_FIELDS):
@@ -68,6 +107,14 @@ def default_iou_types(detections: Any) -> list[str]:
     """bbox, plus segm when the (first) detection carries a mask."""
     first = detections[0] if isinstance(detections, list) and detections else None
     return ["bbox", "segm"] if isinstance(first, dict) and "segmentation" in first else ["bbox"]
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_size(value: Any) -> bool:
+    return _is_int(value) and value > 0
 
 
 def _is_number(value: Any) -> bool:

@@ -227,6 +227,8 @@ def _merged_raw(path: Path, raw: dict[str, Any]) -> dict[str, Any]:
     base_name = raw.pop("base", None)
     if base_name is None:
         return raw
+    if not isinstance(base_name, str) or not base_name.strip():
+        raise ConfigError(str(path), [f"base: expected the name or file of one recipe (text), got {base_name!r}"])
     base_path = path.parent / base_name if (path.parent / base_name).is_file() else None
     base_path = base_path or find_named_yaml("training", "recipe", str(base_name).removesuffix(".yaml"))
     base = load_yaml(base_path)

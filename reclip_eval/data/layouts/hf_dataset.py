@@ -25,7 +25,7 @@ class HFDataset(ClassificationLayout):
 
         source = folder if isinstance(folder, str) else str(folder / spec.dataset)
         dataset = load_hf_split(source, spec.split)
-        items = hf_items(dataset, spec.image_column, spec.label_column, len(classes.ids))
+        items = hf_items(dataset, spec.image_column, spec.label_column, len(classes.ids), source)
         seen = {label for _, label in items}
         return ClassificationData(items, [c for i, c in enumerate(classes.ids) if i not in seen],
                                   load=HFImageLoader(dataset, spec.image_column),
