@@ -193,3 +193,12 @@ def test_detector_training_shows_a_progress_bar(tiny_checkpoint, tmp_path, capsy
                  *overrides]) == 0
     bar = capsys.readouterr().err
     assert "detector (" in bar and "2/2" in bar and "loss=" in bar, bar
+
+
+def test_detector_training_refuses_a_missing_data_dir(tiny_checkpoint, tmp_path, capsys):
+    typo = tmp_path / "dta"
+    assert main(["detect", "train", "--recipe", "detect-shapes", "--backbone", str(tiny_checkpoint), "--out",
+                 str(tmp_path / "detector"), "--data-dir", str(typo), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: --data-dir {typo}: no such folder" in err and len(err.strip().splitlines()) == 1, err
+    assert not typo.exists()

@@ -26,7 +26,7 @@ from reclip_eval.detect.data import LvisSet, LvisTrainDataset, collate_lists, re
 from reclip_eval.detect.model import OpenVocabDetector
 from reclip_eval.detect.vocabulary import read_templates_file, text_embeddings
 from reclip_eval.device import autocast, resolve_device, resolve_precision
-from reclip_eval.errors import ConfigError, MissingWeightsError
+from reclip_eval.errors import ConfigError, DataError, MissingWeightsError
 from reclip_eval.models.clip import CLIP
 from reclip_eval.paths import default_data_dir
 from reclip_eval.train.param_rules import ParamGroups, param_groups
@@ -71,6 +71,9 @@ def locate_lvis(recipe: DetectRecipe, data_dir: str | Path | None, workers: int)
     """The recipe's annotation file under the data root (or the root itself), generated when synthetic."""
     root = Path(data_dir).expanduser() if data_dir else default_data_dir()
     data = recipe.data
+    if data_dir and data.synth is not None and not root.is_dir():  # a typo must not become a folder of generated data
+        raise DataError(f"--data-dir {root}: no such folder (the synthetic LVIS set would be generated there): "
+                        "create it first, or leave --data-dir out to generate into the cache")
     folder = root / data.folder
     if not (folder / data.annotations).is_file() and (root / data.annotations).is_file():
         folder = root
