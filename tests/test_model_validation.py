@@ -27,6 +27,7 @@ from reclip_eval.flax_models.big_vision_npz import read_npz
 from reclip_eval.models import CLIP, build_config
 
 from . import test_peers_adapters
+from .conftest import REPO
 from .test_big_vision_import import BIG_VISION, CLIPA, CLIPA_SINCOS, _random_params, _scanned
 
 # The transformers CLIPModel folder fixture of tests/test_peers_adapters.py (model, folder), under this name here.
@@ -91,6 +92,12 @@ def _edit_json(name: str, **changes) -> Callable[[Path], None]:
             node[leaf] = value
         (folder / name).write_text(json.dumps(data))
     return edit
+
+
+def _shrunk_text_projection(folder: Path) -> None:
+    state = load_file(str(folder / "model.safetensors"))
+    state["text.proj.weight"] = state["text.proj.weight"][:-1].contiguous()
+    save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
 
 
 def _scanned_with_0d_leaf(flat: dict[str, np.ndarray]) -> None:
@@ -174,6 +181,9 @@ ROWS = [
      "torch", r"m/config\.json: expected a JSON object \(the model's configuration\), found list"),
     ("traceback", "config.json that is not UTF-8", ("config.json", b'\xff\xfe{"model_type": "clip"}'),
      "torch", r"m/config\.json: not valid JSON \('utf-8' codec can't decode"),
+    ("multi-line error", "a named model's checkpoint not matching its config", ("named", _shrunk_text_projection),
+     "torch", r"demo/model\.safetensors: tensor text\.proj\.weight has shape \(\d+, \d+\); the model of config\.json "
+              r"gives it shape"),
     ("traceback", "open_clip config that is not an object", ("open_clip", None),
      "torch", r"oc/open_clip_config\.json: expected a JSON object with a 'model_cfg' object"),
 ]
@@ -184,6 +194,7 @@ ROWS = [
 def test_each_bad_model_is_one_line_naming_the_file_before_data(kind, case, spec, backend, expected, tiny_hf,
                                                                tmp_path, capsys):
     form, edit = spec
+    extra = ["--backend", backend]
     if form == "npz":
         model = f"big_vision:{_npz(tmp_path, 'm.npz', edit)}"
     elif form == "npz-file":
@@ -200,13 +211,18 @@ def test_each_bad_model_is_one_line_naming_the_file_before_data(kind, case, spec
         (tmp_path / "m").mkdir()
         (tmp_path / "m" / CONFIG_NAME).write_bytes(edit)
         model = str(tmp_path / "m")
+    elif form == "named":  # the bundled demo's files, edited, as the --checkpoint of the named model
+        folder = Path(shutil.copytree(REPO / "zoo" / "reclip-demo", tmp_path / "demo"))
+        edit(folder)
+        model = "reclip-demo"
+        extra += ["--checkpoint", str(folder)]
     elif form == "open_clip":
         (tmp_path / "oc").mkdir()
         (tmp_path / "oc" / "open_clip_config.json").write_text("[]")
         model = str(tmp_path / "oc")
     else:
         model = edit
-    code, lines = _cli(capsys, model, tmp_path, "--backend", backend)
+    code, lines = _cli(capsys, model, tmp_path, *extra)
     assert code == 2
     assert len(lines) == 1 and lines[0].startswith("error: "), lines
     assert __import__("re").search(expected, lines[0]), lines[0]

@@ -1,6 +1,7 @@
 """What a complete, consistent model folder of each kind holds, checked before any model is built or data touched.
 
-One check per folder kind, by kind name (FOLDER_CHECKS; zoo/model_kinds.py runs a kind's check before its loader):
+One check per folder kind (FOLDER_CHECKS, by kind name: zoo/model_kinds.py runs a kind's check before its loader;
+ours is run by ReclipAdapter.from_source, the one way to our checkpoints: a folder, a named model, a Hub repo):
 
     reclip           config.json with every key; model.safetensors holding exactly the tensors the config implies,
                      each of the shape it implies (values: the loader's reader refuses NaN/inf as it reads them)
@@ -165,8 +166,7 @@ def check_open_clip_folder(folder: Path) -> None:
         raise CheckpointError(f"{folder}: no safetensors weights ({', '.join(OPENCLIP_WEIGHTS)}){found}")
 
 
-FOLDER_CHECKS: dict[str, FolderCheck] = {
-    "reclip": check_reclip_folder,
+FOLDER_CHECKS: dict[str, FolderCheck] = {  # "reclip": check_reclip_folder runs in ReclipAdapter.from_source
     "hf_transformers": check_hf_clip_folder,
     "open_clip": check_open_clip_folder,
 }

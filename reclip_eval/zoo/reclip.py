@@ -21,6 +21,7 @@ from reclip_eval.data.transforms import describe_transform, image_transform
 from reclip_eval.models.clip import CLIP
 from reclip_eval.models.config import text_side
 from reclip_eval.models.tokenizer import ClipTokenizer
+from reclip_eval.zoo.folder_checks import check_reclip_folder
 from reclip_eval.zoo.model_kinds import LoadRequest, ModelFolder, register_model_kind
 from reclip_eval.zoo.torch_adapter import TorchAdapter
 from reclip_eval.zoo.training_record import training_compute
@@ -38,6 +39,7 @@ class ReclipAdapter(TorchAdapter):
 
     @classmethod
     def from_source(cls, source: CheckpointSource, model_id: str, image_size: int | None = None) -> ReclipAdapter:
+        check_reclip_folder(source.path)  # every way to our checkpoints (folder, named model, Hub repo) comes here
         model = load_model(source.path, image_size=image_size)
         return cls(model, model_id, source, file_sha256(source.path / WEIGHTS_NAME))
 
