@@ -19,7 +19,8 @@ from reclip_eval.zoo.adapter import ModelAdapter
 def run_retrieval(adapter: ModelAdapter, spec: TaskSpec, data_root: Path, layout: LayoutSpec, *, batch_size: int,
                   workers: int) -> TaskOutcome:
     dataset_def = read_retrieval(layout, data_root)
-    dataset = ImageListDataset([(p, i) for i, p in enumerate(dataset_def.image_paths)], adapter.transform)
+    dataset = ImageListDataset([(p, i) for i, p in enumerate(dataset_def.image_paths)], adapter.transform,
+                               **({"load": dataset_def.load} if dataset_def.load else {}))
     encoded = encode_image_dataset(adapter, dataset, batch_size=batch_size, workers=workers, desc=spec.name)
     # A skipped (corrupt) image takes its captions with it: they have no image left to retrieve.
     kept_row = {image: row for row, image in enumerate(encoded.targets)}
@@ -40,8 +41,8 @@ def run_retrieval(adapter: ModelAdapter, spec: TaskSpec, data_root: Path, layout
             "metric_denominator": "i2t: images_evaluated; t2i: captions_evaluated",
         },
         skipped=[{"path": str(dataset_def.image_paths[i]), "reason": r} for i, r in encoded.skipped],
-        data_files=list(dataset_def.image_paths) + [data_root / layout.annotations],
-        extra={"layout": layout.kind},
+        data_files=dataset_def.files or list(dataset_def.image_paths) + [data_root / layout.annotations],
+        extra={"layout": layout.kind, **dataset_def.extra},
     )
 
 

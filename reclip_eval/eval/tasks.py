@@ -210,11 +210,13 @@ def locate_task_data(spec: TaskSpec, data_dir: Path | str | None, *, workers: in
     class) is used as it is: its manifest goes into the results.
     """
     if data_dir is not None and str(data_dir).startswith(HF_DATASETS_PREFIX):
-        hf_layouts = [layout for layout in spec.data.layouts if layout_of(layout).reads_hub_ids]
+        hub_id = str(data_dir)[len(HF_DATASETS_PREFIX):]
+        hf_layouts = sorted((layout for layout in spec.data.layouts if layout_of(layout).reads_hub_ids),
+                            key=lambda layout: not layout_of(layout).claims_hub_id(hub_id))  # the id's own first
         if not hf_layouts:
             readers = " or ".join(layout.name for layout in LAYOUTS.values() if layout.reads_hub_ids)
             raise DataError(f"task {spec.name!r} cannot read a Hugging Face dataset (no {readers} layout)")
-        return str(data_dir)[len(HF_DATASETS_PREFIX):], hf_layouts[0]
+        return hub_id, hf_layouts[0]
     root = Path(data_dir).expanduser() if data_dir else default_data_dir()
     class_ids = read_class_list(spec.resource(spec.classes)).ids if spec.classes else ()
     for folder in (root / spec.data.folder, root):

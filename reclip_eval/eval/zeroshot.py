@@ -56,8 +56,8 @@ def run_zeroshot(adapter: ModelAdapter, spec: TaskSpec, data_root: Path | str, l
         },
         skipped=[{"path": data.describe_source(data.items[i][0]), "reason": r} for i, r in encoded.skipped],
         prompts=prompts_record(templates, list(classes.names)),
-        data_files=[p for p, _ in data.items if isinstance(p, Path)],
-        extra={"classes_without_images": data.empty_classes, "layout": layout.kind},
+        data_files=[p for p, _ in data.items if isinstance(p, Path)] + data.files,
+        extra={"classes_without_images": data.empty_classes, "layout": layout.kind, **data.extra},
     )
 
 

@@ -15,6 +15,7 @@ from reclip_eval.data.imagefolder import ClassList
 # Each layout module registers its layout when imported.
 from reclip_eval.data.layouts import (  # noqa: F401
     class_folders,
+    clip_benchmark_wds,
     coco_captions,
     flat_devkit,
     flat_loc_csv,

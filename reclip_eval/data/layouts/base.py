@@ -10,7 +10,7 @@ functions there, which dispatch through the registry.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -30,6 +30,10 @@ class DataLayout:
     role: ClassVar[str]  # the task data it feeds: set by the role base classes below
     summary: ClassVar[str]  # what a folder of it holds, for `reclip-eval tasks`
     reads_hub_ids: ClassVar[bool] = False  # whether `--data-dir hf-datasets:ID` can stand for such a folder
+
+    def claims_hub_id(self, hub_id: str) -> bool:
+        """Whether this layout is the one for Hub id `hub_id` (chosen before the task's other hub readers)."""
+        return False
 
     def is_present(self, spec: LayoutSpec, folder: Path, num_classes: int | None, class_ids: tuple[str, ...]
                    ) -> bool:
@@ -129,6 +133,8 @@ class ClassificationData:
     empty_classes: list[str]
     load: Callable[[Any], Image.Image] = open_image
     describe_source: Callable[[Any], str] = str  # how a skipped item is named in the results
+    files: list[Path] = field(default_factory=list)  # files read besides the items (e.g. shards), fingerprinted
+    extra: dict[str, Any] = field(default_factory=dict)  # layout-specific counts for the results
 
     @classmethod
     def from_scan(cls, scan: FolderScan) -> ClassificationData:
