@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 
 from reclip_eval.errors import ReclipError
@@ -27,9 +28,13 @@ SUBCOMMANDS = {
 def _top_level_help() -> str:
     lines = ["usage: reclip-eval --model MODEL --task TASK [options]   (evaluate; --help after it for options)",
              "       reclip-eval SUBCOMMAND ...", "", "subcommands:"]
-    lines += [f"  {name:<9} {about}" for name, (_, about) in SUBCOMMANDS.items()]
+    width = max(map(len, SUBCOMMANDS))  # the longest name sets the column, so the descriptions line up
+    lines += [f"  {name:<{width}}  {about}" for name, (_, about) in SUBCOMMANDS.items()]
     lines += ["", "examples:", "  reclip-eval --model reclip-demo --task shapes-zeroshot",
-              "  reclip-eval models", "  reclip-eval train mini-reclip-32 --out runs/demo"]
+              "  reclip-eval --model openclip:ViT-B-32 --pretrained laion2b_s34b_b79k --task imagenet1k",
+              "  reclip-eval models", "  reclip-eval train mini-reclip-32 --out runs/demo",
+              "", "Python: import reclip_eval; model = reclip_eval.load('reclip-demo'); "
+              "reclip_eval.evaluate(model, 'shapes-zeroshot')"]
     return "\n".join(lines)
 
 
@@ -55,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # a listing piped into `head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at interpreter exit
+        return 0
 
 
 if __name__ == "__main__":

@@ -17,10 +17,15 @@ def run(args: argparse.Namespace) -> int:
 
     from reclip_eval.data.layouts import LAYOUTS
     from reclip_eval.eval.task_kinds import TASK_KINDS, readable_layouts
-    from reclip_eval.eval.tasks import list_tasks
+    from reclip_eval.eval.tasks import ALIASES_FILE, alias_table, list_tasks
 
-    rows = [[t.name, t.kind, ", ".join(x.kind for x in t.data.layouts), t.description] for t in list_tasks()]
+    # A layout may be listed twice (two splits or folders): its name once.
+    rows = [[t.name, t.kind, ", ".join(dict.fromkeys(x.kind for x in t.data.layouts)), t.description]
+            for t in list_tasks()]
     print(tabulate(rows, headers=["task", "kind", "layouts", "description"], tablefmt="github"))
+    aliases = [[a.alias, a.task, a.suite] for a in alias_table()]
+    print(f"\nOther suites' names, accepted by --task (tasks/{ALIASES_FILE}):\n")
+    print(tabulate(aliases, headers=["alias", "task", "suite"], tablefmt="github"))
     kinds = [[k.name, k.reads, ", ".join(readable_layouts(k)), k.summary] for k in TASK_KINDS.values()]
     print("\nTask kinds (a task's `kind`):\n")
     print(tabulate(kinds, headers=["kind", "reads", "layouts", "what it measures"], tablefmt="github"))

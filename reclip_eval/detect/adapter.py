@@ -9,24 +9,25 @@ detectors: importing reclip_eval.detect (as reclip_eval/kinds.py does for the CL
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING, Any
 
 from reclip_eval.checkpoint import CONFIG_NAME, WEIGHTS_NAME
 from reclip_eval.config import to_dict
-from reclip_eval.data.transforms import image_transform
 from reclip_eval.detect.checkpoint import ARCHITECTURE, CLIP_DIR, LoadedDetector, load_detector
 from reclip_eval.errors import CheckpointError
-from reclip_eval.models.tokenizer import ClipTokenizer
 from reclip_eval.zoo.model_kinds import LoadRequest, ModelFolder, register_model_kind
 from reclip_eval.zoo.torch_adapter import TorchAdapter
 from reclip_eval.zoo.training_record import training_compute
 
+if TYPE_CHECKING:  # torch is imported on use: the kind registers itself (listings) without it
+    import torch
+
 
 class DetectorAdapter(TorchAdapter):
     def __init__(self, loaded: LoadedDetector, model_id: str):
+        from reclip_eval.data.transforms import image_transform
+        from reclip_eval.models.tokenizer import ClipTokenizer
+
         self.loaded = loaded
         self.model_id = model_id
         self.image_size = loaded.config.backbone.image_size
@@ -42,6 +43,8 @@ class DetectorAdapter(TorchAdapter):
 
     def embed_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
         """The frozen CLIP embedding of whole images at the detector's canvas size."""
+        import torch.nn.functional as F
+
         vlm = self.loaded.detector.roi_heads.vlm
         tower = vlm.tower if vlm is not None else self.loaded.clip.visual
         size = tower.config.image_size
@@ -61,6 +64,7 @@ class DetectorAdapter(TorchAdapter):
     def image_gmacs(self) -> float:
         """GMACs (FLOPs / 2) of detecting on one canvas: backbone, RPN, heads, frozen tower (matmuls and convs;
         RoIAlign, NMS and mask pasting are not counted)."""
+        import torch
         from torch.utils.flop_counter import FlopCounterMode
 
         detector = self.loaded.detector.eval()

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reclip_eval.atomic import atomic_path, clean_stale, write_json_atomic, write_text_atomic
 from reclip_eval.checkpoint import (
@@ -32,10 +32,12 @@ from reclip_eval.checkpoint import (
 )
 from reclip_eval.config import from_dict, to_dict
 from reclip_eval.detect.config import DetectorConfig
-from reclip_eval.detect.model import OpenVocabDetector
 from reclip_eval.errors import CheckpointError, ConfigError, read_json
-from reclip_eval.models.clip import CLIP
 from reclip_eval.run_folder import MARKER, RunFolderError, read_marker, refuse_foreign, write_marker
+
+if TYPE_CHECKING:  # the detector (torch, torchvision) is imported on use: the kind registers itself without it
+    from reclip_eval.detect.model import OpenVocabDetector
+    from reclip_eval.models.clip import CLIP
 
 ARCHITECTURE = "reclip-detector"
 FORMAT_VERSION = 1
@@ -105,6 +107,8 @@ def save_detector(directory: str | Path, loaded: LoadedDetector, *, recipe_yaml:
 
 
 def load_detector(directory: str | Path, map_location: str = "cpu") -> LoadedDetector:
+    from reclip_eval.detect.model import OpenVocabDetector
+
     directory = Path(directory).expanduser()
     path = directory / CONFIG_NAME
     if not path.is_file():

@@ -11,7 +11,7 @@ import numpy as np
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from reclip_eval.data.images import ImageListDataset, collate_skipping
+from reclip_eval.data.image_dataset import ImageListDataset, collate_skipping
 from reclip_eval.distributed import is_main_process, map_sharded, worker_context
 from reclip_eval.errors import DataError
 from reclip_eval.zoo.adapter import ModelAdapter

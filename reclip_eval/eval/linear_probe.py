@@ -5,20 +5,20 @@ offers. The inverse regularisation strength C is chosen on a stratified validati
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from reclip_eval.data.imagefolder import read_class_list
-from reclip_eval.data.images import ImageListDataset
 from reclip_eval.data.layouts import LayoutSpec, is_present, layout_of, read_classification
 from reclip_eval.errors import DataError
-from reclip_eval.eval.features import ImageFeatures, encode_image_dataset
-from reclip_eval.eval.metrics import classification_metrics
 from reclip_eval.eval.outcome import TaskOutcome
 from reclip_eval.eval.task_kinds import Headline, TaskKind, register_task_kind, requires
 from reclip_eval.eval.tasks import TaskSpec
 from reclip_eval.zoo.adapter import ModelAdapter
+
+if TYPE_CHECKING:  # torch is imported on use: the kind registers itself (`reclip-eval tasks`) without it
+    from reclip_eval.eval.features import ImageFeatures
 
 C_GRID = tuple(float(c) for c in np.logspace(-3, 3, 13))
 VALIDATION_FRACTION = 0.2
@@ -47,7 +47,10 @@ def choose_c(x: np.ndarray, y: np.ndarray, grid: tuple[float, ...] = C_GRID) -> 
 
 
 def fit_and_score(train: ImageFeatures, test: ImageFeatures, num_classes: int) -> tuple[dict[str, float], dict]:
+    import torch
     from sklearn.linear_model import LogisticRegression
+
+    from reclip_eval.eval.metrics import classification_metrics
 
     x_train, y_train = train.features, np.asarray(train.targets)
     best_c, scores = choose_c(x_train, y_train)
@@ -61,6 +64,9 @@ def fit_and_score(train: ImageFeatures, test: ImageFeatures, num_classes: int) -
 
 def run_linear_probe(adapter: ModelAdapter, spec: TaskSpec, data_root: Path, layout: LayoutSpec, *, batch_size: int,
                      workers: int) -> TaskOutcome:
+    from reclip_eval.data.image_dataset import ImageListDataset
+    from reclip_eval.eval.features import encode_image_dataset
+
     classes = read_class_list(spec.resource(spec.classes))
     train_layout = next((t for t in spec.probe_train_layouts
                          if is_present(t, data_root, len(classes.ids), classes.ids)), None)

@@ -4,12 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
-from reclip_eval.data.images import ImageListDataset
 from reclip_eval.data.layouts import LayoutSpec, read_retrieval
-from reclip_eval.eval.features import encode_image_dataset, encode_texts
-from reclip_eval.eval.metrics import retrieval_metrics
 from reclip_eval.eval.outcome import TaskOutcome
 from reclip_eval.eval.task_kinds import Headline, TaskKind, register_task_kind
 from reclip_eval.eval.tasks import TaskSpec
@@ -18,6 +13,12 @@ from reclip_eval.zoo.adapter import ModelAdapter
 
 def run_retrieval(adapter: ModelAdapter, spec: TaskSpec, data_root: Path, layout: LayoutSpec, *, batch_size: int,
                   workers: int) -> TaskOutcome:
+    import torch  # torch is imported on use: the kind registers itself (`reclip-eval tasks`) without it
+
+    from reclip_eval.data.image_dataset import ImageListDataset
+    from reclip_eval.eval.features import encode_image_dataset, encode_texts
+    from reclip_eval.eval.metrics import retrieval_metrics
+
     dataset_def = read_retrieval(layout, data_root)
     dataset = ImageListDataset([(p, i) for i, p in enumerate(dataset_def.image_paths)], adapter.transform,
                                **({"load": dataset_def.load} if dataset_def.load else {}))

@@ -3,51 +3,74 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from reclip_eval.classifier.cache import cache_key, cached_class_embeddings
-from reclip_eval.classifier.ensemble import ensemble_prompts
 from reclip_eval.classifier.templates import prompts_record, read_templates
 from reclip_eval.data.imagefolder import read_class_list
-from reclip_eval.data.images import ImageListDataset
 from reclip_eval.data.layouts import LayoutSpec, read_classification
-from reclip_eval.eval.features import encode_image_dataset, encode_texts
-from reclip_eval.eval.metrics import classification_metrics
 from reclip_eval.eval.outcome import TaskOutcome
 from reclip_eval.eval.task_kinds import Headline, TaskKind, register_task_kind, requires
 from reclip_eval.eval.tasks import TaskSpec
 from reclip_eval.zoo.adapter import ModelAdapter
 
+if TYPE_CHECKING:  # torch is imported on use: the kind registers itself (`reclip-eval tasks`) without it
+    import torch
+
+    from reclip_eval.data.imagefolder import ClassList
+    from reclip_eval.data.layouts import ClassificationData
+    from reclip_eval.eval.features import ImageFeatures
+
 
 def build_classifier(adapter: ModelAdapter, class_names: list[str], templates: list[str], *,
                      batch_size: int) -> torch.Tensor:
     """(N_classes, D): per class, the mean of its L2-normalised template embeddings, re-normalised."""
+    from reclip_eval.classifier.ensemble import ensemble_prompts
+    from reclip_eval.eval.features import encode_texts
+
     def encode(texts: list[str]) -> np.ndarray:
         return encode_texts(adapter, texts, batch_size=batch_size, desc="class prompts")
 
     return ensemble_prompts(encode, class_names, templates)
 
 
-def run_zeroshot(adapter: ModelAdapter, spec: TaskSpec, data_root: Path | str, layout: LayoutSpec, *,
-                 batch_size: int, workers: int) -> TaskOutcome:
-    classes = read_class_list(spec.resource(spec.classes))
-    templates = read_templates(spec.resource(spec.templates))
-    data = read_classification(layout, data_root, classes)
+def zeroshot_scores(adapter: ModelAdapter, data: ClassificationData, classes: ClassList, templates: list[str], *,
+                    batch_size: int, workers: int, desc: str) -> tuple[torch.Tensor, ImageFeatures]:
+    """(logits (N_evaluated, N_classes), the encoded images): every readable image of `data` scored against the
+    prompt-ensembled classifier, cached per weights, text config, prompts and precision."""
+    import torch
+
+    from reclip_eval.classifier.cache import cache_key, cached_class_embeddings
+    from reclip_eval.data.image_dataset import ImageListDataset
+    from reclip_eval.eval.features import encode_image_dataset
+
     key = cache_key(weights_sha256=(adapter.describe().get("weights") or {}).get("sha256"),
                     text_config=adapter.text_config(), templates=templates, class_names=list(classes.names),
                     precision=adapter.precision)
     classifier = cached_class_embeddings(key, lambda: build_classifier(
         adapter, list(classes.names), templates, batch_size=batch_size))
     dataset = ImageListDataset(data.items, adapter.transform, load=data.load)
-    encoded = encode_image_dataset(adapter, dataset, batch_size=batch_size, workers=workers, desc=spec.name)
-    logits = torch.from_numpy(encoded.features) @ classifier.t()
+    encoded = encode_image_dataset(adapter, dataset, batch_size=batch_size, workers=workers, desc=desc)
+    return torch.from_numpy(encoded.features) @ classifier.t(), encoded
+
+
+def run_zeroshot(adapter: ModelAdapter, spec: TaskSpec, data_root: Path | str, layout: LayoutSpec, *,
+                 batch_size: int, workers: int) -> TaskOutcome:
+    import torch
+
+    from reclip_eval.eval.metrics import classification_metrics
+
+    classes = read_class_list(spec.resource(spec.classes))
+    templates = read_templates(spec.resource(spec.templates))
+    data = read_classification(layout, data_root, classes)
+    logits, encoded = zeroshot_scores(adapter, data, classes, templates, batch_size=batch_size, workers=workers,
+                                      desc=spec.name)
     metrics = classification_metrics(logits, torch.tensor(encoded.targets))
     return TaskOutcome(
         metrics=metrics,
         counts={
-            "images_total": len(dataset),
+            "images_total": len(data.items),
             "images_evaluated": len(encoded.indices),
             "images_skipped": len(encoded.skipped),
             "classes": len(classes.ids),

@@ -18,9 +18,10 @@ import logging
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from torch import nn
+if TYPE_CHECKING:  # annotations only: recipes are read (listings, zoo entries) without torch
+    from torch import nn
 
 from reclip_eval.config import Rule, at_least, enforce_rules
 from reclip_eval.errors import ConfigError

@@ -13,10 +13,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from reclip_eval.registry import Registry
+
+if TYPE_CHECKING:  # recipes are read (listings, zoo entries) without torch
+    import torch
 
 LrFactor = Callable[[int], float]
 
@@ -41,7 +43,9 @@ def lr_factor(schedule: LrSchedule) -> LrFactor:
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, schedule: LrSchedule) -> torch.optim.lr_scheduler.LambdaLR:
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(schedule))
+    from torch.optim.lr_scheduler import LambdaLR
+
+    return LambdaLR(optimizer, lr_factor(schedule))
 
 
 def _warmup_then(decay: Callable[[float, float, float], float]) -> Callable[[LrSchedule], LrFactor]:

@@ -7,17 +7,17 @@ model at another input size (a learned position grid is resampled, a sin-cos one
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from reclip_eval.checkpoint import check_image_size, file_sha256, load_state_into
 from reclip_eval.errors import CheckpointError
 from reclip_eval.flax_models.big_vision_npz import import_two_towers
-from reclip_eval.models.clip import CLIP
 from reclip_eval.models.presets import with_image_size
 from reclip_eval.zoo.model_kinds import LoadRequest, PrefixForm, register_model_kind
 from reclip_eval.zoo.reclip import ReclipAdapter
+
+if TYPE_CHECKING:  # torch and the model are imported on use: the kind registers itself without them
+    from reclip_eval.models.clip import CLIP
 
 PREFIX = "big_vision:"
 
@@ -38,6 +38,10 @@ class ImportedAdapter(ReclipAdapter):
 
 def load_npz_model(path: Path, *, image_size: int | None = None) -> tuple[CLIP, str]:
     """Our torch model with the file's weights (at `image_size` if given) and the tree layout it was read as."""
+    import torch
+
+    from reclip_eval.models.clip import CLIP
+
     imported = import_two_towers(path, image_size=image_size)
     stored = imported.config
     if image_size:

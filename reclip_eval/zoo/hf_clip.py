@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from reclip_eval.checkpoint import CONFIG_NAME, check_image_size, file_sha256
 from reclip_eval.errors import CheckpointError
 from reclip_eval.zoo.folder_checks import HF_PROCESSOR_FILES, check_hf_tokenizer
-from reclip_eval.zoo.foreign_size import describe_resample, resample_class_token_table
 from reclip_eval.zoo.model_kinds import LoadRequest, ModelFolder, PrefixForm, register_model_kind
 from reclip_eval.zoo.torch_adapter import TorchAdapter
+
+if TYPE_CHECKING:  # torch is imported on use: the kind registers itself without it
+    import torch
 
 POS_EMBED_KEY = "vision_model.embeddings.position_embedding.weight"
 WEIGHTS_NAME = "model.safetensors"
@@ -32,6 +32,8 @@ WEIGHTS_NAME = "model.safetensors"
 
 def _features(output: Any) -> torch.Tensor:
     # transformers 5 returns a BaseModelOutputWithPooling (projected pooler_output), 4.x a tensor.
+    import torch
+
     return output if isinstance(output, torch.Tensor) else output.pooler_output
 
 
@@ -74,6 +76,8 @@ class HFClipAdapter(TorchAdapter):
                                   f"({' '.join(str(e).split())})") from None
         self.resample = None
         if image_size and image_size != vision.image_size:
+            from reclip_eval.zoo.foreign_size import describe_resample
+
             self.model = _resized_model(self.model, image_size, weights)
             self.resample = describe_resample(vision.image_size, image_size)
         if image_size:
@@ -94,9 +98,13 @@ class HFClipAdapter(TorchAdapter):
         return [self.model]
 
     def embed_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        import torch
+
         return torch.nn.functional.normalize(_features(self.model.get_image_features(pixel_values=pixels)), dim=-1)
 
     def embed_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        import torch
+
         return torch.nn.functional.normalize(_features(self.model.get_text_features(input_ids=tokens)), dim=-1)
 
     def text_config(self) -> dict[str, Any]:
@@ -125,6 +133,8 @@ def _resized_model(model, image_size: int, source: Path):
     """The same CLIPModel built at `image_size` (transformers sizes its position table from the config), with the
     table resampled and every other tensor copied."""
     from transformers import CLIPModel
+
+    from reclip_eval.zoo.foreign_size import resample_class_token_table
 
     config = copy.deepcopy(model.config)
     config.vision_config.image_size = image_size

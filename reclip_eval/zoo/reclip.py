@@ -4,9 +4,7 @@ says architecture 'reclip-clip'."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from reclip_eval.checkpoint import (
     ARCHITECTURE,
@@ -17,18 +15,23 @@ from reclip_eval.checkpoint import (
     file_sha256,
     load_model,
 )
-from reclip_eval.data.transforms import describe_transform, image_transform
-from reclip_eval.models.clip import CLIP
 from reclip_eval.models.config import text_side
-from reclip_eval.models.tokenizer import ClipTokenizer
 from reclip_eval.zoo.folder_checks import check_reclip_folder
 from reclip_eval.zoo.model_kinds import LoadRequest, ModelFolder, register_model_kind
 from reclip_eval.zoo.torch_adapter import TorchAdapter
 from reclip_eval.zoo.training_record import training_compute
 
+if TYPE_CHECKING:  # torch, torchvision and the model are imported on use: the kind registers itself without them
+    import torch
+
+    from reclip_eval.models.clip import CLIP
+
 
 class ReclipAdapter(TorchAdapter):
     def __init__(self, model: CLIP, model_id: str, source: CheckpointSource | None = None, sha256: str | None = None):
+        from reclip_eval.data.transforms import image_transform
+        from reclip_eval.models.tokenizer import ClipTokenizer
+
         self.model = model.eval()
         self.model_id = model_id
         self.source = source
@@ -56,6 +59,8 @@ class ReclipAdapter(TorchAdapter):
         return {"family": "reclip", **text_side(self.model.config)}
 
     def describe(self) -> dict[str, Any]:
+        from reclip_eval.data.transforms import describe_transform
+
         config = self.model.config
         weights: dict[str, Any] = {"sha256": self.sha256}
         if self.source is not None:

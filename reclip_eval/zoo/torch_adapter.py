@@ -11,13 +11,15 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from reclip_eval.device import autocast
 from reclip_eval.zoo.adapter import ModelAdapter
+
+if TYPE_CHECKING:  # imported on use: the kinds register themselves (listings) without torch
+    import torch
 
 
 class TorchAdapter(ModelAdapter):
@@ -46,15 +48,21 @@ class TorchAdapter(ModelAdapter):
 
     @property
     def pin_memory(self) -> bool:
+        import torch
+
         return torch.device(self.device).type == "cuda"
 
     @contextmanager
     def running(self) -> Iterator[None]:
         """No gradients, the placed precision's autocast: how every forward of the adapter runs."""
+        import torch
+
         with torch.no_grad(), autocast(self.device, self.precision):
             yield
 
     def encode_images(self, pixels: Any) -> np.ndarray:
+        import torch
+
         pixels = torch.as_tensor(pixels).to(self.device, non_blocking=True)
         with self.running():
             return _as_numpy(self.embed_pixels(pixels))
@@ -66,6 +74,7 @@ class TorchAdapter(ModelAdapter):
 
     def image_gmacs(self) -> float:
         """Counted by torch's FLOP counter on one blank image, in float32 (the count does not depend on dtype)."""
+        import torch
         from torch.utils.flop_counter import FlopCounterMode
 
         pixels = torch.zeros(1, 3, self.image_size, self.image_size, device=self.device)
