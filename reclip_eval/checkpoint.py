@@ -39,10 +39,10 @@ import torch
 from reclip_eval.atomic import atomic_dir, atomic_path, write_json_atomic, write_text_atomic
 from reclip_eval.config import from_dict, to_dict
 from reclip_eval.errors import CheckpointError, ConfigError, read_json
-from reclip_eval.finite import all_finite
 from reclip_eval.hub import HUB_PREFIX, CheckpointSource, download_snapshot
 from reclip_eval.models.clip import CLIP
 from reclip_eval.models.config import CLIPConfig, ImageSize, image_hw
+from reclip_eval.models.finite import all_finite
 from reclip_eval.models.pos_embed import resize_pos_embed
 from reclip_eval.models.presets import with_image_size
 

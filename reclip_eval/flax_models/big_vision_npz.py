@@ -51,9 +51,9 @@ from pathlib import Path
 import numpy as np
 
 from reclip_eval.errors import CheckpointError
-from reclip_eval.finite import all_finite
 from reclip_eval.flax_models.convert import expected_flax_shapes, flax_to_torch, unflatten
 from reclip_eval.models.config import CLIPConfig, PreprocessConfig, TextConfig, VisionConfig
+from reclip_eval.models.finite import all_finite
 from reclip_eval.registry import Registry
 
 CLIP_BPE_VOCAB = 49408

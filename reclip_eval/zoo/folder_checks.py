@@ -16,8 +16,8 @@ ours is run by ReclipAdapter.from_source, the one way to our checkpoints: a fold
 
 Names and shapes come from the safetensors header; the expected ones from the model's own class built on the meta
 device (no memory, no initialisation). Values are read one tensor at a time from the memory-mapped file and checked a
-chunk at a time (reclip_eval.finite), so checking a checkpoint of gigabytes costs no second copy of it. Each problem
-is one CheckpointError line naming the file, the tensor or key, and what was expected.
+chunk at a time (reclip_eval.models.finite), so checking a checkpoint of gigabytes costs no second copy of it. Each
+problem is one CheckpointError line naming the file, the tensor or key, and what was expected.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any
 
 from reclip_eval.checkpoint import CONFIG_NAME, WEIGHTS_NAME, missing_weights_error, read_config
 from reclip_eval.errors import CheckpointError, read_json
-from reclip_eval.finite import all_finite
+from reclip_eval.models.finite import all_finite
 
 PREPROCESSOR_NAME = "preprocessor_config.json"
 TOKENIZER_NAME = "tokenizer.json"  # a fast tokenizer, complete in itself
