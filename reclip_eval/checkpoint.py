@@ -32,19 +32,20 @@ import os
 import typing
 from itertools import chain
 from pathlib import Path
-from typing import Any, Literal
-
-import torch
+from typing import TYPE_CHECKING, Any, Literal
 
 from reclip_eval.atomic import atomic_dir, atomic_path, write_json_atomic, write_text_atomic
 from reclip_eval.config import from_dict, to_dict
 from reclip_eval.errors import CheckpointError, ConfigError, read_json
 from reclip_eval.hub import HUB_PREFIX, CheckpointSource, download_snapshot
-from reclip_eval.models.clip import CLIP
 from reclip_eval.models.config import CLIPConfig, ImageSize, image_hw
 from reclip_eval.models.finite import all_finite
-from reclip_eval.models.pos_embed import resize_pos_embed
 from reclip_eval.models.presets import with_image_size
+
+if TYPE_CHECKING:  # torch is imported where tensors are: reading a config or a file name needs none
+    import torch
+
+    from reclip_eval.models.clip import CLIP
 
 log = logging.getLogger(__name__)
 
@@ -285,6 +286,8 @@ def load_state_into(model: CLIP, state: dict[str, torch.Tensor], stored: CLIPCon
 
 def _pos_embed_at(tensor: torch.Tensor, stored: CLIPConfig, target: CLIPConfig, source: str) -> torch.Tensor:
     """The stored position embedding on `target`'s grid (one log line when it is resampled)."""
+    from reclip_eval.models.pos_embed import resize_pos_embed
+
     try:
         resize = resize_pos_embed(tensor, stored.vision.grid_hw, target.vision, target.pos_embed_resample)
     except ValueError as e:
@@ -302,6 +305,10 @@ def load_model(directory: str | Path, *, image_size: ImageSize | None = None, ma
 
     `init="random"` is the former path, kept so that benchmarks/load_time.py can measure both: the model built
     with its random initialisation, then every tensor copied over it."""
+    import torch
+
+    from reclip_eval.models.clip import CLIP
+
     directory = Path(directory)
     stored = read_config(directory)
     if image_size:
