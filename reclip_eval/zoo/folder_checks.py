@@ -27,9 +27,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from reclip_eval.checkpoint import CONFIG_NAME, WEIGHTS_NAME, missing_weights_error, read_config
+from reclip_eval.checkpoint import CONFIG_NAME, WEIGHTS_NAME, check_finite, missing_weights_error, read_config
 from reclip_eval.errors import CheckpointError, read_json
-from reclip_eval.models.finite import all_finite
 
 PREPROCESSOR_NAME = "preprocessor_config.json"
 TOKENIZER_NAME = "tokenizer.json"  # a fast tokenizer, complete in itself
@@ -80,13 +79,28 @@ def check_tensor_shapes(path: Path, expected: Mapping[str, tuple[int, ...]], wha
                               f"{tuple(expected[key])}{_more(wrong)}")
 
 
+class _MappedTensors(Mapping):
+    """The tensors of an open safetensors file as a mapping that reads each only when it is looked up."""
+
+    def __init__(self, weights: Any):
+        self.weights = weights
+        self.keys_in_file = list(weights.keys())
+
+    def __getitem__(self, key: str) -> Any:
+        return self.weights.get_tensor(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys_in_file)
+
+    def __len__(self) -> int:
+        return len(self.keys_in_file)
+
+
 def check_tensors_finite(path: Path) -> None:
-    """Every tensor in the safetensors file at `path` is finite, read one at a time from the mapped file."""
+    """Every tensor in the safetensors file at `path` is finite: checkpoint.check_finite (its message too) over the
+    mapped file, so one tensor at a time is in memory."""
     with _safetensors(path) as weights:
-        bad = [key for key in weights.keys() if not all_finite(weights.get_tensor(key))]
-    if bad:
-        raise CheckpointError(f"{path}: tensor {bad[0]} holds NaN or inf values{_more(bad)}; the weights are broken "
-                              "(a diverged training run?) and would evaluate at chance")
+        check_finite(_MappedTensors(weights), path)
 
 
 def _more(keys: list[str]) -> str:
