@@ -33,7 +33,8 @@ def _one_line_error(capsys, *argv: str) -> str:
 
 
 def _built_nothing(caplog) -> bool:
-    """open_clip logs "Model initialized randomly" whenever it builds a model without its own weights."""
+    """No "Model initialized randomly" from open_clip, which it logs whenever it builds a model without loading
+    weights itself: nothing was built, or (our loader) weights were loaded right after."""
     return not any("initialized randomly" in r.getMessage() for r in caplog.records)
 
 
@@ -89,7 +90,7 @@ def test_pretrained_tag_not_in_the_cache_is_one_line_naming_the_repo(monkeypatch
     assert _built_nothing(caplog)
 
 
-def test_pretrained_tag_loads_from_the_hf_cache(monkeypatch, tmp_path):
+def test_pretrained_tag_loads_from_the_hf_cache(monkeypatch, tmp_path, caplog):
     """A small architecture with a pretrained tag, registered in open_clip's own registries the way its built-in
     ones are, and a random-init model of it saved as open_clip_model.safetensors in the real cache layout."""
     import open_clip
@@ -111,7 +112,10 @@ def test_pretrained_tag_loads_from_the_hf_cache(monkeypatch, tmp_path):
     commit = _lay_out_hf_cache(tmp_path / "hub", repo, [weights])
     _offline_cache(monkeypatch, tmp_path / "hub")
 
+    caplog.set_level(logging.INFO)
+    caplog.clear()  # the reference above was built without weights, and said so
     adapter = load_adapter(f"openclip:{arch}", pretrained=tag)
+    assert _built_nothing(caplog)  # built, but with its weights loaded right after: open_clip's warning is dropped
     pixels = torch.rand(2, 3, 32, 32)
     expected = reference.encode_image(pixels, normalize=True).detach().numpy()
     assert abs(adapter.encode_images(pixels) - expected).max() < 1e-5

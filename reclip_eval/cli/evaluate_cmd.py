@@ -48,7 +48,9 @@ def add_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="reclip-eval", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
                                 description=f"Evaluate a model on tasks of any kind ({', '.join(TASK_KINDS.names())});\n"
                                             "`reclip-eval tasks` lists the tasks, kinds and data layouts.")
-    p.add_argument("--model", required=True, help="named model, hf-hub:org/name[@rev], or a checkpoint dir")
+    p.add_argument("--model", required=True, help="named model, a checkpoint dir, hf-hub:org/name[@rev], openclip:ARCH "
+                                                   "(with --pretrained TAG or --checkpoint FILE), hf:PATH or "
+                                                   "big_vision:PATH.npz (`reclip-eval models` lists them)")
     p.add_argument("--task", required=True, help="task name(s), comma separated, or a task YAML path")
     p.add_argument("--checkpoint", help="weights for a named model: a checkpoint dir or hf-hub:org/name[@rev]")
     p.add_argument("--pretrained", metavar="TAG",
