@@ -14,6 +14,8 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch.utils.data import DataLoader
 
 from reclip_eval.classifier.templates import read_templates
@@ -51,6 +53,29 @@ def _export_classification(synth_dir: Path, out: Path) -> Path:
     return out
 
 
+def _export_multilabel(synth_dir: Path, out: Path) -> Path:
+    """The zeroshot images with their class plus, for every third image, a second one drawn at random."""
+    import random
+
+    import numpy as np
+    from clip_benchmark.webdataset_builder import convert_dataset, path_to_bytes
+
+    classes = read_class_list(SHAPES.resource(SHAPES.classes))
+    draw = random.Random(0)
+    samples = _Exportable()
+    for index, class_id in enumerate(classes.ids):
+        for number, path in enumerate(sorted((synth_dir / "shapes-zeroshot" / "val" / class_id).iterdir())):
+            vector = np.zeros(len(classes.ids), dtype=np.int64)
+            vector[index] = 1
+            if number % 3 == 0:
+                vector[draw.randrange(len(classes.ids))] = 1
+            samples.append((str(path), vector))
+    samples.classes = list(classes.names)
+    convert_dataset(samples, "test", str(out), transform=path_to_bytes, max_count=SHARD_SIZE, multilabel=True,
+                    verbose=False)
+    return out
+
+
 def _export_retrieval(synth_dir: Path, out: Path) -> Path:
     from clip_benchmark.webdataset_builder import convert_retrieval_dataset, path_to_bytes
 
@@ -68,11 +93,11 @@ def _exported(root: Path) -> int:
                if name.endswith((".webp", ".png", ".jpg", ".jpeg")))
 
 
-def _wds_task(tmp_path: Path) -> object:
-    """shapes-zeroshot's classes and prompts, reading the wds layout only."""
+def _wds_task(tmp_path: Path, kind: str = "zeroshot_classification", layout: str = "clip_benchmark_wds") -> object:
+    """shapes-zeroshot's classes and prompts, reading one wds layout."""
     path = tmp_path / "shapes-wds.yaml"
-    path.write_text(f"name: shapes-wds\nkind: zeroshot_classification\ndescription: d\n"
-                    f"data: {{folder: shapes-wds, layouts: [{{kind: clip_benchmark_wds, split: test}}]}}\n"
+    path.write_text(f"name: shapes-wds\nkind: {kind}\ndescription: d\n"
+                    f"data: {{folder: shapes-wds, layouts: [{{kind: {layout}, split: test}}]}}\n"
                     f"classes: {SHAPES.resource(SHAPES.classes)}\ntemplates: {SHAPES.resource(SHAPES.templates)}\n"
                     "get_data: exported by the test\n")
     return load_task(str(path))
@@ -110,6 +135,27 @@ def test_classification_equals_clip_benchmark_on_its_own_shards(clip_benchmark_z
     assert ours["metrics"]["top5"] == pytest.approx(theirs["acc5"], abs=1e-6)
     assert ours["metrics"]["mean_per_class_recall"] == pytest.approx(theirs["mean_per_class_recall"], abs=1e-6)
     assert ours["task"]["wds_members_ignored"] == {}
+
+
+def test_multilabel_map_equals_clip_benchmark_on_its_own_shards(clip_benchmark_zeroshot, synth_dir, adapter,
+                                                                tmp_path):
+    from clip_benchmark.datasets.builder import build_wds_dataset
+
+    root = _export_multilabel(synth_dir, tmp_path / "shapes-wds")
+    task = _wds_task(tmp_path, "multilabel", "clip_benchmark_wds_multilabel")
+    ours = evaluate(adapter, task, EvalOptions(data_dir=root, workers=0))
+    theirs_data = build_wds_dataset("wds_shapes", adapter.transform, split="test", data_dir=str(root))
+    templates = [t.replace("{}", "{c}") for t in read_templates(SHAPES.resource(SHAPES.templates))]
+    theirs = clip_benchmark_zeroshot.evaluate(
+        _AsModel(adapter), DataLoader(theirs_data, batch_size=64), adapter.tokenize, theirs_data.classes, templates,
+        device="cpu", amp=False)
+    assert ours["task"]["layout"] == "clip_benchmark_wds_multilabel"
+    assert ours["counts"]["images_evaluated"] == _exported(root)
+    assert 0.1 < ours["metrics"]["mAP"] < 1  # a trained model, and the drawn second labels keep it from perfect
+    assert ours["metrics"]["mAP"] == pytest.approx(theirs["mean_average_precision"], abs=1e-6)
+    # A multilabel set is not read as a single-label one (nor the other way round).
+    with pytest.raises(DataError, match=r"dataset_type.txt: a multilabel set; this task reads classification sets"):
+        evaluate(adapter, _wds_task(tmp_path), EvalOptions(data_dir=root, workers=0))
 
 
 def test_flickr30k_task_reads_the_wds_layout_and_equals_clip_benchmark(wds_retrieval, adapter):
@@ -240,3 +286,18 @@ def test_hf_datasets_id_reads_the_hugging_face_cache_offline(wds_retrieval, adap
     local = evaluate(adapter, task, EvalOptions(data_dir=wds_retrieval, workers=0))
     assert from_hub["task"]["layout"] == "clip_benchmark_wds_retrieval"
     assert from_hub["metrics"] == local["metrics"]
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 12), st.integers(1, 6), st.integers(0, 2**31 - 1))
+def test_mean_average_precision_equals_clip_benchmarks(n_images, n_classes, seed):
+    import torch
+    from clip_benchmark.metrics.zeroshot_classification import average_precision_per_class
+
+    from reclip_eval.eval.metrics import mean_average_precision
+
+    generator = torch.Generator().manual_seed(seed)
+    scores = torch.randn(n_images, n_classes, generator=generator)  # distinct: no ties for the two sorts to break
+    targets = (torch.rand(n_images, n_classes, generator=generator) < 0.4).long()  # classes without positives too
+    expected = average_precision_per_class(scores, targets).mean().item()
+    assert mean_average_precision(scores, targets)["mAP"] == pytest.approx(expected, abs=1e-6)

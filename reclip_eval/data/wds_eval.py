@@ -161,7 +161,9 @@ def _label(kind: str, data: bytes, where: str, num_classes: int | None) -> Any:
         raise DataError(f"{where}: label member unreadable ({type(e).__name__}: {e})") from None
     if vector.ndim != 1 or (num_classes is not None and vector.shape[0] != num_classes):
         raise DataError(f"{where}.npy: shape {vector.shape}; expected ({num_classes},), one 0/1 entry per class")
-    return vector
+    if vector.dtype.kind not in "biuf" or not np.isin(vector, (0, 1)).all():
+        raise DataError(f"{where}.npy: values {np.unique(vector)[:5].tolist()}; expected 0/1 per class")
+    return vector.astype(np.int64)
 
 
 def read_wds_set(root: Path, split: str, expect: tuple[str, ...], class_names: tuple[str, ...] | None = None

@@ -47,3 +47,21 @@ def retrieval_metrics(
         top_images = scores.t().topk(min(k, n_images), dim=1).indices  # (N_captions, k)
         metrics[f"t2i_R@{k}"] = (top_images == caption_image.view(-1, 1)).any(dim=1).float().mean().item()
     return metrics
+
+
+def mean_average_precision(scores: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+    """scores: (N_images, N_classes); targets: (N_images, N_classes) 0/1, an image's classes.
+
+    Per class, the images ranked by score (descending): AP = the mean of the precision at the rank of each positive
+    image (uninterpolated, over all N images); mAP = the mean over all classes, a class without positives counting
+    0 (the task's counts say how many). This is CLIP_benchmark's `average_precision_per_class` (from torchnet's
+    APMeter) and its multilabel `mean_average_precision`.
+    """
+    n_images = scores.shape[0]
+    if n_images == 0:
+        raise ValueError("no images to score")
+    order = scores.argsort(dim=0, descending=True, stable=True)  # (N, C): per class, images best first
+    truth = targets.gather(0, order).float()
+    precision = truth.cumsum(0) / torch.arange(1, n_images + 1, dtype=torch.float32).view(-1, 1)
+    per_class = (precision * truth).sum(0) / truth.sum(0).clamp(min=1)
+    return {"mAP": per_class.mean().item()}

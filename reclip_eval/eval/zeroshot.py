@@ -77,11 +77,20 @@ def run_zeroshot(adapter: ModelAdapter, spec: TaskSpec, data_root: Path | str, l
             "classes_without_images": len(data.empty_classes),
             "metric_denominator": "images_evaluated",
         },
-        skipped=[{"path": data.describe_source(data.items[i][0]), "reason": r} for i, r in encoded.skipped],
-        prompts=prompts_record(templates, list(classes.names)),
-        data_files=[p for p, _ in data.items if isinstance(p, Path)] + data.files,
-        extra={"classes_without_images": data.empty_classes, "layout": layout.kind, **data.extra},
+        **zeroshot_record(data, encoded, classes, templates, layout),
     )
+
+
+def zeroshot_record(data: ClassificationData, encoded: ImageFeatures, classes: ClassList, templates: list[str],
+                    layout: LayoutSpec) -> dict:
+    """The TaskOutcome fields besides metrics and counts of a zero-shot classifier's run: skipped images, prompts,
+    data files, and the extras (classes without images, the layout and what it counted)."""
+    return {
+        "skipped": [{"path": data.describe_source(data.items[i][0]), "reason": r} for i, r in encoded.skipped],
+        "prompts": prompts_record(templates, list(classes.names)),
+        "data_files": [p for p, _ in data.items if isinstance(p, Path)] + data.files,
+        "extra": {"classes_without_images": data.empty_classes, "layout": layout.kind, **data.extra},
+    }
 
 
 register_task_kind(TaskKind(

@@ -70,10 +70,15 @@ def read_classification(layout: LayoutSpec, folder: Path | str, classes: ClassLi
     return _reader(layout, "classification").read(layout, folder, classes)
 
 
+def read_multilabel(layout: LayoutSpec, folder: Path | str, classes: ClassList) -> ClassificationData:
+    return _reader(layout, "multilabel").read(layout, folder, classes)
+
+
 def read_retrieval(layout: LayoutSpec, folder: Path) -> RetrievalSet:
     return _reader(layout, "retrieval").read(layout, folder)
 
 
 __all__ = ["HF_DATASETS_PREFIX", "LAYOUTS", "ClassificationData", "DataLayout", "LayoutSpec", "expected_layout",
-           "is_present", "layout_names", "layout_of", "partial_match", "read_classification", "read_retrieval",
+           "is_present", "layout_names", "layout_of", "partial_match", "read_classification", "read_multilabel",
+           "read_retrieval",
            "register_layout"]

@@ -1,8 +1,8 @@
 """What every data layout shares: the spec a task YAML gives (`LayoutSpec`), the base classes a layout module
 subclasses (one per role: the task data it can feed), and the registry the layout modules register into.
 
-A layout is one module in this package: a subclass of `ClassificationLayout`, `RetrievalLayout` or
-`DetectionLayout` decorated with `@register_layout`, stating its presence test, its partial-match hint, its
+A layout is one module in this package: a subclass of `ClassificationLayout`, `MultilabelLayout`, `RetrievalLayout`
+or `DetectionLayout` decorated with `@register_layout`, stating its presence test, its partial-match hint, its
 expected-layout text, its reader and its own field rules. `__init__.py` imports the modules; callers use the
 functions there, which dispatch through the registry.
 """
@@ -53,6 +53,15 @@ class DataLayout:
 
 class ClassificationLayout(DataLayout):
     role = "classification"
+
+    def read(self, spec: LayoutSpec, folder: Path | str, classes: ClassList) -> ClassificationData:
+        raise NotImplementedError
+
+
+class MultilabelLayout(DataLayout):
+    """Images with any number of the task's classes each: items are (image source, 0/1 vector over the classes)."""
+
+    role = "multilabel"
 
     def read(self, spec: LayoutSpec, folder: Path | str, classes: ClassList) -> ClassificationData:
         raise NotImplementedError

@@ -1,13 +1,19 @@
 """CLIP_benchmark's webdataset eval sets (`<split>/nshards.txt` + `<split>/N.tar`, classnames.txt, ...; read by
 reclip_eval/data/wds_eval.py), as a local folder or `--data-dir hf-datasets:clip-benchmark/wds_NAME` from the Hugging
-Face cache (offline). Two layouts, one per role: `clip_benchmark_wds` (classification sets) and
-`clip_benchmark_wds_retrieval` (caption sets)."""
+Face cache (offline). One layout per role: `clip_benchmark_wds` (classification sets), `clip_benchmark_wds_multilabel`
+(`npy` label vectors) and `clip_benchmark_wds_retrieval` (caption sets)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from reclip_eval.data.layouts.base import ClassificationData, ClassificationLayout, RetrievalLayout, register_layout
+from reclip_eval.data.layouts.base import (
+    ClassificationData,
+    ClassificationLayout,
+    MultilabelLayout,
+    RetrievalLayout,
+    register_layout,
+)
 from reclip_eval.data.retrieval_files import RetrievalSet
 from reclip_eval.errors import DataError
 
@@ -57,19 +63,36 @@ class _WdsLayout:
                 f"--data-dir hf-datasets:{HUB_OWNER}wds_NAME (cached)")
 
 
-@register_layout
-class ClipBenchmarkWds(_WdsLayout, ClassificationLayout):
-    name = "clip_benchmark_wds"
-    summary = _summary("classification")
+class _LabelledWds(_WdsLayout):
+    """Both labelled roles: the set's `dataset_type` must be this layout's, its classnames.txt the task's classes."""
 
-    def read(self, spec, folder, classes):
+    dataset_type: str
+
+    def read(self, spec, folder, classes) -> ClassificationData:
         from reclip_eval.data.wds_eval import load_tar_member, read_wds_set
 
-        wds = read_wds_set(resolve_wds_root(folder), spec.split, ("classification",), tuple(classes.names))
-        seen = set(wds.labels)
+        wds = read_wds_set(resolve_wds_root(folder), spec.split, (self.dataset_type,), tuple(classes.names))
+        if self.dataset_type == "multilabel":
+            seen = {i for vector in wds.labels for i in vector.nonzero()[0].tolist()}
+        else:
+            seen = set(wds.labels)
         return ClassificationData(list(zip(wds.images, wds.labels, strict=True)),
                                   [c for i, c in enumerate(classes.ids) if i not in seen],
                                   load=load_tar_member, files=list(wds.shards), extra=wds.counts())
+
+
+@register_layout
+class ClipBenchmarkWds(_LabelledWds, ClassificationLayout):
+    name = "clip_benchmark_wds"
+    summary = _summary("classification")
+    dataset_type = "classification"
+
+
+@register_layout
+class ClipBenchmarkWdsMultilabel(_LabelledWds, MultilabelLayout):
+    name = "clip_benchmark_wds_multilabel"
+    summary = _summary("multilabel")
+    dataset_type = "multilabel"
 
 
 @register_layout
