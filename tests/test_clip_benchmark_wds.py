@@ -77,13 +77,16 @@ def _export_multilabel(synth_dir: Path, out: Path) -> Path:
 
 
 def _export_retrieval(synth_dir: Path, out: Path) -> Path:
-    from clip_benchmark.webdataset_builder import convert_retrieval_dataset, path_to_bytes
+    """As the Hub's sets are written: PIL images saved as lossless WebP (the exporter's default format)."""
+    from clip_benchmark.webdataset_builder import PIL_to_bytes, convert_retrieval_dataset
+    from PIL import Image
 
     source = synth_dir / "shapes-retrieval"
     images = json.loads((source / "dataset_shapes.json").read_text())["images"]
-    samples = [(str(source / "images" / image["filename"]), [s["raw"] for s in image["sentences"]])
-               for image in images if image["split"] == "test"]
-    convert_retrieval_dataset(samples, "test", str(out), transform=path_to_bytes, max_count=SHARD_SIZE, verbose=False)
+    samples = [(Image.open(source / "images" / image["filename"]).convert("RGB"),
+                [s["raw"] for s in image["sentences"]]) for image in images if image["split"] == "test"]
+    convert_retrieval_dataset(samples, "test", str(out), transform=PIL_to_bytes("webp"), image_format="webp",
+                              max_count=SHARD_SIZE, verbose=False)
     return out
 
 
@@ -168,6 +171,8 @@ def test_flickr30k_task_reads_the_wds_layout_and_equals_clip_benchmark(wds_retri
         _AsModel(adapter), DataLoader(theirs_data, batch_size=64, collate_fn=image_captions_collate_fn),
         adapter.tokenize, device="cpu", amp=False, recall_k_list=[1, 5, 10])
     assert ours["task"]["layout"] == "clip_benchmark_wds_retrieval"
+    assert {Path(name).suffix for name in tarfile.open(wds_retrieval / "test" / "0.tar").getnames()} == {".webp", ".txt"}
+    assert ours["counts"]["images_evaluated"] == _exported(wds_retrieval)
     assert ours["metrics"]["i2t_R@1"] > 0.3
     for k in (1, 5, 10):
         # CLIP_benchmark's text_retrieval is image -> text (our i2t), image_retrieval is text -> image (our t2i).
@@ -241,9 +246,12 @@ def test_shards_not_matching_nshards_txt_are_refused(wds_classification, tmp_pat
         _read(root)
 
 
-def test_an_unreadable_tar_is_named(wds_classification, tmp_path):
+@pytest.mark.parametrize("damage", [lambda data: b"not a tar file" * 100, lambda data: data[:len(data) // 2]],
+                         ids=["garbage", "truncated"])
+def test_an_unreadable_tar_is_named(wds_classification, tmp_path, damage):
     root = _copy(wds_classification, tmp_path)
-    (root / "test" / "1.tar").write_bytes(b"not a tar file" * 100)
+    shard = root / "test" / "1.tar"
+    shard.write_bytes(damage(shard.read_bytes()))
     with pytest.raises(DataError, match=rf"^{root / 'test' / '1.tar'}: unreadable tar"):
         _read(root)
 

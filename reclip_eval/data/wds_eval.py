@@ -22,7 +22,7 @@ import tarfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image
@@ -133,10 +133,9 @@ def _group_samples(shard: Path) -> list[tuple[str, dict[str, tarfile.TarInfo]]]:
     return samples
 
 
-def _read_member(shard: Path, info: tarfile.TarInfo) -> bytes:
-    with open(shard, "rb") as stream:
-        stream.seek(info.offset_data)
-        return stream.read(info.size)
+def _read_member(stream: BinaryIO, info: tarfile.TarInfo) -> bytes:
+    stream.seek(info.offset_data)
+    return stream.read(info.size)
 
 
 def _label(kind: str, data: bytes, where: str, num_classes: int | None) -> Any:
@@ -178,21 +177,27 @@ def read_wds_set(root: Path, split: str, expect: tuple[str, ...], class_names: t
         num_classes = len(_check_classnames(root, class_names))
     wds = WdsSet(root, kind, list_wds_shards(root, split))
     for shard in wds.shards:
-        for key, members in _group_samples(shard):
-            image_ext = next((ext for ext in IMAGE_MEMBERS if ext in members), None)
-            label_ext = LABEL_MEMBERS[kind]
-            wds.members_ignored.update(ext for ext in members if ext not in (image_ext, label_ext))
-            if image_ext is None or label_ext not in members:
-                wds.samples_dropped["no image" if image_ext is None else f"no .{label_ext}"] += 1
-                continue
-            where = f"{shard}: sample {key}"
-            wds.labels.append(_label(kind, _read_member(shard, members[label_ext]), where, num_classes))
-            info = members[image_ext]
-            wds.images.append(TarMember(shard, info.name, info.offset_data, info.size))
+        with open(shard, "rb") as stream:
+            _index_shard(wds, shard, stream, num_classes)
     if not wds.images:
         raise DataError(f"{root / split}: no samples with an image and a .{LABEL_MEMBERS[kind]} member in "
                         f"{len(wds.shards)} shard(s)")
     return wds
+
+
+def _index_shard(wds: WdsSet, shard: Path, stream: BinaryIO, num_classes: int | None) -> None:
+    """Add the shard's samples to `wds`: each image's place, its label decoded, every other member counted."""
+    label_ext = LABEL_MEMBERS[wds.dataset_type]
+    for key, members in _group_samples(shard):
+        image_ext = next((ext for ext in IMAGE_MEMBERS if ext in members), None)
+        wds.members_ignored.update(ext for ext in members if ext not in (image_ext, label_ext))
+        if image_ext is None or label_ext not in members:
+            wds.samples_dropped["no image" if image_ext is None else f"no .{label_ext}"] += 1
+            continue
+        where = f"{shard}: sample {key}"
+        wds.labels.append(_label(wds.dataset_type, _read_member(stream, members[label_ext]), where, num_classes))
+        info = members[image_ext]
+        wds.images.append(TarMember(shard, info.name, info.offset_data, info.size))
 
 
 def _check_classnames(root: Path, class_names: tuple[str, ...] | None) -> list[str]:
