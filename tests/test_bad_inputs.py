@@ -172,6 +172,15 @@ def _hf_imagenet(ctx: Ctx, names: list[str] | None = None, garbage: bool = False
     return _eval_argv(ctx, "imagenet", ctx.tmp / "data")
 
 
+def _hf_data_file_twice(ctx: Ctx) -> list[str]:
+    argv = _hf_imagenet(ctx)
+    state = ctx.tmp / "data" / "imagenet" / "hf" / "validation" / "state.json"
+    data = json.loads(state.read_text())
+    data["_data_files"] *= 2
+    state.write_text(json.dumps(data))
+    return argv
+
+
 def _class_list_task(ctx: Ctx, class_list: str) -> list[str]:
     """A task of the user's (a YAML path): flat ImageNet images, its own class list `class_list`."""
     task = ctx.tmp / "mytask" / "mytask.yaml"
@@ -330,6 +339,8 @@ CASES: list[Case] = [
          ("imagenet/hf", "not a dataset saved with datasets' save_to_disk")),
     Case("hf-folder-other-class-list", lambda c: _hf_imagenet(c, names=["cat", "dog", "fish"]),
          ("imagenet/hf", "'label' is a ClassLabel of 3 names", "['cat', 'dog', 'fish']", "1000 classes")),
+    Case("hf-folder-data-file-twice", _hf_data_file_twice,
+         ("imagenet/hf", "split 'validation' lists the data file data-00000-of-00001.arrow 2 times")),
     Case("karpathy-numeric-filepath",
          lambda c: _retrieval_files(c, "flickr30k", "dataset_flickr30k.json",
                                     _edit_json(lambda d: d["images"][1].update(filepath=42))),
@@ -367,6 +378,8 @@ CASES: list[Case] = [
          ("gt.json", "categories[3] lists category id 1 again (first at categories[0]", "name 'a' there, 'd' here")),
     Case("lvis-repeated-image-id", lambda c: _lvis_evaluate(c, lambda gt: gt["images"][1].update(id=1)),
          ("gt.json", "images[1] lists image id 1 again (first at images[0]")),
+    Case("lvis-annotation-id-zero", lambda c: _lvis_evaluate(c, lambda gt: gt["annotations"][0].update(id=0)),
+         ("gt.json", "annotations[0] (id 0) has an id below 1", "reads 0 as 'unmatched'")),
     Case("lvis-annotation-text-bbox",
          lambda c: _lvis_evaluate(c, lambda gt: gt["annotations"][2].update(bbox="20 20 40 40")),
          ("gt.json", "annotations[2] (id 3) has bbox '20 20 40 40'", "expected 4 finite numbers")),

@@ -154,7 +154,8 @@ def test_flickr_txt_refuses_an_empty_caption(tmp_path):
 @pytest.mark.parametrize("edit, expected", [
     (lambda d: d["annotations"][1].update(caption=None), r"image id 1 \(image a.jpg\): caption 1 is None"),
     (lambda d: d["annotations"][2].update(caption=7), r"image id 2 \(image b.jpg\): caption 0 is 7"),
-    (lambda d: d["images"].append({"id": 1, "file_name": "c.jpg"}), r"images\[2\] repeats image id 1"),
+    (lambda d: d["images"].append({"id": 1, "file_name": "c.jpg"}), r"images\[2\] lists image id 1 again \(first at images\[0\]; "
+                                                              r"file_name 'a.jpg' there, 'c.jpg' here"),
     (lambda d: d["images"].append({"id": 3, "file_name": "a.jpg"}), r"lists image a.jpg again"),
     (lambda d: d["annotations"].append({"image_id": 9, "caption": "x"}), r"annotations\[3\].*image_id 9"),
 ], ids=["null-caption", "numeric-caption", "repeated-id", "repeated-file", "unknown-image-id"])

@@ -26,6 +26,13 @@ def load_hf_split(source: str, split: str):
             if split not in loaded:
                 raise DataError(f"{path}: no split {split!r} (has {', '.join(loaded)})")
             loaded = loaded[split]
+        # A data file listed twice in the folder's state.json would list each of its images (and labels) twice.
+        files = [Path(f.get("filename", "")).name for f in loaded.cache_files]
+        repeated = sorted({name for name in files if files.count(name) > 1})
+        if repeated:
+            raise DataError(f"{path}: split {split!r} lists the data file {repeated[0]} {files.count(repeated[0])} "
+                            "times (its state.json's _data_files), so each of its images would be counted again; "
+                            "expected each file once")
         return loaded
     try:
         return datasets.load_dataset(source, split=split)

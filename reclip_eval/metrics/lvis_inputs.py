@@ -81,6 +81,8 @@ def _unique_ids(ground_truth: dict, key: str, source: str) -> set[int]:
 
 def _annotation_problem(annotation: dict, images: set[int], categories: set[int]) -> str | None:
     """What is wrong with one ground-truth annotation (its id already checked), or None."""
+    if annotation["id"] < 1:  # faster-coco-eval marks an unmatched detection with 0: an id 0 skews AP silently
+        return "has an id below 1; expected annotation ids 1, 2, ... (the evaluator reads 0 as 'unmatched')"
     if not _known(annotation.get("image_id"), images):
         return f"has image_id {annotation.get('image_id')!r}, which is not in images"
     if not _known(annotation.get("category_id"), categories):
