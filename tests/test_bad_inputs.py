@@ -373,6 +373,10 @@ CASES: list[Case] = [
          ("stages.-1.steps=3", "stages is a list of 2; expected an index 0..1", "'-1'")),
     Case("syntax-reduction-without-tagger", _no_nltk_tagger,
          ("nltk-perceptron: Resource 'averaged_perceptron_tagger_eng' not found.",)),
+    Case("zoo-entry-empty-checkpoint",
+         lambda c: ["--model", str(c.write_json("mine.yaml", {"name": "mine", "description": "x", "checkpoint": "",
+                                                              "recipe": "tiny-shapes"})), "--task", "shapes-zeroshot"],
+         ("mine.yaml", "checkpoint: '' is empty", "or null")),
     # --- detection: LVIS annotations and detections ---
     Case("lvis-conflicting-category-ids", lambda c: _lvis_evaluate(c, lambda gt: gt["categories"][3].update(id=1)),
          ("gt.json", "categories[3] lists category id 1 again (first at categories[0]", "name 'a' there, 'd' here")),

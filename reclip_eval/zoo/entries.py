@@ -75,7 +75,12 @@ class ZooEntry:
     paper_rows: list[PaperRowRef] = field(default_factory=list)
     path: str = ""  # filled in when loaded
 
-    config_rules: ClassVar[tuple[Rule, ...]] = (Rule(("architecture", "recipe"), _one_architecture_source),)
+    config_rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(("architecture", "recipe"), _one_architecture_source),
+        # An empty name would be the entry's own folder, and the error would then name a folder, not this key.
+        Rule(("checkpoint",), lambda c: None if c is None or c.strip() else
+             f"{c!r} is empty; expected a checkpoint folder relative to the entry, {HUB_PREFIX}org/name, or null"),
+    )
 
     def __post_init__(self) -> None:
         enforce_rules(self)
