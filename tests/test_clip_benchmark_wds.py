@@ -309,3 +309,10 @@ def test_mean_average_precision_equals_clip_benchmarks(n_images, n_classes, seed
     targets = (torch.rand(n_images, n_classes, generator=generator) < 0.4).long()  # classes without positives too
     expected = average_precision_per_class(scores, targets).mean().item()
     assert mean_average_precision(scores, targets)["mAP"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_shards_without_nshards_txt_are_pointed_out(wds_retrieval, tmp_path):
+    root = _copy(wds_retrieval, tmp_path / "data")
+    (root / "test" / "nshards.txt").unlink()
+    with pytest.raises(DataError, match=r"found: .*test holds .tar files but no nshards.txt"):
+        locate_task_data(load_task("flickr30k"), root.parent)
