@@ -15,6 +15,17 @@ from reclip_eval.models.transformer import Transformer, init_transformer_, layer
 log = logging.getLogger(__name__)
 
 
+def prefix_through(positions: torch.Tensor) -> int:
+    """The fewest leading positions that hold each row's pooled position (`positions`: (B,) indices)."""
+    return int(positions.max()) + 1 if positions.numel() else 0
+
+
+def unpadded_prefix(tokens: torch.Tensor, pad_id: int = 0) -> int:
+    """The fewest leading positions that hold every non-padding token of the batch (at least one)."""
+    columns = (tokens != pad_id).any(dim=0).nonzero()
+    return int(columns.max()) + 1 if columns.numel() else 1
+
+
 class TextTower(nn.Module):
     def __init__(self, config: TextConfig, embed_dim: int):
         super().__init__()
@@ -44,6 +55,15 @@ class TextTower(nn.Module):
         description = f"{old} -> {length} ({TEXT_RESAMPLE})"
         log.info("text length %d -> %d: resampling the text position embedding %s", old, length, description)
         return description
+
+    def decisive_length(self, tokens: torch.Tensor) -> int | None:
+        """How many leading positions of a tokenized batch decide every row's features: the batch cut there embeds
+        the same (the padding after it cannot reach the pooled token). None where every position counts."""
+        if self.config.pool == "eot":  # causal: a position sees only those before it; pooled at the end token
+            return prefix_through(tokens.argmax(dim=-1))
+        if self.config.pool == "mean":  # padding is masked as keys and left out of the mean
+            return unpadded_prefix(tokens)
+        return None  # "last": unmasked, the padded sequence's last position is pooled, so every padding token counts
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens: (B, L) CLIP BPE ids, 0-padded, L <= context_length -> features (B, embed_dim)."""

@@ -19,6 +19,7 @@ from reclip_eval.zoo.adapter import ModelAdapter
 from reclip_eval.zoo.reclip import ReclipAdapter
 
 BACKEND = "jax"
+TEXT_LENGTH_STEP = 8
 
 
 def flax_adapter_for(adapter: ModelAdapter) -> FlaxReclipAdapter:
@@ -31,6 +32,8 @@ def flax_adapter_for(adapter: ModelAdapter) -> FlaxReclipAdapter:
 
 
 class FlaxReclipAdapter(ModelAdapter):
+    cut_text_padding: bool = True  # as TorchAdapter's: text batches cut where the tower makes it exact
+
     def __init__(self, torch_adapter: ReclipAdapter):
         jax = import_jax()
         from reclip_eval.flax_models.clip import CLIP
@@ -66,7 +69,13 @@ class FlaxReclipAdapter(ModelAdapter):
         return np.asarray(out, dtype=np.float32)
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
-        tokens = np.asarray(self._torch.tokenize(list(texts)), dtype=np.int32)
+        tokens = self._torch.tokenize(list(texts))
+        length = self._torch.decisive_text_length(tokens) if self.cut_text_padding else None
+        if length is not None:
+            # The same tower as the torch twin's (flax_models/clip.py); rounded up to a multiple of 8 so that jit
+            # compiles a few text lengths, not one per batch.
+            tokens = tokens[:, :min(tokens.shape[1], -(-length // TEXT_LENGTH_STEP) * TEXT_LENGTH_STEP)]
+        tokens = np.asarray(tokens, dtype=np.int32)
         out = self._encode_text({"params": self._params}, self._jax.device_put(tokens, self._device))
         return np.asarray(out, dtype=np.float32)
 

@@ -107,6 +107,18 @@ class HFClipAdapter(TorchAdapter):
 
         return torch.nn.functional.normalize(_features(self.model.get_text_features(input_ids=tokens)), dim=-1)
 
+    def decisive_text_length(self, tokens: torch.Tensor) -> int | None:
+        """transformers' CLIPModel text tower: causal, absolute positions, pooled at the first eos (the argmax of
+        the ids for an eos id of 2, as transformers does); any other model class says for itself (None: uncut)."""
+        from transformers import CLIPModel
+
+        from reclip_eval.models.text import prefix_through
+
+        if type(self.model) is not CLIPModel:
+            return None
+        eos = self.model.text_model.eos_token_id
+        return prefix_through(tokens.argmax(dim=-1) if eos == 2 else (tokens == eos).int().argmax(dim=-1))
+
     def text_config(self) -> dict[str, Any]:
         config = self.model.config
         return {**super().text_config(), "text_config": config.text_config.to_dict(),

@@ -141,7 +141,26 @@ class OpenClipAdapter(TorchAdapter):
         return self.model.encode_image(pixels, normalize=True)
 
     def embed_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        if self.decisive_text_length(tokens) is not None and tokens.shape[1] < len(self.model.positional_embedding):
+            return _encode_text_prefix(self.model, tokens)
         return self.model.encode_text(tokens, normalize=True)
+
+    def decisive_text_length(self, tokens: torch.Tensor) -> int | None:
+        """open_clip's CLIP text tower when causal (an attention mask) and pooled at one token: the position of
+        that token (argmax, or the first eos) bounds what decides the embedding. Any other tower: None."""
+        from open_clip.model import CLIP
+
+        from reclip_eval.models.text import prefix_through
+
+        model = self.model
+        if type(model) is not CLIP or model.attn_mask is None:
+            return None
+        if model.text_pool_type == "argmax":
+            return prefix_through(tokens.argmax(dim=-1))
+        eos = getattr(model, "text_eos_id", None)
+        if model.text_pool_type == "eos" and eos is not None:
+            return prefix_through((tokens == eos).int().argmax(dim=-1))
+        return None
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -156,6 +175,22 @@ class OpenClipAdapter(TorchAdapter):
             "tokenizer": {"name": type(self.tokenizer).__name__,
                           "context_length": getattr(self.tokenizer, "context_length", None)},
         }
+
+
+def _encode_text_prefix(model, tokens: torch.Tensor) -> torch.Tensor:
+    """open_clip's `CLIP.encode_text` (normalised) of a batch cut shorter than its context: the position table and
+    the causal mask cut to the batch's length (its own forward adds the whole table, so takes full batches only)."""
+    import torch
+    from open_clip.transformer import text_global_pool
+
+    length = tokens.shape[1]
+    cast_dtype = model.transformer.get_cast_dtype()
+    x = model.token_embedding(tokens).to(cast_dtype) + model.positional_embedding[:length].to(cast_dtype)
+    x = model.ln_final(model.transformer(x, attn_mask=model.attn_mask[:length, :length]))
+    x = text_global_pool(x, tokens, model.text_pool_type, eos_token_id=getattr(model, "text_eos_id", None))
+    if model.text_projection is not None:
+        x = model.text_projection(x) if isinstance(model.text_projection, torch.nn.Linear) else x @ model.text_projection
+    return torch.nn.functional.normalize(x, dim=-1)
 
 
 def _diff_keys(expected: dict, state: dict) -> tuple[list[str], list[str]]:

@@ -55,6 +55,9 @@ class ReclipAdapter(TorchAdapter):
     def embed_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.model.encode_text(tokens, normalize=True)
 
+    def decisive_text_length(self, tokens: torch.Tensor) -> int | None:
+        return self.model.text.decisive_length(tokens)  # by the tower's pooling (models/text.py)
+
     def text_config(self) -> dict[str, Any]:
         return {"family": "reclip", **text_side(self.model.config)}
 

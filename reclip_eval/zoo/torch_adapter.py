@@ -24,6 +24,9 @@ if TYPE_CHECKING:  # imported on use: the kinds register themselves (listings) w
 
 class TorchAdapter(ModelAdapter):
     tokenizer: Callable[[list[str]], torch.Tensor]
+    # Text batches are cut at `decisive_text_length` (an exact speedup: prompts are padded to the context length,
+    # 77, and most are under 20 tokens). Off only to compare with the uncut forward (tests, benchmarks/text_cut.py).
+    cut_text_padding: bool = True
 
     @abstractmethod
     def placed_modules(self) -> list[torch.nn.Module]:
@@ -39,6 +42,18 @@ class TorchAdapter(ModelAdapter):
 
     def tokenize(self, texts: list[str]) -> torch.Tensor:
         return self.tokenizer(texts)
+
+    def decisive_text_length(self, tokens: torch.Tensor) -> int | None:
+        """How many leading positions of a tokenized batch decide every row's embedding, where the family's text
+        tower makes that exact (causal attention pooled at one token: the padding after it cannot reach it). None
+        (the default, and any tower that is not causal or pools over every position): the batch is not cut."""
+        return None
+
+    def text_tokens(self, texts: list[str]) -> torch.Tensor:
+        """The tokenized batch as the text tower runs it: cut at `decisive_text_length` (when on), on the CPU."""
+        tokens = self.tokenize(list(texts))
+        length = self.decisive_text_length(tokens) if self.cut_text_padding else None
+        return tokens[:, :length] if length is not None and length < tokens.shape[1] else tokens
 
     def place(self, device: str, precision: str = "fp32") -> TorchAdapter:
         super().place(device, precision)
@@ -68,7 +83,7 @@ class TorchAdapter(ModelAdapter):
             return _as_numpy(self.embed_pixels(pixels))
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
-        tokens = self.tokenize(list(texts)).to(self.device)
+        tokens = self.text_tokens(texts).to(self.device)
         with self.running():
             return _as_numpy(self.embed_tokens(tokens))
 
