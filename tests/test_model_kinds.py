@@ -84,7 +84,8 @@ def test_a_detector_folder_is_the_detector_kind_and_refuses_another_image_size(t
 
 def test_hub_downloads_the_files_of_every_kind_and_no_pickles():
     expected = HUB_FILES + ["open_clip_config.json", "open_clip_model.safetensors", "preprocessor_config.json",
-                            "tokenizer*", "vocab.json", "merges.txt", "special_tokens_map.json"]
+                            "processor_config.json", "tokenizer*", "vocab.json", "merges.txt", "spiece.model",
+                            "special_tokens_map.json"]
     files = model_kinds.hub_files()
     assert sorted(files) == sorted(expected) and len(files) == len(set(files))
     assert not any(f.endswith((".bin", ".pt", ".pth", ".ckpt")) for f in files)

@@ -5,10 +5,13 @@ ours is run by ReclipAdapter.from_source, the one way to our checkpoints: a fold
 
     reclip           config.json with every key; model.safetensors holding exactly the tensors the config implies,
                      each of the shape it implies (values: the loader's reader refuses NaN/inf as it reads them)
-    hf_transformers  config.json (a transformers CLIPConfig); model.safetensors holding exactly the tensors a
-                     CLIPModel of that config has, of their shapes, all finite; preprocessor_config.json; a
-                     tokenizer: tokenizer.json, or vocab.json + merges.txt (without them transformers builds a
-                     tokenizer that maps every caption to the same ids, and the numbers would be silently wrong)
+    hf_transformers  config.json whose model_type names a transformers dual encoder (HF_DUAL_ENCODERS: CLIPModel,
+                     SiglipModel); model.safetensors holding exactly the tensors that model of that config has, of
+                     their shapes, all finite; its image processor's settings (preprocessor_config.json, or the
+                     processor_config.json a processor's save_pretrained writes); a tokenizer: tokenizer.json, or
+                     the architecture's own files (CLIP: vocab.json + merges.txt, SigLIP: spiece.model; without them
+                     transformers builds a tokenizer that maps every caption to the same ids, and the numbers would
+                     be silently wrong)
     open_clip        open_clip_config.json with a model_cfg object; safetensors weights (the files only: building
                      the architecture is open_clip's, in zoo/openclip.py)
 
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +35,34 @@ from reclip_eval.checkpoint import CONFIG_NAME, WEIGHTS_NAME, check_finite, miss
 from reclip_eval.errors import CheckpointError, read_json
 
 PREPROCESSOR_NAME = "preprocessor_config.json"
+PROCESSOR_NAME = "processor_config.json"  # a processor's save_pretrained (transformers 5): image processor inside
 TOKENIZER_NAME = "tokenizer.json"  # a fast tokenizer, complete in itself
 BPE_FILES = ("vocab.json", "merges.txt")  # the slow CLIP tokenizer's vocabulary, both needed
-# What a transformers CLIPModel folder needs besides its config and weights (the Hub download patterns).
-HF_PROCESSOR_FILES = (PREPROCESSOR_NAME, "tokenizer*", *BPE_FILES, "special_tokens_map.json")
+SENTENCEPIECE_FILES = ("spiece.model",)  # the slow SigLIP tokenizer's SentencePiece model
+
+
+@dataclass(frozen=True)
+class HFDualEncoder:
+    """A transformers dual encoder a `hf:` folder may hold, told by its config.json's model_type. Class names, not
+    classes: transformers is imported on use."""
+
+    model_type: str
+    model_class: str
+    config_class: str
+    image_processor_class: str
+    tokenizer_files: tuple[str, ...]  # the slow tokenizer's files, all needed when there is no tokenizer.json
+    causal_text: bool  # a causal text tower pooled at its end token: padding after it changes nothing
+    position_key: str = "vision_model.embeddings.position_embedding.weight"
+
+
+HF_DUAL_ENCODERS = {
+    "clip": HFDualEncoder("clip", "CLIPModel", "CLIPConfig", "CLIPImageProcessor", BPE_FILES, causal_text=True),
+    "siglip": HFDualEncoder("siglip", "SiglipModel", "SiglipConfig", "SiglipImageProcessor", SENTENCEPIECE_FILES,
+                            causal_text=False),
+}
+# What a transformers dual-encoder folder needs besides its config and weights (the Hub download patterns).
+HF_PROCESSOR_FILES = (PREPROCESSOR_NAME, PROCESSOR_NAME, "tokenizer*", *BPE_FILES, *SENTENCEPIECE_FILES,
+                      "special_tokens_map.json")
 # Two captions any real tokenizer tells apart (a tokenizer without its vocabulary maps both to the same ids).
 PROBE_CAPTIONS = ("a photo of a red circle.", "two blue squares on a green field")
 
@@ -121,38 +149,60 @@ def check_reclip_folder(folder: Path) -> None:
     check_tensor_shapes(folder / WEIGHTS_NAME, expected, f"the model of {CONFIG_NAME}")
 
 
-def check_hf_clip_folder(folder: Path) -> None:
-    import torch
-    from transformers import CLIPConfig, CLIPModel
+def hf_dual_encoder(folder: Path) -> HFDualEncoder:
+    """The architecture of the transformers folder `folder`, from its config.json's model_type."""
+    path = folder / CONFIG_NAME
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing; a transformers dual-encoder folder holds {CONFIG_NAME}, "
+                              f"{WEIGHTS_NAME}, its image processor's settings and its tokenizer")
+    config = read_json(path, CheckpointError)
+    model_type = config.get("model_type") if isinstance(config, dict) else None
+    if model_type not in HF_DUAL_ENCODERS:
+        raise CheckpointError(f"{path}: model_type {model_type!r} is not a transformers dual encoder this kind loads "
+                              f"(one of {', '.join(sorted(HF_DUAL_ENCODERS))})")
+    return HF_DUAL_ENCODERS[model_type]
 
-    if not (folder / CONFIG_NAME).is_file():
-        raise CheckpointError(f"{folder / CONFIG_NAME}: missing; a transformers CLIPModel folder holds {CONFIG_NAME}, "
-                              f"{WEIGHTS_NAME}, {PREPROCESSOR_NAME} and its tokenizer")
-    _check_processor_files(folder)
+
+def check_hf_folder(folder: Path) -> None:
+    import torch
+    import transformers
+
+    architecture = hf_dual_encoder(folder)
+    _check_processor_files(folder, architecture)
     try:
-        config = CLIPConfig.from_pretrained(str(folder), local_files_only=True)
+        config = getattr(transformers, architecture.config_class).from_pretrained(str(folder), local_files_only=True)
         with torch.device("meta"):
-            expected = {key: tuple(t.shape) for key, t in CLIPModel(config).state_dict().items()}
+            model = getattr(transformers, architecture.model_class)(config)
+            expected = {key: tuple(t.shape) for key, t in model.state_dict().items()}
     except (OSError, ValueError, TypeError, KeyError, ZeroDivisionError) as e:
-        raise CheckpointError(f"{folder / CONFIG_NAME}: not a valid transformers CLIPConfig "
+        raise CheckpointError(f"{folder / CONFIG_NAME}: not a valid transformers {architecture.config_class} "
                               f"({' '.join(str(e).split())})") from None
     # Older transformers saved the position_ids buffers, which newer ones rebuild: extra ones are harmless.
-    check_tensor_shapes(folder / WEIGHTS_NAME, expected, f"the CLIPModel of {CONFIG_NAME}",
+    check_tensor_shapes(folder / WEIGHTS_NAME, expected, f"the {architecture.model_class} of {CONFIG_NAME}",
                         tolerated=lambda key: key.endswith("position_ids"))
     check_tensors_finite(folder / WEIGHTS_NAME)
 
 
-def _check_processor_files(folder: Path) -> None:
-    if not (folder / PREPROCESSOR_NAME).is_file():
+def _check_processor_files(folder: Path, architecture: HFDualEncoder) -> None:
+    if not (folder / PREPROCESSOR_NAME).is_file() and not _holds_image_processor(folder / PROCESSOR_NAME):
         raise CheckpointError(f"{folder / PREPROCESSOR_NAME}: missing; the image preprocessing of a transformers "
-                              "CLIPModel folder is its own (CLIPImageProcessor.save_pretrained writes it)")
+                              f"{architecture.model_class} folder is its own ({architecture.image_processor_class}"
+                              f".save_pretrained writes it, or {PROCESSOR_NAME} with an 'image_processor' object)")
     if (folder / TOKENIZER_NAME).is_file():
         return
-    missing = [name for name in BPE_FILES if not (folder / name).is_file()]
+    missing = [name for name in architecture.tokenizer_files if not (folder / name).is_file()]
     if missing:
-        raise CheckpointError(f"{folder}: no tokenizer vocabulary: {TOKENIZER_NAME}, or {' + '.join(BPE_FILES)}, "
-                              f"expected ({', '.join(missing)} missing); without it every caption would encode to "
-                              "the same ids (CLIPTokenizer.save_pretrained writes them)")
+        raise CheckpointError(f"{folder}: no tokenizer vocabulary: {TOKENIZER_NAME}, or "
+                              f"{' + '.join(architecture.tokenizer_files)}, expected ({', '.join(missing)} missing); "
+                              "without it every caption would encode to the same ids (the tokenizer's "
+                              "save_pretrained writes them)")
+
+
+def _holds_image_processor(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    processor = read_json(path, CheckpointError)
+    return isinstance(processor, dict) and isinstance(processor.get("image_processor"), dict)
 
 
 def check_hf_tokenizer(tokenizer: Any, vocab_size: int, folder: Path) -> None:
@@ -181,7 +231,7 @@ def check_open_clip_folder(folder: Path) -> None:
 
 
 FOLDER_CHECKS: dict[str, FolderCheck] = {  # "reclip": check_reclip_folder runs in ReclipAdapter.from_source
-    "hf_transformers": check_hf_clip_folder,
+    "hf_transformers": check_hf_folder,
     "open_clip": check_open_clip_folder,
 }
 

@@ -1,14 +1,21 @@
-"""Adapter for Hugging Face transformers `CLIPModel` folders (`--model hf:PATH`, or a Hub repo via hf-hub:).
+"""Adapter for Hugging Face transformers dual-encoder folders (`--model hf:PATH`, or a Hub repo via hf-hub:):
+`CLIPModel` and `SiglipModel`, told apart by config.json's model_type (folder_checks.HF_DUAL_ENCODERS).
 
 Loaded with `local_files_only=True` and `use_safetensors=True`, never `trust_remote_code`; images are
-preprocessed by the folder's own `CLIPImageProcessor`, texts by its own tokenizer. The folder is checked first
-(zoo/folder_checks.py: config, weights of the config's shapes and finite, processor and tokenizer files), and the
-tokenizer against the text tower's vocabulary before the model is built. At another image size the model
-is rebuilt at that size with its position table resampled by us (zoo/foreign_size.py), and the processor's resize
-and crop scaled to it.
+preprocessed by the folder's own image processor (CLIPImageProcessor, SiglipImageProcessor), texts by its own
+tokenizer padded to the text tower's length (SigLIP's processor pads to max_length 64, and SigLIP pools the last
+position, so the padding is part of the embedding). The folder is checked first (zoo/folder_checks.py: config,
+weights of the config's shapes and finite, processor and tokenizer files), and the tokenizer against the text
+tower's vocabulary before the model is built. Embeddings are transformers' own get_image_features /
+get_text_features, each architecture pooling its own way. At another image size a CLIPModel is rebuilt at that
+size with its position table resampled by us (zoo/foreign_size.py), and the processor's resize and crop scaled to
+it; SigLIP (a table without a class token) is refused at another size.
 
-Also the `hf_transformers` model kind: a folder whose config.json says model_type 'clip', and the `hf:PATH` prefix
-form.
+SigLIP's logit scale and bias are recorded in describe(); zero-shot ranking does not use them (neither changes the
+order of one image's scores).
+
+Also the `hf_transformers` model kind: a folder whose config.json says a model_type of HF_DUAL_ENCODERS, and the
+`hf:PATH` prefix form.
 """
 
 from __future__ import annotations
@@ -19,14 +26,13 @@ from typing import TYPE_CHECKING, Any
 
 from reclip_eval.checkpoint import CONFIG_NAME, check_image_size, file_sha256
 from reclip_eval.errors import CheckpointError
-from reclip_eval.zoo.folder_checks import HF_PROCESSOR_FILES, check_hf_tokenizer
+from reclip_eval.zoo.folder_checks import HF_DUAL_ENCODERS, HF_PROCESSOR_FILES, check_hf_tokenizer, hf_dual_encoder
 from reclip_eval.zoo.model_kinds import LoadRequest, ModelFolder, PrefixForm, register_model_kind
 from reclip_eval.zoo.torch_adapter import TorchAdapter
 
 if TYPE_CHECKING:  # torch is imported on use: the kind registers itself without it
     import torch
 
-POS_EMBED_KEY = "vision_model.embeddings.position_embedding.weight"
 WEIGHTS_NAME = "model.safetensors"
 
 
@@ -50,35 +56,43 @@ class _ProcessorTransform:
         return f"{type(self.processor).__name__}({self.processor.to_dict()})"
 
 
-class HFClipAdapter(TorchAdapter):
+class HFDualEncoderAdapter(TorchAdapter):
     def __init__(self, folder: Path, model_id: str, source: dict[str, Any] | None = None,
                  image_size: int | None = None):
-        from transformers import AutoTokenizer, CLIPConfig, CLIPImageProcessor, CLIPModel
+        import transformers
 
+        self.architecture = hf_dual_encoder(folder)
+        model_class = self.architecture.model_class
         weights = folder / WEIGHTS_NAME
         if not weights.is_file():
             raise CheckpointError(f"{folder}: no {WEIGHTS_NAME}; pickled weights are never loaded")
         try:
-            config = CLIPConfig.from_pretrained(str(folder), local_files_only=True)
+            config = getattr(transformers, self.architecture.config_class).from_pretrained(
+                str(folder), local_files_only=True)
             vision = config.vision_config
             if image_size:  # before the weights are read
                 check_image_size(image_size, vision.patch_size, model_id)
-            self.processor = CLIPImageProcessor.from_pretrained(str(folder), local_files_only=True)
-            self.tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+            self.processor = getattr(transformers, self.architecture.image_processor_class).from_pretrained(
+                str(folder), local_files_only=True)
+            self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
         except Exception as e:  # noqa: BLE001 - the tokenizers library raises a bare Exception for a broken file
-            raise CheckpointError(f"{folder}: not a transformers CLIPModel folder "
+            raise CheckpointError(f"{folder}: not a transformers {model_class} folder "
                                   f"({type(e).__name__}: {' '.join(str(e).split())})") from None
+        if image_size and image_size != vision.image_size and self.architecture is not HF_DUAL_ENCODERS["clip"]:
+            raise CheckpointError(f"{model_id}: image size {image_size}: a {model_class} runs at its own size "
+                                  f"{vision.image_size} only (its position table has no class token to keep)")
         check_hf_tokenizer(self.tokenizer, config.text_config.vocab_size, folder)
         try:
-            self.model = CLIPModel.from_pretrained(str(folder), local_files_only=True, use_safetensors=True).eval()
+            self.model = getattr(transformers, model_class).from_pretrained(
+                str(folder), local_files_only=True, use_safetensors=True).eval()
         except (OSError, ValueError, RuntimeError) as e:
-            raise CheckpointError(f"{weights}: does not load into the CLIPModel {CONFIG_NAME} describes "
+            raise CheckpointError(f"{weights}: does not load into the {model_class} {CONFIG_NAME} describes "
                                   f"({' '.join(str(e).split())})") from None
         self.resample = None
         if image_size and image_size != vision.image_size:
             from reclip_eval.zoo.foreign_size import describe_resample
 
-            self.model = _resized_model(self.model, image_size, weights)
+            self.model = _resized_model(self.model, image_size, weights, self.architecture.position_key)
             self.resample = describe_resample(vision.image_size, image_size)
         if image_size:
             self.processor = _resized_processor(folder, self.processor, image_size)
@@ -87,8 +101,18 @@ class HFClipAdapter(TorchAdapter):
         self.sha256 = file_sha256(weights)
         self.source = source or {}
         self.transform = _ProcessorTransform(self.processor)
-        self.image_size = _crop_height(self.processor)
+        self.image_size = _processed_height(self.processor)
         self.context_length = int(self.model.config.text_config.max_position_embeddings)
+        # SigLIP's text tower is bidirectional and pooled at the last position, so the padding mask changes its
+        # embedding: the model sees it where the tokenizer returns one, as from transformers' own processor and
+        # zero-shot pipeline (SiglipTokenizer of transformers 5 does, of 4.x does not). A causal tower pooled at
+        # its eos (CLIP) is the same with or without it.
+        self.uses_padding_mask = (not self.architecture.causal_text
+                                  and "attention_mask" in self.tokenizer.model_input_names)
+        if self.uses_padding_mask and self.tokenizer.padding_side != "right":
+            raise CheckpointError(f"{folder}: the tokenizer pads on the {self.tokenizer.padding_side}; a "
+                                  f"{model_class} folder's tokenizer pads on the right (its padding mask is read "
+                                  "from the ids)")
 
     def tokenize(self, texts: list[str]) -> torch.Tensor:
         return self.tokenizer(list(texts), padding="max_length", truncation=True, max_length=self.context_length,
@@ -105,7 +129,16 @@ class HFClipAdapter(TorchAdapter):
     def embed_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         import torch
 
-        return torch.nn.functional.normalize(_features(self.model.get_text_features(input_ids=tokens)), dim=-1)
+        mask = self._padding_mask(tokens) if self.uses_padding_mask else None
+        return torch.nn.functional.normalize(
+            _features(self.model.get_text_features(input_ids=tokens, attention_mask=mask)), dim=-1)
+
+    def _padding_mask(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The tokenizer's attention mask, read from the ids it padded on the right: 0 from the first pad on, except
+        that a pad id which is also the end token (SigLIP's '</s>') counts once as the sequence's real end."""
+        pad_id = self.tokenizer.pad_token_id
+        pads_so_far = (tokens == pad_id).cumsum(dim=-1)
+        return (pads_so_far <= int(pad_id == self.tokenizer.eos_token_id)).long()
 
     def decisive_text_length(self, tokens: torch.Tensor) -> int | None:
         """transformers' CLIPModel text tower: causal, absolute positions, pooled at the first eos (the argmax of
@@ -122,38 +155,48 @@ class HFClipAdapter(TorchAdapter):
     def text_config(self) -> dict[str, Any]:
         config = self.model.config
         return {**super().text_config(), "text_config": config.text_config.to_dict(),
-                "projection_dim": config.projection_dim}
+                "projection_dim": getattr(config, "projection_dim", None)}  # SigLIP has no projection
 
     def describe(self) -> dict[str, Any]:
         return {
             "id": self.model_id,
             "family": "hf_transformers",
+            "architecture": self.architecture.model_class,
             "weights": {"sha256": self.sha256, "path": str(self.folder), **self.source},
             "image_size": self.image_size,
             "pos_embed_resample": self.resample,
             "preprocess": self.processor.to_dict(),
-            "tokenizer": {"name": type(self.tokenizer).__name__, "context_length": self.context_length},
+            "tokenizer": {"name": type(self.tokenizer).__name__, "context_length": self.context_length,
+                          "padding_mask": self.uses_padding_mask},
+            **self._logit_calibration(),
         }
 
+    def _logit_calibration(self) -> dict[str, float]:
+        """exp(logit_scale), and SigLIP's logit_bias: what turns a cosine into the model's logit (its pipeline's
+        sigmoid probability); recorded, not used by the ranking."""
+        calibration = {"logit_scale": self.model.logit_scale.detach().exp().item()}
+        if hasattr(self.model, "logit_bias"):
+            calibration["logit_bias"] = self.model.logit_bias.detach().item()
+        return calibration
 
-def _crop_height(processor) -> int:
-    crop = processor.crop_size  # a dict in transformers 4, a SizeDict in 5
-    return int(crop["height"] if isinstance(crop, dict) else getattr(crop, "height", crop))
+
+def _processed_height(processor) -> int:
+    """The side of the square the processor hands the model: its crop (CLIP), or its resize (SigLIP, no crop)."""
+    size = processor.crop_size if getattr(processor, "do_center_crop", False) else processor.size
+    return int(size["height"] if isinstance(size, dict) else getattr(size, "height", size))  # dict (4) or SizeDict (5)
 
 
-def _resized_model(model, image_size: int, source: Path):
-    """The same CLIPModel built at `image_size` (transformers sizes its position table from the config), with the
+def _resized_model(model, image_size: int, source: Path, position_key: str):
+    """The same model built at `image_size` (transformers sizes its position table from the config), with the
     table resampled and every other tensor copied."""
-    from transformers import CLIPModel
-
     from reclip_eval.zoo.foreign_size import resample_class_token_table
 
     config = copy.deepcopy(model.config)
     config.vision_config.image_size = image_size
     state = dict(model.state_dict())
     grid = image_size // config.vision_config.patch_size
-    state[POS_EMBED_KEY] = resample_class_token_table(state[POS_EMBED_KEY], grid, source, POS_EMBED_KEY)
-    resized = CLIPModel(config).to(model.dtype)
+    state[position_key] = resample_class_token_table(state[position_key], grid, source, position_key)
+    resized = type(model)(config).to(model.dtype)
     for key, value in resized.state_dict().items():  # position ids follow the table's length
         if key.endswith("position_ids"):
             state[key] = value
@@ -163,27 +206,26 @@ def _resized_model(model, image_size: int, source: Path):
 
 def _resized_processor(folder: Path, processor, image_size: int):
     """The folder's processor with the crop at `image_size` and the resize scaled by the same factor."""
-    from transformers import CLIPImageProcessor
-
-    scale = image_size / _crop_height(processor)
+    scale = image_size / _processed_height(processor)
     size = {k: round(v * scale) for k, v in processor.to_dict()["size"].items() if isinstance(v, int)}
-    return CLIPImageProcessor.from_pretrained(str(folder), local_files_only=True, size=size,
-                                              crop_size={"height": image_size, "width": image_size})
+    return type(processor).from_pretrained(str(folder), local_files_only=True, size=size,
+                                           crop_size={"height": image_size, "width": image_size})
 
 
-def _is_hf_clip_folder(folder: ModelFolder) -> bool:
-    return folder.config_says("model_type", "clip")
+def _is_hf_dual_encoder_folder(folder: ModelFolder) -> bool:
+    return any(folder.config_says("model_type", model_type) for model_type in HF_DUAL_ENCODERS)
 
 
-def _load_hf_spec(path: str, request: LoadRequest) -> HFClipAdapter:
-    """`hf:PATH`: the folder at PATH, taken as a CLIPModel folder without recognising it first."""
-    return load_hf_clip_folder(Path(path).expanduser(), request)
+def _load_hf_spec(path: str, request: LoadRequest) -> HFDualEncoderAdapter:
+    """`hf:PATH`: the folder at PATH, taken as a transformers dual-encoder folder without recognising it first."""
+    return load_hf_folder(Path(path).expanduser(), request)
 
 
-@register_model_kind("hf_transformers", priority=40, recognise=_is_hf_clip_folder,
+@register_model_kind("hf_transformers", priority=40, recognise=_is_hf_dual_encoder_folder,
                      hub_files=(CONFIG_NAME, WEIGHTS_NAME, *HF_PROCESSOR_FILES),
-                     layout=f"{CONFIG_NAME} with model_type 'clip' (a transformers CLIPModel), {WEIGHTS_NAME}, "
-                            "its image processor and tokenizer",
+                     layout=f"{CONFIG_NAME} with model_type {' or '.join(map(repr, HF_DUAL_ENCODERS))} (a "
+                            f"transformers {', '.join(a.model_class for a in HF_DUAL_ENCODERS.values())}), "
+                            f"{WEIGHTS_NAME}, its image processor and tokenizer",
                      prefix_form=PrefixForm("hf:", "PATH", _load_hf_spec))
-def load_hf_clip_folder(folder: Path, request: LoadRequest) -> HFClipAdapter:
-    return HFClipAdapter(folder, request.model_id, request.hub_fields(), image_size=request.image_size)
+def load_hf_folder(folder: Path, request: LoadRequest) -> HFDualEncoderAdapter:
+    return HFDualEncoderAdapter(folder, request.model_id, request.hub_fields(), image_size=request.image_size)
