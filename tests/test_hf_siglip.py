@@ -155,6 +155,8 @@ def test_siglip_folder_saved_by_its_image_processor_alone_loads(tiny_hf_siglip, 
      r"preprocessor_config\.json: missing; the image preprocessing of a transformers SiglipModel folder"),
     (lambda f: (f / "config.json").write_text(json.dumps({"model_type": "blip"})),
      r"config\.json: model_type 'blip' is not a transformers dual encoder this kind loads \(one of clip, siglip"),
+    (lambda f: (f / "config.json").write_text(json.dumps({"model_type": "siglip2"})),
+     r"config\.json: model_type 'siglip2': a Siglip2Model is not loaded yet \(NaFlex"),
 ])
 def test_incomplete_siglip_folders_are_refused(tiny_hf_siglip, tmp_path, break_folder, message):
     copy = shutil.copytree(tiny_hf_siglip[1], tmp_path / "broken")

@@ -60,6 +60,11 @@ HF_DUAL_ENCODERS = {
     "siglip": HFDualEncoder("siglip", "SiglipModel", "SiglipConfig", "SiglipImageProcessor", SENTENCEPIECE_FILES,
                             causal_text=False),
 }
+# Dual encoders transformers has that are refused by name, with why.
+NOT_YET_DUAL_ENCODERS = {
+    "siglip2": "a Siglip2Model is not loaded yet (NaFlex: each image is its own patch grid, padded to max_num_patches "
+               "with a mask, so there is no one image size to record or one pixel tensor per image)",
+}
 # What a transformers dual-encoder folder needs besides its config and weights (the Hub download patterns).
 HF_PROCESSOR_FILES = (PREPROCESSOR_NAME, PROCESSOR_NAME, "tokenizer*", *BPE_FILES, *SENTENCEPIECE_FILES,
                       "special_tokens_map.json")
@@ -157,6 +162,9 @@ def hf_dual_encoder(folder: Path) -> HFDualEncoder:
                               f"{WEIGHTS_NAME}, its image processor's settings and its tokenizer")
     config = read_json(path, CheckpointError)
     model_type = config.get("model_type") if isinstance(config, dict) else None
+    if model_type in NOT_YET_DUAL_ENCODERS:
+        raise CheckpointError(f"{path}: model_type {model_type!r}: {NOT_YET_DUAL_ENCODERS[model_type]}; this kind "
+                              f"loads {', '.join(a.model_class for a in HF_DUAL_ENCODERS.values())}")
     if model_type not in HF_DUAL_ENCODERS:
         raise CheckpointError(f"{path}: model_type {model_type!r} is not a transformers dual encoder this kind loads "
                               f"(one of {', '.join(sorted(HF_DUAL_ENCODERS))})")
