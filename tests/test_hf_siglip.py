@@ -47,13 +47,10 @@ def _train_sentencepiece() -> bytes:
     return model.getvalue()
 
 
-@pytest.fixture(scope="module")
-def tiny_hf_siglip(tmp_path_factory):
-    from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel, SiglipProcessor, SiglipTokenizer
+def _save_tiny_siglip(folder, tokenizer):
+    """A random tiny SiglipModel of `tokenizer`'s vocabulary, saved with its processor into `folder`."""
+    from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel, SiglipProcessor
 
-    folder = tmp_path_factory.mktemp("hfsiglip")
-    (folder / "spiece.model").write_bytes(_train_sentencepiece())
-    tokenizer = SiglipTokenizer(str(folder / "spiece.model"), model_max_length=64)
     torch.manual_seed(0)
     config = SiglipConfig(
         text_config={"vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 64,
@@ -71,6 +68,31 @@ def tiny_hf_siglip(tmp_path_factory):
     return model, folder
 
 
+@pytest.fixture(scope="module")
+def tiny_hf_siglip(tmp_path_factory):
+    """SigLIP as google/siglip-* ship it: SiglipTokenizer (spiece.model), padded on the right with its end token."""
+    from transformers import SiglipTokenizer
+
+    folder = tmp_path_factory.mktemp("hfsiglip")
+    (folder / "spiece.model").write_bytes(_train_sentencepiece())
+    return _save_tiny_siglip(folder, SiglipTokenizer(str(folder / "spiece.model"), model_max_length=64))
+
+
+@pytest.fixture(scope="module")
+def tiny_hf_siglip_gemma(tmp_path_factory):
+    """SigLIP as SigLIP 2's fixed-size checkpoints ship it: a Gemma tokenizer.json, padded on the left with <pad>."""
+    from transformers import GemmaTokenizer
+
+    vocab = {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3, "<mask>": 4}
+    vocab.update({char: 5 + i for i, char in enumerate("abcdefghijklmnopqrstuvwxyz.,:\u2581")})
+    tokenizer = GemmaTokenizer(vocab=vocab, merges=[], model_max_length=64)
+    assert tokenizer.padding_side == "left"
+    return _save_tiny_siglip(tmp_path_factory.mktemp("hfsiglipgemma"), tokenizer)
+
+
+SIGLIP_FOLDERS = ["tiny_hf_siglip", "tiny_hf_siglip_gemma"]
+
+
 def _transformers_embeddings(model, folder, images, texts):
     from transformers import AutoProcessor
 
@@ -79,14 +101,15 @@ def _transformers_embeddings(model, folder, images, texts):
                        return_tensors="pt")
     with torch.no_grad():
         image_out = model.get_image_features(pixel_values=inputs["pixel_values"])
-        # The processor's whole text output: transformers 5's SiglipTokenizer returns the padding mask too.
+        # The processor's whole text output: transformers 5's tokenizers return the padding mask too.
         text_out = model.get_text_features(**{key: value for key, value in inputs.items() if key != "pixel_values"})
     pooled = [getattr(out, "pooler_output", out) for out in (image_out, text_out)]
     return inputs["pixel_values"], *(torch.nn.functional.normalize(p, dim=-1) for p in pooled)
 
 
-def test_siglip_folder_embeddings_equal_transformers(tiny_hf_siglip):
-    model, folder = tiny_hf_siglip
+@pytest.mark.parametrize("siglip_folder", SIGLIP_FOLDERS)
+def test_siglip_folder_embeddings_equal_transformers(siglip_folder, request):
+    model, folder = request.getfixturevalue(siglip_folder)
     images = _images()
     pixels, image_expected, text_expected = _transformers_embeddings(model, folder, images, TEXTS)
     for adapter in (load_adapter(f"hf:{folder}"), reclip_eval.load(f"hf:{folder}", device="cpu")):
@@ -103,11 +126,12 @@ def test_siglip_folder_embeddings_equal_transformers(tiny_hf_siglip):
     assert load_adapter(str(folder)).describe()["architecture"] == "SiglipModel"
 
 
-def test_siglip_zero_shot_equals_the_transformers_pipeline(tiny_hf_siglip, monkeypatch):
+@pytest.mark.parametrize("siglip_folder", SIGLIP_FOLDERS)
+def test_siglip_zero_shot_equals_the_transformers_pipeline(siglip_folder, request, monkeypatch):
     from transformers import pipeline
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    _, folder = tiny_hf_siglip
+    _, folder = request.getfixturevalue(siglip_folder)
     classify = pipeline("zero-shot-image-classification", model=str(folder), device="cpu")
     adapter = reclip_eval.load(f"hf:{folder}", device="cpu")
     classifier = build_classifier(adapter, LABELS, [TEMPLATE], batch_size=8)  # the classifier our zero-shot runs

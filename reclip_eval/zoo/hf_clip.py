@@ -109,10 +109,6 @@ class HFDualEncoderAdapter(TorchAdapter):
         # its eos (CLIP) is the same with or without it.
         self.uses_padding_mask = (not self.architecture.causal_text
                                   and "attention_mask" in self.tokenizer.model_input_names)
-        if self.uses_padding_mask and self.tokenizer.padding_side != "right":
-            raise CheckpointError(f"{folder}: the tokenizer pads on the {self.tokenizer.padding_side}; a "
-                                  f"{model_class} folder's tokenizer pads on the right (its padding mask is read "
-                                  "from the ids)")
 
     def tokenize(self, texts: list[str]) -> torch.Tensor:
         return self.tokenizer(list(texts), padding="max_length", truncation=True, max_length=self.context_length,
@@ -134,9 +130,12 @@ class HFDualEncoderAdapter(TorchAdapter):
             _features(self.model.get_text_features(input_ids=tokens, attention_mask=mask)), dim=-1)
 
     def _padding_mask(self, tokens: torch.Tensor) -> torch.Tensor:
-        """The tokenizer's attention mask, read from the ids it padded on the right: 0 from the first pad on, except
-        that a pad id which is also the end token (SigLIP's '</s>') counts once as the sequence's real end."""
+        """The tokenizer's attention mask, read from the ids it padded. On the left (Gemma's tokenizer, as SigLIP 2's
+        fixed-size checkpoints ship it): 0 before the first id that is not the pad. On the right: 0 from the first
+        pad on, except that a pad id which is also the end token (SigLIP's '</s>') counts once, as the real end."""
         pad_id = self.tokenizer.pad_token_id
+        if self.tokenizer.padding_side == "left":
+            return ((tokens != pad_id).cumsum(dim=-1) > 0).long()
         pads_so_far = (tokens == pad_id).cumsum(dim=-1)
         return (pads_so_far <= int(pad_id == self.tokenizer.eos_token_id)).long()
 
