@@ -269,7 +269,7 @@ CASES: list[Case] = [
     Case("retrieval-empty-caption", _retrieval_case(lambda d: d["images"][1]["sentences"][4].update(raw=" ")),
          ("dataset_shapes.json", "images[1]", "caption 4 is ' '")),
     Case("retrieval-duplicate-image", _retrieval_case(lambda d: d["images"].append(d["images"][0])),
-         ("dataset_shapes.json", "again (first at images[0])", "remove it")),
+         ("dataset_shapes.json", "again (first at images[0]; captions", "remove it")),
     Case("retrieval-split-missing", _retrieval_case(lambda d: _set_split(d, "val")),
          ("dataset_shapes.json", "no images in split 'test'", "splits: val (")),
     Case("retrieval-images-not-found",

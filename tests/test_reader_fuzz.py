@@ -93,12 +93,13 @@ def broken_tree(draw, valid: Any, dump: Callable[[Any], str]) -> Broken:
         parent = parent[key]
     key = path[-1]
     how = draw(st.sampled_from(["swap", "drop", "repeat"] if isinstance(parent, list) else ["swap", "drop"]))
+    copy, changed = None, None
     if how == "swap":
         parent[key] = draw(st.sampled_from(SWAPS))
     elif how == "drop":
         del parent[key]
     else:
-        copy, changed = json.loads(json.dumps(parent[key])), None
+        copy = json.loads(json.dumps(parent[key]))
         if isinstance(copy, dict) and copy:
             changed = draw(st.sampled_from(sorted(copy)))
             copy[changed] = draw(st.sampled_from([copy[changed], *SWAPS]))
