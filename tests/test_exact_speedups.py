@@ -140,3 +140,50 @@ def test_zeroshot_metrics_identical_cut_and_uncut(request, name, synth_dir):
     shutil.rmtree(cache_dir() / "class_embeddings")  # else the uncut run's classifier would be read back
     cut = evaluate(adapter, task, options)
     assert cut["metrics"] == uncut["metrics"]
+
+
+SWEEP_SIZES = (48, 64)
+
+
+def _counting_image_opens(monkeypatch) -> list:
+    """Every PIL.Image.open from now on (each decode of an image file goes through it), by source."""
+    import PIL.Image
+
+    opened, real_open = [], PIL.Image.open
+    monkeypatch.setattr(PIL.Image, "open", lambda source, *a, **k: (opened.append(source), real_open(source, *a, **k))[1])
+    return opened
+
+
+@pytest.mark.parametrize("task_name", ["shapes-zeroshot", "shapes-retrieval"])
+def test_a_resolution_sweep_decodes_each_image_once_and_measures_the_same(task_name, synth_dir, monkeypatch):
+    from reclip_eval.eval.features import image_sweep
+
+    task, options = load_task(task_name), EvalOptions(data_dir=synth_dir, workers=0)
+    per_size, opened = {}, _counting_image_opens(monkeypatch)
+    for size in SWEEP_SIZES:  # the former sweep: each size reads every image
+        per_size[size] = evaluate(load_adapter("reclip-demo", image_size=size), task, options)
+    images = per_size[SWEEP_SIZES[0]]["counts"]["images_evaluated"]
+    assert len(opened) == len(SWEEP_SIZES) * images
+    opened.clear()
+    adapters = [load_adapter("reclip-demo", image_size=size) for size in SWEEP_SIZES]
+    with image_sweep(adapters):
+        swept = {adapter.image_size: evaluate(adapter, task, options) for adapter in adapters}
+    assert len(opened) == images and len(set(opened)) == images  # each image decoded once for the whole sweep
+    for size in SWEEP_SIZES:
+        assert swept[size]["metrics"] == per_size[size]["metrics"], size
+        assert swept[size]["counts"] == per_size[size]["counts"], size
+    assert swept[48]["metrics"] != swept[64]["metrics"]  # each size saw its own pixels
+
+
+def test_cli_sweep_writes_the_per_size_results(synth_dir, tmp_path):
+    from reclip_eval.cli.main import main
+
+    sizes = ",".join(map(str, SWEEP_SIZES))
+    assert main(["--model", "reclip-demo", "--task", "shapes-zeroshot", "--image-size", sizes, "--data-dir",
+                 str(synth_dir), "--workers", "0", "--output", str(tmp_path / "swept")]) == 0
+    for size in SWEEP_SIZES:
+        alone = evaluate(load_adapter("reclip-demo", image_size=size), load_task("shapes-zeroshot"),
+                         EvalOptions(data_dir=synth_dir, workers=0))
+        [written] = [json.loads(p.read_text()) for p in (tmp_path / "swept").rglob("*.json")
+                     if json.loads(p.read_text())["model"]["image_size"] == size]
+        assert written["metrics"] == alone["metrics"]

@@ -87,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     from reclip_eval.api import ResultsFiles, evaluate_tasks, load
     from reclip_eval.device import resolve_device, resolve_precision
     from reclip_eval.distributed import init_from_env, is_main_process
+    from reclip_eval.eval.features import image_sweep
     from reclip_eval.eval.results_store import describe_stored
     from reclip_eval.eval.runner import EvalOptions
     from reclip_eval.eval.tasks import load_task
@@ -97,24 +98,27 @@ def run(args: argparse.Namespace) -> int:
     options = EvalOptions(data_dir=args.data_dir, batch_size=args.batch_size, workers=args.workers, device=device,
                           precision=precision)
     rows = []
-    for size in args.image_size or [None]:
-        adapter = load(args.model, checkpoint=args.checkpoint, pretrained=args.pretrained, image_size=size,
-                       device=device, precision=precision, random_init=args.random_init, backend=args.backend)
-        # A named model evaluated with other weights gets files of its own (named by the weights' sha256).
-        files = ResultsFiles(args.output, overwrite=args.overwrite, per_image_size=bool(args.image_size),
-                             tag_weights=args.checkpoint is not None)
-        for task, (results, stored) in zip(tasks, evaluate_tasks(adapter, tasks, options, files), strict=True):
-            if not is_main_process():
-                continue
-            counts = results["counts"]
-            for metric, value in results["metrics"].items():
-                # LVIS's -1: no ground truth in that slice (e.g. no large objects), so the AP is undefined.
-                shown = f"{100 * value:.2f}" if value >= 0 else "n/a (no ground truth)"
-                rows.append([task.name, adapter.image_size, metric, shown])
-            skipped = counts.get("images_skipped", 0)
-            note = f", {skipped} skipped (listed in the JSON)" if skipped else ""
-            print(f"{task.name}: {counts.get('images_evaluated')} images evaluated{note}; {describe_stored(stored)}",
-                  file=sys.stderr)
+    # Every size's model first: one pass over a task's images feeds them all (each image decoded once).
+    adapters = [load(args.model, checkpoint=args.checkpoint, pretrained=args.pretrained, image_size=size,
+                     device=device, precision=precision, random_init=args.random_init, backend=args.backend)
+                for size in args.image_size or [None]]
+    with image_sweep(adapters):
+        for adapter in adapters:
+            # A named model evaluated with other weights gets files of its own (named by the weights' sha256).
+            files = ResultsFiles(args.output, overwrite=args.overwrite, per_image_size=bool(args.image_size),
+                                 tag_weights=args.checkpoint is not None)
+            for task, (results, stored) in zip(tasks, evaluate_tasks(adapter, tasks, options, files), strict=True):
+                if not is_main_process():
+                    continue
+                counts = results["counts"]
+                for metric, value in results["metrics"].items():
+                    # LVIS's -1: no ground truth in that slice (e.g. no large objects), so the AP is undefined.
+                    shown = f"{100 * value:.2f}" if value >= 0 else "n/a (no ground truth)"
+                    rows.append([task.name, adapter.image_size, metric, shown])
+                skipped = counts.get("images_skipped", 0)
+                note = f", {skipped} skipped (listed in the JSON)" if skipped else ""
+                print(f"{task.name}: {counts.get('images_evaluated')} images evaluated{note}; {describe_stored(stored)}",
+                      file=sys.stderr)
     if not is_main_process():
         return 0
     from reclip_eval.zoo.backends import DEFAULT_BACKEND
