@@ -47,24 +47,30 @@ def _train_sentencepiece() -> bytes:
     return model.getvalue()
 
 
-def _save_tiny_siglip(folder, tokenizer):
-    """A random tiny SiglipModel of `tokenizer`'s vocabulary, saved with its processor into `folder`."""
-    from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel, SiglipProcessor
+def _save_tiny_siglip(folder, tokenizer, version=""):
+    """A random tiny SiglipModel (version "2": Siglip2Model) of `tokenizer`'s vocabulary, saved with its processor
+    into `folder`: 32x32 images in 8x8 patches (SigLIP 2: at most 16 patches, each image's grid its own)."""
+    import transformers
 
+    config_class, model_class, image_processor_class, processor_class = (
+        getattr(transformers, f"Siglip{version}{name}") for name in ("Config", "Model", "ImageProcessor", "Processor"))
     torch.manual_seed(0)
-    config = SiglipConfig(
+    vision = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+              "patch_size": 8, **({"num_patches": 16} if version else {"image_size": 32})}
+    config = config_class(
         text_config={"vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 64,
                      "num_hidden_layers": 2, "num_attention_heads": 2, "max_position_embeddings": 64,
                      "pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id,
                      "bos_token_id": None},
-        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-                       "num_attention_heads": 2, "image_size": 32, "patch_size": 8})
-    model = SiglipModel(config).eval()
+        vision_config=vision)
+    model = model_class(config).eval()
     with torch.no_grad():
         model.logit_scale.fill_(math.log(LOGIT_SCALE))
         model.logit_bias.fill_(LOGIT_BIAS)
     model.save_pretrained(str(folder))
-    SiglipProcessor(SiglipImageProcessor(size={"height": 32, "width": 32}), tokenizer).save_pretrained(str(folder))
+    image_processor = image_processor_class(patch_size=8, max_num_patches=16) if version else \
+        image_processor_class(size={"height": 32, "width": 32})
+    processor_class(image_processor, tokenizer).save_pretrained(str(folder))
     return model, folder
 
 
@@ -78,52 +84,82 @@ def tiny_hf_siglip(tmp_path_factory):
     return _save_tiny_siglip(folder, SiglipTokenizer(str(folder / "spiece.model"), model_max_length=64))
 
 
-@pytest.fixture(scope="module")
-def tiny_hf_siglip_gemma(tmp_path_factory):
-    """SigLIP as SigLIP 2's fixed-size checkpoints ship it: a Gemma tokenizer.json, padded on the left with <pad>."""
-    from transformers import GemmaTokenizer
-
+def _gemma_tokenizer(tokenizer_class):
+    """A Gemma-style BPE of single characters (tokenizer.json), padded on the left with <pad>."""
     vocab = {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3, "<mask>": 4}
     vocab.update({char: 5 + i for i, char in enumerate("abcdefghijklmnopqrstuvwxyz.,:\u2581")})
-    tokenizer = GemmaTokenizer(vocab=vocab, merges=[], model_max_length=64)
+    tokenizer = tokenizer_class(vocab=vocab, merges=[], model_max_length=64)
     assert tokenizer.padding_side == "left"
-    return _save_tiny_siglip(tmp_path_factory.mktemp("hfsiglipgemma"), tokenizer)
+    return tokenizer
 
 
-SIGLIP_FOLDERS = ["tiny_hf_siglip", "tiny_hf_siglip_gemma"]
+@pytest.fixture(scope="module")
+def tiny_hf_siglip_gemma(tmp_path_factory):
+    """SigLIP as SigLIP 2's fixed-size checkpoints ship it: a SiglipModel with a Gemma tokenizer.json."""
+    from transformers import GemmaTokenizer
+
+    return _save_tiny_siglip(tmp_path_factory.mktemp("hfsiglipgemma"), _gemma_tokenizer(GemmaTokenizer))
+
+
+@pytest.fixture(scope="module")
+def tiny_hf_siglip2(tmp_path_factory):
+    """SigLIP 2 NaFlex: a Siglip2Model with its Siglip2Tokenizer (Gemma's, lower-casing) and Siglip2ImageProcessor."""
+    from transformers import Siglip2Tokenizer
+
+    return _save_tiny_siglip(tmp_path_factory.mktemp("hfsiglip2"), _gemma_tokenizer(Siglip2Tokenizer), version="2")
+
+
+# Each folder fixture with the model class and the image size the results record (SigLIP 2: the side of the square
+# image that fills its 16 patches of 8 pixels).
+SIGLIP_FOLDERS = {"tiny_hf_siglip": ("SiglipModel", 32), "tiny_hf_siglip_gemma": ("SiglipModel", 32),
+                  "tiny_hf_siglip2": ("Siglip2Model", 32)}
 
 
 def _transformers_embeddings(model, folder, images, texts):
     from transformers import AutoProcessor
 
+    # The processor's halves as the pipeline calls them (Siglip2Processor's own call would override the image
+    # processor's saved patch settings by its class defaults, 256 patches of 16). Their whole outputs: transformers
+    # 5's tokenizers return the padding mask too, SigLIP 2's image processor the patch mask and each image's grid.
     processor = AutoProcessor.from_pretrained(str(folder), local_files_only=True)
-    inputs = processor(images=images, text=texts, padding="max_length", max_length=64, truncation=True,
-                       return_tensors="pt")
+    image_inputs = dict(processor.image_processor(images=images, return_tensors="pt"))
+    text_inputs = dict(processor.tokenizer(texts, padding="max_length", max_length=64, truncation=True,
+                                           return_tensors="pt"))
     with torch.no_grad():
-        image_out = model.get_image_features(pixel_values=inputs["pixel_values"])
-        # The processor's whole text output: transformers 5's tokenizers return the padding mask too.
-        text_out = model.get_text_features(**{key: value for key, value in inputs.items() if key != "pixel_values"})
+        image_out = model.get_image_features(**image_inputs)
+        text_out = model.get_text_features(**text_inputs)
     pooled = [getattr(out, "pooler_output", out) for out in (image_out, text_out)]
-    return inputs["pixel_values"], *(torch.nn.functional.normalize(p, dim=-1) for p in pooled)
+    return image_inputs, *(torch.nn.functional.normalize(p, dim=-1) for p in pooled)
+
+
+def _model_inputs(adapter, pixels):
+    """What our batch of transformed images hands the model (SigLIP 2's unpacked)."""
+    from reclip_eval.zoo.hf_siglip import unpack
+
+    return unpack(pixels) if adapter.architecture.naflex else {"pixel_values": pixels}
 
 
 @pytest.mark.parametrize("siglip_folder", SIGLIP_FOLDERS)
 def test_siglip_folder_embeddings_equal_transformers(siglip_folder, request):
     model, folder = request.getfixturevalue(siglip_folder)
     images = _images()
-    pixels, image_expected, text_expected = _transformers_embeddings(model, folder, images, TEXTS)
+    image_inputs, image_expected, text_expected = _transformers_embeddings(model, folder, images, TEXTS)
     for adapter in (load_adapter(f"hf:{folder}"), reclip_eval.load(f"hf:{folder}", device="cpu")):
         ours_pixels = torch.stack([adapter.transform(i) for i in images])
-        torch.testing.assert_close(ours_pixels, pixels, rtol=0, atol=0)
+        ours_inputs = _model_inputs(adapter, ours_pixels)
+        assert ours_inputs.keys() == image_inputs.keys()
+        for key, value in image_inputs.items():
+            torch.testing.assert_close(ours_inputs[key], value, rtol=0, atol=0)
         torch.testing.assert_close(torch.from_numpy(adapter.encode_images(ours_pixels)), image_expected,
                                    rtol=0, atol=1e-5)
         torch.testing.assert_close(torch.from_numpy(adapter.encode_texts(TEXTS)), text_expected, rtol=0, atol=1e-5)
         described = adapter.describe()
         assert (described["family"], described["architecture"], adapter.image_size) == \
-            ("hf_transformers", "SiglipModel", 32)
+            ("hf_transformers", *SIGLIP_FOLDERS[siglip_folder])
         assert described["logit_scale"] == pytest.approx(LOGIT_SCALE) and described["logit_bias"] == LOGIT_BIAS
+        assert adapter.image_gmacs() > 0
     # Recognised without the hf: prefix too.
-    assert load_adapter(str(folder)).describe()["architecture"] == "SiglipModel"
+    assert load_adapter(str(folder)).describe()["architecture"] == SIGLIP_FOLDERS[siglip_folder][0]
 
 
 @pytest.mark.parametrize("siglip_folder", SIGLIP_FOLDERS)
@@ -148,14 +184,16 @@ def test_siglip_zero_shot_equals_the_transformers_pipeline(siglip_folder, reques
         assert [LABELS[i] for i in row.argsort(descending=True)] == [r["label"] for r in theirs]
 
 
-def test_siglip_folder_evaluates_from_the_cli(tiny_hf_siglip, synth_dir, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("siglip_folder", ["tiny_hf_siglip", "tiny_hf_siglip2"])
+def test_siglip_folder_evaluates_from_the_cli(siglip_folder, request, synth_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("RECLIP_CACHE", str(tmp_path / "cache"))
-    _, folder = tiny_hf_siglip
+    _, folder = request.getfixturevalue(siglip_folder)
     assert main(["--model", f"hf:{folder}", "--task", "shapes-zeroshot", "--data-dir", str(synth_dir),
                  "--output", str(tmp_path / "res"), "--workers", "0"]) == 0, capsys.readouterr().err
     (result,) = (tmp_path / "res").glob("*__shapes-zeroshot.json")
     results = json.loads(result.read_text())
-    assert (results["model"]["family"], results["model"]["architecture"]) == ("hf_transformers", "SiglipModel")
+    assert (results["model"]["family"], results["model"]["architecture"]) == \
+        ("hf_transformers", SIGLIP_FOLDERS[siglip_folder][0])
     assert results["model"]["logit_bias"] == LOGIT_BIAS and results["counts"]["images_evaluated"] > 0
 
 
@@ -179,8 +217,6 @@ def test_siglip_folder_saved_by_its_image_processor_alone_loads(tiny_hf_siglip, 
      r"preprocessor_config\.json: missing; the image preprocessing of a transformers SiglipModel folder"),
     (lambda f: (f / "config.json").write_text(json.dumps({"model_type": "blip"})),
      r"config\.json: model_type 'blip' is not a transformers dual encoder this kind loads \(one of clip, siglip"),
-    (lambda f: (f / "config.json").write_text(json.dumps({"model_type": "siglip2"})),
-     r"config\.json: model_type 'siglip2': a Siglip2Model is not loaded yet \(NaFlex"),
 ])
 def test_incomplete_siglip_folders_are_refused(tiny_hf_siglip, tmp_path, break_folder, message):
     copy = shutil.copytree(tiny_hf_siglip[1], tmp_path / "broken")
@@ -189,6 +225,17 @@ def test_incomplete_siglip_folders_are_refused(tiny_hf_siglip, tmp_path, break_f
         load_adapter(f"hf:{copy}")
 
 
-def test_siglip_at_another_image_size_is_refused(tiny_hf_siglip):
+def test_siglip_at_another_image_size_is_refused(tiny_hf_siglip, tiny_hf_siglip2):
     with pytest.raises(CheckpointError, match=r"image size 48: a SiglipModel runs at its own size 32 only"):
         load_adapter(f"hf:{tiny_hf_siglip[1]}", image_size=48)
+    with pytest.raises(CheckpointError, match=r"image size 32: a Siglip2Model sizes each image by its processor's "
+                                              r"max_num_patches"):
+        load_adapter(f"hf:{tiny_hf_siglip2[1]}", image_size=32)
+
+
+def test_siglip2_folder_without_its_tokenizer_json_is_refused(tiny_hf_siglip2, tmp_path):
+    copy = shutil.copytree(tiny_hf_siglip2[1], tmp_path / "broken")
+    (copy / "tokenizer.json").unlink()
+    with pytest.raises(CheckpointError, match=r"no tokenizer vocabulary: tokenizer\.json, expected \(tokenizer\.json "
+                                              r"missing\)"):
+        load_adapter(f"hf:{copy}")

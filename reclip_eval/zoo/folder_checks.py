@@ -52,6 +52,7 @@ class HFDualEncoder:
     image_processor_class: str
     tokenizer_files: tuple[str, ...]  # the slow tokenizer's files, all needed when there is no tokenizer.json
     causal_text: bool  # a causal text tower pooled at its end token: padding after it changes nothing
+    naflex: bool = False  # SigLIP 2's NaFlex input: each image its own patch grid (zoo/hf_siglip.py)
     position_key: str = "vision_model.embeddings.position_embedding.weight"
 
 
@@ -59,11 +60,8 @@ HF_DUAL_ENCODERS = {
     "clip": HFDualEncoder("clip", "CLIPModel", "CLIPConfig", "CLIPImageProcessor", BPE_FILES, causal_text=True),
     "siglip": HFDualEncoder("siglip", "SiglipModel", "SiglipConfig", "SiglipImageProcessor", SENTENCEPIECE_FILES,
                             causal_text=False),
-}
-# Dual encoders transformers has that are refused by name, with why.
-NOT_YET_DUAL_ENCODERS = {
-    "siglip2": "a Siglip2Model is not loaded yet (NaFlex: each image is its own patch grid, padded to max_num_patches "
-               "with a mask, so there is no one image size to record or one pixel tensor per image)",
+    "siglip2": HFDualEncoder("siglip2", "Siglip2Model", "Siglip2Config", "Siglip2ImageProcessor", (TOKENIZER_NAME,),
+                             causal_text=False, naflex=True),
 }
 # What a transformers dual-encoder folder needs besides its config and weights (the Hub download patterns).
 HF_PROCESSOR_FILES = (PREPROCESSOR_NAME, PROCESSOR_NAME, "tokenizer*", *BPE_FILES, *SENTENCEPIECE_FILES,
@@ -162,9 +160,6 @@ def hf_dual_encoder(folder: Path) -> HFDualEncoder:
                               f"{WEIGHTS_NAME}, its image processor's settings and its tokenizer")
     config = read_json(path, CheckpointError)
     model_type = config.get("model_type") if isinstance(config, dict) else None
-    if model_type in NOT_YET_DUAL_ENCODERS:
-        raise CheckpointError(f"{path}: model_type {model_type!r}: {NOT_YET_DUAL_ENCODERS[model_type]}; this kind "
-                              f"loads {', '.join(a.model_class for a in HF_DUAL_ENCODERS.values())}")
     if model_type not in HF_DUAL_ENCODERS:
         raise CheckpointError(f"{path}: model_type {model_type!r} is not a transformers dual encoder this kind loads "
                               f"(one of {', '.join(sorted(HF_DUAL_ENCODERS))})")
@@ -200,8 +195,9 @@ def _check_processor_files(folder: Path, architecture: HFDualEncoder) -> None:
         return
     missing = [name for name in architecture.tokenizer_files if not (folder / name).is_file()]
     if missing:
-        raise CheckpointError(f"{folder}: no tokenizer vocabulary: {TOKENIZER_NAME}, or "
-                              f"{' + '.join(architecture.tokenizer_files)}, expected ({', '.join(missing)} missing); "
+        accepted = dict.fromkeys([TOKENIZER_NAME, " + ".join(architecture.tokenizer_files)])  # Gemma's: one file
+        raise CheckpointError(f"{folder}: no tokenizer vocabulary: {', or '.join(accepted)}, expected "
+                              f"({', '.join(missing)} missing); "
                               "without it every caption would encode to the same ids (the tokenizer's "
                               "save_pretrained writes them)")
 

@@ -1,15 +1,17 @@
 """Adapter for Hugging Face transformers dual-encoder folders (`--model hf:PATH`, or a Hub repo via hf-hub:):
-`CLIPModel` and `SiglipModel`, told apart by config.json's model_type (folder_checks.HF_DUAL_ENCODERS).
+`CLIPModel`, `SiglipModel` and `Siglip2Model`, told apart by config.json's model_type (folder_checks.HF_DUAL_ENCODERS).
 
 Loaded with `local_files_only=True` and `use_safetensors=True`, never `trust_remote_code`; images are
-preprocessed by the folder's own image processor (CLIPImageProcessor, SiglipImageProcessor), texts by its own
-tokenizer padded to the text tower's length (SigLIP's processor pads to max_length 64, and SigLIP pools the last
-position, so the padding is part of the embedding). The folder is checked first (zoo/folder_checks.py: config,
+preprocessed by the folder's own image processor (CLIPImageProcessor, SiglipImageProcessor; SigLIP 2's NaFlex one
+packed per image, zoo/hf_siglip.py), texts by its own tokenizer padded to the text tower's length (SigLIP's
+processor pads to max_length 64, and SigLIP pools the last position: the padding and its mask are part of the
+embedding). The folder is checked first (zoo/folder_checks.py: config,
 weights of the config's shapes and finite, processor and tokenizer files), and the tokenizer against the text
 tower's vocabulary before the model is built. Embeddings are transformers' own get_image_features /
 get_text_features, each architecture pooling its own way. At another image size a CLIPModel is rebuilt at that
 size with its position table resampled by us (zoo/foreign_size.py), and the processor's resize and crop scaled to
-it; SigLIP (a table without a class token) is refused at another size.
+it; SigLIP (a table without a class token) is refused at another size, SigLIP 2 at any (its processor sizes each
+image).
 
 SigLIP's logit scale and bias are recorded in describe(); zero-shot ranking does not use them (neither changes the
 order of one image's scores).
@@ -66,6 +68,9 @@ class HFDualEncoderAdapter(TorchAdapter):
         weights = folder / WEIGHTS_NAME
         if not weights.is_file():
             raise CheckpointError(f"{folder}: no {WEIGHTS_NAME}; pickled weights are never loaded")
+        if image_size and self.architecture.naflex:
+            raise CheckpointError(f"{model_id}: image size {image_size}: a {model_class} sizes each image by its "
+                                  "processor's max_num_patches (preprocessor settings), not by an image size")
         try:
             config = getattr(transformers, self.architecture.config_class).from_pretrained(
                 str(folder), local_files_only=True)
@@ -100,8 +105,12 @@ class HFDualEncoderAdapter(TorchAdapter):
         self.model_id = model_id
         self.sha256 = file_sha256(weights)
         self.source = source or {}
-        self.transform = _ProcessorTransform(self.processor)
-        self.image_size = _processed_height(self.processor)
+        if self.architecture.naflex:
+            from reclip_eval.zoo.hf_siglip import NaFlexTransform, nominal_image_size
+
+            self.transform, self.image_size = NaFlexTransform(self.processor), nominal_image_size(self.processor)
+        else:
+            self.transform, self.image_size = _ProcessorTransform(self.processor), _processed_height(self.processor)
         self.context_length = int(self.model.config.text_config.max_position_embeddings)
         # SigLIP's text tower is bidirectional and pooled at the last position, so the padding mask changes its
         # embedding: the model sees it where the tokenizer returns one, as from transformers' own processor and
@@ -120,7 +129,25 @@ class HFDualEncoderAdapter(TorchAdapter):
     def embed_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
         import torch
 
-        return torch.nn.functional.normalize(_features(self.model.get_image_features(pixel_values=pixels)), dim=-1)
+        if self.architecture.naflex:
+            from reclip_eval.zoo.hf_siglip import unpack
+
+            inputs = unpack(pixels)
+        else:
+            inputs = {"pixel_values": pixels}
+        return torch.nn.functional.normalize(_features(self.model.get_image_features(**inputs)), dim=-1)
+
+    def image_gmacs(self) -> float:
+        if not self.architecture.naflex:
+            return super().image_gmacs()
+        import torch
+        from torch.utils.flop_counter import FlopCounterMode
+
+        from reclip_eval.zoo.hf_siglip import blank_packed
+
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:  # the whole patch budget, as a square
+            self.embed_pixels(blank_packed(self.processor, self.device))
+        return round(counter.get_total_flops() / 2e9, 6)
 
     def embed_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         import torch
