@@ -377,6 +377,12 @@ CASES: list[Case] = [
          lambda c: ["--model", str(c.write_json("mine.yaml", {"name": "mine", "description": "x", "checkpoint": "",
                                                               "recipe": "tiny-shapes"})), "--task", "shapes-zeroshot"],
          ("mine.yaml", "checkpoint: '' is empty", "or null")),
+    Case("zoo-entry-checkpoint-not-there",
+         lambda c: ["--model", str(c.write_json("mine.yaml", {"name": "mine", "description": "x", "checkpoint": "gone",
+                                                              "recipe": "tiny-shapes"})), "--task", "shapes-zeroshot"],
+         ("mine.yaml: checkpoint 'gone'", "gone")),
+    Case("recipe-unknown-preset", lambda c: ["config", "show", "tiny-shapes", "model.preset=vit-b99"],
+         ("model.preset=vit-b99", "model.preset: unknown architecture preset 'vit-b99'")),
     # --- detection: LVIS annotations and detections ---
     Case("lvis-conflicting-category-ids", lambda c: _lvis_evaluate(c, lambda gt: gt["categories"][3].update(id=1)),
          ("gt.json", "categories[3] lists category id 1 again (first at categories[0]", "name 'a' there, 'd' here")),

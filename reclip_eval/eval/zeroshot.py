@@ -51,7 +51,8 @@ def zeroshot_scores(adapter: ModelAdapter, data: ClassificationData, classes: Cl
     classifier = cached_class_embeddings(key, lambda: build_classifier(
         adapter, list(classes.names), templates, batch_size=batch_size))
     dataset = ImageListDataset(data.items, adapter.transform, load=data.load)
-    encoded = encode_image_dataset(adapter, dataset, batch_size=batch_size, workers=workers, desc=desc)
+    encoded = encode_image_dataset(adapter, dataset, batch_size=batch_size, workers=workers, desc=desc,
+                                   describe=data.describe_source)
     return torch.from_numpy(encoded.features) @ classifier.t(), encoded
 
 

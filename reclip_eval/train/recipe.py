@@ -28,7 +28,7 @@ from reclip_eval.config import (
 )
 from reclip_eval.data.augment import PRESETS, AugmentOp, check_augment, describe_augment
 from reclip_eval.data.synth.export import SynthConfig
-from reclip_eval.errors import ConfigError
+from reclip_eval.errors import ConfigError, UnknownNameError
 from reclip_eval.models.presets import ArchitectureSpec
 from reclip_eval.models.text_reduction import TextTokens
 from reclip_eval.models.token_reduction import ImageTokens, legacy_mask_ratio
@@ -303,6 +303,8 @@ def _cross_problems(raw: dict[str, Any]) -> list[str]:
         model = spec.build(source="model") if spec is not None else None
     except ConfigError as e:
         problems += [f"model: {p}" for p in e.problems]
+    except UnknownNameError as e:
+        problems.append(f"model.preset: {e}")
     if raw.get("slip") is not None:  # the head's BatchNorm normalises over the whole per-process batch
         problems += [f"stages.{s.get('name')}.micro_batch_size: SLIP's head normalises over the whole batch "
                      "(BatchNorm), which micro-batches would split; remove micro_batch_size"

@@ -173,5 +173,8 @@ def _entry_source(entry: ZooEntry) -> CheckpointSource:
         )
     path = entry.checkpoint_path()
     if path is not None:
-        return resolve_checkpoint(str(path))
+        try:
+            return resolve_checkpoint(str(path))
+        except CheckpointError as e:  # name the entry whose `checkpoint:` points there
+            raise CheckpointError(f"{entry.path}: checkpoint {entry.checkpoint!r}: {e}") from None
     return _source_from_spec(entry.checkpoint)
