@@ -18,6 +18,7 @@ from pathlib import Path
 
 from reclip_eval.data.imagefolder import ClassList, FolderScan, finish_scan
 from reclip_eval.data.images import is_image_file
+from reclip_eval.data.mat_table import read_mat_table
 from reclip_eval.errors import DataError, unique_mapping
 
 DEVKIT_TRUTH = "data/ILSVRC2012_validation_ground_truth.txt"
@@ -58,31 +59,16 @@ def read_loc_val_solution(path: Path) -> dict[str, str]:
 
 def _read_synsets(meta: Path) -> dict[int, str]:
     """ILSVRC2012_ID -> wnid of the leaf synsets (the 1000 classes) in the devkit's meta.mat."""
-    from scipy.io import loadmat
-
-    try:
-        synsets = loadmat(str(meta), squeeze_me=True)["synsets"]
-    except KeyError:
-        raise DataError(f"{meta}: no 'synsets' table; expected the devkit's meta.mat") from None
-    except Exception as e:  # noqa: BLE001  scipy's reader raises many types on bytes that are no MAT file
-        raise DataError(f"{meta}: not a readable MAT file ({type(e).__name__}: {e}); expected the devkit's "
-                        "meta.mat") from None
-    names = getattr(getattr(synsets, "dtype", None), "names", None) or ()
-    missing = [name for name in SYNSET_FIELDS if name not in names]
-    if missing or synsets.ndim != 1:
-        raise DataError(f"{meta}: the synsets table lacks {', '.join(missing) or 'rows'}; expected the devkit's "
-                        f"meta.mat (fields {', '.join(SYNSET_FIELDS)})")
     leaves = []
-    for index, synset in enumerate(synsets):
-        try:
-            synset_id, wnid, children = int(synset["ILSVRC2012_ID"]), synset["WNID"], int(synset["num_children"])
-        except (TypeError, ValueError):
-            raise DataError(f"{meta}: synsets[{index}] has ILSVRC2012_ID {synset['ILSVRC2012_ID']!r} and "
-                            f"num_children {synset['num_children']!r}; expected integers") from None
+    for index, synset in enumerate(read_mat_table(meta, "synsets", SYNSET_FIELDS, "the devkit's meta.mat")):
+        synset_id, wnid, children = (synset[name] for name in SYNSET_FIELDS)
+        if not all(isinstance(v, (int, float)) and float(v).is_integer() for v in (synset_id, children)):
+            raise DataError(f"{meta}: synsets[{index}] has ILSVRC2012_ID {synset_id!r} and num_children "
+                            f"{children!r}; expected integers")
         if not isinstance(wnid, str):
             raise DataError(f"{meta}: synsets[{index}] has WNID {wnid!r}; expected a wnid such as 'n01440764'")
         if children == 0:
-            leaves.append((synset_id, wnid, f"synsets[{index}]"))
+            leaves.append((int(synset_id), wnid, f"synsets[{index}]"))
     id_to_wnid = unique_mapping(leaves, meta, "ILSVRC2012_ID", "wnid")
     unique_mapping([(wnid, synset_id, where) for synset_id, wnid, where in leaves], meta, "wnid", "ILSVRC2012_ID")
     return id_to_wnid
