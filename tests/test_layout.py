@@ -39,7 +39,7 @@ def test_every_task_and_zoo_entry_loads():
 
 # Data flows one way (design.md). Every package and top-level module of reclip_eval sits in exactly one layer and
 # imports only from layers before its own (lazy imports inside functions included); no exemptions. Units of one
-# layer do not import each other. The README's Design section draws the same list.
+# layer do not import each other. docs/design.md draws the same list.
 LAYERS: list[set[str]] = [
     {"errors", "paths", "device", "distributed", "atomic", "names"},  # no reclip_eval imports at all
     {"config", "registry", "hub", "run_folder", "metrics", "classifier", "compute_results"},  # pure helpers, transport

@@ -155,7 +155,7 @@ def render_paper_table(table: PaperTable, measured: list[MeasuredRow], experimen
 
 
 MINIATURE_LEGEND = (
-    f"{TWIN_MARK}: measured on the synthetic twin of that dataset (see the task table in the README), not on the real "
+    f"{TWIN_MARK}: measured on the synthetic twin of that dataset (see the task table in docs/tasks.md), not on the real "
     "one; compare trends, not values. A cell with several seeds reads mean [lo, hi]: the mean over the n seeds and "
     "its 95% confidence interval (Student's t with n - 1 degrees of freedom, n = seeds); one seed gives the mean "
     "alone. train TMACs (fwd): forward multiply-accumulates of both towers over all training samples (Table 2's "
