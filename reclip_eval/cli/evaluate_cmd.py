@@ -74,7 +74,11 @@ def add_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=_count(0), default=2, help="DataLoader worker processes (0: in-process)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
-                   help="auto: bf16 autocast on GPU, fp32 on CPU")
+                   help="auto: bf16 autocast on GPU, fp32 on CPU; bf16 on a CPU (one with native bf16) is an "
+                        "approximate speedup, recorded in the results")
+    p.add_argument("--decode", choices=["full", "draft"], default="full",
+                   help="draft: decode JPEGs at a reduced scale (1/2, 1/4 or 1/8, keeping both sides >= the image "
+                        "size), an approximate speedup recorded in the results (docs/compute.md); full: exact")
     p.add_argument("--backend", choices=BACKENDS.names(), default=DEFAULT_BACKEND,
                    help="the framework computing the embeddings: torch, or jax (our own checkpoints, converted to the "
                         "flax model; needs the jax extra); results files of another backend get a __BACKEND suffix")
@@ -96,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     device = init_from_env(resolve_device(args.device))  # under torchrun: join the group, one device per process
     precision = resolve_precision(args.precision, device)
     options = EvalOptions(data_dir=args.data_dir, batch_size=args.batch_size, workers=args.workers, device=device,
-                          precision=precision)
+                          precision=precision, decode=args.decode)
     rows = []
     # Every size's model first: one pass over a task's images feeds them all (each image decoded once).
     adapters = [load(args.model, checkpoint=args.checkpoint, pretrained=args.pretrained, image_size=size,

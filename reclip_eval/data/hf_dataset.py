@@ -75,7 +75,8 @@ class HFImageLoader:
         self.dataset = dataset
         self.image_column = image_column
 
-    def __call__(self, index: Any) -> Image.Image:
+    def __call__(self, index: Any, draft: int | None = None) -> Image.Image:
+        # `draft` cannot apply: the datasets library hands the image over decoded (docs/compute.md says so).
         image = self.dataset[int(index)][self.image_column]
         if not isinstance(image, Image.Image):
             raise ValueError(f"row {index}: column {self.image_column!r} is not an image")

@@ -15,14 +15,16 @@ from reclip_eval.data.images import IMAGE_ERRORS, open_image
 class ImageListDataset(Dataset):
     """Item i -> (pixels or None, target, i, error or None). Load errors become a reason string, not an exception.
 
-    `items` are (source, target) pairs; `load(source)` gives the PIL image (default: open a file path).
+    `items` are (source, target) pairs; `load(source)` gives the PIL image (default: open a file path). With
+    `draft` (opt-in, data/decode.py), `load(source, draft=draft)`: a JPEG decoded at a reduced scale.
     """
 
     def __init__(self, items: list[tuple[Any, Any]], transform: Callable[[Image.Image], torch.Tensor],
-                 load: Callable[[Any], Image.Image] = open_image):
+                 load: Callable[[Any], Image.Image] = open_image, draft: int | None = None):
         self.items = items
         self.transform = transform
         self.load = load
+        self.draft = draft
 
     def __len__(self) -> int:
         return len(self.items)
@@ -30,7 +32,8 @@ class ImageListDataset(Dataset):
     def __getitem__(self, index: int):
         source, target = self.items[index]
         try:
-            pixels = self.transform(self.load(source))
+            image = self.load(source) if self.draft is None else self.load(source, draft=self.draft)
+            pixels = self.transform(image)
         except IMAGE_ERRORS as e:
             return None, target, index, f"{type(e).__name__}: {e}"
         return pixels, target, index, None

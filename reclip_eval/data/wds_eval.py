@@ -49,11 +49,11 @@ class TarMember:
         return f"{self.shard}:{self.name}"
 
 
-def load_tar_member(member: TarMember) -> Image.Image:
+def load_tar_member(member: TarMember, draft: int | None = None) -> Image.Image:
     """The decoded image at `member` (picklable: DataLoader workers open the shard themselves)."""
     with open(member.shard, "rb") as shard:
         shard.seek(member.offset)
-        return open_image(io.BytesIO(shard.read(member.size)))
+        return open_image(io.BytesIO(shard.read(member.size)), draft)
 
 
 @dataclass

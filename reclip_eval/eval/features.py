@@ -16,6 +16,7 @@ import numpy as np
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
+from reclip_eval.data.decode import draft_side
 from reclip_eval.data.image_dataset import ImageListDataset, collate_skipping
 from reclip_eval.distributed import is_main_process, map_sharded, worker_context
 from reclip_eval.errors import DataError
@@ -91,8 +92,11 @@ def encode_image_dataset(
             return waiting
         # The sizes still to come (evaluated in the sweep's order) take their features from this pass.
         adapters += [a for a in sweep.adapters[place + 1:] if (id(a), images) not in sweep.waiting]
-    if len(adapters) > 1:
-        dataset = ImageListDataset(dataset.items, _EverySize([a.transform for a in adapters]), load=dataset.load)
+    # With the opt-in reduced-scale decoding (data/decode.py), JPEGs are decoded for the largest size encoded here.
+    draft = draft_side([a.image_size for a in adapters])
+    if len(adapters) > 1 or draft is not None:
+        transform = _EverySize([a.transform for a in adapters]) if len(adapters) > 1 else dataset.transform
+        dataset = ImageListDataset(dataset.items, transform, load=dataset.load, draft=draft)
 
     def encode_shard(indices: Sequence[int], offset: int) -> list[ImageFeatures]:
         loader = DataLoader(Subset(dataset, list(indices)), batch_size=batch_size, num_workers=workers,

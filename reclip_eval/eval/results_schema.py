@@ -75,6 +75,7 @@ FIELDS: dict[str, tuple[bool, Check]] = {
     "model.compute.train_device_hours": (False, AMOUNT),
     "model.compute.train_samples_seen": (False, AMOUNT),
     "precision": (True, TEXT),
+    "decode": (False, TEXT),  # absent: decoded in full; "draft": JPEG reduced-scale decoding (data/decode.py)
     "prompts": (False, OPTIONAL_OBJECT),
     "metrics": (True, OBJECT),
     "counts": (True, OBJECT),

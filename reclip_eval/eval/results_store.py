@@ -39,7 +39,8 @@ from reclip_eval.eval.results_schema import read_results, validate_results
 # evaluated (checked then, so a doomed run does not spend its time), the data side only after.
 MODEL_SIDE = ("model.id", "model.family", "model.architecture", "model.backend", "model.weights.sha256",
               "model.image_size", "model.preprocess", "model.tokenizer", "model.pos_embed_resample", "precision")
-DATA_SIDE = ("task.name", "task.kind", "task.data_fingerprint", "task.split", "task.layout", "prompts")
+DATA_SIDE = ("task.name", "task.kind", "task.data_fingerprint", "task.split", "task.layout", "prompts",
+             "decode")  # decode: absent (full) or "draft" (data/decode.py), how the images were decoded
 # Shown beside differing metrics: the likely reasons a same measurement gave another number.
 RUN_CONTEXT = ("run.device", "run.software")
 _ABSENT = "<absent>"

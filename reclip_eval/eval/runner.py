@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from reclip_eval.data.decode import DECODES, decoding
 from reclip_eval.data.layouts import HF_DATASETS_PREFIX
 from reclip_eval.data.synth.export import read_manifest, world_differences
 from reclip_eval.device import PRECISIONS
@@ -22,6 +23,9 @@ from reclip_eval.eval.tasks import TaskSpec, locate_task_data
 from reclip_eval.paths import cache_dir, default_data_dir
 from reclip_eval.zoo.adapter import ModelAdapter
 
+# Task kinds whose images are not read through eval/features.py, so the opt-in decode cannot apply to them.
+_FULL_DECODE_KINDS = ("detection",)
+
 
 @dataclass(frozen=True)
 class EvalOptions:
@@ -30,6 +34,7 @@ class EvalOptions:
     workers: int = 2
     device: str = "cpu"
     precision: str = "fp32"
+    decode: str = "full"  # "draft": JPEG reduced-scale decoding, approximate and opt-in (data/decode.py)
 
     def __post_init__(self) -> None:
         # Checked here, before data or a model is touched: a bad value would otherwise fail deep in a DataLoader.
@@ -38,6 +43,8 @@ class EvalOptions:
                     if not isinstance(value, int) or value < low]
         if self.precision not in PRECISIONS:
             problems.append(f"precision: expected {' or '.join(map(repr, PRECISIONS))}, got {self.precision!r}")
+        if self.decode not in DECODES:
+            problems.append(f"decode: expected {' or '.join(map(repr, DECODES))}, got {self.decode!r}")
         if problems:
             raise ConfigError("evaluation options", problems)
 
@@ -84,12 +91,17 @@ def _locate_once(spec: TaskSpec, options: EvalOptions):
 
 def evaluate(adapter: ModelAdapter, spec: TaskSpec, options: EvalOptions, argv: list[str] | None = None) -> dict[str, Any]:
     started = time.perf_counter()
+    if options.decode != "full" and spec.kind in _FULL_DECODE_KINDS:
+        raise ConfigError("evaluation options", [f"decode: {options.decode!r} is not available for task "
+                                                 f"{spec.name!r} (kind {spec.kind}: its images are always decoded "
+                                                 "in full); use decode 'full'"])
     check_data_root(spec, options.data_dir)  # before the model is placed or any data is read
     adapter.place(options.device, options.precision)  # the task runners see arrays, never a device
     data_root, layout = _locate_once(spec, options)
     run = task_kind(spec.kind).run  # the kinds register themselves (reclip_eval/eval/task_kinds.py)
-    outcome: TaskOutcome = run(adapter, spec, data_root, layout, batch_size=options.batch_size,
-                               workers=options.workers)
+    with decoding(options.decode):  # read where image datasets are encoded (eval/features.py)
+        outcome: TaskOutcome = run(adapter, spec, data_root, layout, batch_size=options.batch_size,
+                                   workers=options.workers)
     local = isinstance(data_root, Path)
     task_info = {
         "name": spec.name,
@@ -104,8 +116,12 @@ def evaluate(adapter: ModelAdapter, spec: TaskSpec, options: EvalOptions, argv: 
     model = adapter.describe()
     # The adapter's own count: an image embedding, a detector's whole forward, or None where it cannot count.
     model["compute"] = {**(model.get("compute") or {}), "image_gmacs": adapter.image_gmacs()}
-    return build_results(
+    results = build_results(
         task=task_info, model=model, metrics=outcome.metrics, counts=outcome.counts,
         skipped=outcome.skipped, prompts=outcome.prompts, precision=options.precision, device=options.device,
         wall_time_s=time.perf_counter() - started, argv=argv,
     )
+    if options.decode != "full":
+        # Only an approximate decode is recorded: a file without the key is a full decode, as every earlier one.
+        results["decode"] = options.decode
+    return results

@@ -1,0 +1,121 @@
+"""Approximate speedups (issue 35), opt-in and recorded: JPEG reduced-scale decoding (`--decode draft`, and the
+training loader's `data.decode: draft`) and bf16 on a CPU with native bf16 arithmetic (refused on one without).
+A run with one of them is another measurement than one without: the results store refuses to mix them."""
+
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from reclip_eval.data.decode import decoding, draft_side
+from reclip_eval.data.images import open_image
+from reclip_eval.device import PrecisionError, cpu_bf16_flags, resolve_precision
+from reclip_eval.errors import ConfigError, ResultsConflictError
+from reclip_eval.eval.results_store import store_results
+from reclip_eval.eval.runner import EvalOptions, evaluate
+from reclip_eval.eval.tasks import load_task
+from reclip_eval.models import CLIP, build_config
+from reclip_eval.zoo.reclip import ReclipAdapter
+
+from .conftest import run_cli
+
+
+def _encoded(width: int, height: int, format: str) -> bytes:
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format=format)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(("size", "side", "expected"), [
+    ((500, 375), 64, (125, 94)),  # 1/4: the largest reduction keeping both sides >= 64 (1/8 gives 63 x 47)
+    ((500, 375), 160, (250, 188)),  # 1/2
+    ((500, 375), 224, (500, 375)),  # under twice the side: decoded in full
+    ((500, 375), None, (500, 375)),  # not asked for
+])
+def test_draft_decodes_a_jpeg_at_the_largest_reduction_keeping_the_side(size, side, expected):
+    image = open_image(io.BytesIO(_encoded(*size, "JPEG")), side)
+    assert image.size == expected and image.mode == "RGB"
+
+
+def test_draft_leaves_other_formats_decoded_in_full():
+    data = _encoded(500, 375, "PNG")
+    assert np.array_equal(np.asarray(open_image(io.BytesIO(data), 64)), np.asarray(open_image(io.BytesIO(data))))
+
+
+def test_draft_side_is_the_largest_size_of_the_pass_and_only_when_asked():
+    assert draft_side([64, 224]) is None  # the default: full decode
+    with decoding("draft"):
+        assert draft_side([64, [112, 224]]) == 224
+    with pytest.raises(ValueError, match="decode: expected one of full, draft, got 'fast'"):
+        with decoding("fast"):
+            pass
+
+
+def _tiny() -> ReclipAdapter:
+    torch.manual_seed(0)
+    return ReclipAdapter(CLIP(build_config("tiny")), "tiny-decode")
+
+
+def _seen_sizes(adapter: ReclipAdapter) -> list[tuple[int, int]]:
+    """The sizes of the images reaching `adapter`'s transform (workers=0: in this process), from now on."""
+    seen, transform = [], adapter.transform
+
+    def recording(image):
+        seen.append(image.size)
+        return transform(image)
+
+    adapter.transform = recording
+    return seen
+
+
+def test_evaluation_with_draft_decodes_reduced_and_is_recorded_as_another_measurement(synth_dir, tmp_path):
+    task = load_task("shapes-zeroshot")
+    adapter = _tiny()
+    seen = _seen_sizes(adapter)
+    full = evaluate(adapter, task, EvalOptions(data_dir=synth_dir, workers=0))
+    full_sizes, seen[:] = set(seen), []
+    drafted = evaluate(adapter, task, EvalOptions(data_dir=synth_dir, workers=0, decode="draft"))
+    side = adapter.image_size
+    # The set's JPEGs are 64 px: at the tiny model's 32 px they are decoded at 1/2 only when asked.
+    assert full_sizes == {(64, 64)} and side * 2 <= 64
+    assert set(seen) == {(side, side)}
+    assert "decode" not in full and drafted["decode"] == "draft"
+    assert full["counts"] == drafted["counts"]
+    path = tmp_path / "r.json"
+    store_results(full, path)
+    with pytest.raises(ResultsConflictError, match='decode: <absent> in the file, "draft" in this run'):
+        store_results(drafted, path)
+
+
+def test_decode_options_are_checked_before_anything_runs():
+    with pytest.raises(ConfigError, match="decode: expected 'full' or 'draft', got 'fast'"):
+        EvalOptions(decode="fast")
+    with pytest.raises(ConfigError, match="decode: 'draft' is not available for task 'shapes-lvis'"):
+        evaluate(_tiny(), load_task("shapes-lvis"), EvalOptions(decode="draft", data_dir="/nonexistent"))
+
+
+def test_cli_decode_draft_is_recorded(synth_dir, tmp_path):
+    run = run_cli("--model", "reclip-demo", "--task", "shapes-zeroshot", "--data-dir", str(synth_dir),
+                  "--workers", "0", "--decode", "draft", "--output", str(tmp_path), "--image-size", "32")
+    assert run.returncode == 0, run.stderr[-2000:]
+    (path,) = tmp_path.glob("*.json")
+    assert json.loads(path.read_text())["decode"] == "draft"
+
+
+def test_bf16_on_a_cpu_without_native_bf16_is_refused_in_one_line(tmp_path):
+    plain = tmp_path / "cpuinfo"
+    plain.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw\n")
+    with pytest.raises(PrecisionError, match=r"precision bf16 on the CPU: .* none of avx512_bf16"):
+        resolve_precision("bf16", "cpu", cpuinfo=plain)
+    native = tmp_path / "cpuinfo_bf16"
+    native.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16 amx_bf16\n")
+    assert cpu_bf16_flags(native) == ["avx512_bf16", "amx_bf16"]
+    assert resolve_precision("bf16", "cpu", cpuinfo=native) == "bf16"
+    assert resolve_precision("auto", "cpu", cpuinfo=native) == "fp32"  # approximate: only when asked for
+    assert cpu_bf16_flags(tmp_path / "absent") is None  # unknown (not Linux): not refused
+    assert resolve_precision("bf16", "cpu", cpuinfo=tmp_path / "absent") == "bf16"
