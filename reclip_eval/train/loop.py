@@ -35,7 +35,7 @@ from reclip_eval.train.metrics_log import MetricsLog
 from reclip_eval.train.optim import build_optimizer, optimizer_groups
 from reclip_eval.train.out_dir import STAGES_DIR, finish_run, open_out_dir, start_run
 from reclip_eval.train.parallel import StageModel, prepare_stage_model
-from reclip_eval.train.recipe import RecipeConfig, StageConfig, recipe_to_yaml, written_by
+from reclip_eval.train.recipe import RecipeConfig, StageConfig, recipe_to_yaml, stream_seed, written_by
 from reclip_eval.train.report import StageReport, training_record
 from reclip_eval.train.resume import (
     ResumeError,
@@ -143,7 +143,7 @@ def stage_batches(run: RunContext, model: CLIP, index: int, report: StageReport,
     return train_batches(run.shards, transform, tokenize, reduce_text=reduce_text,
                          augment=bool(stage.augment) or recipe.slip is not None,
                          batch_size=stage.batch_size // world,
-                         seed=recipe.seed + index + 10_000 * rank, shuffle_buffer=recipe.data.shuffle_buffer,
+                         seed=stream_seed(recipe, index, rank), shuffle_buffer=recipe.data.shuffle_buffer,
                          workers=run.workers, skip_batches=first_step, counts_so_far=report.data_skipped,
                          stream_positions=report.stream_positions[rank] if report.stream_positions else None,
                          pin_memory=run.device.startswith("cuda"))

@@ -31,7 +31,7 @@ from reclip_eval.data.synth.export import SynthConfig
 from reclip_eval.errors import ConfigError, UnknownNameError
 from reclip_eval.models.presets import ArchitectureSpec
 from reclip_eval.models.text_reduction import TextTokens
-from reclip_eval.models.token_reduction import ImageTokens, legacy_mask_ratio
+from reclip_eval.models.token_reduction import ImageTokens, derive_seed, legacy_mask_ratio
 from reclip_eval.registry import find_named_yaml, named_yaml_files
 from reclip_eval.train.param_rules import ParamRule, clip_rules
 from reclip_eval.train.schedule import LrSchedule
@@ -130,6 +130,11 @@ class DataConfig:
     synth: SynthConfig | None = None  # generate the shards from the synthetic world when they are missing
     shuffle_buffer: int = 2000
     workers: int = 2
+    # How a stage's data stream is seeded (issue 36). "keyed": from (recipe seed, stage index, rank) as separate keys,
+    # so no two (seed, stage) pairs share a stream. "additive": recipe seed + stage index (+ 10,000 x rank), the
+    # seeding before issue 36, under which seed 0's finetune read seed 1's main-phase shuffle; the committed
+    # miniature rows were trained with it, and a stored recipe without this key is read as "additive".
+    stream_seeds: Literal["keyed", "additive"] = "keyed"
 
     config_rules: ClassVar[tuple[Rule, ...]] = (at_least("shuffle_buffer", 0), at_least("workers", 0))
 
@@ -344,7 +349,21 @@ def parse_recipe_yaml(text: str, source: str) -> RecipeConfig:
     raw = yaml.safe_load(text)
     if not isinstance(raw, dict):
         raise ConfigError(source, ["expected a recipe mapping"])
+    data = raw.get("data")
+    if isinstance(data, dict) and "stream_seeds" not in data:
+        # Stored before the key existed: the run drew its streams the additive way (issue 36), so it resumes so.
+        raw = {**raw, "data": {**data, "stream_seeds": "additive"}}
     return _parse(raw, Path(source))
+
+
+STREAM_TAG = 3_141_592  # keeps the data streams' seeds apart from other draws keyed by the same (seed, stage, rank)
+
+
+def stream_seed(recipe: RecipeConfig, stage_index: int, rank: int = 0) -> int:
+    """The seed of stage `stage_index`'s data stream on process `rank` (both trainers draw the same stream)."""
+    if recipe.data.stream_seeds == "additive":
+        return recipe.seed + stage_index + 10_000 * rank
+    return derive_seed(STREAM_TAG, recipe.seed, stage_index, rank)
 
 
 def recipe_to_yaml(recipe: RecipeConfig) -> str:
