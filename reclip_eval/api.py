@@ -120,7 +120,8 @@ def list_models() -> list[str]:
 
 
 def list_tasks() -> list[str]:
-    """The named tasks (tasks/); CLIP_benchmark's dataset names are accepted as aliases (`task_aliases()`)."""
-    from reclip_eval.registry import named_yaml_files
+    """The named tasks (tasks/ and its generated sub-folders); CLIP_benchmark's dataset names are accepted as
+    aliases (`task_aliases()`)."""
+    from reclip_eval.eval.tasks import task_files
 
-    return list(named_yaml_files("tasks"))
+    return list(task_files())

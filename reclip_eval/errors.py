@@ -28,6 +28,10 @@ class UnknownNameError(ReclipError):
     """A model, task or recipe name that is not registered; the message lists near matches and how to list all."""
 
 
+class RefusedTaskError(ReclipError):
+    """A task that cannot be evaluated as its suite scores it (its YAML's `refused` says why, in one line)."""
+
+
 class CheckpointError(ReclipError):
     """A checkpoint that cannot be loaded: missing, truncated, not safetensors, or not matching its config."""
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from reclip_eval.classifier.templates import read_templates
-from reclip_eval.eval.tasks import list_tasks
+from reclip_eval.eval.tasks import TASK_SUBFOLDERS, list_tasks
 from reclip_eval.paths import data_folder
 from reclip_eval.train.recipe import clip_recipe_files, load_recipe
 from reclip_eval.zoo.entries import list_entries
@@ -21,17 +21,21 @@ def test_every_recipe_loads(name):
 
 
 def test_every_yaml_under_the_data_folders_is_a_known_kind():
-    """Named YAML files sit directly in their folder; the only nested ones are bundled checkpoints' recipes."""
+    """Named YAML files sit directly in their folder; the only nested ones are bundled checkpoints' recipes, the
+    generated tasks' sub-folders of tasks/ (TASK_SUBFOLDERS) and tasks/suites/."""
+    loaded = {data_folder("tasks") / sub for sub in (*TASK_SUBFOLDERS, "suites")}
     for folder in ("training", "tasks", "zoo"):
         nested = [p for p in data_folder(folder).rglob("*.yaml")
-                  if p.parent != data_folder(folder) and not (p.parent / "config.json").is_file()]
+                  if p.parent != data_folder(folder) and not (p.parent / "config.json").is_file()
+                  and p.parent not in loaded]
         assert not nested, f"YAML files in sub-folders are not loaded by name: {nested}"
 
 
 def test_every_task_and_zoo_entry_loads():
     for task in list_tasks():
-        if task.templates:
-            assert read_templates(task.resource(task.templates))
+        templates = task.templates_copy if task.templates == "from_data" else task.templates
+        if templates:
+            assert read_templates(task.resource(templates))
     for entry in list_entries():
         entry.config()  # its recipe's, or (a model trained elsewhere) its own: tests/test_zoo_entries.py
         entry.paper_numbers()

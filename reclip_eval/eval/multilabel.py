@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reclip_eval.classifier.templates import read_templates
-from reclip_eval.data.imagefolder import read_class_list
 from reclip_eval.data.layouts import LayoutSpec, read_multilabel
 from reclip_eval.eval.outcome import TaskOutcome
+from reclip_eval.eval.set_lists import task_classes, task_templates
 from reclip_eval.eval.task_kinds import Headline, TaskKind, register_task_kind, requires
 from reclip_eval.eval.tasks import TaskSpec
 from reclip_eval.eval.zeroshot import zeroshot_record, zeroshot_scores
@@ -22,8 +21,8 @@ def run_multilabel(adapter: ModelAdapter, spec: TaskSpec, data_root: Path | str,
 
     from reclip_eval.eval.metrics import mean_average_precision
 
-    classes = read_class_list(spec.resource(spec.classes))
-    templates = read_templates(spec.resource(spec.templates))
+    classes = task_classes(spec, data_root, layout)  # the task's lists, or the set's own (from_data)
+    templates = task_templates(spec, data_root, layout)
     data = read_multilabel(layout, data_root, classes)
     logits, encoded = zeroshot_scores(adapter, data, classes, templates, batch_size=batch_size, workers=workers,
                                       desc=spec.name)

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from reclip_eval.classifier.templates import prompts_record, read_templates
-from reclip_eval.data.imagefolder import read_class_list
+from reclip_eval.classifier.templates import prompts_record
 from reclip_eval.data.layouts import LayoutSpec, read_classification
 from reclip_eval.eval.outcome import TaskOutcome
+from reclip_eval.eval.set_lists import task_classes, task_templates
 from reclip_eval.eval.task_kinds import Headline, TaskKind, register_task_kind, requires
 from reclip_eval.eval.tasks import TaskSpec
 from reclip_eval.zoo.adapter import ModelAdapter
@@ -62,8 +62,8 @@ def run_zeroshot(adapter: ModelAdapter, spec: TaskSpec, data_root: Path | str, l
 
     from reclip_eval.eval.metrics import classification_metrics
 
-    classes = read_class_list(spec.resource(spec.classes))
-    templates = read_templates(spec.resource(spec.templates))
+    classes = task_classes(spec, data_root, layout)  # the task's lists, or the set's own (from_data)
+    templates = task_templates(spec, data_root, layout)
     data = read_classification(layout, data_root, classes)
     logits, encoded = zeroshot_scores(adapter, data, classes, templates, batch_size=batch_size, workers=workers,
                                       desc=spec.name)
