@@ -4,11 +4,13 @@
     push_model(model, "org/reclip-64")                   # a model in memory: saved to a temp folder, then pushed
 
 What is published is the checkpoint format's file list (reclip_eval.checkpoint.HUB_FILES): config.json,
-model.safetensors, README.md, recipe.yaml, training.json and results/*.json. Nothing else in the directory (resume
-points, logs, stage sub-checkpoints) leaves the machine. A checkpoint without README.md gets a model card rendered
+model.safetensors, README.md, recipe.yaml, training.json and results/*.json, plus one `.eval_results/NAME.yaml` per
+results file that measured a Hub dataset (the Hub's evaluation-results format: reclip_eval.cards.eval_results).
+Nothing else in the directory (resume points, logs, stage sub-checkpoints) leaves the machine. A checkpoint without README.md gets a model card rendered
 in memory from its config, training.json and results. Files of those kinds published earlier that the checkpoint
-no longer has (e.g. results of older weights) are deleted in the same commit, so the revision shows exactly this
-checkpoint; other files in the repo are left alone.
+no longer has (e.g. results of older weights, and the `.eval_results/` files written for them) are deleted in the
+same commit, so the revision shows exactly this checkpoint; other files in the repo (someone else's `.eval_results/`
+files included) are left alone.
 
 Everything goes through huggingface_hub: create_repo(exist_ok=True), create_branch when a new branch is named, one
 model_info (the parent commit and the files already there) and ONE create_commit pinned to that parent. The
@@ -57,7 +59,8 @@ def push_checkpoint(
     """Publish `checkpoint_dir` to the model repo `repo_id` ('org/name') as one commit on branch `revision`.
 
     Returns repo_id, revision, commit_sha, commit_url, repo_url, changed (False when every file was already there
-    and no commit was made), files (published) and deleted (stale files removed). `private=True` makes a new repo
+    and no commit was made), files (published), deleted (stale files removed) and eval_results_left_out (results
+    path -> why it got no `.eval_results/` file). `private=True` makes a new repo
     private; otherwise the namespace's default visibility applies, and an existing repo keeps its own. Raises
     CheckpointError for a directory that is not a checkpoint (before any request) and HubError, one line, for a repo
     id, revision or request the Hub refuses or cannot be reached for.
@@ -68,6 +71,8 @@ def push_checkpoint(
     branch = _check_revision(repo_id, revision or constants.DEFAULT_REVISION)
     directory = Path(checkpoint_dir).expanduser()
     files = publishable_files(directory, repo_id)  # every local check runs before the first request
+    evals = _eval_result_files(files, repo_id, branch)
+    files = dict(sorted({**files, **evals.files}.items()))
     if constants.is_offline_mode():
         raise HubError(f"{HUB_PREFIX}{repo_id}: cannot push while HF_HUB_OFFLINE=1 is set; unset it to publish")
 
@@ -100,6 +105,7 @@ def push_checkpoint(
         "changed": commit.oid != head.sha,
         "files": list(files),
         "deleted": stale,
+        "eval_results_left_out": evals.left_out,
     }
 
 
@@ -138,10 +144,29 @@ def publishable_files(directory: Path, repo_id: str) -> dict[str, Path | bytes]:
 
 
 def stale_files(remote: list[str], published: dict[str, Any]) -> list[str]:
-    """Files of the checkpoint's kinds (HUB_FILES) in the repo that this checkpoint does not have."""
+    """Files of the checkpoint's kinds (HUB_FILES) in the repo that this checkpoint does not have, and the
+    `.eval_results/` files of results files (published before or now) that this push does not write."""
     from huggingface_hub.utils import filter_repo_objects
 
-    return sorted(p for p in filter_repo_objects(remote, allow_patterns=HUB_FILES) if p not in published)
+    from reclip_eval.cards.eval_results import eval_results_path
+
+    ours = set(filter_repo_objects(remote, allow_patterns=HUB_FILES))
+    ours |= {eval_results_path(p) for p in [*remote, *published] if p.startswith("results/")} & set(remote)
+    return sorted(p for p in ours if p not in published)
+
+
+def _eval_result_files(files: dict[str, Path | bytes], repo_id: str, revision: str):
+    """The `.eval_results/` files for the results JSON being published (their source links point at those files in
+    this revision of the repo)."""
+    from urllib.parse import quote
+
+    from huggingface_hub import constants
+
+    from reclip_eval.cards.eval_results import eval_result_files
+
+    results = {name: read_json(path, CheckpointError, hint="; it would be published as is")
+               for name, path in files.items() if name.startswith("results/") and isinstance(path, Path)}
+    return eval_result_files(results, repo_url=f"{constants.ENDPOINT}/{repo_id}", revision=quote(revision, safe=""))
 
 
 def _render_card(directory: Path, repo_id: str, config: CLIPConfig, parsed: dict[str, Any]) -> str:

@@ -7,7 +7,8 @@ import logging
 from pathlib import Path
 
 EPILOG = """Publishes config.json, model.safetensors, README.md (rendered from the checkpoint when missing), recipe.yaml,
-training.json and results/*.json; nothing else in the directory. The token is huggingface_hub's: HF_TOKEN, or the
+training.json and results/*.json, and the Hub's .eval_results/NAME.yaml for each results file that measured a Hub
+dataset (hf-datasets:ID, or a paper task's CLIP_benchmark set); nothing else in the directory. The token is huggingface_hub's: HF_TOKEN, or the
 login stored by `hf auth login`. HF_ENDPOINT points at another Hub-compatible server.
 
 example:
@@ -42,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"pushed {args.checkpoint} to {where}: {', '.join(pushed['files'])}{deleted}")
     else:
         print(f"{where} already holds {args.checkpoint}: no new commit")
+    for path, why in pushed["eval_results_left_out"].items():
+        print(f"no .eval_results file for {path}: {why}")
     print(f"commit: {pushed['commit_sha']}")
     print(f"url:    {pushed['commit_url']}")
     print(f"load:   --model {HUB_PREFIX}{pushed['repo_id']}@{pushed['commit_sha']}")
