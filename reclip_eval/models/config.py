@@ -179,7 +179,7 @@ class PosEmbedResampleConfig:
     does: corner embeddings are kept and a linear ramp stays exactly linear.
     """
 
-    mode: Literal["bilinear", "bicubic"] = "bilinear"
+    mode: Literal["bilinear", "bicubic", "nearest"] = "bilinear"  # nearest: each new cell copies one old row
     align_corners: bool = True
     antialias: bool = False
 
