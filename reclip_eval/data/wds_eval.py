@@ -9,8 +9,12 @@ an image (`webp`, `png`, `jpg`, `jpeg`, the first present, as CLIP_benchmark pic
 `txt` (captions, one a line) or `npy` (multilabel vector).
 
 Why not webdataset's pipeline: its default decoders unpickle `.pyd`/`.pickle` members, and a shard is data, never
-code. Here the shards are indexed once (tar headers, plus the small label members), and images are read later by
-offset, so the evaluation's DataLoader workers, skipped-image reporting and sharding work as for image folders.
+code. Here the shards are indexed once (tar headers, read by data/tar_index.py, plus the small label members), and
+images are read later by offset and decoded in the evaluation's DataLoader workers, so workers, skipped-image
+reporting and torchrun sharding work as for image folders: the items are split, not the shards, so every worker
+has work however few shards a set has (webdataset's split by worker leaves a worker without a shard with nothing,
+and CLIP_benchmark's loader then fails: "No samples found in dataset"), and the order of the results is the set's
+own with any number of workers (tests/test_wds_workers.py).
 Every other member is counted by extension in the results and never read.
 """
 
@@ -18,7 +22,6 @@ from __future__ import annotations
 
 import io
 import re
-import tarfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +31,7 @@ import numpy as np
 from PIL import Image
 
 from reclip_eval.data.images import open_image
+from reclip_eval.data.tar_index import regular_members
 from reclip_eval.errors import DataError
 
 IMAGE_MEMBERS = ("webp", "png", "jpg", "jpeg")  # CLIP_benchmark's order of preference (build_wds_dataset)
@@ -113,29 +117,28 @@ def list_wds_shards(root: Path, split: str) -> list[Path]:
     return expected
 
 
-def _group_samples(shard: Path) -> list[tuple[str, dict[str, tarfile.TarInfo]]]:
+def _group_samples(shard: Path, stream: BinaryIO) -> list[tuple[str, dict[str, TarMember]]]:
     """(key, {extension: member}) per sample, consecutive members of one key forming a sample, as webdataset groups."""
-    samples: list[tuple[str, dict[str, tarfile.TarInfo]]] = []
+    samples: list[tuple[str, dict[str, TarMember]]] = []
     try:
-        with tarfile.open(shard, mode="r:") as tar:
-            for info in tar:
-                match = _KEY_EXT.match(info.name)
-                if not info.isfile() or match is None:
-                    continue
-                key, ext = match.group(1), match.group(2).lower()
-                if not samples or samples[-1][0] != key:
-                    samples.append((key, {}))
-                if ext in samples[-1][1]:
-                    raise DataError(f"{shard}: sample {key!r} has two .{ext} members; expected one of each")
-                samples[-1][1][ext] = info
-    except (tarfile.TarError, OSError, EOFError) as e:
+        for name, offset, size in regular_members(stream, str(shard)):
+            match = _KEY_EXT.match(name)
+            if match is None:
+                continue
+            key, ext = match.group(1), match.group(2).lower()
+            if not samples or samples[-1][0] != key:
+                samples.append((key, {}))
+            if ext in samples[-1][1]:
+                raise DataError(f"{shard}: sample {key!r} has two .{ext} members; expected one of each")
+            samples[-1][1][ext] = TarMember(shard, name, offset, size)
+    except OSError as e:
         raise DataError(f"{shard}: unreadable tar ({type(e).__name__}: {e})") from None
     return samples
 
 
-def _read_member(stream: BinaryIO, info: tarfile.TarInfo) -> bytes:
-    stream.seek(info.offset_data)
-    return stream.read(info.size)
+def _read_member(stream: BinaryIO, member: TarMember) -> bytes:
+    stream.seek(member.offset)
+    return stream.read(member.size)
 
 
 def _label(kind: str, data: bytes, where: str, num_classes: int | None) -> Any:
@@ -188,7 +191,7 @@ def read_wds_set(root: Path, split: str, expect: tuple[str, ...], class_names: t
 def _index_shard(wds: WdsSet, shard: Path, stream: BinaryIO, num_classes: int | None) -> None:
     """Add the shard's samples to `wds`: each image's place, its label decoded, every other member counted."""
     label_ext = LABEL_MEMBERS[wds.dataset_type]
-    for key, members in _group_samples(shard):
+    for key, members in _group_samples(shard, stream):
         image_ext = next((ext for ext in IMAGE_MEMBERS if ext in members), None)
         wds.members_ignored.update(ext for ext in members if ext not in (image_ext, label_ext))
         if image_ext is None or label_ext not in members:
@@ -196,8 +199,7 @@ def _index_shard(wds: WdsSet, shard: Path, stream: BinaryIO, num_classes: int | 
             continue
         where = f"{shard}: sample {key}"
         wds.labels.append(_label(wds.dataset_type, _read_member(stream, members[label_ext]), where, num_classes))
-        info = members[image_ext]
-        wds.images.append(TarMember(shard, info.name, info.offset_data, info.size))
+        wds.images.append(members[image_ext])
 
 
 def _check_classnames(root: Path, class_names: tuple[str, ...] | None) -> list[str]:
@@ -205,7 +207,8 @@ def _check_classnames(root: Path, class_names: tuple[str, ...] | None) -> list[s
     names = read_text_lines(path)
     if names is None:
         raise DataError(f"{path}: missing; a classification set's labels index it")
-    names = [n for n in names if n]
+    # Every line is a class, a blank one too: CLIP_benchmark reads the file so, and its own class list for
+    # vtab/clevr_closest_object_distance has an empty name at index 3 (dropping it would shift the labels after it).
     if class_names is None:
         return names
     if len(names) != len(class_names):

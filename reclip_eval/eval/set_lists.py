@@ -52,10 +52,11 @@ def _own_lines(spec: Any, data_root: Path | str, layout: LayoutSpec, key: str, f
         raise DataError(f"{path}: missing; task {spec.name!r} reads its {key} from the set ({key}: {FROM_DATA}), "
                         f"as CLIP_benchmark's exporter writes it")
     try:
+        # Every line, a blank one too, as CLIP_benchmark reads these files (a blank class name is a class: its own
+        # list for vtab/clevr_closest_object_distance has one; a blank template is refused below).
         lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: unreadable ({type(e).__name__}: {e})") from None
-    lines = [line for line in lines if line]
     if not lines:
         raise DataError(f"{path}: empty; task {spec.name!r} reads its {key} from it")
     return lines
