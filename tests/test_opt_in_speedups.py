@@ -119,3 +119,23 @@ def test_bf16_on_a_cpu_without_native_bf16_is_refused_in_one_line(tmp_path):
     assert resolve_precision("auto", "cpu", cpuinfo=native) == "fp32"  # approximate: only when asked for
     assert cpu_bf16_flags(tmp_path / "absent") is None  # unknown (not Linux): not refused
     assert resolve_precision("bf16", "cpu", cpuinfo=tmp_path / "absent") == "bf16"
+
+
+def test_training_stream_decodes_reduced_only_with_the_recipe_key():
+    from reclip_eval.data.shards import _decode_samples
+    from reclip_eval.train.recipe import load_recipe
+
+    sample = {"__key__": "0", "jpg": _encoded(128, 128, "JPEG"), "txt": b"a red circle"}
+    seen = []
+
+    def transform(image):
+        seen.append(image.size)
+        return torch.zeros(1)
+
+    list(_decode_samples(iter([dict(sample)]), transform))
+    list(_decode_samples(iter([dict(sample)]), transform, draft=32))
+    assert seen == [(128, 128), (32, 32)]
+    assert load_recipe("tiny-shapes").data.decode == "full"
+    assert load_recipe("tiny-shapes", ["data.decode=draft"]).data.decode == "draft"
+    with pytest.raises(ConfigError, match="data.decode"):
+        load_recipe("tiny-shapes", ["data.decode=fast"])

@@ -77,12 +77,13 @@ def augment_seed(seed: int, worker: int, position: int) -> int:
 
 
 def _decode_samples(samples: Iterator[dict], transform: Callable[..., torch.Tensor], seed: int | None = None,
-                    ) -> Iterator[tuple[torch.Tensor, str, ShardCounts]]:
+                    draft: int | None = None) -> Iterator[tuple[torch.Tensor, str, ShardCounts]]:
     """(pixels, caption, what was left out since the previous sample). Only the first image member (PIL) and the
     .txt member (UTF-8) are decoded, by us: webdataset's default decoders unpickle .pyd/.pickle members, and a shard
     is data, never code. Everything else is counted by extension and never read further.
 
-    With a `seed`, `transform(image, augment_seed(seed, worker, position))` (a stage's augmentation)."""
+    With a `seed`, `transform(image, augment_seed(seed, worker, position))` (a stage's augmentation). With `draft`
+    (the recipe's `data.decode: draft`), a JPEG is decoded at a reduced scale keeping both sides >= `draft`."""
     from torch.utils.data import get_worker_info
 
     info = get_worker_info()
@@ -104,7 +105,7 @@ def _decode_samples(samples: Iterator[dict], transform: Callable[..., torch.Tens
             pending.samples_dropped["empty caption"] += 1
             continue
         try:
-            image = open_image(io.BytesIO(sample[image_key]))
+            image = open_image(io.BytesIO(sample[image_key]), draft)
             pixels = transform(image) if seed is None else \
                 transform(image, augment_seed(seed, worker, sample[POSITION_KEY]))
         except IMAGE_ERRORS:
@@ -219,6 +220,7 @@ def train_batches(
     stream_positions: list[int] | None = None,
     reduce_text: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
     augment: bool = False,
+    draft: int | None = None,
 ) -> TrainBatches:
     """An endless, seeded stream of (pixels (B,3,S,S), tokens (B,L)): shards drawn with replacement, samples
     shuffled in a buffer. The stream is the same for the same seed and number of workers.
@@ -238,6 +240,8 @@ def train_batches(
     `augment=True`: `transform(image, seed)` draws a stage's augmentation from the sample's own seed (`augment_seed`).
     `reduce_text(tokens, k)` (random / block text reduction, train/stage_setup.py) turns batch k's tokens into the
     stage's; it runs in this process, keyed by k, so its draws do not depend on the loader's workers.
+
+    `draft=S` (opt-in, approximate: data/decode.py): JPEGs decoded at 1/2, 1/4 or 1/8 scale keeping both sides >= S.
     """
     import functools
 
@@ -255,7 +259,7 @@ def train_batches(
         wds.tarfile_to_samples(handler=wds.warn_and_continue),
         wds.detshuffle(shuffle_buffer, initial=min(shuffle_buffer, 500), seed=seed),
         functools.partial(_skip_samples, counts=list(stream_positions)),
-        functools.partial(_decode_samples, transform=transform, seed=seed if augment else None),
+        functools.partial(_decode_samples, transform=transform, seed=seed if augment else None, draft=draft),
         wds.batched(batch_size, collation_fn=functools.partial(_collate, tokenize=tokenize), partial=False),
     )
     loader = wds.WebLoader(pipeline, batch_size=None, num_workers=workers, pin_memory=pin_memory,

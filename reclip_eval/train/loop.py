@@ -146,7 +146,8 @@ def stage_batches(run: RunContext, model: CLIP, index: int, report: StageReport,
                          seed=stream_seed(recipe, index, rank), shuffle_buffer=recipe.data.shuffle_buffer,
                          workers=run.workers, skip_batches=first_step, counts_so_far=report.data_skipped,
                          stream_positions=report.stream_positions[rank] if report.stream_positions else None,
-                         pin_memory=run.device.startswith("cuda"))
+                         pin_memory=run.device.startswith("cuda"),
+                         draft=stage.image_size if recipe.data.decode == "draft" else None)
 
 
 def _start_stage(model: CLIP, index: int, run: RunContext, resume: ResumePoint | None) -> _Stage:

@@ -130,6 +130,9 @@ class DataConfig:
     synth: SynthConfig | None = None  # generate the shards from the synthetic world when they are missing
     shuffle_buffer: int = 2000
     workers: int = 2
+    # "draft": JPEGs decoded at a reduced scale (1/2, 1/4 or 1/8) keeping both sides >= the stage's image_size, an
+    # approximate speedup for low-resolution stages where decoding dominates (data/decode.py); "full": exact.
+    decode: Literal["full", "draft"] = "full"
     # How a stage's data stream is seeded (issue 36). "keyed": from (recipe seed, stage index, rank) as separate keys,
     # so no two (seed, stage) pairs share a stream. "additive": recipe seed + stage index (+ 10,000 x rank), the
     # seeding before issue 36, under which seed 0's finetune read seed 1's main-phase shuffle; the committed
