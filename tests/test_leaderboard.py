@@ -133,9 +133,10 @@ def test_the_leaderboard_reads_files_and_imports_nothing_that_counts():
     from .test_layout import _imports
 
     counting = {"models", "train", "compute", "zoo", "data", "detect", "checkpoint", "cards", "cli"}
-    # ... and the results schema every reader checks a file against, and how its text goes into markdown.
+    # ... and the results schema every reader checks a file against, how its text goes into markdown, and the
+    # suites (task lists with their scores and averages: arithmetic on results files).
     declarations = {"reclip_eval.eval.tasks", "reclip_eval.eval.task_kinds", "reclip_eval.eval.results_schema",
-                    "reclip_eval.eval.results_markdown"}
+                    "reclip_eval.eval.results_markdown", "reclip_eval.eval.suites"}
     package = REPO / "reclip_eval"
     for path in [*(package / "leaderboard").rglob("*.py"), package / "compute_results.py"]:
         assert not _imports(path) & counting, f"{path.relative_to(package)} imports {_imports(path) & counting}"

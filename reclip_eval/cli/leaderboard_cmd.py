@@ -12,6 +12,7 @@ EPILOG = """examples:
                                                #   and leaderboards/results/compute/table2.json,
                                                #   and model_cards/*.md from zoo/*.yaml and the same results
   reclip-eval leaderboard --check              # exit 1 if the committed files differ from a fresh build
+  reclip-eval leaderboard --suite datacomp --results results   # print one suite's table (models x its tasks)
 """
 
 
@@ -23,6 +24,8 @@ def add_parser() -> argparse.ArgumentParser:
     p.add_argument("--cards-out", type=Path, default=None,
                    help="folder of the named models' cards (default: model_cards/ beside --out)")
     p.add_argument("--check", action="store_true", help="compare instead of writing; exit 1 on a difference")
+    p.add_argument("--suite", help="print this suite's leaderboard (tasks/suites/ name, CLIP_benchmark collection "
+                                   "or suite YAML) from --results as markdown, and write nothing")
     return p
 
 
@@ -35,6 +38,13 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.results.is_dir():
         raise DataError(f"{args.results}: results folder not found (run evaluations with --output there)")
+    if args.suite:
+        from reclip_eval.eval.suites import load_suite
+        from reclip_eval.leaderboard.measured import load_measured
+        from reclip_eval.leaderboard.suite import render_suite
+
+        print(render_suite(load_suite(args.suite), load_measured(args.results)), end="")
+        return 0
     try:
         import matplotlib  # noqa: F401
         figure = True

@@ -50,7 +50,7 @@ _HINT = "pass --overwrite to replace it, or --output DIR to write elsewhere"
 @dataclass(frozen=True)
 class Stored:
     path: Path
-    action: Literal["written", "kept", "replaced"]
+    action: Literal["written", "kept", "replaced", "skipped"]  # skipped: measured before, not evaluated again
     replaced: tuple[str, ...] = ()  # with "replaced": what differed in the file that was replaced
 
 
@@ -113,6 +113,24 @@ def check_before_run(path: Path, model: dict[str, Any], precision: str, *, overw
                                    f"not replaced: {_HINT}")
 
 
+# What a run will record that is known before it reads the data (eval/resume.py): the model side, the task's spec
+# and where and how its data is laid out; the prompts too where the task has them.
+PLANNED_SIDE = MODEL_SIDE + ("task.name", "task.kind", "task.spec_sha256", "task.data_dir", "task.split",
+                             "task.layout", "decode")
+
+
+def measured_before(path: Path, planned: dict[str, Any]) -> dict[str, Any] | None:
+    """The results file at `path` when it records the measurement `planned` (the PLANNED_SIDE fields, and the
+    prompts when `planned` has them) with metrics, else None: a resumed suite does not evaluate it again. A file
+    that is not a valid results file is not a measurement (the run then meets it under store_results' rules)."""
+    try:
+        found = read_results(path, ResultsConflictError)
+    except ResultsConflictError:
+        return None
+    fields = PLANNED_SIDE + (("prompts",) if "prompts" in planned else ())
+    return None if differences(found, planned, fields) else found
+
+
 def store_results(results: dict[str, Any], path: Path, *, overwrite: bool = False) -> Stored:
     """Write `results` to `path` unless the file there records another measurement or other metrics (module
     docstring); a re-run of the same measurement with the same metrics keeps the file as it is. A new file is
@@ -160,6 +178,8 @@ def describe_stored(stored: Stored) -> str:
     """What happened to the results file, for the run's summary line."""
     if stored.action == "kept":
         return f"already measured, kept: {stored.path}"
+    if stored.action == "skipped":
+        return f"already measured, not evaluated again: {stored.path}"
     if stored.action == "replaced":
         what = "; ".join(stored.replaced) if stored.replaced else "same measurement, same metrics"
         return f"replaced {stored.path} ({what})"

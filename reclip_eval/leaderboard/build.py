@@ -18,6 +18,7 @@ from reclip_eval.leaderboard.figure import (
 from reclip_eval.leaderboard.measured import load_measured
 from reclip_eval.leaderboard.miniature import load_miniature
 from reclip_eval.leaderboard.render import render_comparison, render_models, render_paper_table
+from reclip_eval.leaderboard.suite import measured_suites, render_suite
 from reclip_eval.paper_tables import load_paper_tables
 
 MINIATURE_FILE = "miniature.yaml"
@@ -59,8 +60,11 @@ def build_leaderboards(results_dir: Path, miniature_file: Path | None = None, *,
         index += [f"Miniature reproduction: {miniature.note}", ""]
     index += [f"- [{t.table}: {t.title}](table{t.number}.md)" for t in paper.tables]
     index += [f"- [{c.title}]({c.name}.md) (miniature)" for c in comparisons]
+    suites = measured_suites(measured)  # the suites some results file has a task of
+    for suite in suites:
+        files[f"suite-{suite.name}.md"] = render_suite(suite, measured)
     index += ["- [Figure 2: zero-shot accuracy vs training compute](figure2.md)",
-              "- [All evaluated models](models.md)", ""]
+              "- [All evaluated models](models.md)", *(f"- [Suite {s.name}](suite-{s.name}.md)" for s in suites), ""]
     files["README.md"] = "\n".join(index)
     return files
 
