@@ -8,7 +8,7 @@ in a separate environment, never the project's (it would pull another numpy):
     python3 -m venv /tmp/tfvenv
     /tmp/tfvenv/bin/pip install tensorflow-text==2.21.1 sentencepiece tokenizers einops jax==0.10.2 flax==0.12.8 \
         ml_collections optax
-    git clone https://github.com/google-research/big_vision /tmp/bv   # fixtures made at 0127fb6b
+    git clone https://github.com/google-research/big_vision /tmp/bv   # the fixtures: 0127fb6b
     PYTHONPATH=/tmp/bv:. /tmp/tfvenv/bin/python scripts/make_tokenizer_fixtures.py --big-vision /tmp/bv
 
 The ops used: big_vision/pp/ops_text.py `tokenize` (SentencePiece) and big_vision/pp/proj/flaxformer/bert_ops.py
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import random
 import subprocess
 from pathlib import Path
 
@@ -51,11 +52,32 @@ SPM_CONFIGS = [  # pp strings as big_vision configs write them ({model}: the fix
     'tokenize(max_len=12, model="{model}", eos="sticky", pad_value="</s>", lower=False, inkey="texts")',
     'keep("texts")|tokenize(max_len=12, model="{model}", eos="yes", pad_value=2, inkey="texts")',
 ]
+# Random strings over the same character classes, mixed (seeded): 200 of them, for the first config of each kind.
+FUZZ_POOLS = [
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789",
+    " \t\n\r\x0b\x0c\u00a0\u2009\u3000\u2028\u2029\u200b\u00ad\u200d\ufeff",
+    "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~¡¿«»—–…·•",
+    "ÀÁÂÃÄÅÆÇÈÉÊËÌÍÎÏÐÑÒÓÔÕÖØÙÚÛÜÝÞßàáâãäåæçèéêëìíîïñòóôõöøùúûüýÿĀāĞğİıŁłŒœŠšŸŽž",
+    "ΑΒΓΔΕΖΗΘΙΚΛΜΝΞΟΠΡΣΤΥΦΧΨΩαβγδεζηθικλμνξοπρσςτυφχψωΆΈΉΊΌΎΏАБВЁЖЯабвёжя",
+    "日本語中文漢字猫犬丸の是ひらがなカタカナ한국어ＡＢＣａｂｃ０１２ﬁﬂﬀﬃ²³½¼ⅠⅡⅷ℃№™ΩÅǄǅǆĲĳ",
+    "\u0301\u0308\u0327\u0342\u05b0\u0610\u093c\x00\x01\x07\x1b\x1f\x7f\u0600\u06dd\u200e\u202e🙂⭐🚀👍🏽",
+    "redbluegreencirclesquarestar ",
+]
+FUZZ_COUNT = 200
 BERT_CONFIGS = [
     'bert_tokenize(inkey="texts", max_len=16, vocab_path="{vocab}")',  # CLIPA's
     'bert_tokenize(vocab_path="{vocab}", max_len=6, inkey="texts")',
     'bert_tokenize("{vocab}", 64, inkey="texts")',
 ]
+
+
+def fuzz_texts(seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    texts = []
+    for _ in range(FUZZ_COUNT):
+        weights = [rng.random() for _ in FUZZ_POOLS]
+        texts.append("".join(rng.choice(rng.choices(FUZZ_POOLS, weights)[0]) for _ in range(rng.randint(0, 40))))
+    return texts
 
 
 def corpus(count: int = 4000) -> list[str]:
@@ -91,41 +113,64 @@ def train_wordpiece(lines: list[str], path: Path) -> None:
     path.write_text("".join(f"{token}\n" for token, _ in vocab), encoding="utf-8")
 
 
-def oracle(big_vision: Path) -> dict:
+def oracle(big_vision: Path, commit: str | None) -> dict:
     import tensorflow as tf
     from big_vision.pp import builder, ops_general, ops_text  # noqa: F401  (register `keep`, `tokenize`)
     from big_vision.pp.proj.flaxformer import bert_ops  # noqa: F401  (registers `bert_tokenize`)
 
-    def run(pp: str) -> list[dict]:
+    def run(pp: str, texts: list[str] = TRICKY) -> list[dict]:
         pipeline = builder.get_preprocess_fn(pp, log_data=False)  # big_vision's own pp-string parser
         rows = []
-        for text in TRICKY:
+        for text in texts:
             ids = pipeline({"texts": tf.constant(text)})["labels"].numpy()
             rows.append({"text": text, "ids": np.asarray(ids).astype(int).tolist()})
         return rows
 
     spm, vocab = OUT / SPM_NAME, OUT / VOCAB_NAME
     commit = subprocess.run(["git", "-C", str(big_vision), "rev-parse", "HEAD"], capture_output=True,
-                            text=True).stdout.strip() or "0127fb6b337ee2a27bf4e54dea79cff176527356"
+                            text=True).stdout.strip() or commit
     return {
         "big_vision_commit": commit, "tensorflow": tf.__version__,
         "command": "PYTHONPATH=BIG_VISION:. python scripts/make_tokenizer_fixtures.py --big-vision BIG_VISION",
         "sentencepiece": [{"pp": pp, "rows": run(pp.format(model=spm))} for pp in SPM_CONFIGS],
         "bert": [{"pp": pp, "rows": run(pp.format(vocab=vocab))} for pp in BERT_CONFIGS],
+        "fuzz": [{"pp": pp, "rows": run(pp.format(model=spm, vocab=vocab), fuzz_texts())}
+                 for pp in (SPM_CONFIGS[0], BERT_CONFIGS[0])],
     }
+
+
+def _one_row_a_line(expected: dict) -> str:
+    """JSON with one caption and its ids a line (reviewable diffs, a small file)."""
+    def rows(config: dict) -> str:
+        lines = ",\n".join("    " + json.dumps(row, ensure_ascii=False) for row in config["rows"])
+        return f'  {{"pp": {json.dumps(config["pp"])}, "rows": [\n{lines}]}}'
+
+    head = {k: v for k, v in expected.items() if not isinstance(v, list)}
+    parts = [f" {json.dumps(k)}: {json.dumps(v)}" for k, v in head.items()]
+    parts += [f' {json.dumps(k)}: [\n' + ",\n".join(rows(c) for c in v) + "]"
+              for k, v in expected.items() if isinstance(v, list)]
+    return "{\n" + ",\n".join(parts) + "\n}\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--big-vision", type=Path, required=True, help="a big_vision checkout (on PYTHONPATH too)")
+    parser.add_argument("--commit", help="big_vision's commit, where --big-vision is an export, not a git checkout")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     lines = corpus()
-    train_sentencepiece(lines, OUT / SPM_NAME)
-    train_wordpiece(lines, OUT / VOCAB_NAME)
-    expected = oracle(args.big_vision)
-    (OUT / EXPECTED_NAME).write_text(json.dumps(expected, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(f"wrote {OUT}: {sum(len(c['rows']) for c in expected['sentencepiece'] + expected['bert'])} oracle rows")
+    # Trained once: the committed models stay (SentencePiece's trainer is multi-threaded, not bit-reproducible);
+    # delete them to train new ones.
+    if not (OUT / SPM_NAME).exists():
+        train_sentencepiece(lines, OUT / SPM_NAME)
+    if not (OUT / VOCAB_NAME).exists():
+        train_wordpiece(lines, OUT / VOCAB_NAME)
+    expected = oracle(args.big_vision, args.commit)
+    if not expected["big_vision_commit"]:
+        parser.error("--big-vision is not a git checkout: give its commit with --commit")
+    (OUT / EXPECTED_NAME).write_text(_one_row_a_line(expected), encoding="utf-8")
+    configs = expected["sentencepiece"] + expected["bert"] + expected["fuzz"]
+    print(f"wrote {OUT}: {sum(len(c['rows']) for c in configs)} oracle rows")
 
 
 if __name__ == "__main__":
