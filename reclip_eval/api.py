@@ -74,18 +74,36 @@ class ResultsFiles:
 
         return store_results(results, self.path(results), overwrite=self.overwrite)
 
+    def measured(self, adapter: ModelAdapter, task: TaskSpec, options: EvalOptions
+                 ) -> tuple[dict[str, Any], Stored] | None:
+        """(the file's results, `Stored(path, "skipped")`) when the file there already records this measurement
+        (eval/resume.py), else None."""
+        from reclip_eval.eval.results_store import Stored
+        from reclip_eval.eval.resume import stored_measurement
+
+        path = self.path({"model": adapter.describe(), "task": {"name": task.name}})
+        found = stored_measurement(adapter, task, options, path)
+        return None if found is None else (found, Stored(path, "skipped"))
+
 
 def evaluate_tasks(adapter: ModelAdapter, tasks: list[TaskSpec], options: EvalOptions,
                    files: ResultsFiles | None = None,
-                   argv: list[str] | None = None) -> Iterator[tuple[dict[str, Any], Stored | None]]:
+                   argv: list[str] | None = None, *,
+                   resume: bool = False) -> Iterator[tuple[dict[str, Any], Stored | None]]:
     """Evaluate `adapter` on each task in turn: (results, how its file was stored, None when not stored). Every
-    results file is checked before the first task runs; under torchrun only the main process writes."""
+    results file is checked before the first task runs; under torchrun only the main process writes. With `resume`
+    a task whose file in `files` already records this measurement is not evaluated again: its results are the
+    file's, stored "skipped" (under torchrun the other processes get `{}`)."""
     from reclip_eval.distributed import is_main_process
     from reclip_eval.eval.runner import evaluate as run_task
 
     if files is not None:
         files.check(adapter, tasks)
     for task in tasks:
+        done = files.measured(adapter, task, options) if resume and files is not None else None
+        if done is not None:
+            yield done
+            continue
         results = run_task(adapter, task, options, argv)
         stored = files.store(results) if files is not None and is_main_process() else None
         yield results, stored

@@ -153,11 +153,12 @@ def check_pretrained_tag(model: str, tag: str) -> None:
 
 
 def check_tasks(value: str) -> None:
-    from reclip_eval.eval.tasks import load_task
+    """Tasks and suites (`--task datacomp`), comma separated; paths pass."""
+    from reclip_eval.eval.suites import plan_tasks
 
-    for task in filter(None, (t.strip() for t in value.split(","))):
-        if not _is_path(task):
-            load_task(task)
+    names = [t for t in filter(None, (t.strip() for t in value.split(","))) if not _is_path(t)]
+    if names:
+        plan_tasks(",".join(names))
 
 
 def check_recipe(value: str, overrides: list[str], detector: bool) -> None:
@@ -179,11 +180,17 @@ def check_names(name: str, args: argparse.Namespace) -> None:
     for attribute in ("model", "backbone", "checkpoint", "name"):
         value = getattr(args, attribute, None)
         if isinstance(value, str) and not (attribute == "checkpoint" and name != "evaluate"):
-            check_model(value)
+            # Several models, comma separated (`--model a,b`), where the evaluation takes them.
+            for model in value.split(",") if name == "evaluate" and attribute == "model" else [value]:
+                check_model(model)
     if isinstance(getattr(args, "pretrained", None), str):
         check_pretrained_tag(args.model, args.pretrained)
     if isinstance(getattr(args, "task", None), str):
         check_tasks(args.task)
+    if isinstance(getattr(args, "suite", None), str) and not _is_path(args.suite):  # leaderboard --suite NAME
+        from reclip_eval.eval.suites import load_suite
+
+        load_suite(args.suite)
     if name == "train":  # `train --recipe R k=v ...`, or the older `train R k=v ...`: the command's own reading
         from reclip_eval.cli.train_cmd import recipe_and_overrides
 
@@ -234,6 +241,8 @@ def test_every_doc_page_is_reached_and_the_checker_sees_commands_in_it():
 @pytest.mark.parametrize("words, problem", [
     (["reclip-eval", "--model", "reclip-demo", "--task", "no-such-task"], "no-such-task"),
     (["reclip-eval", "--model", "no-such-model", "--task", "shapes-zeroshot"], "no-such-model"),
+    (["reclip-eval", "--model", "reclip-demo,no-such-model", "--task", "datacomp"], "no-such-model"),
+    (["reclip-eval", "--model", "reclip-demo", "--task", "datacomp,no-such-suite"], "no-such-suite"),
     (["reclip-eval", "train", "--recipe", "tiny-shapes", "--out", "runs/x", "stages.0.stepz=3"], "stepz"),
     (["reclip-eval", "train", "--recipe", "no-such-recipe", "--out", "runs/x"], "no-such-recipe"),
     (["reclip-eval", "--model", "reclip-demo", "--task", "shapes-zeroshot", "--no-such-flag"], "does not parse"),

@@ -13,7 +13,11 @@ EPILOG = """examples:
   reclip-eval --model hf-hub:org/name@main --task shapes-zeroshot
   reclip-eval --model path/to/checkpoint_dir --task my_task.yaml
   reclip-eval --model runs/reclip-64 --task imagenet --image-size 64,112,224     # resolution sweep
+  reclip-eval --model reclip-demo,runs/reclip-64 --task datacomp --data-dir /data/wds   # a suite, two models
 """
+
+# Flags that give one model its weights: with several --model they would apply to all of them, so they are refused.
+PER_MODEL_FLAGS = ("checkpoint", "pretrained", "random_init")
 
 
 def _sizes(text: str) -> list[int]:
@@ -40,6 +44,15 @@ def _count(minimum: int):
     return parse
 
 
+class _Once(argparse.Action):
+    """Refuse a repeated option (argparse would silently keep the last): several values go comma separated."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if getattr(namespace, self.dest) is not None:
+            parser.error(f"{option_string} given twice: list several comma separated ({option_string} A,B)")
+        setattr(namespace, self.dest, values)
+
+
 def add_parser() -> argparse.ArgumentParser:
     from reclip_eval.compute_results import DEFAULT_RESULTS_DIR
     from reclip_eval.eval.task_kinds import TASK_KINDS
@@ -48,10 +61,17 @@ def add_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="reclip-eval", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
                                 description=f"Evaluate a model on tasks of any kind ({', '.join(TASK_KINDS.names())});\n"
                                             "`reclip-eval tasks` lists the tasks, kinds and data layouts.")
-    p.add_argument("--model", required=True, help="named model, a checkpoint dir, hf-hub:org/name[@rev], openclip:ARCH "
-                                                   "(with --pretrained TAG or --checkpoint FILE), hf:PATH or "
-                                                   "big_vision:PATH.npz (`reclip-eval models` lists them)")
-    p.add_argument("--task", required=True, help="task name(s), comma separated, or a task YAML path")
+    p.add_argument("--model", required=True, action=_Once,
+                   help="named model, a checkpoint dir, hf-hub:org/name[@rev], openclip:ARCH (with --pretrained TAG or "
+                        "--checkpoint FILE), hf:PATH or big_vision:PATH.npz (`reclip-eval models` lists them); "
+                        "several comma separated, loaded one at a time")
+    p.add_argument("--task", required=True, action=_Once,
+                   help="task name(s) or suite name(s) (tasks/suites/: datacomp, ...), comma separated, or a task "
+                        "or suite YAML path; several tasks or models resume: what the --output folder already "
+                        "holds for the same measurement is not evaluated again")
+    p.add_argument("--recompute", action="store_true",
+                   help="evaluate every task again even where --output holds the same measurement (the results "
+                        "store's rules then keep, refuse or, with --overwrite, replace the file)")
     p.add_argument("--checkpoint", help="weights for a named model: a checkpoint dir or hf-hub:org/name[@rev]")
     p.add_argument("--pretrained", metavar="TAG",
                    help="for openclip:ARCH: one of open_clip's pretrained tags (e.g. laion2b_s34b_b79k), its Hub "
@@ -85,7 +105,24 @@ def add_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _models(args: argparse.Namespace) -> list[str]:
+    """The --model specs; the flags that give one model its weights are refused with several."""
+    from reclip_eval.errors import ConfigError
+
+    models = list(dict.fromkeys(m.strip() for m in args.model.split(",") if m.strip()))
+    given = [f"--{flag.replace('_', '-')}" for flag in PER_MODEL_FLAGS if getattr(args, flag)]
+    if not models:
+        raise ConfigError("--model", [f"expected model specs, comma separated, got {args.model!r}"])
+    if len(models) > 1 and given:
+        raise ConfigError("command line", [f"{', '.join(given)} would apply to each of the {len(models)} models of "
+                                           "--model; evaluate a model that needs them in a command of its own"])
+    return models
+
+
 def run(args: argparse.Namespace) -> int:
+    import gc
+
+    import torch
     from tabulate import tabulate
 
     from reclip_eval.api import ResultsFiles, evaluate_tasks, load
@@ -94,41 +131,68 @@ def run(args: argparse.Namespace) -> int:
     from reclip_eval.eval.features import image_sweep
     from reclip_eval.eval.results_store import describe_stored
     from reclip_eval.eval.runner import EvalOptions
-    from reclip_eval.eval.tasks import load_task
+    from reclip_eval.eval.suites import plan_tasks
 
-    tasks = [load_task(t.strip()) for t in args.task.split(",") if t.strip()]  # validate all before loading
+    plan = plan_tasks(args.task)  # every task and suite validated before a model is loaded
+    tasks, models = plan.tasks, _models(args)
     device = init_from_env(resolve_device(args.device))  # under torchrun: join the group, one device per process
+    for line in plan.not_run() if is_main_process() else []:
+        print(line, file=sys.stderr)
     precision = resolve_precision(args.precision, device)
     options = EvalOptions(data_dir=args.data_dir, batch_size=args.batch_size, workers=args.workers, device=device,
                           precision=precision, decode=args.decode)
-    rows = []
-    # Every size's model first: one pass over a task's images feeds them all (each image decoded once).
-    adapters = [load(args.model, checkpoint=args.checkpoint, pretrained=args.pretrained, image_size=size,
-                     device=device, precision=precision, random_init=args.random_init, backend=args.backend)
-                for size in args.image_size or [None]]
-    with image_sweep(adapters):
-        for adapter in adapters:
-            # A named model evaluated with other weights gets files of its own (named by the weights' sha256).
-            files = ResultsFiles(args.output, overwrite=args.overwrite, per_image_size=bool(args.image_size),
-                                 tag_weights=args.checkpoint is not None)
-            for task, (results, stored) in zip(tasks, evaluate_tasks(adapter, tasks, options, files), strict=True):
-                if not is_main_process():
-                    continue
-                counts = results["counts"]
-                for metric, value in results["metrics"].items():
-                    # LVIS's -1: no ground truth in that slice (e.g. no large objects), so the AP is undefined.
-                    shown = f"{100 * value:.2f}" if value >= 0 else "n/a (no ground truth)"
-                    rows.append([task.name, adapter.image_size, metric, shown])
-                skipped = counts.get("images_skipped", 0)
-                note = f", {skipped} skipped (listed in the JSON)" if skipped else ""
-                print(f"{task.name}: {counts.get('images_evaluated')} images evaluated{note}; {describe_stored(stored)}",
-                      file=sys.stderr)
+    # Several (model, task) pairs, or a suite: a matrix, which resumes (a killed one picks up where it stopped) and
+    # ends with one table. One pair is measured again, so a rerun checks that its number reproduces.
+    matrix = len(models) > 1 or len(tasks) > 1 or bool(plan.suites)
+    resume = matrix and not args.recompute
+    rows, measured = [], {}  # measured: column label -> task name -> results
+    for spec in models:
+        # Every size's model first: one pass over a task's images feeds them all (each image decoded once).
+        adapters = [load(spec, checkpoint=args.checkpoint, pretrained=args.pretrained, image_size=size,
+                         device=device, precision=precision, random_init=args.random_init, backend=args.backend)
+                    for size in args.image_size or [None]]
+        with image_sweep(adapters):
+            for adapter in adapters:
+                # A named model evaluated with other weights gets files of its own (named by the weights' sha256).
+                files = ResultsFiles(args.output, overwrite=args.overwrite, per_image_size=bool(args.image_size),
+                                     tag_weights=args.checkpoint is not None)
+                label = adapter.model_id + (f" @ {adapter.image_size} px" if args.image_size else "")
+                column = measured.setdefault(label, {})
+                for task, (results, stored) in zip(tasks, evaluate_tasks(adapter, tasks, options, files,
+                                                                         resume=resume), strict=True):
+                    if not is_main_process():
+                        continue
+                    column[task.name] = results
+                    for metric, value in results["metrics"].items():
+                        # LVIS's -1: no ground truth in that slice (e.g. no large objects), so the AP is undefined.
+                        shown = f"{100 * value:.2f}" if value >= 0 else "n/a (no ground truth)"
+                        rows.append([task.name, adapter.image_size, metric, shown])
+                    if stored is not None and stored.action == "skipped":
+                        print(f"{task.name}: {describe_stored(stored)}", file=sys.stderr)
+                        continue
+                    counts = results["counts"]
+                    skipped = counts.get("images_skipped", 0)
+                    note = f", {skipped} skipped (listed in the JSON)" if skipped else ""
+                    print(f"{task.name}: {counts.get('images_evaluated')} images evaluated{note}; "
+                          f"{describe_stored(stored)}", file=sys.stderr)
+        model_id = adapters[-1].model_id
+        # One model at a time: the next one is loaded only once this one's memory is given back.
+        del adapters, adapter
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
     if not is_main_process():
         return 0
     from reclip_eval.zoo.backends import DEFAULT_BACKEND
 
     # Where the embeddings were computed: another backend than torch runs on its own device (placed by its name).
     where = device if args.backend == DEFAULT_BACKEND else f"{args.backend} backend on {device}"
-    print(f"model: {adapter.model_id} ({precision}, {where})")
+    if matrix and (len(models) > 1 or plan.suites):
+        from reclip_eval.leaderboard.suite import summary_table
+
+        print(f"models: {', '.join(measured)} ({precision}, {where}); main metric of each task (%):")
+        print(tabulate(*summary_table(tasks, plan.suites, measured), tablefmt="github", disable_numparse=True))
+        return 0
+    print(f"model: {model_id} ({precision}, {where})")
     print(tabulate(rows, headers=["task", "image px", "metric", "%"], tablefmt="github"))
     return 0
