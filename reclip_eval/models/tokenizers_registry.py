@@ -99,7 +99,8 @@ def tokenizer_file(spec: str, kind: TokenizerKind, argument: str) -> Path:
                               f"({kind.usage})")
     path = Path(argument).expanduser()
     if not path.is_file():
-        raise CheckpointError(f"tokenizer {spec!r}: {path}: no such file (expected {kind.file})")
+        what = "a folder, not a file" if path.is_dir() else "no such file"
+        raise CheckpointError(f"tokenizer {spec!r}: {path}: {what} (expected {kind.file})")
     return path
 
 
