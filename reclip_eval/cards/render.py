@@ -71,6 +71,10 @@ def _training(training: dict[str, Any] | None) -> str:
     lines.append("")
     lines.append(f"Recipe {markdown_code(training['recipe'])}; {markdown_text(training['samples_seen'])} samples "
                  f"seen; {markdown_text(training['wall_time_s'])} s on {markdown_text(training['device'])}.")
+    init = training.get("init")
+    if isinstance(init, dict):  # the checkpoint the first stage started from (a recipe's `init:`)
+        lines.append(f"Started from {markdown_code(str(init.get('model')))} (weights sha256 "
+                     f"{markdown_code(str(init.get('sha256')))}), not from random weights.")
     return "\n".join(lines)
 
 

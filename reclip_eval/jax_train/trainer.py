@@ -37,6 +37,7 @@ from reclip_eval.checkpoint import save_checkpoint
 from reclip_eval.config import to_dict
 from reclip_eval.distributed import rank_and_size
 from reclip_eval.models.clip import CLIP
+from reclip_eval.train.init_from import init_settings, prepare_init, run_record
 from reclip_eval.train.loop import (
     SAVE_DTYPES,
     RunContext,
@@ -125,13 +126,14 @@ def train_jax(recipe: RecipeConfig, out_dir: str | Path, *, data_dir: Path | Non
         raise TrainingError(f"recipe {recipe.name}: " + "; ".join(problems))
     check_batches(recipe.stages)
     taggers = stage_taggers(recipe)  # before the run folder and the data, as the torch trainer
+    init = prepare_init(recipe)
     workers = recipe.data.workers if workers is None else workers
     out_dir = Path(out_dir)
     shards = open_run(recipe, out_dir, data_dir, workers, resume)
     settings = {**resume_settings(workers, 1, shards), "backend": BACKEND, "jax_devices": len(devices)}
-    run = RunContext(recipe, shards, device_label(devices), workers, out_dir, settings, backend=BACKEND,
-                     devices=len(devices), taggers=taggers)
-    model = build_model(recipe)
+    run = RunContext(recipe, shards, device_label(devices), workers, out_dir, init_settings(settings, init),
+                     backend=BACKEND, devices=len(devices), taggers=taggers, init=run_record(init))
+    model = build_model(recipe, init)
     check_param_rules(model, recipe)
     reports, point = replay_resume_point(model, run, save_stages) if resume else ([], None)
     resumed_at = sum(s.steps for s in recipe.stages[:point.stage_index]) + point.step if point is not None else 0
@@ -146,7 +148,8 @@ def train_jax(recipe: RecipeConfig, out_dir: str | Path, *, data_dir: Path | Non
             save_stage(model, index, run, reports)
     run.metrics.close()
     save_checkpoint(model, out_dir, recipe_yaml=recipe_to_yaml(recipe),
-                    training=training_record(recipe.name, reports, run.device, run.devices, backend=BACKEND),
+                    training=training_record(recipe.name, reports, run.device, run.devices, backend=BACKEND,
+                                             init=run.init),
                     dtype=SAVE_DTYPES[recipe.save_dtype], in_place=True)
     finish_run(out_dir, recipe.name)
     return model, reports

@@ -31,6 +31,7 @@ from reclip_eval.models.clip import CLIP
 from reclip_eval.models.token_reduction import mask_generators
 from reclip_eval.paths import default_data_dir
 from reclip_eval.train.chunked import chunked_contrastive_backward
+from reclip_eval.train.init_from import init_settings, prepare_init, run_record
 from reclip_eval.train.metrics_log import MetricsLog
 from reclip_eval.train.optim import build_optimizer, optimizer_groups
 from reclip_eval.train.out_dir import STAGES_DIR, finish_run, open_out_dir, start_run
@@ -82,6 +83,7 @@ class RunContext:
     backend: str = "torch"  # what trains (recorded in training.json): this trainer, or jax_train's
     devices: int | None = None  # devices the run trains on (None: one per process)
     taggers: dict[str, str] | None = None  # stage -> part-of-speech tagger of its syntax reduction (stage_taggers)
+    init: dict[str, Any] | None = None  # the checkpoint the run started from (train/init_from.py), recorded
 
     @property
     def precision(self) -> str:
@@ -289,10 +291,12 @@ def train(recipe: RecipeConfig, out_dir: str | Path, *, data_dir: Path | None = 
     check_batches(recipe.stages)  # found now, not at the start of a later stage
     check_slip(recipe, device)
     taggers = stage_taggers(recipe)  # a missing tagger stops the run before its folder or data are touched
+    init = prepare_init(recipe)  # so does an init checkpoint that cannot be read or held
     shards = open_run(recipe, out_dir, data_dir, workers, resume)
-    run = RunContext(recipe, shards, device, workers, out_dir, resume_settings(workers, world, shards),
-                     taggers=taggers)
-    model = build_model(recipe)
+    run = RunContext(recipe, shards, device, workers, out_dir, init_settings(resume_settings(workers, world, shards),
+                                                                             init),
+                     taggers=taggers, init=run_record(init))
+    model = build_model(recipe, init)
     check_param_rules(model, recipe)
     reports, point = replay_resume_point(model, run, save_stages) if resume else ([], None)
     resumed_at = None
@@ -311,7 +315,7 @@ def train(recipe: RecipeConfig, out_dir: str | Path, *, data_dir: Path | None = 
         # File by file into the run folder: whatever else is in it (the user's files) stays.
         with without_slip_head(model):  # the checkpoint is the dual encoder
             save_checkpoint(model.cpu(), out_dir, recipe_yaml=recipe_to_yaml(recipe),
-                            training=training_record(recipe.name, reports, device, world),
+                            training=training_record(recipe.name, reports, device, world, init=run.init),
                             dtype=SAVE_DTYPES[recipe.save_dtype], in_place=True)
         finish_run(out_dir, recipe.name)
     barrier()
@@ -363,7 +367,8 @@ def save_stage(model: CLIP, index: int, run: RunContext, reports: list[StageRepo
     with without_slip_head(model):
         save_checkpoint(model, run.out_dir / STAGES_DIR / recipe.stages[index].name,
                         recipe_yaml=recipe_to_yaml(recipe),
-                        training=training_record(recipe.name, reports, run.device, devices, backend=run.backend),
+                        training=training_record(recipe.name, reports, run.device, devices, backend=run.backend,
+                                                 init=run.init),
                         dtype=SAVE_DTYPES[recipe.save_dtype])
 
 

@@ -29,10 +29,12 @@ from reclip_eval.config import (
 from reclip_eval.data.augment import PRESETS, AugmentOp, check_augment, describe_augment
 from reclip_eval.data.synth.export import SynthConfig
 from reclip_eval.errors import ConfigError, UnknownNameError
+from reclip_eval.models.config import CLIPConfig
 from reclip_eval.models.presets import ArchitectureSpec
 from reclip_eval.models.text_reduction import TextTokens
 from reclip_eval.models.token_reduction import ImageTokens, derive_seed, legacy_mask_ratio
 from reclip_eval.registry import find_named_yaml, named_yaml_files
+from reclip_eval.train.init_from import InitConfig
 from reclip_eval.train.param_rules import ParamRule, clip_rules
 from reclip_eval.train.schedule import LrSchedule
 
@@ -149,7 +151,8 @@ class DataConfig:
 class RecipeConfig:
     name: str
     description: str
-    model: ArchitectureSpec
+    # Absent with `init`: the architecture is the checkpoint's (stated, it must agree with it).
+    model: ArchitectureSpec | None = field(default=None, kw_only=True)
     data: DataConfig
     stages: list[StageConfig]
     seed: int = 0
@@ -172,9 +175,14 @@ class RecipeConfig:
     # SLIP's self-supervised branch (train/slip.py) in every stage: two SimCLR views per image (the `simclr`
     # augmentation preset), an MLP head, the SimCLR loss added to the CLIP loss. None: plain CLIP training.
     slip: SlipConfig | None = None
+    # Start the first stage from a checkpoint's weights instead of the seed's random ones (train/init_from.py);
+    # only at step 0: a resumed run continues from its resume point.
+    init: InitConfig | None = None
 
     config_rules: ClassVar[tuple[Rule, ...]] = (
         at_least("log_every", 1), at_least("checkpoint_every", 0, " (0: off)"), at_least("keep_checkpoints", 1),
+        Rule(("model", "init"), lambda m, i: None if m is not None or i is not None else
+             "required key is missing (or init: a checkpoint whose architecture the run takes)"),
     )
 
     def __post_init__(self) -> None:
@@ -285,6 +293,8 @@ def _parse(raw: dict[str, Any], path: Path) -> RecipeConfig:
     """The recipe, or one ConfigError with every problem: the schema's and those that need the model and all
     stages."""
     raw = {**raw, "stages": resolve_stages(raw.get("stages"), str(path))}
+    if isinstance(raw.get("init"), str):  # `init: SPEC`, e.g. the override init=reclip-demo
+        raw["init"] = {"model": raw["init"]}
     try:
         recipe, problems = from_dict(RecipeConfig, raw, source=str(path)), []
     except ConfigError as e:
@@ -317,7 +327,17 @@ def _cross_problems(raw: dict[str, Any]) -> list[str]:
         problems += [f"stages.{s.get('name')}.micro_batch_size: SLIP's head normalises over the whole batch "
                      "(BatchNorm), which micro-batches would split; remove micro_batch_size"
                      for s in stages if s.get("micro_batch_size")]
-    for s in stages if model is not None else []:
+    if model is not None:
+        problems += model_stage_problems(model, stages, raw.get("text_positions"))
+    return problems
+
+
+def model_stage_problems(model: CLIPConfig, stages: list[dict[str, Any]], text_positions: Any) -> list[str]:
+    """What in the (raw) `stages` does not fit `model`: image sizes off the patch grid, token reductions the grid
+    cannot take, text lengths beyond its positions. Also for a model read from the recipe's `init` checkpoint
+    (train/init_from.py), which is only known when the run starts."""
+    problems = []
+    for s in stages:
         size, length = s.get("image_size"), s.get("text_length")
         patch, context = model.vision.patch_size, model.text.context_length
         if _is_int(size) and size > 0 and size % patch:
@@ -333,7 +353,7 @@ def _cross_problems(raw: dict[str, Any]) -> list[str]:
             problem = spec.problem((size // patch,) * 2) if spec is not None else None
             if problem:
                 problems.append(f"stages.{s.get('name')}.image_tokens: {problem}")
-        if _is_int(length) and length > context and raw.get("text_positions") != "resize":
+        if _is_int(length) and length > context and text_positions != "resize":
             problems.append(f"stages.{s.get('name')}.text_length: {length} exceeds the model's context_length "
                             f"{context} (or set text_positions: resize)")
         if _is_int(length) and length < 3 and isinstance(s.get("text_tokens"), dict) and \

@@ -39,11 +39,13 @@ class StageReport:
 
 
 def training_record(recipe_name: str, reports: list[StageReport], device: str, devices: int = 1,
-                    backend: str = "torch") -> dict[str, Any]:
-    """What the checkpoint records about its training: stages, compute per sample, samples seen, device-hours.
+                    backend: str = "torch", init: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What the checkpoint records about its training: stages, compute per sample, samples seen, device-hours, and
+    the checkpoint the first stage started from (`init`: spec and sha256 of its weights; absent: random weights).
     `device` is a torch device ("cpu", "cuda:0": named by torch) or already a name (the jax trainer's)."""
     return {
         "recipe": recipe_name,
+        **({"init": init} if init is not None else {}),
         "backend": backend,
         "device": torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else device,
         "devices": devices,

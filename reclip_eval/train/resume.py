@@ -70,6 +70,10 @@ def settings_mismatches(recorded: dict[str, Any], given: dict[str, Any]) -> list
     if recorded["world_size"] != given["world_size"]:
         problems.append(f"processes: the run used {recorded['world_size']}, this one has {given['world_size']} "
                         "(each process draws its own stream)")
+    started, now = (recorded.get("init") or {}).get("sha256"), (given.get("init") or {}).get("sha256")
+    if started != now:  # the weights come from the point; the architecture is built from the init's config
+        problems.append(f"init: the run started from weights {started or 'of its seed'}, this one's init has "
+                        f"{now or 'none'} (sha256)")
     if recorded["shards"] != given["shards"]:
         problems.append(f"training shards: the run read {recorded['shards']['count']} files (fingerprint "
                         f"{recorded['shards']['sha256']}), this one finds {given['shards']['count']} "

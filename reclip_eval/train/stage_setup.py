@@ -21,6 +21,7 @@ from reclip_eval.models.presets import with_image_size
 from reclip_eval.models.text_reduction import TEXT_DRAWS_TAG, encode_captions, select_text_tokens
 from reclip_eval.models.token_reduction import step_generator
 from reclip_eval.models.tokenizer import ClipTokenizer
+from reclip_eval.train.init_from import InitWeights, model_from_init
 from reclip_eval.train.param_rules import match_rules
 from reclip_eval.train.recipe import RecipeConfig, StageConfig
 from reclip_eval.train.slip import attach_slip_head
@@ -30,8 +31,17 @@ class TrainingError(ReclipError):
     """Training cannot go on (e.g. the loss became NaN/inf)."""
 
 
-def build_model(recipe: RecipeConfig) -> CLIP:
-    """The recipe's model, seeded, at its first stage's image size (and text length, with `text_positions: resize`)."""
+def build_model(recipe: RecipeConfig, init: InitWeights | None = None) -> CLIP:
+    """The recipe's model at its first stage's image size (and text length, with `text_positions: resize`): seeded,
+    or holding the weights of the recipe's `init` checkpoint (train/init_from.py: `prepare_init`)."""
+    if (init is None) != (recipe.init is None):
+        raise TrainingError(f"recipe {recipe.name}: init {'weights not loaded' if init is None else 'not in it'}")
+    if init is not None:
+        model = model_from_init(recipe, init)
+        torch.manual_seed(recipe.seed)  # a SLIP head is still drawn from the seed
+        if recipe.slip is not None:
+            attach_slip_head(model, recipe.slip)
+        return model
     config = with_image_size(recipe.model.build(source=f"recipe {recipe.name}"), recipe.stages[0].image_size)
     if recipe.text_positions == "resize":
         config = dataclasses.replace(config, text=dataclasses.replace(
