@@ -119,3 +119,13 @@ def test_a_results_file_off_the_schema_gets_no_eval_results_file():
 
     made = eval_result_files({"results/x.json": {"metrics": {"top1": 0.5}}}, repo_url="u", revision="main")
     assert made.files == {} and made.left_out["results/x.json"].startswith("not a valid results file: ")
+
+
+def test_each_named_clip_benchmark_set_is_one_its_task_reads():
+    """A paper task's results are filed under a CLIP_benchmark set only where the task reads that set's layout."""
+    from reclip_eval.cards.eval_results import CLIP_BENCHMARK_SETS
+
+    for name, dataset_id in CLIP_BENCHMARK_SETS.items():
+        kinds = [layout.kind for layout in load_task(name).data.layouts]
+        assert any(kind.startswith("clip_benchmark_wds") for kind in kinds), (name, kinds)
+        assert dataset_id.startswith("clip-benchmark/wds_")
