@@ -58,17 +58,18 @@ DATACOMP_TASK = {"retrieval/flickr_1k_test_image_text_retrieval": "flickr30k",
 # mean_recall@1 is the mean of CLIP_benchmark's text_retrieval_recall@1 = our i2t_R@1 and image_retrieval_recall@1
 # = our t2i_R@1). A metric not listed is one we do not compute: its task is refused (REFUSED).
 OUR_METRICS = {"acc1": ["top1"], "mean_per_class_recall": ["mean_per_class_recall"],
-               "mean_recall@1": ["i2t_R@1", "t2i_R@1"]}
+               "mean_recall@1": ["i2t_R@1", "t2i_R@1"],
+               # WILDS' metrics as DataComp's evaluators compute them (eval/group_metrics.py, kind zeroshot_groups)
+               "F1-macro_all": ["f1_macro"], "acc_worst_region": ["top1_worst_group"], "acc_wg": ["top1_worst_group"],
+               "acc_top5_wg": ["top5_worst_group"]}
+# DataComp's sets scored over a field of each image's metadata (the npy member): the field's name and column, the
+# order of its evaluator's `_metadata_fields` (eval_utils/wilds_eval.py, fairness_eval.py).
+GROUPS = {"wilds/fmow": {"field": "region", "column": 0}, "fairness/geode": {"field": "region", "column": 0},
+          "fairness/dollar_street": {"field": "income_ds", "column": 0}}
+GROUPED_KIND = {"wilds/iwildcam", *GROUPS}  # the kind that adds macro F1 and worst-group metrics
 REFUSED = {
     "misc/winogavil": "WinoGAViL is scored by DataComp's own association game (jaccard_score_10-12 over its "
                       "candidate sets, eval_utils/wino_eval.py); no task kind here reads that data",
-    "wilds/iwildcam": "its main metric F1-macro_all (WILDS' macro F1) is not implemented here yet",
-    "wilds/fmow": "its main metric acc_worst_region needs each image's WILDS region (the sample's npy metadata), "
-                  "which the wds reader does not read",
-    "fairness/dollar_street": "its main metric acc_top5_wg needs each image's income group (the sample's npy "
-                              "metadata), which the wds reader does not read",
-    "fairness/geode": "its main metric acc_wg needs each image's region (the sample's npy metadata), which the "
-                      "wds reader does not read",
 }
 
 
@@ -155,13 +156,16 @@ def cb_task(cb_name: str, classnames: dict, templates: dict,
 def datacomp_only_task(key: str, entry: dict) -> dict:
     """A DataComp set that CLIP_benchmark does not host (djghosh/wds_KEY_test, CLIP_benchmark's wds layout)."""
     name = key.split("/")[-1]
-    hub = f"djghosh/wds_{key.replace('/', '-')}_test"
-    spec = {"name": name, "kind": "zeroshot_classification",
+    # main.py passes fairness/ tasks to its wds reader without the prefix (wds_dollar_street_test), others with it
+    hub = f"djghosh/wds_{key.removeprefix('fairness/').replace('/', '-')}_test"
+    spec = {"name": name, "kind": "zeroshot_groups" if key in GROUPED_KIND else "zeroshot_classification",
             "description": f"DataComp's {entry['name']} ({hub}), {entry['num_classes']} classes.",
             "data": {"folder": name, "layouts": [{"kind": "clip_benchmark_wds", "split": "test"}]},
             "classes": "from_data", "templates": "from_data",
             "get_data": f"huggingface-cli download --repo-type dataset {hub} --local-dir {name} (or read it from the "
                         f"cache: --data-dir hf-datasets:{hub})"}
+    if key in GROUPS:
+        spec["groups"] = GROUPS[key]
     if key in REFUSED:
         spec["refused"] = REFUSED[key]
     return spec

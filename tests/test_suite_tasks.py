@@ -40,7 +40,7 @@ def _cb_json(name: str) -> dict:
     return json.loads((Path(builder.__file__).parent / name).read_text())
 
 
-def test_every_generated_task_loads_or_refuses_in_one_line():
+def test_every_generated_task_loads_or_refuses_in_one_line(tmp_path):
     assert len(GENERATED) >= 40  # CLIP_benchmark's 34 sets beyond the paper's tasks, DataComp's 6 others
     for task in GENERATED:
         if task.refused is None:
@@ -49,6 +49,15 @@ def test_every_generated_task_loads_or_refuses_in_one_line():
         with pytest.raises(RefusedTaskError) as refusal:
             load_task(task.name)
         assert "\n" not in str(refusal.value) and task.refused in str(refusal.value)
+    # A task YAML with `refused:` (none of the generated ones now: WinoGAViL, the one refused entry, has no task) is
+    # one line giving the reason, and still listed.
+    path = tmp_path / "winogavil.yaml"
+    path.write_text(Path(load_task("fmow").path).read_text().replace("name: fmow", "name: winogavil")
+                    + "refused: scored by DataComp's own association game\n")
+    with pytest.raises(RefusedTaskError, match=r"^task 'winogavil' is refused: scored by DataComp's own association "
+                                               r"game \([^\n]*winogavil.yaml\)$"):
+        load_task(str(path))
+    assert load_task(str(path), refused_ok=True).refused
     # Upstream names reach the same tasks: CLIP_benchmark's vtab/ names, DataComp's keys.
     aliases = task_aliases()
     assert aliases["vtab/dtd"] == "dtd" and aliases["wilds/camelyon17"] == "camelyon17"
@@ -201,7 +210,9 @@ def test_mean_per_class_recall_is_sklearns_balanced_accuracy(n_images, n_classes
 
 # The metric keys each task kind reports (a suite's `metric` must name them).
 KIND_METRICS = {"zeroshot_classification": {"top1", "top5", "mean_per_class_recall"},
-                "retrieval": {f"{d}_R@{k}" for d in ("i2t", "t2i") for k in (1, 5, 10)}, "multilabel": {"mAP"}}
+                "retrieval": {f"{d}_R@{k}" for d in ("i2t", "t2i") for k in (1, 5, 10)}, "multilabel": {"mAP"},
+                "zeroshot_groups": {"top1", "top5", "mean_per_class_recall", "f1_macro", "top1_worst_group",
+                                    "top5_worst_group"}}
 
 
 @pytest.mark.parametrize("path", SUITES, ids=[p.stem for p in SUITES])
@@ -237,3 +248,150 @@ def test_datacomp_suite_has_its_38_scored_tasks_and_averages():
     # Refused with the reason: each refused task's YAML says the same.
     for key in refused - {"misc/winogavil"}:
         assert load_task(by_key[key]["task"], refused_ok=True).refused == by_key[key]["refused"]
+
+
+# DataComp's WILDS / fairness scoring (eval_utils/wilds_eval.py, fairness_eval.py) with WILDS' own grouper and
+# metrics as the oracle: its evaluators are WILDSDataset subclasses holding the metadata table.
+def _wilds_evaluator(metadata, fields):
+    from wilds.datasets.wilds_dataset import WILDSDataset
+
+    class Evaluator(WILDSDataset):
+        def __init__(self):  # as DataComp's WILDSEvaluator: only the metadata table and its field names
+            self._metadata_array = metadata
+            self._metadata_fields = fields
+
+    return Evaluator()
+
+
+def _avg_over_groups(v, g, n_groups):
+    """DataComp's stand-in for WILDS' torch_scatter helper (eval_utils/wilds_eval.py replaces it the same way): the
+    per-group mean by scatter-add, and the group counts."""
+    import torch
+    from wilds.common.utils import get_counts
+
+    counts = get_counts(g, n_groups)
+    sums = torch.zeros(n_groups, dtype=torch.float, device=v.device).scatter_add_(0, g, v.float())
+    return sums / counts, counts
+
+
+def _wilds_worst_group(correct_fn, predictions, targets, metadata, fields, field):
+    """DataComp's worst-group value: WILDS' group-wise metric under a CombinatorialGrouper on `field`."""
+    import wilds.common.metrics.metric
+    import wilds.common.utils
+    from wilds.common.grouper import CombinatorialGrouper
+    from wilds.common.metrics.all_metrics import Accuracy
+
+    wilds.common.utils.avg_over_groups = wilds.common.metrics.metric.avg_over_groups = _avg_over_groups
+
+    class Metric(Accuracy):
+        def _compute_element_wise(self, y_pred, y_true):
+            return correct_fn(y_pred, y_true).float()
+
+    evaluator = _wilds_evaluator(metadata, fields)
+    grouper = CombinatorialGrouper(dataset=evaluator, groupby_fields=[field])
+    results = Metric(name="acc").compute_group_wise(predictions, targets, grouper.metadata_to_group(metadata),
+                                                    grouper.n_groups)
+    return results["acc_wg"]
+
+
+def _top1(y_pred, y_true):
+    return y_pred == y_true
+
+
+def _top5(y_pred, y_true):  # DataComp's TopKAccuracy: the label among the k predictions
+    return (y_pred == y_true.unsqueeze(-1)).any(-1)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 40), st.integers(2, 7), st.integers(1, 5), st.integers(0, 2**31 - 1))
+def test_group_metrics_equal_wilds(n_images, n_classes, n_groups, seed):
+    import torch
+    from wilds.common.metrics.all_metrics import F1
+
+    from reclip_eval.eval.group_metrics import macro_f1, worst_group_accuracy
+
+    generator = torch.Generator().manual_seed(seed)
+    logits = torch.randn(n_images, n_classes, generator=generator)
+    targets = torch.randint(0, n_classes, (n_images,), generator=generator)
+    # Group values with gaps (empty groups below the largest), as a region table seen in part.
+    metadata = torch.stack([2 * torch.randint(0, n_groups, (n_images,), generator=generator),
+                            torch.zeros(n_images, dtype=torch.long)], dim=1)
+    predictions, top5 = logits.argmax(1), logits.topk(min(5, n_classes), dim=1).indices
+    for correct_fn, ours_correct, pred in ((_top1, predictions == targets, predictions),
+                                           (_top5, (top5 == targets.view(-1, 1)).any(1), top5)):
+        theirs = _wilds_worst_group(correct_fn, pred, targets, metadata, ["region", "y"], "region")
+        assert worst_group_accuracy(ours_correct, metadata[:, 0])[0] == pytest.approx(theirs, abs=1e-6)
+    theirs_f1 = F1(average="macro").compute(predictions, targets)["F1-macro_all"]
+    assert macro_f1(predictions, targets) == pytest.approx(theirs_f1, abs=1e-6)
+
+
+def _add_metadata(root: Path, metadata_of) -> None:
+    """Give every sample of the set an npy metadata member (as DataComp's WILDS sets carry one beside its cls)."""
+    import io
+
+    import numpy as np
+
+    from tests.test_clip_benchmark_wds import _rewrite_shard
+
+    def add(name, data):
+        if not name.endswith(".cls"):
+            return [(name, data)]
+        buffer = io.BytesIO()
+        np.save(buffer, np.asarray(metadata_of(name.split(".")[0], int(data)), dtype=np.int64))
+        return [(name, data), (name.replace(".cls", ".npy"), buffer.getvalue())]
+
+    for shard in sorted((root / "test").glob("*.tar")):
+        _rewrite_shard(shard, add)
+
+
+def test_fmow_equals_datacomps_scoring_on_an_exported_set(clip_benchmark_zeroshot, synth_dir, adapter, tmp_path):
+    """fmow (kind zeroshot_groups, groups: region) on a set written by CLIP_benchmark's exporter plus metadata:
+    top-1 as CLIP_benchmark, worst-region accuracy, worst-group top-5 and macro F1 as DataComp computes them from
+    CLIP_benchmark's logits, its wds loader's (cls, npy) tuples and WILDS' metrics."""
+    import hashlib
+
+    import torch
+    import webdataset as wds
+    from clip_benchmark.datasets.builder import build_wds_dataset
+
+    shapes = read_class_list(SHAPES.resource(SHAPES.classes))
+    templates = _cb_json("en_zeroshot_classification_templates.json")["imagenet1k"][:4]
+    root = _export(synth_dir, tmp_path / "fmow", list(shapes.names), templates)
+    fields = ["region", "year", "y"]  # DataComp's FMoWEvaluator._metadata_fields
+
+    def metadata_of(key: str, label: int) -> list[int]:
+        digest = hashlib.sha256(key.encode()).digest()
+        return [(digest[0] % 3) * 2, 2016 - 2002 + digest[1] % 2, label]  # regions 0, 2, 4: gaps, as in part
+
+    _add_metadata(root, metadata_of)
+    ours = evaluate(adapter, load_task("fmow"), EvalOptions(data_dir=tmp_path, workers=0))
+
+    data = build_wds_dataset("wds_fmow", adapter.transform, split="test", data_dir=str(root))
+    model = peers._AsModel(adapter)
+    classifier = clip_benchmark_zeroshot.zero_shot_classifier(model, adapter.tokenize, data.classes, data.templates,
+                                                             "cpu", amp=False)  # float32 on both sides
+    logits, target = clip_benchmark_zeroshot.run_classification(model, classifier, DataLoader(data, batch_size=64),
+                                                                "cpu", amp=False)
+    shards = [str(root / "test" / f"{i}.tar") for i in range(int((root / "test" / "nshards.txt").read_text()))]
+    rows = list(wds.WebDataset(shards, shardshuffle=False).decode().to_tuple("cls", "npy"))
+    metadata = torch.from_numpy(__import__("numpy").stack([npy for _, npy in rows]))
+    assert [cls for cls, _ in rows] == target.tolist()  # the two loaders see the samples in the same order
+    predictions, top5 = logits.argmax(1), logits.topk(5, dim=1).indices
+    worst_region = _wilds_worst_group(_top1, predictions, target, metadata, fields, "region")
+    worst_top5 = _wilds_worst_group(_top5, top5, target, metadata, fields, "region")
+    from wilds.common.metrics.all_metrics import F1
+
+    assert ours["task"]["kind"] == "zeroshot_groups" and ours["counts"]["groups"] == 3
+    per_group = ours["task"]["groups"]["per_group"]
+    assert ours["task"]["groups"]["field"] == "region" and set(per_group) == {"0", "2", "4"}
+    assert sum(g["images"] for g in per_group.values()) == ours["counts"]["images_evaluated"]
+    assert ours["metrics"]["top1"] == pytest.approx((predictions == target).float().mean().item(), abs=1e-6)
+    assert ours["metrics"]["top1_worst_group"] < ours["metrics"]["top1"]  # the groups really differ
+    assert ours["metrics"]["top1_worst_group"] == pytest.approx(worst_region, abs=1e-6)
+    assert ours["metrics"]["top5_worst_group"] == pytest.approx(worst_top5, abs=1e-6)
+    assert ours["metrics"]["f1_macro"] == pytest.approx(
+        F1(average="macro").compute(predictions, target)["F1-macro_all"], abs=1e-6)
+    # A set without the metadata: one line naming the shard and sample.
+    bare = _export(synth_dir, tmp_path / "bare" / "fmow", list(shapes.names), templates)
+    with pytest.raises(DataError, match=rf"^{bare / 'test'}/\d+\.tar: sample \w+: no \.npy metadata member[^\n]*$"):
+        evaluate(adapter, load_task("fmow"), EvalOptions(data_dir=bare.parent, workers=0))

@@ -120,7 +120,7 @@ def test_a_task_kind_registered_in_a_test_module_is_validated_listed_run_and_sho
 
 @pytest.mark.parametrize(("yaml_edit", "problem"), [
     (("kind: zeroshot_classification", "kind: zeroshot_clasification"),
-     "kind: unknown task kind 'zeroshot_clasification'. Did you mean: zeroshot_classification?"),
+     "kind: unknown task kind 'zeroshot_clasification'. Did you mean: zeroshot_classification"),
     (("{kind: class_folders, split: val}", "{kind: class_folder, split: val}"),
      "data.layouts[0].kind: unknown data layout 'class_folder'. Did you mean: class_folders?"),
     (("synth_set: zeroshot\n", "synth_set: zeroshott\n"),

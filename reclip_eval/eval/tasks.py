@@ -39,6 +39,14 @@ class DataSpec:
     layouts: list[LayoutSpec]  # accepted on-disk layouts, most preferred first (reclip_eval/data/layouts/)
 
 
+@dataclass(frozen=True)
+class GroupSpec:
+    """Which field of each image's metadata (the set's npy members) groups the images for worst-group metrics."""
+
+    field: str  # its name, as DataComp's evaluator calls it (region, income_ds)
+    column: int  # its index in the metadata vector
+
+
 def _registered(kind: str, registry: Registry) -> Callable[[str | None], str | None]:
     """A config rule: the value names an entry of `registry` (or is None)."""
     return lambda name: None if name is None or name in registry.names() else str(
@@ -87,6 +95,7 @@ class TaskSpec:
     templates_copy: str | None = None
     # One line: why this task cannot be evaluated as its suite scores it (load_task refuses it with this reason).
     refused: str | None = None
+    groups: GroupSpec | None = None  # zeroshot_groups: the metadata field of the worst-group metrics
     # linear_probe: layouts of the training images, looked up in the same folder as `data` (the test images)
     probe_train_layouts: list[LayoutSpec] = field(default_factory=list)
     # Synthetic-world tasks: which set to generate on first use, with which generator settings.
