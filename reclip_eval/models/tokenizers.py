@@ -11,8 +11,8 @@ kind, the file's sha256, the vocabulary size and the rules for the results.
     a big_vision pp string with one of those ops, as a config writes it, e.g.
         tokenize(max_len=64, model="spm.model", eos="sticky", pad_value=1, inkey="texts")
         bert_tokenize(inkey="texts", max_len=16, vocab_path="vocab.txt")
-      (the op's own defaults apply; other ops of the string, e.g. lower or strfmt, are refused unless they are
-      `keep`/`copy`, which do not change a caption)
+      (the op's own defaults apply; the string's other ops are refused, e.g. lower or strfmt, except those that
+      leave one caption as it is: keep, copy, setdefault, choice)
 
 Options after the path are `,KEY=VALUE`; max_len, when given, must be the text tower's length.
 """
