@@ -117,8 +117,14 @@ def write_lines(path: Path, lines: list[str]) -> None:
     path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
 
 
-def cb_task(cb_name: str, classnames: dict, templates: dict,
-            imagenet_o: list[str]) -> tuple[dict, list[str] | None, list[str]]:
+def datacomp_hub_id(key: str) -> str:
+    """Where DataComp's copy of a set is (eval_utils/wds_eval.py: wds_{task with / as -}_test; main.py passes
+    fairness/ tasks without their prefix)."""
+    return f"djghosh/wds_{key.removeprefix('fairness/').replace('/', '-')}_test"
+
+
+def cb_task(cb_name: str, classnames: dict, templates: dict, imagenet_o: list[str],
+            datacomp_key: str | None) -> tuple[dict, list[str] | None, list[str]]:
     """A CLIP_benchmark set's task, its committed class names (None: from the set only) and its templates."""
     name = task_name(cb_name)
     hub = f"clip-benchmark/wds_{cb_name.replace('/', '-')}"
@@ -150,14 +156,15 @@ def cb_task(cb_name: str, classnames: dict, templates: dict,
         spec["templates_copy"] = f"templates/{name}.txt"
     spec["get_data"] = (f"huggingface-cli download --repo-type dataset {hub} --local-dir {name} (or read it from "
                         f"the cache: --data-dir hf-datasets:{hub})")
+    if datacomp_key is not None:
+        spec["get_data"] += f"; DataComp's copy: {datacomp_hub_id(datacomp_key)}"
     return spec, names, ([] if kind == "retrieval" else templates_of(templates, cb_name))
 
 
 def datacomp_only_task(key: str, entry: dict) -> dict:
     """A DataComp set that CLIP_benchmark does not host (djghosh/wds_KEY_test, CLIP_benchmark's wds layout)."""
     name = key.split("/")[-1]
-    # main.py passes fairness/ tasks to its wds reader without the prefix (wds_dollar_street_test), others with it
-    hub = f"djghosh/wds_{key.removeprefix('fairness/').replace('/', '-')}_test"
+    hub = datacomp_hub_id(key)
     spec = {"name": name, "kind": "zeroshot_groups" if key in GROUPED_KIND else "zeroshot_classification",
             "description": f"DataComp's {entry['name']} ({hub}), {entry['num_classes']} classes.",
             "data": {"folder": name, "layouts": [{"kind": "clip_benchmark_wds", "split": "test"}]},
@@ -279,10 +286,12 @@ def main(argv: list[str] | None = None) -> None:
                  "classes/templates: from_data: the set's classnames.txt / zeroshot_classification_templates.txt;\n"
                  "classes_copy / templates_copy: CLIP_benchmark's own lists, for layouts that carry none.")
     imagenet_o = module_constant(builder, "imagenet_o_wnids")
+    cb_by_task = {task_name(name): name for name in wds_sets}
+    datacomp_keys = {cb_by_task[task]: key for key in tasklist if (task := datacomp_task(key, set(wds_sets))) in cb_by_task}
     for cb_name in wds_sets:
         if cb_name in EXISTING:
             continue
-        spec, names, prompts = cb_task(cb_name, classnames, templates, imagenet_o)
+        spec, names, prompts = cb_task(cb_name, classnames, templates, imagenet_o, datacomp_keys.get(cb_name))
         folder = args.out / "clip_benchmark"
         dump(folder / f"{spec['name']}.yaml", cb_header, spec)
         if names is not None:
