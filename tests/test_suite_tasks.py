@@ -395,3 +395,35 @@ def test_fmow_equals_datacomps_scoring_on_an_exported_set(clip_benchmark_zerosho
     bare = _export(synth_dir, tmp_path / "bare" / "fmow", list(shapes.names), templates)
     with pytest.raises(DataError, match=rf"^{bare / 'test'}/\d+\.tar: sample \w+: no \.npy metadata member[^\n]*$"):
         evaluate(adapter, load_task("fmow"), EvalOptions(data_dir=bare.parent, workers=0))
+
+
+def test_voc2007_multilabel_reads_the_sets_lists_and_equals_clip_benchmark(clip_benchmark_zeroshot, synth_dir,
+                                                                           adapter, tmp_path):
+    """The multi-label task with the set's own classnames.txt and templates (CLIP_benchmark's exporter writes them
+    beside the npy label vectors): mAP as CLIP_benchmark's evaluate scores the same shards."""
+    import random
+
+    import numpy as np
+    from clip_benchmark.datasets.builder import build_wds_dataset
+    from clip_benchmark.webdataset_builder import convert_dataset, path_to_bytes
+
+    shapes = read_class_list(SHAPES.resource(SHAPES.classes))
+    draw, samples = random.Random(1), _Exportable()
+    for index, class_id in enumerate(shapes.ids):
+        for number, path in enumerate(sorted((synth_dir / "shapes-zeroshot" / "val" / class_id).iterdir())):
+            vector = np.zeros(len(shapes.ids), dtype=np.int64)
+            vector[index] = 1
+            if number % 2 == 0:
+                vector[draw.randrange(len(shapes.ids))] = 1
+            samples.append((str(path), vector))
+    samples.classes = list(shapes.names)
+    samples.templates = _cb_json("en_zeroshot_classification_templates.json")["voc2007_multilabel"]
+    root = tmp_path / "voc2007_multilabel"
+    convert_dataset(samples, "test", str(root), transform=path_to_bytes, max_count=40, multilabel=True, verbose=False)
+    ours = evaluate(adapter, load_task("voc2007_multilabel"), EvalOptions(data_dir=tmp_path, workers=0))
+    data = build_wds_dataset("wds_voc2007_multilabel", adapter.transform, split="test", data_dir=str(root))
+    theirs = clip_benchmark_zeroshot.evaluate(peers._AsModel(adapter), DataLoader(data, batch_size=64),
+                                              adapter.tokenize, data.classes, data.templates, device="cpu", amp=False)
+    assert ours["task"]["layout"] == "clip_benchmark_wds_multilabel" and ours["counts"]["classes"] == len(shapes.ids)
+    assert 0.1 < ours["metrics"]["mAP"] < 1
+    assert ours["metrics"]["mAP"] == pytest.approx(theirs["mean_average_precision"], abs=1e-6)
