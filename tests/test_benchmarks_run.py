@@ -143,3 +143,15 @@ def test_backend_divergence_finetune_and_curves(tmp_path, synth_dir):
     assert run.returncode == 0, run.stderr[-3000:]
     (pair,) = json.loads(out.read_text())["pairs"]
     assert pair["common_steps"] == 4 and pair["first_step_apart"] is None
+
+
+def test_wds_reader_smoke(tmp_path):
+    out = tmp_path / "wds.json"
+    run = subprocess.run(
+        [sys.executable, "benchmarks/wds_reader.py", "--images", "24", "--photo-size", "80x60", "--shard-size", "10",
+         "--image-sizes", "32", "--batch-size", "8", "--workers", "0", "--repeats", "1", "--out", str(out)],
+        capture_output=True, text=True, cwd=REPO, timeout=600, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["shards"] == 3 and report["results"]["32"]["same_images_and_pixels"] is True
+    assert report["results"]["32"]["ours_over_theirs_best"] > 0
