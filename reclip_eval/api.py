@@ -27,21 +27,22 @@ if TYPE_CHECKING:
 
 def load(spec: str, *, checkpoint: str | None = None, pretrained: str | None = None, image_size: int | None = None,
          device: str = "auto", precision: str = "auto", random_init: bool = False,
-         backend: str = "torch") -> ModelAdapter:
+         backend: str = "torch", model_config: str | Path | dict[str, Any] | None = None) -> ModelAdapter:
     """The model a `--model` spec names, placed on `device` ("auto": a GPU when visible) at `precision` ("auto":
     bf16 autocast on a GPU, fp32 on the CPU). It has `transform` (PIL image -> tensor), `tokenize`,
     `encode_images`, `encode_texts` (L2-normalised float32 numpy arrays) and `describe()`.
 
     `checkpoint` gives a named model or `openclip:ARCH` its weights, `pretrained` an `openclip:ARCH` one of
     open_clip's pretrained tags (read from the Hugging Face cache), `image_size` builds the model at another input
-    size (the position embedding resampled), `random_init` evaluates `openclip:ARCH` without weights on purpose."""
+    size (the position embedding resampled), `random_init` evaluates `openclip:ARCH` without weights on purpose,
+    `model_config` gives `big_vision:PATH.npz` big_vision's model config (a JSON/YAML path or a dict)."""
     from reclip_eval.device import resolve_device, resolve_precision
     from reclip_eval.kinds import load_adapter
 
     device = resolve_device(device)
     precision = resolve_precision(precision, device)
     adapter = load_adapter(spec, checkpoint=checkpoint, pretrained=pretrained, image_size=image_size, device=device,
-                           random_init=random_init, backend=backend)
+                           random_init=random_init, backend=backend, model_config=model_config)
     return adapter.place(device, precision)
 
 

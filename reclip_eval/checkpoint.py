@@ -60,9 +60,13 @@ FORMAT_VERSION = 2
 # below. A version-1 file means exactly them, so they are filled in; a version-2 file must state every key.
 VERSION_1_IMPLIED = {
     "vision": {"class_token": False, "class_token_position": True, "norm_after_pool": False, "patch_bias": True,
-               "head_bias": False, "pos_embed": "learned", "activation": "gelu", "layer_norm_eps": 1e-5},
+               "head_bias": False, "pos_embed": "learned", "activation": "gelu", "layer_norm_eps": 1e-5,
+               "final_norm": True},
     "text": {"head_bias": False, "activation": "gelu", "layer_norm_eps": 1e-5},
 }
+# Keys added to format_version 2 after files were written without them (big_vision import options, issue 34): a
+# version-2 file without one was written when the architecture had only the value below, so it means exactly that.
+ADDED_TO_VERSION_2 = {"vision": {"final_norm": True}}
 POS_EMBED_KEY = "visual.pos_embed"
 HUB_FILES = [CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, RECIPE_NAME, TRAINING_NAME, "results/*.json"]
 
@@ -157,6 +161,11 @@ def read_config(directory: str | Path) -> CLIPConfig:
                         raise CheckpointError(f"{path}: {tower}.{key} is not a format_version 1 key (a version-1 "
                                               "file has one architecture for it)")
                     data[tower][key] = value
+    else:
+        for tower, added in ADDED_TO_VERSION_2.items():
+            if isinstance(data.get(tower), dict):
+                for key, value in added.items():
+                    data[tower].setdefault(key, value)
     # The dataclass defaults are for building new models; a stored model must say what it is, or a missing key
     # would silently load as another architecture or preprocessing.
     missing = missing_keys(CLIPConfig, data)

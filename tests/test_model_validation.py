@@ -230,8 +230,11 @@ def test_each_bad_model_is_one_line_naming_the_file_before_data(kind, case, spec
 
 def test_a_complete_hf_folder_and_a_valid_tree_still_load(tiny_hf, tmp_path, capsys):
     """The checks refuse only what is broken: the rows' unedited files get as far as the (absent) data."""
-    for model in (f"hf:{tiny_hf[1]}", f"big_vision:{_npz(tmp_path, 'm.npz', lambda flat: None)}"):
-        code, lines = _cli(capsys, model, tmp_path)
+    stated = tmp_path / "model_config.json"  # what the tree's weights cannot tell (issue 34: never guessed)
+    stated.write_text('{"image": {"pool_type": "tok"}, "text": {"pool_type": "last"}}')
+    for model, extra in ((f"hf:{tiny_hf[1]}", ()),
+                         (f"big_vision:{_npz(tmp_path, 'm.npz', lambda flat: None)}", ("--model-config", str(stated)))):
+        code, lines = _cli(capsys, model, tmp_path, *extra)
         [error] = [line for line in lines if line.startswith("error: ")]
         assert code == 2 and "imagenet" in error and "m.npz" not in error, lines
 

@@ -17,7 +17,7 @@ EPILOG = """examples:
 """
 
 # Flags that give one model its weights: with several --model they would apply to all of them, so they are refused.
-PER_MODEL_FLAGS = ("checkpoint", "pretrained", "random_init")
+PER_MODEL_FLAGS = ("checkpoint", "pretrained", "random_init", "model_config")
 
 
 def _sizes(text: str) -> list[int]:
@@ -78,6 +78,9 @@ def add_parser() -> argparse.ArgumentParser:
                         "weights read from the Hugging Face cache (safetensors only)")
     p.add_argument("--random-init", action="store_true",
                    help="evaluate openclip:ARCH with random weights on purpose (a baseline; its id and results say so)")
+    p.add_argument("--model-config", metavar="FILE",
+                   help="for big_vision:PATH.npz: big_vision's model config (config.model, JSON or YAML, its own key "
+                        "names) for what the weights cannot tell, e.g. the image and text pool_type")
     p.add_argument("--data-dir", help="data root (default: $RECLIP_DATA, else the cache dir), a task's folder, or "
                                       "hf-datasets:ID for a Hugging Face Hub dataset")
     p.add_argument("--output", type=Path, default=DEFAULT_RESULTS_DIR,
@@ -149,7 +152,8 @@ def run(args: argparse.Namespace) -> int:
     for spec in models:
         # Every size's model first: one pass over a task's images feeds them all (each image decoded once).
         adapters = [load(spec, checkpoint=args.checkpoint, pretrained=args.pretrained, image_size=size,
-                         device=device, precision=precision, random_init=args.random_init, backend=args.backend)
+                         device=device, precision=precision, random_init=args.random_init, backend=args.backend,
+                         model_config=args.model_config)
                     for size in args.image_size or [None]]
         with image_sweep(adapters):
             for adapter in adapters:

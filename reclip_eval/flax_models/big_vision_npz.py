@@ -27,10 +27,14 @@ clipa_jax/models, a fork of them):
     txt/head/{kernel,bias}                       txt/head/kernel
     t (1,): log temperature (not clamped)        t
 
+    img/MAPHead_0/... (pool_type "map")          the same (no encoder_norm then)
+    b (1,): SigLIP's logit bias                  -
+
 Scanned encoders (`scan=True`) hold one `encoderblock` with a leading depth axis; it is split into per-layer blocks.
-Both trees use tanh GELU and flax's LayerNorm epsilon 1e-6; text towers have no mask and pool the last position.
-What the weights cannot tell (the GAP / class-token choice of a CLIPA image tower, an image size for sin-cos
-positions) is an argument with the trees' defaults.
+Both trees use tanh GELU and flax's LayerNorm epsilon 1e-6; text towers have no mask. What the weights cannot tell
+(the pooling: big_vision_arch.py) comes from big_vision's model config (big_vision_config.py) or is refused naming
+the config key; the image size of fixed sin-cos positions is an argument. SigLIP's logit bias `b` is recorded, not
+used: zero-shot ranking and retrieval do not change with it.
 
 Training checkpoints written by big_vision since late 2023 are tensorstore (orbax) folders, with "~" standing for
 "/" in names; they are not read here: the error says how to export an `.npz`.
@@ -45,12 +49,15 @@ import tokenize
 import zipfile
 import zlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from reclip_eval.errors import CheckpointError
+from reclip_eval.flax_models.big_vision_arch import Architecture, check_stated, resolve
+from reclip_eval.flax_models.big_vision_config import ModelConfig, read_model_config
 from reclip_eval.flax_models.convert import expected_flax_shapes, flax_to_torch, unflatten
 from reclip_eval.models.config import CLIPConfig, PreprocessConfig, TextConfig, VisionConfig
 from reclip_eval.models.finite import all_finite
@@ -85,7 +92,6 @@ class TreeLayout:
     renames: tuple[tuple[str, str], ...]  # (their prefix, our prefix), the first that matches
     class_token_always: bool  # CLIPA prepends a class token whatever the pooling
     class_token_position: bool  # the position table has the class token's row
-    norm_after_pool: bool
     preprocess: PreprocessConfig
 
 
@@ -98,12 +104,12 @@ def _register(layout: TreeLayout) -> None:
 
 _register(TreeLayout(
     "big_vision", recognise=lambda flat: any(k.startswith("txt/Encoder_0/") for k in flat), renames=(),
-    class_token_always=False, class_token_position=False, norm_after_pool=False,
+    class_token_always=False, class_token_position=False,
     preprocess=BIG_VISION_PREPROCESS))
 _register(TreeLayout(
     "clipa", recognise=lambda flat: any(k.startswith("txt/Transformer/") for k in flat),
     renames=(("txt/Transformer/", "txt/Encoder_0/"), ("txt/encoder_norm/", "txt/Encoder_0/encoder_norm/")),
-    class_token_always=True, class_token_position=True, norm_after_pool=True,
+    class_token_always=True, class_token_position=True,
     preprocess=CLIPA_PREPROCESS))
 
 
@@ -112,6 +118,7 @@ class ImportedCheckpoint:
     config: CLIPConfig
     state: dict[str, np.ndarray]  # the torch model's state dict (float32 numpy arrays)
     layout: str
+    architecture: dict[str, Any] = field(default_factory=dict)  # big_vision's options used (results record them)
 
 
 def read_npz(path: str | Path) -> dict[str, np.ndarray]:
@@ -226,26 +233,58 @@ def detect_layout(flat: Mapping[str, np.ndarray], source: str) -> TreeLayout:
 
 
 def import_two_towers(path: str | Path, *, layout: str | None = None, image_size: int | None = None,
-                      image_pool: str = "gap", text_pool: str = "last") -> ImportedCheckpoint:
+                      model_config: str | Path | Mapping[str, Any] | ModelConfig | None = None,
+                      any_vocabulary: bool = False) -> ImportedCheckpoint:
     """Read a big_vision / CLIPA `.npz` and return our config and torch state dict for it.
 
-    `layout`: "big_vision" or "clipa", checked against the tree (None: recognised from it); `image_size`: needed only when the image
-    positions are fixed sin-cos (not stored), otherwise the stored grid's size; `image_pool`: a CLIPA image
-    tower's pooling ("gap", its default, or "tok"; big_vision's follows from whether `img/cls` exists)."""
+    `layout`: "big_vision" or "clipa", checked against the tree (None: recognised from it); `image_size`: needed only
+    when the image positions are fixed sin-cos (not stored), otherwise the stored grid's size; `model_config`:
+    big_vision's model config (a JSON/YAML path or a mapping: big_vision_config.py) for what the weights cannot tell.
+    Without one, a tree whose pooling the weights do not decide is refused naming the config keys."""
     source = str(path)
+    config = model_config if isinstance(model_config, ModelConfig) or model_config is None else \
+        read_model_config(model_config)  # a bad config is refused before the weights are read
     flat = read_npz(path)
     tree = detect_layout(flat, source)
     if layout is not None and TREE_LAYOUTS.get(layout) is not tree:
         raise CheckpointError(f"{source}: layout {layout!r} asked for, but the tree is {tree.name}'s")
-    for key in ("img/MAPHead_0/probe", "img/pre_logits/kernel", "b"):
+    for key, what in (("img/pre_logits/kernel", "a pre-logits layer (rep_size)"),
+                      ("txt/MAPHead_0/probe", "text MAP-head pooling")):
         if key in flat:
-            raise CheckpointError(f"{source}: {key} is in the checkpoint: MAP-head pooling, a pre-logits layer and "
-                                  "the sigmoid loss's bias (SigLIP) are not part of this model")
-    renamed, stored_names = _rename(flat, tree)
-    config = _infer_config(renamed, tree, source, image_size=image_size, image_pool=image_pool, text_pool=text_pool)
-    _check_tree_shapes(renamed, stored_names, config, source)
-    state = flax_to_torch(unflatten(renamed), config, source=source)
-    return ImportedCheckpoint(config, state, tree.name)
+            raise CheckpointError(f"{source}: {key} is in the checkpoint: {what} is not part of this model")
+    logit_bias = _logit_bias(flat, source)
+    renamed, stored_names = _rename({k: v for k, v in flat.items() if k != "b"}, tree)
+    arch, unresolved = resolve(renamed, tree.name, config, source)
+    clip_config = _infer_config(renamed, tree, source, image_size=image_size, arch=arch)
+    _check_tree_shapes(renamed, stored_names, clip_config, source)
+    if unresolved:
+        raise CheckpointError(f"{source}: the weights do not say {'; nor '.join(unresolved)}; give --model-config "
+                              "FILE (Python: model_config=) with big_vision's model config stating "
+                              f"{' and '.join('model.' + u.split(' ')[0] for u in unresolved)}")
+    if config is not None:
+        check_stated(config, clip_config, renamed, tree.name, source, logit_bias=logit_bias)
+    if not any_vocabulary:  # True: the caller pairs the tree with its own tokenizer (zoo/big_vision.py checks it)
+        _check_vocabulary(clip_config.text.vocab_size, source)
+    state = flax_to_torch(unflatten(renamed), clip_config, source=source)
+    posemb = "learn" if clip_config.vision.pos_embed == "learned" else "sincos2d"
+    return ImportedCheckpoint(clip_config, state, tree.name, arch.describe(posemb, config, logit_bias))
+
+
+def _logit_bias(flat: Mapping[str, np.ndarray], source: str) -> float | None:
+    """SigLIP's `b` (shape (1,), as big_vision stores it), or None for a tree without one."""
+    if "b" not in flat:
+        return None
+    if flat["b"].shape != (1,):
+        raise CheckpointError(f"{source}: b (the logit bias) has shape {flat['b'].shape}; expected (1,)")
+    return float(flat["b"][0])
+
+
+def _check_vocabulary(vocab: int, source: str) -> None:
+    if vocab != CLIP_BPE_VOCAB:
+        raise CheckpointError(
+            f"{source}: the text vocabulary has {vocab} entries, not CLIP's BPE ({CLIP_BPE_VOCAB}): give the "
+            "tokenizer it was trained with, --tokenizer sentencepiece:PATH.model (big_vision: SigLIP, LiT) or "
+            "--tokenizer bert:PATH/vocab.txt (CLIPA)")
 
 
 def _rename(flat: Mapping[str, np.ndarray], tree: TreeLayout) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -292,16 +331,11 @@ def _encoder_shape(flat: Mapping[str, np.ndarray], encoder: str, source: str) ->
 
 
 def _infer_config(flat: Mapping[str, np.ndarray], tree: TreeLayout, source: str, *, image_size: int | None,
-                  image_pool: str, text_pool: str) -> CLIPConfig:
+                  arch: Architecture) -> CLIPConfig:
     patch, _, _, width = _need(flat, "img/embedding/kernel", source, 4).shape
     has_cls = "img/cls" in flat
     if tree.class_token_always and not has_cls:
         raise CheckpointError(f"{source}: img/cls is missing (a CLIPA image tower always has a class token)")
-    if image_pool not in ("gap", "tok"):
-        raise CheckpointError(f"image_pool {image_pool!r}: expected 'gap' or 'tok'")
-    if text_pool not in ("last", "eot", "mean"):
-        raise CheckpointError(f"text_pool {text_pool!r}: expected 'last' (big_vision's and CLIPA's), 'eot' or 'mean'")
-    pool = "cls" if (has_cls and not tree.class_token_always) or image_pool == "tok" else "gap"
     learned = "img/pos_embedding" in flat
     prefix = 1 if has_cls and tree.class_token_position else 0
     if learned:
@@ -314,8 +348,8 @@ def _infer_config(flat: Mapping[str, np.ndarray], tree: TreeLayout, source: str,
         raise CheckpointError(f"{source}: the image positions are fixed sin-cos (no img/pos_embedding stored), "
                               "so the image size is not in the file: give image_size (e.g. 224)")
     try:
-        vision, text = _tower_configs(flat, tree, source, image_size=image_size, patch=patch, pool=pool,
-                                      has_cls=has_cls, learned=learned, text_pool=text_pool)
+        vision, text = _tower_configs(flat, tree, source, image_size=image_size, patch=patch, arch=arch,
+                                      has_cls=has_cls, learned=learned)
     except ValueError as e:  # the configs' own checks (a width the heads do not divide, ...)
         raise CheckpointError(f"{source}: the tree's shapes give no valid architecture ({e})") from None
     if vision.width != width:
@@ -335,22 +369,16 @@ def _infer_config(flat: Mapping[str, np.ndarray], tree: TreeLayout, source: str,
 
 
 def _tower_configs(flat: Mapping[str, np.ndarray], tree: TreeLayout, source: str, *, image_size: int, patch: int,
-                   pool: str, has_cls: bool, learned: bool, text_pool: str) -> tuple[VisionConfig, TextConfig]:
+                   arch: Architecture, has_cls: bool, learned: bool) -> tuple[VisionConfig, TextConfig]:
     numerics = {"activation": "gelu_tanh", "layer_norm_eps": 1e-6}
     vision = VisionConfig(
-        image_size=image_size, patch_size=patch, pool=pool,
-        **_encoder_shape(flat, "img/Transformer", source), class_token=has_cls and tree.class_token_always,
+        image_size=image_size, patch_size=patch, **_encoder_shape(flat, "img/Transformer", source),
         # Without a class token the field means nothing; the default keeps such configs equal to our own.
-        class_token_position=tree.class_token_position if has_cls else True, norm_after_pool=tree.norm_after_pool,
+        class_token_position=tree.class_token_position if has_cls else True,
         patch_bias="img/embedding/bias" in flat, head_bias="img/head/bias" in flat,
-        pos_embed="learned" if learned else "sincos2d", **numerics)
+        pos_embed="learned" if learned else "sincos2d", **numerics, **arch.vision)
     vocab, _ = _need(flat, "txt/Embed_0/embedding", source, 2).shape
-    if vocab != CLIP_BPE_VOCAB:
-        raise CheckpointError(
-            f"{source}: the text vocabulary has {vocab} entries; this project's only tokenizer so far is CLIP's BPE "
-            f"({CLIP_BPE_VOCAB}), so the tokenizer this model was trained with (big_vision: SentencePiece, CLIPA: "
-            "bert-base-uncased) cannot be matched yet")
     context = _need(flat, "txt/pos_embedding", source, 3).shape[1]
-    text = TextConfig(context_length=context, vocab_size=vocab, pool=text_pool,
+    text = TextConfig(context_length=context, vocab_size=vocab, pool=arch.text,
                       **_encoder_shape(flat, "txt/Encoder_0", source), head_bias="txt/head/bias" in flat, **numerics)
     return vision, text

@@ -109,9 +109,29 @@ class Encoder(nn.Module):
         return _layer_norm("encoder_norm", self.dtype, self.eps)(x) if self.final_norm else x
 
 
+class MAPHead(nn.Module):
+    """Multi-head attention pooling, big_vision's MAPHead (reclip_eval.models.map_head says the computation)."""
+
+    heads: int
+    mlp_ratio: float
+    activation: str
+    eps: float
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        batch, _, width = x.shape
+        probe = self.param("probe", _normal(0.02), (1, 1, width))
+        y = nn.MultiHeadDotProductAttention(
+            num_heads=self.heads, kernel_init=_normal(0.02), dtype=self.dtype, deterministic=True,
+            name="MultiHeadDotProductAttention_0")(jnp.broadcast_to(probe, (batch, 1, width)).astype(x.dtype), x)
+        mlp = MlpBlock(int(width * self.mlp_ratio), 0.02, self.activation, self.dtype, name="MlpBlock_0")
+        return (y + mlp(_layer_norm("LayerNorm_0", self.dtype, self.eps)(y)))[:, 0]
+
+
 class VisionTower(nn.Module):
-    """ViT: patch embedding, position embedding, blocks, GAP or class-token pooling, projection (the options are the
-    config's; see reclip_eval.models.vision for what each one means)."""
+    """ViT: patch embedding, position embedding, blocks, GAP, class-token, first-token or MAP pooling, projection (the
+    options are the config's; see reclip_eval.models.vision for what each one means)."""
 
     config: VisionConfig
     embed_dim: int
@@ -147,12 +167,26 @@ class VisionTower(nn.Module):
             x = jnp.concatenate([jnp.broadcast_to(cls, (batch, 1, c.width)).astype(x.dtype), x], axis=1)
         if c.ln_pre:
             x = _layer_norm("ln_pre", self.dtype, c.layer_norm_eps)(x)
-        x = Encoder(c.layers, c.heads, c.mlp_ratio, c.activation, c.layer_norm_eps, final_norm=not c.norm_after_pool,
-                    dtype=self.dtype, name="Transformer")(x)
-        pooled = x[:, 0] if c.pool == "cls" else x[:, c.num_prefix_tokens:].mean(axis=1)
+        x = Encoder(c.layers, c.heads, c.mlp_ratio, c.activation, c.layer_norm_eps,
+                    final_norm=c.final_norm and not c.norm_after_pool, dtype=self.dtype, name="Transformer")(x)
+        if c.pool == "map":
+            pooled = MAPHead(c.heads, c.mlp_ratio, c.activation, c.layer_norm_eps, self.dtype, name="MAPHead_0")(x)
+        elif c.pool in ("cls", "first"):
+            pooled = x[:, 0]
+        else:
+            pooled = x[:, c.num_prefix_tokens:].mean(axis=1)
         if c.norm_after_pool:
             pooled = _layer_norm("encoder_norm", self.dtype, c.layer_norm_eps)(pooled)
         return _head(self.embed_dim, c.width, c.head_bias, self.dtype)(pooled)
+
+
+# big_vision's and CLIPA's text pools over the unmasked output, as reclip_eval.models.text.UNMASKED_POOLS.
+UNMASKED_POOLS = {
+    "last": lambda x: x[:, -1],
+    "first": lambda x: x[:, 0],
+    "mean_all": lambda x: x.mean(axis=1),
+    "mean_after_first": lambda x: x[:, 1:].mean(axis=1),
+}
 
 
 class TextTower(nn.Module):
@@ -178,8 +212,8 @@ class TextTower(nn.Module):
             x = encoder(x, nn.make_causal_mask(tokens))
             # The end-of-text id (49407) is the largest id in the vocabulary, as in CLIP.
             pooled = x[jnp.arange(x.shape[0]), tokens.argmax(axis=-1)]
-        elif c.pool == "last":
-            pooled = encoder(x)[:, -1]  # no mask at all, as big_vision / CLIPA
+        elif c.pool in UNMASKED_POOLS:  # no mask at all, as big_vision / CLIPA
+            pooled = UNMASKED_POOLS[c.pool](encoder(x))
         else:
             valid = tokens != 0
             x = encoder(x, valid[:, None, None, :])  # padding masked as keys only, as torch's key_padding_mask

@@ -78,10 +78,18 @@ def _attention(torch_prefix: str, flax_prefix: str, width: int, heads: int) -> l
     ]
 
 
+def _mlp(torch_prefix: str, flax_prefix: str, width: int, hidden: int) -> list[Piece]:
+    return [_linear(f"{torch_prefix}.fc1.weight", f"{flax_prefix}/Dense_0/kernel", width, hidden),
+            _same(f"{torch_prefix}.fc1.bias", f"{flax_prefix}/Dense_0/bias", (hidden,)),
+            _linear(f"{torch_prefix}.fc2.weight", f"{flax_prefix}/Dense_1/kernel", hidden, width),
+            _same(f"{torch_prefix}.fc2.bias", f"{flax_prefix}/Dense_1/bias", (width,))]
+
+
 def _encoder(torch_prefix: str, flax_prefix: str, layers: int, width: int, heads: int, mlp_ratio: float,
-             norm_path: str | None = None) -> list[Piece]:
+             norm_path: str | None = None, final_norm: bool = True) -> list[Piece]:
     """A torch Transformer's blocks plus the tower's final LayerNorm `{tower}.norm`, which the flax Encoder holds
-    as `encoder_norm` (big_vision's layout), or the tower at `norm_path` when it normalises after pooling (CLIPA)."""
+    as `encoder_norm` (big_vision's layout), or the tower at `norm_path` when it normalises after pooling (CLIPA);
+    none without a `final_norm`."""
     hidden = int(width * mlp_ratio)  # as both models size their MLP
     pieces = []
     for i in range(layers):
@@ -89,11 +97,36 @@ def _encoder(torch_prefix: str, flax_prefix: str, layers: int, width: int, heads
         pieces += _layer_norm(f"{t}.norm1", f"{f}/LayerNorm_0", width)
         pieces += _attention(f"{t}.attn", f"{f}/MultiHeadDotProductAttention_0", width, heads)
         pieces += _layer_norm(f"{t}.norm2", f"{f}/LayerNorm_1", width)
-        pieces += [_linear(f"{t}.mlp.fc1.weight", f"{f}/MlpBlock_0/Dense_0/kernel", width, hidden),
-                   _same(f"{t}.mlp.fc1.bias", f"{f}/MlpBlock_0/Dense_0/bias", (hidden,)),
-                   _linear(f"{t}.mlp.fc2.weight", f"{f}/MlpBlock_0/Dense_1/kernel", hidden, width),
-                   _same(f"{t}.mlp.fc2.bias", f"{f}/MlpBlock_0/Dense_1/bias", (width,))]
+        pieces += _mlp(f"{t}.mlp", f"{f}/MlpBlock_0", width, hidden)
+    if not final_norm:
+        return pieces
     return pieces + _layer_norm(f"{torch_prefix}.norm", norm_path or f"{flax_prefix}/encoder_norm", width)
+
+
+def _map_head(torch_prefix: str, flax_prefix: str, width: int, heads: int, mlp_ratio: float) -> list[Piece]:
+    """models/map_head.py's MAPHead <-> big_vision's MAPHead_0: the query kernel from `q`, key and value from `kv`."""
+    head_dim = width // heads
+    attention = f"{flax_prefix}/MultiHeadDotProductAttention_0"
+    split = lambda w: w.T.reshape(width, heads, head_dim)  # noqa: E731  (out, in) -> (in, heads, head_dim)
+    merge = lambda k: k.reshape(width, width).T  # noqa: E731
+    return [
+        _same(f"{torch_prefix}.probe", f"{flax_prefix}/probe", (1, 1, width)),
+        Piece((f"{torch_prefix}.q.weight",), (f"{attention}/query/kernel",), ((width, heads, head_dim),),
+              lambda a: [split(a[0])], lambda a: [merge(a[0])]),
+        Piece((f"{torch_prefix}.q.bias",), (f"{attention}/query/bias",), ((heads, head_dim),),
+              lambda a: [a[0].reshape(heads, head_dim)], lambda a: [a[0].reshape(width)]),
+        Piece((f"{torch_prefix}.kv.weight",), (f"{attention}/key/kernel", f"{attention}/value/kernel"),
+              ((width, heads, head_dim),) * 2, lambda a: [split(w) for w in np.split(a[0], 2, axis=0)],
+              lambda a: [np.concatenate([merge(k) for k in a], axis=0)]),
+        Piece((f"{torch_prefix}.kv.bias",), (f"{attention}/key/bias", f"{attention}/value/bias"),
+              ((heads, head_dim),) * 2, lambda a: [b.reshape(heads, head_dim) for b in np.split(a[0], 2)],
+              lambda a: [np.concatenate([b.reshape(width) for b in a])]),
+        Piece((f"{torch_prefix}.proj.weight",), (f"{attention}/out/kernel",), ((heads, head_dim, width),),
+              lambda a: [a[0].T.reshape(heads, head_dim, width)], lambda a: [a[0].reshape(width, width).T]),
+        _same(f"{torch_prefix}.proj.bias", f"{attention}/out/bias", (width,)),
+        *_layer_norm(f"{torch_prefix}.norm", f"{flax_prefix}/LayerNorm_0", width),
+        *_mlp(f"{torch_prefix}.mlp", f"{flax_prefix}/MlpBlock_0", width, int(width * mlp_ratio)),
+    ]
 
 
 def pieces_for(config: CLIPConfig) -> list[Piece]:
@@ -111,7 +144,9 @@ def pieces_for(config: CLIPConfig) -> list[Piece]:
     if v.ln_pre:
         pieces += _layer_norm("visual.norm_pre", "img/ln_pre", v.width)
     pieces += _encoder("visual", "img/Transformer", v.layers, v.width, v.heads, v.mlp_ratio,
-                       norm_path="img/encoder_norm" if v.norm_after_pool else None)
+                       norm_path="img/encoder_norm" if v.norm_after_pool else None, final_norm=v.final_norm)
+    if v.pool == "map":
+        pieces += _map_head("visual.map_head", "img/MAPHead_0", v.width, v.heads, v.mlp_ratio)
     pieces += _head("visual", "img", v.width, embed, v.head_bias)
     pieces += [_same("text.token_embed.weight", "txt/Embed_0/embedding", (t.vocab_size, t.width)),
                _same("text.pos_embed", "txt/pos_embedding", (1, t.context_length, t.width))]

@@ -51,7 +51,11 @@ class VisionConfig:
     # "gap": global average pooling of the patch tokens (the paper's default, as in big_vision/FLIP); a class token,
     # when there is one (`class_token`), is left out of the average (CLIPA, open_clip's pool_type "avg").
     # "cls": the output at a prepended class token (OpenAI CLIP, open_clip; big_vision's pool_type "tok").
-    pool: Literal["gap", "cls"] = "gap"
+    # "first": the output at the first position, whatever token it is (big_vision's pool_type "0": without a class
+    # token, the top-left patch; CLIPA's "0": its class token).
+    # "map": multi-head attention pooling, a learned probe attending to every output token (big_vision's MAPHead,
+    # SigLIP; models/map_head.py), with the tower's heads and MLP width.
+    pool: Literal["gap", "cls", "first", "map"] = "gap"
     ln_pre: bool = False  # LayerNorm after patch+position embedding (OpenAI CLIP has it, big_vision ViT does not)
     # The options below describe foreign architectures (imported checkpoints run on both backends); the defaults
     # are this project's own model, so a config.json written before they existed reads as it did.
@@ -62,6 +66,8 @@ class VisionConfig:
     class_token_position: bool = True
     # The final LayerNorm after pooling (CLIPA, open_clip's final_ln_after_pool) instead of over every token.
     norm_after_pool: bool = False
+    # No final LayerNorm at all (CLIPA's pool_type "0" and "map" pool the blocks' raw output).
+    final_norm: bool = True
     patch_bias: bool = True  # a bias in the patch-embedding convolution (big_vision, OpenAI: none in CLIPA, open_clip)
     head_bias: bool = False  # a bias in the projection to the embedding space (big_vision's image `head`)
     # "learned" (stored in the checkpoint) or "sincos2d": fixed 2-D sin-cos embeddings (MoCo v3 / big_vision's
@@ -86,6 +92,8 @@ class VisionConfig:
                 raise ValueError(f"{shown} is not a multiple of patch_size {self.patch_size}")
         if self.width % self.heads:
             raise ValueError(f"vision width {self.width} is not divisible by heads {self.heads}")
+        if not self.final_norm and self.norm_after_pool:
+            raise ValueError("vision final_norm false (no final LayerNorm) contradicts norm_after_pool true")
         if self.pos_embed == "sincos2d" and (self.width % 4 or self.width < 8):
             raise ValueError(f"pos_embed sincos2d needs a vision width that is a multiple of 4 and at least 8, "
                              f"got {self.width}")
@@ -144,7 +152,11 @@ class TextConfig:
     # "mean": bidirectional transformer, mean over non-padding tokens.
     # "last": bidirectional transformer without any mask (padding attends and is attended), features at the last
     # position (big_vision's and CLIPA's text towers, open_clip's pool_type "last" with no_causal_mask).
-    pool: Literal["eot", "mean", "last"] = "eot"
+    # "first": unmasked as "last", features at the first position (big_vision's "first", CLIPA's "tok").
+    # "mean_all": unmasked as "last", the mean over every position, padding included (big_vision's "mean"/"gap";
+    # not our "mean", which masks the padding and leaves it out of the mean); "mean_after_first": the same without the
+    # first position (CLIPA's "gap").
+    pool: Literal["eot", "mean", "last", "first", "mean_all", "mean_after_first"] = "eot"
     tokenizer: Literal["clip-bpe"] = "clip-bpe"
     head_bias: bool = False  # a bias in the projection to the embedding space (big_vision's text `head`)
     activation: Literal["gelu", "gelu_tanh"] = "gelu"

@@ -1,4 +1,5 @@
-"""Text tower: transformer over CLIP BPE tokens, pooled at the end-of-text token (causal) or by masked mean."""
+"""Text tower: transformer over CLIP BPE tokens, pooled at the end-of-text token (causal) or by masked mean, or
+(big_vision / CLIPA) unmasked at the last or first position or by the mean over every position."""
 
 from __future__ import annotations
 
@@ -24,6 +25,18 @@ def unpadded_prefix(tokens: torch.Tensor, pad_id: int = 0) -> int:
     """The fewest leading positions that hold every non-padding token of the batch (at least one)."""
     columns = (tokens != pad_id).any(dim=0).nonzero()
     return int(columns.max()) + 1 if columns.numel() else 1
+
+
+# The pools of big_vision's and CLIPA's text towers, over the unmasked output (B, L, width): the last position
+# ("sticky" end-of-sequence padding puts it there), the first, or the mean over every position, padding included
+# (big_vision's "mean"; our masked "mean" leaves the padding out), or over every position but the first (CLIPA's
+# "gap").
+UNMASKED_POOLS = {
+    "last": lambda x: x[:, -1],
+    "first": lambda x: x[:, 0],
+    "mean_all": lambda x: x.mean(dim=1),
+    "mean_after_first": lambda x: x[:, 1:].mean(dim=1),
+}
 
 
 class TextTower(nn.Module):
@@ -63,7 +76,8 @@ class TextTower(nn.Module):
             return prefix_through(tokens.argmax(dim=-1))
         if self.config.pool == "mean":  # padding is masked as keys and left out of the mean
             return unpadded_prefix(tokens)
-        return None  # "last": unmasked, the padded sequence's last position is pooled, so every padding token counts
+        # "last", "first", "mean_all": unmasked, so every padding token reaches the pooled position(s)
+        return None
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens: (B, L) CLIP BPE ids, 0-padded, L <= context_length -> features (B, embed_dim)."""
@@ -78,9 +92,9 @@ class TextTower(nn.Module):
             x = self.norm(self.transformer(x, causal=True))
             # The end-of-text id (49407) is the largest id in the vocabulary, as in CLIP.
             pooled = x[torch.arange(x.shape[0], device=x.device), tokens.argmax(dim=-1)]
-        elif self.config.pool == "last":
+        elif self.config.pool in UNMASKED_POOLS:
             # No mask at all, as big_vision / CLIPA train it: the padding is part of the sequence.
-            pooled = self.norm(self.transformer(x))[:, -1]
+            pooled = UNMASKED_POOLS[self.config.pool](self.norm(self.transformer(x)))
         else:
             padding = tokens == 0
             x = self.norm(self.transformer(x, key_padding=padding))

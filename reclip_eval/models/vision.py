@@ -1,4 +1,5 @@
-"""ViT image tower: patch embedding, learned position embedding, pre-LN blocks, GAP (or class-token) pooling."""
+"""ViT image tower: patch embedding, learned position embedding, pre-LN blocks, GAP (or class-token, first-token or
+attention) pooling."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import torch
 from torch import nn
 
 from reclip_eval.models.config import ImageSize, PosEmbedResampleConfig, VisionConfig
+from reclip_eval.models.map_head import MAPHead
 from reclip_eval.models.pos_embed import resize_pos_embed, sincos_2d
 from reclip_eval.models.token_reduction import ImageTokens, select_image_tokens
 from reclip_eval.models.transformer import Transformer, init_transformer_, layer_norm
@@ -38,7 +40,10 @@ class VisionTower(nn.Module):
         self.norm_pre = layer_norm(width, config.layer_norm_eps) if config.ln_pre else nn.Identity()
         self.transformer = Transformer(width, config.layers, config.heads, config.mlp_ratio,
                                        activation=config.activation, eps=config.layer_norm_eps)
-        self.norm = layer_norm(width, config.layer_norm_eps)
+        # Without a final norm (CLIPA's pool_type "0" and "map") the tokens are pooled as the blocks leave them.
+        self.norm = layer_norm(width, config.layer_norm_eps) if config.final_norm else nn.Identity()
+        self.map_head = MAPHead(width, config.heads, config.mlp_ratio, config.activation, config.layer_norm_eps) \
+            if config.pool == "map" else None
         self.proj = nn.Linear(width, embed_dim, bias=config.head_bias)
         self._init_weights()
 
@@ -79,7 +84,12 @@ class VisionTower(nn.Module):
         c = self.config
         if not c.norm_after_pool:
             x = self.norm(x)
-        pooled = x[:, 0] if c.pool == "cls" else x[:, c.num_prefix_tokens:].mean(dim=1)
+        if c.pool == "map":
+            pooled = self.map_head(x)  # every token, a class token included (CLIPA's MAP head sees it)
+        elif c.pool in ("cls", "first"):
+            pooled = x[:, 0]
+        else:
+            pooled = x[:, c.num_prefix_tokens:].mean(dim=1)
         return self.norm(pooled) if c.norm_after_pool else pooled
 
     def forward(self, pixels: torch.Tensor, image_tokens: ImageTokens | None = None,

@@ -1,7 +1,9 @@
 """The `big_vision` model kind: `--model big_vision:PATH.npz` evaluates a big_vision or CLIPA two-tower checkpoint
 (reclip_eval.flax_models.big_vision_npz reads it) with this project's model, on either backend (`--backend jax`
 runs the flax twin of the same weights). The tree layout is recognised from the file; `--image-size` builds the
-model at another input size (a learned position grid is resampled, a sin-cos one recomputed).
+model at another input size (a learned position grid is resampled, a sin-cos one recomputed); `--model-config FILE`
+is big_vision's model config (JSON or YAML), for what the weights cannot tell (the pooling; without it such a tree
+is refused naming the key). The big_vision options used are recorded in the results (`model.architecture`).
 """
 
 from __future__ import annotations
@@ -25,24 +27,28 @@ PREFIX = "big_vision:"
 class ImportedAdapter(ReclipAdapter):
     """Our model holding weights imported from a big_vision / CLIPA file: its results say where they came from."""
 
-    def __init__(self, model: CLIP, model_id: str, path: Path, layout: str, sha256: str):
+    def __init__(self, model: CLIP, model_id: str, path: Path, layout: str, sha256: str,
+                 architecture: dict[str, Any] | None = None):
         super().__init__(model, model_id, source=None, sha256=sha256)
-        self.path, self.layout = path, layout
+        self.path, self.layout, self.architecture = path, layout, architecture or {}
 
     def describe(self) -> dict[str, Any]:
         described = super().describe()
         described["family"] = self.layout
         described["weights"] = {"sha256": self.sha256, "path": str(self.path), "format": f"{self.layout} .npz"}
+        described["architecture"] = self.architecture
         return described
 
 
-def load_npz_model(path: Path, *, image_size: int | None = None) -> tuple[CLIP, str]:
-    """Our torch model with the file's weights (at `image_size` if given) and the tree layout it was read as."""
+def load_npz_model(path: Path, *, image_size: int | None = None,
+                   model_config: str | Path | dict[str, Any] | None = None) -> tuple[CLIP, str, dict[str, Any]]:
+    """Our torch model with the file's weights (at `image_size` if given), the tree layout it was read as and the
+    big_vision options used (`model_config`: big_vision's model config, a path or a mapping)."""
     import torch
 
     from reclip_eval.models.clip import CLIP
 
-    imported = import_two_towers(path, image_size=image_size)
+    imported = import_two_towers(path, image_size=image_size, model_config=model_config)
     stored = imported.config
     if image_size:
         check_image_size(image_size, stored.vision.patch_size, path)
@@ -51,19 +57,20 @@ def load_npz_model(path: Path, *, image_size: int | None = None) -> tuple[CLIP, 
         model = CLIP(target)
     state = {key: torch.from_numpy(array) for key, array in imported.state.items()}
     load_state_into(model, state, stored, source=str(path), assign=True)
-    return model.eval(), imported.layout
+    return model.eval(), imported.layout, imported.architecture
 
 
 def _load_spec(argument: str, request: LoadRequest) -> ImportedAdapter:
     if not argument:
         raise CheckpointError(f"{PREFIX}PATH needs the path of a .npz checkpoint after the colon")
     path = Path(argument).expanduser()
-    model, layout = load_npz_model(path, image_size=request.image_size)
-    return ImportedAdapter(model, request.model_id, path, layout, file_sha256(path))
+    model, layout, architecture = load_npz_model(path, image_size=request.image_size,
+                                                 model_config=request.model_config)
+    return ImportedAdapter(model, request.model_id, path, layout, file_sha256(path), architecture)
 
 
 @register_model_kind("big_vision", priority=50, recognise=lambda folder: False,
                      layout="a big_vision or CLIPA two-tower checkpoint .npz (by prefix only: big_vision:PATH)",
-                     prefix_form=PrefixForm(PREFIX, "PATH", _load_spec))
+                     prefix_form=PrefixForm(PREFIX, "PATH", _load_spec, model_config=True))
 def _no_folder(folder: Path, request: LoadRequest) -> ImportedAdapter:
     raise CheckpointError(f"{folder}: big_vision checkpoints are single .npz files; use {PREFIX}PATH")

@@ -42,6 +42,8 @@ class LoadRequest:
     checkpoint: str | None = None  # --checkpoint, for prefix forms whose argument names no weights
     random_init: bool = False  # --random-init: no weights, on purpose (prefix forms that allow it only)
     pretrained: str | None = None  # --pretrained TAG: a library's own pretrained tag (prefix forms that take one)
+    # --model-config: the model's own architecture config, a path or a mapping (prefix forms that take one)
+    model_config: str | Path | dict[str, Any] | None = None
 
     def hub_fields(self) -> dict[str, Any]:
         """The Hub repo, revision and commit the folder was downloaded from, for the results (empty when local)."""
@@ -91,6 +93,7 @@ class PrefixForm:
     load: Callable[[str, LoadRequest], ModelAdapter]
     random_init: bool = False  # whether --random-init applies (an architecture without weights, on purpose)
     pretrained: bool = False  # whether --pretrained TAG applies (the library's own table of pretrained weights)
+    model_config: bool = False  # whether --model-config FILE applies (the architecture config of a foreign tree)
 
     @property
     def usage(self) -> str:
