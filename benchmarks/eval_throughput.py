@@ -9,6 +9,14 @@ The model is the paper's ViT-L/16 + 12x1024 text tower, randomly initialised (sp
 weights); the images are the synthetic zero-shot set, generated first. Both sides build the prompt-ensembled
 classifier and classify every image; wall time covers both, the ratio is ours / theirs in images/s.
 A CPU smoke run: --preset tiny --image-size 32 --images 144 --batch-size 32 --workers 0 --device cpu --precision fp32
+
+--realistic: whole processes on the CPU (benchmarks/_realistic.py): the bundled demo at 64 px and a ViT-B/16 at 64
+and 224 px on photo-sized JPEGs, `reclip-eval` interleaved with CLIP_benchmark's evaluate; the opt-in approximate
+speedups; the classifier build (ImageNet class names x 80 templates) against open_clip's. The committed run:
+
+    python benchmarks/eval_throughput.py --realistic --out benchmarks/results/eval_throughput_cpu.json
+
+(--quick: a tiny version of the same, for the tests.)
 """
 
 from __future__ import annotations
@@ -49,9 +57,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=8)
     p.add_argument("--device", default="cuda")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="bf16")
-    p.add_argument("--repeats", type=int, default=2, help="timed runs per side (after one warm-up)")
+    p.add_argument("--repeats", type=int, help="timed runs per side (after one warm-up; default 2; with --realistic: "
+                                               "whole processes per side and case, default 3)")
     p.add_argument("--out", type=Path)
+    p.add_argument("--realistic", action="store_true", help="whole processes, CPU, fp32 (see above)")
+    p.add_argument("--quick", action="store_true", help="with --realistic: tiny sizes, one repeat (tests)")
     args = p.parse_args(argv)
+    if args.realistic:
+        return _realistic_main(args)
 
     from torchvision.datasets import ImageFolder
 
@@ -98,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     top1 = {}
     for name, run in (("reclip-eval", ours), ("clip_benchmark", theirs)):
         top1[name] = run()  # warm-up (cuDNN autotuning, worker start-up, page cache)
-        for _ in range(args.repeats):
+        for _ in range(args.repeats or 2):
             if args.device.startswith("cuda"):
                 torch.cuda.synchronize()
             start = time.perf_counter()
@@ -112,12 +125,26 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join([sys.executable, *sys.argv]),
         "device": device_name(args.device),
         "preset": args.preset, "image_size": args.image_size, "images": n_images, "batch_size": args.batch_size,
-        "workers": args.workers, "precision": args.precision, "repeats": args.repeats,
+        "workers": args.workers, "precision": args.precision, "repeats": args.repeats or 2,
         "seconds": timings, "images_per_second": rate, "ratio_ours_over_clip_benchmark": rate["reclip-eval"] /
         rate["clip_benchmark"], "top1_agree": abs(top1["reclip-eval"] - top1["clip_benchmark"]) < 1e-6
         if args.precision == "fp32" else None, "software": software_versions(),
     }
     return emit_report(report, args.out)
+
+
+def _realistic_main(args: argparse.Namespace) -> int:
+    from _realistic import realistic
+
+    sizes = dict(photo_classes=10, photos_per_class=10, photo_templates=8, vit_sizes=[64, 224], build_classes=10,
+                 build_templates=80, opt_in_repeats=2, build_repeats=2, repeats=3, workers=2, batch_size=128)
+    if args.quick:
+        sizes.update(photo_classes=2, photos_per_class=2, photo_templates=2, vit_sizes=[64], build_classes=2,
+                     build_templates=2, opt_in_repeats=1, build_repeats=1, repeats=1, workers=0, batch_size=16)
+    if args.repeats:
+        sizes.update(repeats=args.repeats, opt_in_repeats=min(args.repeats, sizes["opt_in_repeats"]),
+                     build_repeats=min(args.repeats, sizes["build_repeats"]))
+    return emit_report(realistic(argparse.Namespace(**sizes)), args.out)
 
 
 if __name__ == "__main__":

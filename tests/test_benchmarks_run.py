@@ -22,6 +22,24 @@ def test_eval_throughput_smoke(tmp_path):
     assert set(report["images_per_second"]) == {"reclip-eval", "clip_benchmark"}
 
 
+def test_eval_throughput_realistic_quick(tmp_path):
+    """The whole-process comparison (issue 35) at tiny size: every case, opt-in and the classifier build run and
+    report; the demo's top-1 is the same on both sides (same weights, images and prompts)."""
+    out = tmp_path / "realistic.json"
+    run = subprocess.run([sys.executable, "benchmarks/eval_throughput.py", "--realistic", "--quick", "--out", str(out)],
+                         capture_output=True, text=True, cwd=REPO, timeout=1800,
+                         env={"RECLIP_CACHE": str(tmp_path / "c"), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(out.read_text())
+    demo = report["exact"]["demo_64px"]
+    assert demo["top1"]["ours"][0] == pytest.approx(demo["top1"]["clip_benchmark"][0], abs=1e-6)
+    assert set(report["exact"]) == {"demo_64px", "vit_b16_64px"} and set(report["targets"]) == {
+        "demo_64px", "vit_b16_64px", "vit_b16_224px", "classifier_build"}
+    assert "demo_64px_decode_draft" in report["opt_in"]
+    assert report["classifier_build"]["max_abs_difference"] < 1e-5
+    assert report["load_average"]["at_each_run_1min"]
+
+
 def test_loader_throughput_smoke(tmp_path):
     out = tmp_path / "loader.json"
     run = subprocess.run(

@@ -139,3 +139,29 @@ def test_training_stream_decodes_reduced_only_with_the_recipe_key():
     assert load_recipe("tiny-shapes", ["data.decode=draft"]).data.decode == "draft"
     with pytest.raises(ConfigError, match="data.decode"):
         load_recipe("tiny-shapes", ["data.decode=fast"])
+
+
+def test_our_tokenizer_skips_the_open_clip_package_import_and_tokenizes_the_same():
+    """An exact speedup beside the opt-in ones: open_clip's BPE module is loaded without the package's __init__
+    (which imports every open_clip model: seconds), in a fresh process, and gives open_clip's own tokens."""
+    import subprocess
+    import sys
+
+    from open_clip.tokenizer import SimpleTokenizer
+
+    from reclip_eval.classifier.templates import read_templates
+    from reclip_eval.data.imagefolder import read_class_list
+
+    spec = load_task("imagenet")
+    names = list(read_class_list(spec.resource(spec.classes)).names)[::37]
+    texts = [t.format(n) for n in names for t in read_templates(spec.resource(spec.templates))[::9]]
+    texts += ["Ünïcödé &amp; <b>html</b>   spaces", "x " * 100]  # ftfy + html unescaping, truncation
+    code = ("import json, sys; from reclip_eval.models.tokenizer import ClipTokenizer; "
+            "tokens = ClipTokenizer(77)(json.load(sys.stdin)); "
+            "print(json.dumps({'open_clip_imported': 'open_clip' in sys.modules, 'tokens': tokens.tolist()}))")
+    run = subprocess.run([sys.executable, "-c", code], input=json.dumps(texts), capture_output=True, text=True,
+                         timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    fresh = json.loads(run.stdout)
+    assert fresh["open_clip_imported"] is False
+    assert fresh["tokens"] == SimpleTokenizer()(texts, context_length=77).tolist()
