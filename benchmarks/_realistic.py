@@ -208,8 +208,11 @@ def _realistic(args, scratch: Path) -> dict[str, Any]:
     load_after = os.getloadavg()
     cpus = os.cpu_count() or 1
     busy = max(runner.loads + [load_before[0], load_after[0]]) > BUSY * cpus
+    # Met on wall time (min over repeats); the CPU-seconds ratio beside it is the steadier one on a busy machine.
     measured = {**{name: exact[name]["speedup_wall_min"] for name in exact},
                 "classifier_build": build["speedup_cpu_min"]}
+    measured_cpu = {**{name: exact[name]["speedup_cpu_min"] for name in exact},
+                    "classifier_build": build["speedup_cpu_min"]}
     return {
         "benchmark": "zero-shot evaluation, whole processes: reclip-eval vs CLIP_benchmark (CPU, fp32, exact)",
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
@@ -225,7 +228,7 @@ def _realistic(args, scratch: Path) -> dict[str, Any]:
         "exact": exact,
         "opt_in": approximate,
         "classifier_build": build,
-        "targets": {name: {"target": target, "measured": measured.get(name),
+        "targets": {name: {"target": target, "measured": measured.get(name), "measured_cpu": measured_cpu.get(name),
                            "met": measured.get(name) is not None and measured[name] >= target}
                     for name, target in TARGETS.items()},
     }
