@@ -203,6 +203,11 @@ BAD_CONFIGS = [  # (id, model config, the line's expected text); the tree is big
     ("rep_size", {"image": {"rep_size": True}}, r"image\.rep_size True: a pre-logits layer is not part"),
     ("text model", {"text_model": "proj.flaxformer.bert"}, r"text_model 'proj\.flaxformer\.bert': only"),
     ("not a mapping", {"image": "B/16"}, r"image: expected a mapping"),
+    ("a run config of another model", {"model_name": "vit", "model": {"variant": "B/16"}, "lr": 1e-3},
+     r"model_name 'vit': only two-tower models"),
+    ("a run config's model part is read", {"model_name": "proj.image_text.two_towers", "lr": 1e-3,
+                                           "model": {"image": {"pool_type": "tok"}}},
+     r"image\.pool_type 'tok' does not fit"),
 ]
 
 

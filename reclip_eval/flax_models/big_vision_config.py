@@ -7,6 +7,9 @@ The file is the `config.model` of the training run, as JSON or YAML (read with `
      "text": {"variant": "B", "pool_type": "last", "vocab_size": 32000},
      "out_dim": 768, "bias_init": -10.0, "temperature_init": 10.0}
 
+or a whole run config holding it under `model` (its other keys, input pipeline, optimizer, ..., are not read; its
+`model_name`, when present, must be a two-tower model).
+
 The keys are those of big_vision's models/proj/image_text/two_towers.py `Model`, models/vit.py `_Model` and
 models/proj/image_text/text_transformer.py `_Model`, plus those CLIPA's forks of them add (clipa_jax/models). A key
 neither codebase has is refused naming it (with the closest valid name); so is a value the import cannot represent.
@@ -33,6 +36,7 @@ import yaml
 from reclip_eval.errors import ConfigError
 from reclip_eval.names import near_matches
 
+TWO_TOWERS = ("proj.image_text.two_towers", "two_towers")  # a run config's model_name: big_vision's, CLIPA's
 TOP_KEYS = ("image", "text", "image_model", "text_model", "out_dim", "temperature_init", "bias_init")
 # big_vision vit._Model's fields, CLIPA's additions (drop_path, patch_embeding: sic), and the factory's `variant`.
 IMAGE_KEYS = ("variant", "patch_size", "width", "depth", "mlp_dim", "num_heads", "posemb", "rep_size", "dropout",
@@ -133,8 +137,13 @@ def read_model_config(given: str | Path | Mapping[str, Any]) -> ModelConfig:
 
 
 def _check(data: dict[str, Any], source: str) -> ModelConfig:
-    if "model" in data and set(data) <= {"model"} | set(TOP_KEYS) and isinstance(data["model"], dict):
-        data = data["model"]  # a whole `config` with its `model` entry: the model part is what is meant
+    if isinstance(data.get("model"), dict) and not {"image", "text"} & set(data):
+        # A whole run config (big_vision's `get_config()` as data): its `model` entry is the model's config.
+        name = data.get("model_name", TWO_TOWERS[0])
+        if name not in TWO_TOWERS:
+            raise ModelConfigError(source, f"model_name {name!r}: only two-tower models "
+                                           f"({' or '.join(map(repr, TWO_TOWERS))}) are imported")
+        data = data["model"]
     values: dict[str, Any] = {}
     _known(data, TOP_KEYS, "", source)
     for tower, keys in (("image", IMAGE_KEYS), ("text", TEXT_KEYS)):
