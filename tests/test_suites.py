@@ -266,3 +266,25 @@ def test_a_suite_file_with_problems_names_them(stand_in, tmp_path):
     assert "is listed already" in str(found.value) and "averages.Typo: flickr3k is no entry" in str(found.value)
     with pytest.raises(UnknownNameError, match="datacomp"):
         load_suite("datacomp2")
+
+
+def test_torchrun_resumes_the_same_way_and_splits_each_dataset(resumed, stand_in, tmp_path):
+    """Two processes: the main one decides what is measured already and both follow; the task left is split across
+    them, and its metrics equal the single-process run's."""
+    import shutil
+
+    suite, data = stand_in
+    out = tmp_path / "two"
+    out.mkdir()
+    shutil.copy2(resumed["out"] / "reclip-demo__flickr30k.json", out)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    multi = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "reclip_eval",
+         "--model", "reclip-demo", "--task", f"{suite.parent / 'shapes-wds.yaml'},flickr30k", "--data-dir", str(data),
+         "--output", str(out), "--workers", "0", "--batch-size", "32", "--device", "cpu"],
+        capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
+    assert multi.returncode == 0, multi.stderr[-3000:]
+    assert _stored_lines(multi.stderr, "not evaluated again") == {"reclip-demo__flickr30k.json"}
+    assert _stored_lines(multi.stderr, "written") == {"reclip-demo__shapes-wds.json"}
+    one, two = (json.loads((folder / "reclip-demo__shapes-wds.json").read_text()) for folder in (resumed["out"], out))
+    assert two["metrics"] == one["metrics"] and two["counts"] == one["counts"]

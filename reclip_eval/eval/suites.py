@@ -80,8 +80,9 @@ class Suite:
     path: str = ""
 
     def task_ref(self, entry: SuiteTask) -> str:
-        """What load_task reads for `entry`: a YAML beside the suite file, or the task's name."""
-        assert entry.task is not None
+        """What load_task reads for `entry` (one with a task): a YAML beside the suite file, or the task's name."""
+        if entry.task is None:
+            raise ValueError(f"{self.path}: {entry.key} has no task")  # a caller's bug: only runnable entries ask
         relative = Path(self.path).parent / entry.task
         return str(relative) if entry.task.endswith((".yaml", ".yml")) and relative.is_file() else entry.task
 
