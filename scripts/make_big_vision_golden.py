@@ -136,17 +136,26 @@ def caption_corpus(n: int = 400) -> list[str]:
 
 
 def train_sentencepiece(folder: Path) -> Path:
+    import shutil
+    import tempfile
+
     import sentencepiece as spm
 
-    corpus = folder / "corpus.txt"
-    corpus.write_text("\n".join(caption_corpus()) + "\n")
-    # T5's id convention, which big_vision's SentencePiece models have: <pad> 0, </s> 1, <unk> 2, no <s>.
-    spm.SentencePieceTrainer.train(
-        input=str(corpus), model_prefix=str(folder / "spm"), vocab_size=64, model_type="unigram",
-        pad_id=0, eos_id=1, unk_id=2, bos_id=-1, num_threads=1, character_coverage=1.0, seed_sentencepiece_size=2000,
-        normalization_rule_name="identity", minloglevel=2)  # identity: no 200 kB NFKC table in a tiny file
-    corpus.unlink()
-    (folder / "spm.vocab").unlink()
+    # Trained in a scratch folder under relative names: the model records its trainer's input and prefix paths,
+    # which would otherwise make the file differ from run to run.
+    with tempfile.TemporaryDirectory() as scratch:
+        cwd = os.getcwd()
+        os.chdir(scratch)
+        try:
+            Path("corpus.txt").write_text("\n".join(caption_corpus()) + "\n")
+            # T5's id convention, which big_vision's SentencePiece models have: <pad> 0, </s> 1, <unk> 2, no <s>.
+            spm.SentencePieceTrainer.train(
+                input="corpus.txt", model_prefix="spm", vocab_size=64, model_type="unigram", pad_id=0, eos_id=1,
+                unk_id=2, bos_id=-1, num_threads=1, character_coverage=1.0, seed_sentencepiece_size=2000,
+                normalization_rule_name="identity", minloglevel=2)  # identity: no 200 kB NFKC table in a tiny file
+            shutil.copyfile("spm.model", folder.resolve() / "spm.model")
+        finally:
+            os.chdir(cwd)
     return folder / "spm.model"
 
 
