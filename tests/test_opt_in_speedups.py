@@ -18,6 +18,7 @@ from reclip_eval.eval.results_store import store_results
 from reclip_eval.eval.runner import EvalOptions, evaluate
 from reclip_eval.eval.tasks import load_task
 from reclip_eval.models import CLIP, build_config
+from reclip_eval.models.presets import with_image_size
 from reclip_eval.zoo.reclip import ReclipAdapter
 
 from .conftest import run_cli
@@ -32,9 +33,10 @@ def _encoded(width: int, height: int, format: str) -> bytes:
 
 
 @pytest.mark.parametrize(("size", "side", "expected"), [
-    ((500, 375), 64, (125, 94)),  # 1/4: the largest reduction keeping both sides >= 64 (1/8 gives 63 x 47)
-    ((500, 375), 160, (250, 188)),  # 1/2
-    ((500, 375), 224, (500, 375)),  # under twice the side: decoded in full
+    ((500, 375), 64, (125, 94)),  # 1/4: the largest reduction keeping both sides >= 1.25 x 64 (1/8 gives 63 x 47)
+    ((500, 375), 128, (250, 188)),  # 1/2
+    ((500, 375), 160, (500, 375)),  # 375 < 2 x 1.25 x 160: decoded in full
+    ((128, 128), 64, (128, 128)),  # the demo's JPEGs at 64 px: 1/2 would leave no margin, decoded in full
     ((500, 375), None, (500, 375)),  # not asked for
 ])
 def test_draft_decodes_a_jpeg_at_the_largest_reduction_keeping_the_side(size, side, expected):
@@ -57,8 +59,9 @@ def test_draft_side_is_the_largest_size_of_the_pass_and_only_when_asked():
 
 
 def _tiny() -> ReclipAdapter:
+    """The tiny model at 16 px: the test set's 64 px JPEGs are 4 x its side, so a draft decode (1/2) applies."""
     torch.manual_seed(0)
-    return ReclipAdapter(CLIP(build_config("tiny")), "tiny-decode")
+    return ReclipAdapter(CLIP(with_image_size(build_config("tiny"), 16)), "tiny-decode")
 
 
 def _seen_sizes(adapter: ReclipAdapter) -> list[tuple[int, int]]:
@@ -80,10 +83,9 @@ def test_evaluation_with_draft_decodes_reduced_and_is_recorded_as_another_measur
     full = evaluate(adapter, task, EvalOptions(data_dir=synth_dir, workers=0))
     full_sizes, seen[:] = set(seen), []
     drafted = evaluate(adapter, task, EvalOptions(data_dir=synth_dir, workers=0, decode="draft"))
-    side = adapter.image_size
-    # The set's JPEGs are 64 px: at the tiny model's 32 px they are decoded at 1/2 only when asked.
-    assert full_sizes == {(64, 64)} and side * 2 <= 64
-    assert set(seen) == {(side, side)}
+    # The set's JPEGs are 64 px: for the 16 px model they are decoded at 1/2 (32 >= 1.25 x 16) only when asked.
+    assert adapter.image_size == 16 and full_sizes == {(64, 64)}
+    assert set(seen) == {(32, 32)}
     assert "decode" not in full and drafted["decode"] == "draft"
     assert full["counts"] == drafted["counts"]
     path = tmp_path / "r.json"
@@ -134,7 +136,7 @@ def test_training_stream_decodes_reduced_only_with_the_recipe_key():
 
     list(_decode_samples(iter([dict(sample)]), transform))
     list(_decode_samples(iter([dict(sample)]), transform, draft=32))
-    assert seen == [(128, 128), (32, 32)]
+    assert seen == [(128, 128), (64, 64)]  # 1/2: 1/4 would leave 32 < 1.25 x 32
     assert load_recipe("tiny-shapes").data.decode == "full"
     assert load_recipe("tiny-shapes", ["data.decode=draft"]).data.decode == "draft"
     with pytest.raises(ConfigError, match="data.decode"):

@@ -100,7 +100,7 @@ def add_parser() -> argparse.ArgumentParser:
                    help="auto: bf16 autocast on GPU, fp32 on CPU; bf16 on a CPU (one with native bf16) is an "
                         "approximate speedup, recorded in the results")
     p.add_argument("--decode", choices=["full", "draft"], default="full",
-                   help="draft: decode JPEGs at a reduced scale (1/2, 1/4 or 1/8, keeping both sides >= the image "
+                   help="draft: decode JPEGs at a reduced scale (1/2, 1/4 or 1/8, keeping both sides >= 1.25 x the image "
                         "size), an approximate speedup recorded in the results (docs/compute.md); full: exact")
     p.add_argument("--backend", choices=BACKENDS.names(), default=DEFAULT_BACKEND,
                    help="the framework computing the embeddings: torch, or jax (our own checkpoints, converted to the "

@@ -26,7 +26,7 @@ def is_image_file(path: Path) -> bool:
 
 def open_image(source: Path | IO[bytes], draft: int | None = None) -> Image.Image:
     """The decoded image in a file (whatever its name: an annotation file named it) or a binary stream. With
-    `draft`, a JPEG is decoded at a reduced scale keeping both sides >= `draft` (data/decode.py, opt-in)."""
+    `draft`, a JPEG is decoded at a reduced scale keeping both sides >= 1.25 x `draft` (data/decode.py, opt-in)."""
     image = apply_draft(Image.open(source), draft)
     image.load()  # decode now: a truncated file fails here, not later in the transform
     return image
