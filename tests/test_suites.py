@@ -288,3 +288,13 @@ def test_torchrun_resumes_the_same_way_and_splits_each_dataset(resumed, stand_in
     assert _stored_lines(multi.stderr, "written") == {"reclip-demo__shapes-wds.json"}
     one, two = (json.loads((folder / "reclip-demo__shapes-wds.json").read_text()) for folder in (resumed["out"], out))
     assert two["metrics"] == one["metrics"] and two["counts"] == one["counts"]
+
+
+def test_reclip_eval_tasks_lists_the_suites(capsys):
+    from reclip_eval.cli.main import main
+
+    assert main(["tasks"]) == 0
+    rows = {line.split("|")[1].strip(): line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")}
+    datacomp = load_suite("datacomp")
+    assert f"{len(datacomp.runnable())} of 38" in rows["datacomp"] and "ImageNet dist. shifts" in rows["datacomp"]
+    assert "| vtab+ " in rows["clip_benchmark_vtab_plus"]

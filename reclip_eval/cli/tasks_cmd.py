@@ -26,6 +26,15 @@ def run(args: argparse.Namespace) -> int:
     aliases = [[a.alias, a.task, a.suite] for a in alias_table()]
     print(f"\nOther suites' names, accepted by --task (tasks/{ALIASES_FILE}):\n")
     print(tabulate(aliases, headers=["alias", "task", "suite"], tablefmt="github"))
+    from reclip_eval.eval.suites import CLIP_BENCHMARK_COLLECTIONS, load_suite, suite_files
+
+    collection = {suite: alias for alias, suite in CLIP_BENCHMARK_COLLECTIONS.items()}
+    suites = [load_suite(name) for name, path in suite_files().items() if path.stem == name]
+    rows = [[s.name, collection.get(s.name, ""), f"{sum(e.runnable for e in s.tasks)} of {len(s.tasks)}",
+             ", ".join(s.averages), s.description] for s in suites]
+    print("\nSuites, accepted by --task (tasks/suites/; `reclip-eval leaderboard --suite NAME` shows one):\n")
+    print(tabulate(rows, headers=["suite", "CLIP_benchmark name", "tasks run", "averages", "description"],
+                   tablefmt="github"))
     kinds = [[k.name, k.reads, ", ".join(readable_layouts(k)), k.summary] for k in TASK_KINDS.values()]
     print("\nTask kinds (a task's `kind`):\n")
     print(tabulate(kinds, headers=["kind", "reads", "layouts", "what it measures"], tablefmt="github"))
