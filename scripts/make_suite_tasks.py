@@ -147,7 +147,9 @@ def cb_task(cb_name: str, classnames: dict, templates: dict, imagenet_o: list[st
     layouts = [{"kind": layout, "split": "test"}]
     if names is not None and kind == "zeroshot_classification":  # the committed names let class folders be read
         layouts.append({"kind": "class_folders", "split": "test", "folder_names": "index"})
-    spec["data"] = {"folder": name, "layouts": layouts}
+    aliases = [f"wds_{cb_name.replace('/', '-')}"] + ([datacomp_hub_id(datacomp_key).split("/")[1]]
+                                                      if datacomp_key is not None else [])
+    spec["data"] = {"folder": name, "layouts": layouts, "folder_aliases": aliases}
     if kind != "retrieval":
         spec["classes"] = "from_data"
         if names is not None:
@@ -167,7 +169,8 @@ def datacomp_only_task(key: str, entry: dict) -> dict:
     hub = datacomp_hub_id(key)
     spec = {"name": name, "kind": "zeroshot_groups" if key in GROUPED_KIND else "zeroshot_classification",
             "description": f"DataComp's {entry['name']} ({hub}), {entry['num_classes']} classes.",
-            "data": {"folder": name, "layouts": [{"kind": "clip_benchmark_wds", "split": "test"}]},
+            "data": {"folder": name, "layouts": [{"kind": "clip_benchmark_wds", "split": "test"}],
+                     "folder_aliases": [hub.split("/")[1]]},
             "classes": "from_data", "templates": "from_data",
             "get_data": f"huggingface-cli download --repo-type dataset {hub} --local-dir {name} (or read it from the "
                         f"cache: --data-dir hf-datasets:{hub})"}

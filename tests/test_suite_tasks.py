@@ -440,3 +440,17 @@ def test_voc2007_multilabel_reads_the_sets_lists_and_equals_clip_benchmark(clip_
     assert ours["task"]["layout"] == "clip_benchmark_wds_multilabel" and ours["counts"]["classes"] == len(shapes.ids)
     assert 0.1 < ours["metrics"]["mAP"] < 1
     assert ours["metrics"]["mAP"] == pytest.approx(theirs["mean_average_precision"], abs=1e-6)
+
+
+@pytest.mark.parametrize(("task", "folder"), [("dtd", "wds_vtab-dtd"), ("dtd", "wds_vtab-dtd_test"),
+                                              ("dollar_street", "wds_dollar_street_test"), ("imagenet-o", "imagenet-o"),
+                                              ("imagenet", "wds_imagenet1k_test"), ("imagenet-sketch", "wds_imagenet_sketch")])
+def test_upstream_download_folders_are_found_under_the_data_root(task, folder, tmp_path):
+    """A data root as CLIP_benchmark's sets are named (wds_vtab-dtd) or as DataComp's download_evalsets.py fills it
+    (wds_vtab-dtd_test, wds_dollar_street_test) serves the tasks as it is."""
+    from reclip_eval.eval.tasks import locate_task_data
+
+    (tmp_path / folder / "test").mkdir(parents=True)
+    (tmp_path / folder / "test" / "nshards.txt").write_text("1\n")
+    found, layout = locate_task_data(load_task(task), tmp_path)
+    assert (found, layout.kind) == (tmp_path / folder, "clip_benchmark_wds")

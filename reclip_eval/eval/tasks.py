@@ -37,6 +37,13 @@ log = logging.getLogger(__name__)
 class DataSpec:
     folder: str  # the task's sub-folder under --data-dir
     layouts: list[LayoutSpec]  # accepted on-disk layouts, most preferred first (reclip_eval/data/layouts/)
+    # Other names the sub-folder may have: where the upstream downloads put the set (CLIP_benchmark's wds_vtab-dtd,
+    # DataComp's download_evalsets.py wds_vtab-dtd_test), so their data roots work as they are.
+    folder_aliases: list[str] = field(default_factory=list)
+
+    def candidates(self, root: Path) -> list[Path]:
+        """Where under `root` the task's data may be, in the order looked: its folder, its aliases, root itself."""
+        return [root / self.folder, *(root / alias for alias in self.folder_aliases), root]
 
 
 @dataclass(frozen=True)
@@ -262,7 +269,7 @@ def locate_task_data(spec: TaskSpec, data_dir: Path | str | None, *, workers: in
         return hub_id, hf_layouts[0]
     root = Path(data_dir).expanduser() if data_dir else default_data_dir()
     class_ids = committed_class_ids(spec)
-    for folder in (root / spec.data.folder, root):
+    for folder in spec.data.candidates(root):
         for layout in spec.data.layouts:
             if (is_present(layout, folder, len(class_ids), class_ids)
                     and (spec.synth is None or made_by_current_generator(folder, spec.synth))):
@@ -271,7 +278,7 @@ def locate_task_data(spec: TaskSpec, data_dir: Path | str | None, *, workers: in
         log.info("generating the synthetic %s set for task %s under %s", spec.synth_set, spec.name, root)
         synthesize(root, spec.synth, sets=[spec.synth_set], workers=workers)
         return root / spec.data.folder, spec.data.layouts[0]
-    hints = sorted({h for folder in (root / spec.data.folder, root) if folder.is_dir()
+    hints = sorted({h for folder in spec.data.candidates(root) if folder.is_dir()
                     for h in (partial_match(layout, folder) for layout in spec.data.layouts) if h})
     found = "".join(f"  found: {h}\n" for h in hints)
     raise DataError(
