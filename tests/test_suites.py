@@ -244,6 +244,8 @@ def test_clip_benchmark_collections_by_name():
     (["--model", "reclip-demo,openclip:ViT-B-32", "--pretrained", "openai", "--task", "shapes-zeroshot"],
      "--pretrained would apply to each of the 2 models"),
     (["--model", "reclip-demo", "--task", "datacmp"], "Did you mean: datacomp"),
+    (["--model", "reclip-demo", "--task", "vtab", "--data-dir", "hf-datasets:clip-benchmark/wds_vtab-pets"],
+     "reads one set per task"),
 ])
 def test_matrix_command_lines_are_refused_in_one_line(argv, message, capsys):
     from reclip_eval.cli.main import main

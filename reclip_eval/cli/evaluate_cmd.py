@@ -129,8 +129,10 @@ def run(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
     from reclip_eval.api import ResultsFiles, evaluate_tasks, load
+    from reclip_eval.data.layouts import HF_DATASETS_PREFIX
     from reclip_eval.device import resolve_device, resolve_precision
     from reclip_eval.distributed import init_from_env, is_main_process
+    from reclip_eval.errors import ConfigError
     from reclip_eval.eval.features import image_sweep
     from reclip_eval.eval.results_store import describe_stored
     from reclip_eval.eval.runner import EvalOptions
@@ -138,6 +140,10 @@ def run(args: argparse.Namespace) -> int:
 
     plan = plan_tasks(args.task)  # every task and suite validated before a model is loaded
     tasks, models = plan.tasks, _models(args)
+    if plan.suites and str(args.data_dir).startswith(HF_DATASETS_PREFIX):
+        # One Hub id would be read as every task's set (a from_data task takes the set's own class names).
+        raise ConfigError("--data-dir", [f"{args.data_dir} names one dataset, and the suite {plan.suites[0].name} "
+                                         "reads one set per task: give the data root holding a folder per task"])
     device = init_from_env(resolve_device(args.device))  # under torchrun: join the group, one device per process
     for line in plan.not_run() if is_main_process() else []:
         print(line, file=sys.stderr)
