@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 
 def load(spec: str, *, checkpoint: str | None = None, pretrained: str | None = None, image_size: int | None = None,
          device: str = "auto", precision: str = "auto", random_init: bool = False,
-         backend: str = "torch", model_config: str | Path | dict[str, Any] | None = None) -> ModelAdapter:
+         backend: str = "torch", model_config: str | Path | dict[str, Any] | None = None,
+         tokenizer: str | None = None) -> ModelAdapter:
     """The model a `--model` spec names, placed on `device` ("auto": a GPU when visible) at `precision` ("auto":
     bf16 autocast on a GPU, fp32 on the CPU). It has `transform` (PIL image -> tensor), `tokenize`,
     `encode_images`, `encode_texts` (L2-normalised float32 numpy arrays) and `describe()`.
@@ -35,14 +36,15 @@ def load(spec: str, *, checkpoint: str | None = None, pretrained: str | None = N
     `checkpoint` gives a named model or `openclip:ARCH` its weights, `pretrained` an `openclip:ARCH` one of
     open_clip's pretrained tags (read from the Hugging Face cache), `image_size` builds the model at another input
     size (the position embedding resampled), `random_init` evaluates `openclip:ARCH` without weights on purpose,
-    `model_config` gives `big_vision:PATH.npz` big_vision's model config (a JSON/YAML path or a dict)."""
+    `model_config` gives `big_vision:PATH.npz` big_vision's model config (a JSON/YAML path or a dict), `tokenizer`
+    its tokenizer (`sentencepiece:PATH.model`, `bert:PATH/vocab.txt`: reclip_eval.models.tokenizers)."""
     from reclip_eval.device import resolve_device, resolve_precision
     from reclip_eval.kinds import load_adapter
 
     device = resolve_device(device)
     precision = resolve_precision(precision, device)
     adapter = load_adapter(spec, checkpoint=checkpoint, pretrained=pretrained, image_size=image_size, device=device,
-                           random_init=random_init, backend=backend, model_config=model_config)
+                           random_init=random_init, backend=backend, model_config=model_config, tokenizer=tokenizer)
     return adapter.place(device, precision)
 
 

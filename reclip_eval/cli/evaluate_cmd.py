@@ -17,7 +17,7 @@ EPILOG = """examples:
 """
 
 # Flags that give one model its weights: with several --model they would apply to all of them, so they are refused.
-PER_MODEL_FLAGS = ("checkpoint", "pretrained", "random_init", "model_config")
+PER_MODEL_FLAGS = ("checkpoint", "pretrained", "random_init", "model_config", "tokenizer")
 
 
 def _sizes(text: str) -> list[int]:
@@ -81,6 +81,11 @@ def add_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-config", metavar="FILE",
                    help="for big_vision:PATH.npz: big_vision's model config (config.model, JSON or YAML, its own key "
                         "names) for what the weights cannot tell, e.g. the image and text pool_type")
+    p.add_argument("--tokenizer", metavar="SPEC",
+                   help="for big_vision:PATH.npz: the tokenizer it was trained with, tokenising as big_vision / CLIPA "
+                        "do: sentencepiece:PATH.model[,eos=sticky,pad_value=1,lower=true] (SigLIP, LiT), "
+                        "bert:PATH/vocab.txt (CLIPA), or a big_vision pp string 'tokenize(...)' (default: CLIP's "
+                        "BPE, for a 49,408-row text embedding)")
     p.add_argument("--data-dir", help="data root (default: $RECLIP_DATA, else the cache dir), a task's folder, or "
                                       "hf-datasets:ID for a Hugging Face Hub dataset")
     p.add_argument("--output", type=Path, default=DEFAULT_RESULTS_DIR,
@@ -159,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
         # Every size's model first: one pass over a task's images feeds them all (each image decoded once).
         adapters = [load(spec, checkpoint=args.checkpoint, pretrained=args.pretrained, image_size=size,
                          device=device, precision=precision, random_init=args.random_init, backend=args.backend,
-                         model_config=args.model_config)
+                         model_config=args.model_config, tokenizer=args.tokenizer)
                     for size in args.image_size or [None]]
         with image_sweep(adapters):
             for adapter in adapters:

@@ -44,6 +44,7 @@ class LoadRequest:
     pretrained: str | None = None  # --pretrained TAG: a library's own pretrained tag (prefix forms that take one)
     # --model-config: the model's own architecture config, a path or a mapping (prefix forms that take one)
     model_config: str | Path | dict[str, Any] | None = None
+    tokenizer: str | None = None  # --tokenizer SPEC (reclip_eval.models.tokenizers; prefix forms that take one)
 
     def hub_fields(self) -> dict[str, Any]:
         """The Hub repo, revision and commit the folder was downloaded from, for the results (empty when local)."""
@@ -94,6 +95,7 @@ class PrefixForm:
     random_init: bool = False  # whether --random-init applies (an architecture without weights, on purpose)
     pretrained: bool = False  # whether --pretrained TAG applies (the library's own table of pretrained weights)
     model_config: bool = False  # whether --model-config FILE applies (the architecture config of a foreign tree)
+    tokenizer: bool = False  # whether --tokenizer SPEC applies (a foreign tree's own vocabulary)
 
     @property
     def usage(self) -> str:

@@ -73,6 +73,7 @@ def load_adapter(
     backend: str = DEFAULT_BACKEND,
     pretrained: str | None = None,
     model_config: str | Path | dict[str, Any] | None = None,
+    tokenizer: str | None = None,
 ) -> ModelAdapter:
     """The adapter for the `--model` spec `model` (see the module docstring), at `image_size` if given, computing
     on `backend` (zoo/backends.py: torch, or jax for our own checkpoints).
@@ -80,18 +81,20 @@ def load_adapter(
     `random_init` evaluates an `openclip:ARCH` without weights on purpose; without it a missing --checkpoint is
     an error, since random weights would look like a real (chance-level) result. `pretrained` names one of the
     library's own pretrained tags (`openclip:ARCH --pretrained TAG`); `model_config` is the architecture config of
-    a foreign tree (`big_vision:PATH --model-config FILE`)."""
+    a foreign tree (`big_vision:PATH --model-config FILE`); `tokenizer` a foreign tree's tokenizer spec
+    (reclip_eval.models.tokenizers: `sentencepiece:PATH.model`, `bert:PATH/vocab.txt`)."""
     form = prefix_form_of(model)
     for flag, given, applies in (("--random-init", random_init, "random_init"),
                                  ("--pretrained", pretrained, "pretrained"),
-                                 ("--model-config", model_config is not None, "model_config")):
+                                 ("--model-config", model_config is not None, "model_config"),
+                                 ("--tokenizer", tokenizer is not None, "tokenizer")):
         if given and not (form is not None and getattr(form, applies)):
             allowed = " or ".join(f.usage for f in prefix_forms() if getattr(f, applies))
             raise CheckpointError(f"{model}: {flag} applies to {allowed} models only"
                                   f"{_architecture_hint(model, pretrained) or '; drop it'}")
     to_backend = BACKENDS.get(backend)  # an unknown backend fails before any model is loaded
     request = LoadRequest(model_id=model, image_size=image_size, checkpoint=checkpoint, random_init=random_init,
-                          pretrained=pretrained, model_config=model_config)
+                          pretrained=pretrained, model_config=model_config, tokenizer=tokenizer)
     return to_backend(_load(model, form, request)).place(device)
 
 
