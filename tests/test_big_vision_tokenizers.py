@@ -141,6 +141,37 @@ def test_vocabulary_must_fit_the_embedding():
         {"name": "clip-bpe", "context_length": 16}
 
 
+def _with_pieces(tmp_path: Path, pieces: list[str], kind: str) -> Path:
+    """The fixture model with `pieces` appended, as T5's mc4 model holds its <extra_id_N> (big_vision's
+    ops_text._add_pieces appends user-defined pieces the same way)."""
+    from sentencepiece import sentencepiece_model_pb2
+
+    proto = sentencepiece_model_pb2.ModelProto.FromString(SPM.read_bytes())
+    piece_type = getattr(sentencepiece_model_pb2.ModelProto.SentencePiece, kind)
+    for piece in pieces:
+        proto.pieces.append(sentencepiece_model_pb2.ModelProto.SentencePiece(piece=piece, score=0.0, type=piece_type))
+    path = tmp_path / f"{kind.lower()}.model"
+    path.write_bytes(proto.SerializeToString())
+    return path
+
+
+def test_special_pieces_beyond_the_embedding_are_accepted_and_refused_when_spelled_out(tmp_path):
+    """SigLIP i18n: 250,000 rows, mc4's model has 100 <extra_id_N> pieces after them."""
+    extra = _with_pieces(tmp_path, ["<extra_id_0>", "<extra_id_1>"], "USER_DEFINED")
+    tokenizer = tokenizer_for_tree(f"sentencepiece:{extra}", rows=64, context_length=16, source="t.npz")
+    assert tokenizer.vocab_size == 66
+    assert tokenizer(["a red circle"]).tolist() == build_tokenizer(f"sentencepiece:{SPM}", context_length=16)(
+        ["a red circle"]).tolist()
+    with pytest.raises(ReclipError, match=r"'<extra_id_1>' \(id 65\) has no row in the text embedding \(64 rows"):
+        tokenizer(["a <extra_id_1> circle"])
+    ordinary = _with_pieces(tmp_path, ["▁hexagonal"], "NORMAL")
+    with pytest.raises(ReclipError, match=r"64 rows, but tokenizer .* has 65 tokens \(piece '▁hexagonal' \(id 64\) is "
+                                          r"an ordinary piece"):
+        tokenizer_for_tree(f"sentencepiece:{ordinary}", rows=64, context_length=16, source="t.npz")
+    with pytest.raises(ReclipError, match=r"the pad_value id 64 has no row"):
+        tokenizer_for_tree(f"sentencepiece:{extra},pad_value=64", rows=64, context_length=16, source="t.npz")
+
+
 def _tree(tmp_path: Path, vocab_size: int) -> tuple[Path, Path]:
     """A big_vision tree (class-token image tower, 'last' text pool) with a `vocab_size`-row text embedding."""
     numerics = {"activation": "gelu_tanh", "layer_norm_eps": 1e-6}

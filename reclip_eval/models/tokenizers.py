@@ -112,7 +112,9 @@ def tokenizer_for_tree(spec: str | TokenizerSpec | None, *, rows: int, context_l
                        source: str) -> TextTokenizer:
     """The tokenizer for a text tower with `rows` embedding rows: `spec`'s, or CLIP's BPE when none is given and
     the tower has CLIP's 49,408 rows (any other size is refused: its tokenizer cannot be guessed). The tokenizer's
-    ids must all have a row; more rows than ids is accepted (CLIPA's towers: 32,000 rows, bert-base's 30,522)."""
+    ids must all have a row; more rows than ids is accepted (CLIPA's towers: 32,000 rows, bert-base's 30,522). A
+    SentencePiece model may have more pieces than rows when every piece beyond them is a special one (T5's
+    `<extra_id_N>` after mc4's 250,000, SigLIP i18n's 250,000 rows): a caption that spells one out is refused."""
     if spec is None:
         if rows != CLIP_VOCAB:
             raise CheckpointError(f"{source}: the text embedding has {rows} rows, not CLIP's BPE ({CLIP_VOCAB}); "
@@ -121,8 +123,11 @@ def tokenizer_for_tree(spec: str | TokenizerSpec | None, *, rows: int, context_l
     parsed = spec if isinstance(spec, TokenizerSpec) else parse_tokenizer_spec(spec)
     tokenizer = parsed.build(context_length)
     if tokenizer.vocab_size > rows:
-        raise CheckpointError(f"{source}: the text embedding has {rows} rows, but tokenizer {parsed.spec!r} has "
-                              f"{tokenizer.vocab_size} tokens; they must be the model's own vocabulary")
+        limit = getattr(tokenizer, "limit_to_rows", None)
+        why = limit(rows) if limit is not None else "the ids beyond have no row"
+        if why:
+            raise CheckpointError(f"{source}: the text embedding has {rows} rows, but tokenizer {parsed.spec!r} has "
+                                  f"{tokenizer.vocab_size} tokens ({why}); they must be the model's own vocabulary")
     return tokenizer
 
 

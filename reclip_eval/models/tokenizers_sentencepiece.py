@@ -42,8 +42,9 @@ class SentencePieceTokenizer(FileTokenizer):
             raise CheckpointError(f"tokenizer {spec!r}: the sentencepiece package is not installed "
                                   "(pip install 'reclip-eval[hf]')") from None
         processor = sentencepiece.SentencePieceProcessor()
+        self._model = path.read_bytes()
         try:
-            processor.LoadFromSerializedProto(path.read_bytes())
+            processor.LoadFromSerializedProto(self._model)
         except (RuntimeError, OSError, TypeError) as e:
             raise CheckpointError(f"tokenizer {spec!r}: {path} is not a SentencePiece model "
                                   f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
@@ -60,11 +61,30 @@ class SentencePieceTokenizer(FileTokenizer):
             raise CheckpointError(f"tokenizer {spec!r}: pad_value={pad_value!r} is no id of {path} "
                                   f"({self.vocab_size} pieces)")
         self.eos, self.lower, self.add_bos, self.pad_value = eos, lower, add_bos, pad_value
+        self.rows: int | None = None  # the text embedding's rows, when fewer than the pieces (limit_to_rows)
+
+    def limit_to_rows(self, rows: int) -> str | None:
+        """Pair with an embedding of `rows` < pieces: None (and each caption checked) when every piece from `rows`
+        on is a special one (control, user-defined, unused, byte) and the ids the rules add have rows; else why not."""
+        used = {"pad_value": self.pad_id, "eos": self._processor.eos_id() if self.eos != "none" else -1,
+                "add_bos": self._processor.bos_id() if self.add_bos else -1}
+        beyond = [name for name, index in used.items() if index >= rows]
+        if beyond:
+            return f"the {beyond[0]} id {used[beyond[0]]} has no row"
+        normal = _first_normal_piece(self._model, rows)
+        if normal is not None:
+            return f"piece {self._processor.id_to_piece(normal)!r} (id {normal}) is an ordinary piece without a row"
+        self.rows = rows
+        return None
 
     def encode_ids(self, text: str) -> list[int]:
         if self.lower:
             text = text.translate(ASCII_LOWER)
         ids = self._processor.encode(text, out_type=int, add_bos=self.add_bos, add_eos=self.eos != "none")
+        if self.rows is not None and max(ids, default=0) >= self.rows:
+            piece = self._processor.id_to_piece(max(ids))
+            raise CheckpointError(f"caption {text!r}: its piece {piece!r} (id {max(ids)}) has no row in the text "
+                                  f"embedding ({self.rows} rows; a special piece spelled out in the text)")
         length = self.context_length
         if self.eos == "sticky" and len(ids) >= length:
             return ids[:length - 1] + ids[-1:]  # too long: cut, but keep the final </s>
@@ -75,6 +95,21 @@ class SentencePieceTokenizer(FileTokenizer):
         return {"op": "big_vision tokenize", "eos": self.eos, "pad_value": self.pad_value, "pad_id": self.pad_id,
                 "eos_id": self._processor.eos_id(), "lower": "ascii" if self.lower else False,
                 "add_bos": self.add_bos}
+
+
+def _first_normal_piece(model: bytes, first: int) -> int | None:
+    """The first id >= `first` whose piece is ordinary (SentencePiece's NORMAL or UNKNOWN type), None when all are
+    special. The types are read from the model's protobuf (sentencepiece's own schema module; it needs protobuf):
+    the processor tells control, unused and byte pieces, not user-defined ones."""
+    try:
+        from sentencepiece import sentencepiece_model_pb2
+    except ImportError:  # protobuf missing: the piece types cannot be read, so none counts as special
+        return first
+    proto = sentencepiece_model_pb2.ModelProto()
+    proto.ParseFromString(model)
+    types = sentencepiece_model_pb2.ModelProto.SentencePiece
+    special = {types.CONTROL, types.USER_DEFINED, types.UNUSED, types.BYTE}
+    return next((i for i in range(first, len(proto.pieces)) if proto.pieces[i].type not in special), None)
 
 
 def _build(path: Path, *, context_length: int, spec: str, **options: Any) -> SentencePieceTokenizer:
