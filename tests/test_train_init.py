@@ -16,14 +16,14 @@ from reclip_eval.checkpoint import file_sha256, load_model, save_checkpoint
 from reclip_eval.errors import CheckpointError, ConfigError
 from reclip_eval.jax_train.trainer import train_jax
 from reclip_eval.models.clip import CLIP
-from reclip_eval.models.pos_embed import resample_pos_embed
+from reclip_eval.models.pos_embed import resample_pos_embed, resample_text_pos_embed
 from reclip_eval.train.init_from import InitConfig, load_init
 from reclip_eval.train.loop import TrainingError, train
 from reclip_eval.train.recipe import load_recipe
 from reclip_eval.train.stage_setup import build_model
 from reclip_eval.zoo.resolve import load_adapter
 
-from .conftest import die_after_resume_points
+from .conftest import die_after_resume_points, run_cli
 from .test_big_vision_import import BIG_VISION, _random_params
 
 # tiny-shapes cut to a few steps: stage 0 at 16 px (the checkpoints' 32 px grid of 4x4 resampled to 2x2), then 32 px.
@@ -161,6 +161,11 @@ def test_position_table_goes_through_the_one_resampler(open_clip_file, caplog):
         resampled = [r.getMessage() for r in caplog.records if "resampling visual.pos_embed" in r.getMessage()]
         assert resampled == ([] if grid == 4 else [f"init openclip:{ARCH}: resampling visual.pos_embed 4x4 -> "
                                                    f"{grid}x{grid} (bilinear, align_corners=True, antialias=False)"])
+    # text_positions: resize gives the table the first stage's text length, through the text resampler
+    recipe = load_recipe("tiny-shapes", SHORT + _init_args(open_clip_file) + ["text_positions=resize"])
+    built = build_model(recipe, load_init(recipe.init))
+    torch.testing.assert_close(built.text.pos_embed.detach(),
+                               resample_text_pos_embed(model.positional_embedding.detach()[None], 16), rtol=0, atol=0)
 
 
 def test_refusals_name_what(synth_dir, tmp_path, open_clip_file, converted_copy):
@@ -189,6 +194,18 @@ def test_refusals_name_what(synth_dir, tmp_path, open_clip_file, converted_copy)
         assert not (tmp_path / "run").exists()  # refused before the run folder was touched
     with pytest.raises(ConfigError, match=r"model: required key is missing \(or init"):
         load_recipe("tiny-shapes", ["model=null"])
+    # on the command line: exit 2 and one line naming the init and what it holds; an open_clip folder this time
+    quick = tmp_path / "quick-folder"
+    quick.mkdir()
+    (quick / "open_clip_config.json").write_text(json.dumps({"model_cfg": {**OPEN_CLIP, "quick_gelu": True},
+                                                            "preprocess_cfg": {}}))
+    (quick / "open_clip_model.safetensors").write_bytes(open_clip_file[1].read_bytes())
+    result = run_cli("train", "tiny-shapes", "--out", str(tmp_path / "cli"), "--data-dir", str(synth_dir), *SHORT,
+                     f"init={quick}")
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and f"init {quick}: image tower activation is QuickGELU" in errors[0], result.stderr
+    assert not (tmp_path / "cli").exists()
 
 
 def test_transformers_models_are_refused(tmp_path):
