@@ -44,6 +44,11 @@ CASES = [
      {"image": {"pool_type": "0"}, "text": {"pool_type": "first"}}),
     ("big_vision gap, text mean", "big_vision", _config(BV, {"pool": "mean_all", **BV}),
      {"image": {"pool_type": "gap", "posemb": "learn"}, "text": {"pool_type": "mean"}}),
+    ("big_vision tok, text max", "big_vision", _config({"pool": "cls", "class_token_position": False, **BV},
+                                                       {"pool": "max_all", **BV}),
+     {"image": {"pool_type": "tok"}, "text": {"pool_type": "max"}}),
+    ("big_vision map, text map", "big_vision", _config({"pool": "map", **BV}, {"pool": "map", **BV}),
+     {"image": {"pool_type": "map"}, "text": {"pool_type": "map"}}),
     ("CLIPA 0, text tok", "clipa", _config({"pool": "first", "final_norm": False, **CLIPA_IMAGE},
                                            {"pool": "first", **FLAX_NUMERICS}),
      {"image": {"pool_type": "0"}, "text": {"pool_type": "tok"}}),
@@ -55,6 +60,7 @@ CASES = [
      {"image": {"pool_type": "tok"}, "text": {"pool_type": "last"}}),
 ]
 IDS = [case[0] for case in CASES]
+BY_ID = {case[0]: case for case in CASES}
 
 
 def _torch_model(config, flat):
@@ -152,7 +158,7 @@ def _message(error) -> str:
 
 
 def test_an_ambiguous_tree_without_a_config_is_refused_naming_the_keys(tmp_path):
-    name, layout, config, stated = CASES[-1]  # CLIPA tok: its tree always has img/cls and encoder_norm
+    name, layout, config, stated = BY_ID["CLIPA tok"]  # its tree always has img/cls and encoder_norm
     path, _ = _write_tree(tmp_path, layout, config, stated)
     with pytest.raises(CheckpointError) as error:
         load_adapter(f"big_vision:{path}")
@@ -172,23 +178,39 @@ def test_an_ambiguous_tree_without_a_config_is_refused_naming_the_keys(tmp_path)
     message = _message(error)
     assert "image.pool_type" not in message and "model.text.pool_type" in message
     # A big_vision tree without img/cls or a MAP head fits GAP and "0".
-    path, _ = _write_tree(tmp_path, "big_vision", CASES[1][2], CASES[1][3])
+    path, _ = _write_tree(tmp_path, "big_vision", *BY_ID["big_vision 0, text first"][2:])
     with pytest.raises(CheckpointError, match=r"image\.pool_type \(a big_vision tree without img/cls or "
                                               r"img/MAPHead_0: 'gap' or '0' both fit\)"):
         import_two_towers(path)
+
+
+def test_a_tree_whose_weights_decide_everything_loads_without_a_config(tmp_path):
+    """MAP heads on both towers (SigLIP-style image pooling, big_vision's text "map") store their pooling."""
+    name, layout, config, stated = BY_ID["big_vision map, text map"]
+    path, flat = _write_tree(tmp_path, layout, config, stated)
+    adapter = load_adapter(f"big_vision:{path}")
+    assert adapter.describe()["architecture"]["text"]["pool_type"] == "map"
+    assert adapter.describe()["architecture"]["model_config"] is None
+    pixels, tokens = _inputs()
+    want_image, want_text = _embed_flax(config, flat, pixels.numpy(), tokens.numpy())
+    np.testing.assert_allclose(adapter.encode_images(pixels), want_image, rtol=0, atol=1e-5)
+    with torch.no_grad():
+        np.testing.assert_allclose(adapter.model.encode_text(tokens).numpy(), want_text, rtol=0, atol=1e-5)
 
 
 BAD_CONFIGS = [  # (id, model config, the line's expected text); the tree is big_vision map + b (CASES[0])
     ("unknown key", {"image": {"pool_typ": "map"}}, r"image\.pool_typ: not a key of .*did you mean 'pool_type'\?"),
     ("unknown top key", {"outdim": 24}, r"outdim: not a key of big_vision's model config; did you mean 'out_dim'"),
     ("unknown pool", {"image": {"pool_type": "avg"}}, r"image\.pool_type 'avg': expected one of 'gap', 'tok'"),
-    ("unsupported text pool", {"text": {"pool_type": "max"}}, r"text\.pool_type 'max': max pooling is not impl"),
+    ("unsupported text pool", {"text": {"pool_type": "none"}}, r"text\.pool_type 'none': expected one of 'last'"),
+    ("text map the weights refute", {"image": {"pool_type": "map"}, "text": {"pool_type": "map"}},
+     r"text\.pool_type 'map' does not fit .*: the tree has no text MAP head"),
     ("pool the weights refute", {"image": {"pool_type": "tok"}},
      r"image\.pool_type 'tok' does not fit .*big_vision\.npz: its big_vision weights fit 'map'"),
     ("default pool the weights refute", {"text": {"pool_type": "last"}},
      r"image\.pool_type 'gap' \(big_vision's default: the config leaves it out\) does not fit"),
     ("CLIPA's text pool on big_vision", {"image": {"pool_type": "map"}, "text": {"pool_type": "tok"}},
-     r"text\.pool_type 'tok': not a pool_type of big_vision's text tower \('last', 'first' or 'mean'\)"),
+     r"text\.pool_type 'tok': not a pool_type of big_vision's text tower \('last', 'first', 'mean', 'max' or 'map'\)"),
     ("variant", {"image": {"variant": "B/16", "pool_type": "map"}},
      r"image\.variant 'B/16' means width 768, but .*big_vision\.npz has width 32"),
     ("explicit size", {"image": {"pool_type": "map"}, "text": {"num_heads": 4}},
@@ -267,7 +289,7 @@ def test_checkpoints_keep_loading_and_the_new_options_round_trip(tmp_path):
     assert stored["vision"].pop("final_norm") is True
     (directory / CONFIG_NAME).write_text(json.dumps(stored))
     assert read_config(directory) == build_config("tiny")
-    config = CASES[4][2]  # CLIPA map without a final norm, text gap
+    config = BY_ID["CLIPA map, text gap"][2]  # no final norm
     model = _torch_model(config, _random_params(config))
     loaded = load_model(save_checkpoint(model, tmp_path / "new"))
     assert loaded.config == config

@@ -11,9 +11,10 @@ Image towers (big_vision models/vit.py, CLIPA clipa_jax/models/vit.py), after th
 
 So a big_vision tree tells "tok" (img/cls) and "map" (img/MAPHead_0) apart from "gap" / "0", which only a config can
 separate; a CLIPA tree tells "map" and "0" (no encoder_norm) from "gap" / "tok" (which differ only in the forward).
-Text towers never store their pooling: big_vision's "last" / "first" / "mean" (every position, padding included),
-CLIPA's "last" / "tok" (the first position) / "gap" (every position but the first); it comes from the config, or big_vision's default "last" when a config
-is given that leaves it out.
+Text towers store their pooling only as a MAP head (big_vision's text "map", txt/MAPHead_0); big_vision's "last" /
+"first" / "mean" (every position, padding included) / "max" and CLIPA's "last" / "tok" (the first position) / "gap"
+(every position but the first) come from the config, or big_vision's default "last" when a config is given that
+leaves it out.
 """
 
 from __future__ import annotations
@@ -39,8 +40,10 @@ _IMAGE = {
 # our TextConfig pool for each (layout, pool_type); a pair missing is not that codebase's value.
 _TEXT = {("big_vision", "last"): "last", ("big_vision", "first"): "first", ("big_vision", "mean"): "mean_all",
          ("big_vision", "gap"): "mean_all", ("clipa", "last"): "last", ("clipa", "tok"): "first",
-         ("clipa", "gap"): "mean_after_first"}
-_TEXT_NAMES = {"big_vision": ("last", "first", "mean"), "clipa": ("last", "tok", "gap")}  # as messages list them
+         ("clipa", "gap"): "mean_after_first", ("big_vision", "max"): "max_all", ("big_vision", "gmp"): "max_all",
+         ("big_vision", "map"): "map"}
+# As messages list them (big_vision's "gap" and "gmp" are other names of "mean" and "max").
+_TEXT_NAMES = {"big_vision": ("last", "first", "mean", "max", "map"), "clipa": ("last", "tok", "gap")}
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,10 @@ def resolve(flat: Mapping[str, Any], layout: str, config: ModelConfig | None, so
         image_pool = fits[0]
         why = "always stores img/cls" if layout == "clipa" else "without img/cls or img/MAPHead_0"
         unresolved.append(f"image.pool_type (a {_layout_name(layout)} tree {why}: {_either(fits)} both fit)")
-    if config is None:
+    text_map = any(k.startswith("txt/MAPHead_0/") for k in flat)
+    if config is None and text_map:
+        text_pool = "map"  # the text tower's own MAP head: the one pooling that stores weights
+    elif config is None:
         text_pool = "last"
         unresolved.append("text.pool_type (the weights never say how the text tower pools: "
                           f"{_either(_TEXT_NAMES[layout])})")
@@ -98,6 +104,11 @@ def resolve(flat: Mapping[str, Any], layout: str, config: ModelConfig | None, so
             why = f"not a pool_type of {_layout_name(layout)}'s text tower (" \
                 f"{_either(_TEXT_NAMES[layout])})"
             raise ModelConfigError(config.source, f"text.pool_type {text_pool!r}: {why}")
+        if (text_pool == "map") != text_map:
+            default = "" if "text.pool_type" in config.values else " (big_vision's default: the config leaves it out)"
+            has = "has a text MAP head (txt/MAPHead_0)" if text_map else "has no text MAP head"
+            raise ModelConfigError(config.source, f"text.pool_type {text_pool!r}{default} does not fit {source}: "
+                                                  f"the tree {has}")
     return Architecture(image_pool, text_pool, _IMAGE[layout, image_pool], _TEXT[layout, text_pool]), unresolved
 
 

@@ -49,8 +49,7 @@ SIZE_KEYS = ("width", "depth", "mlp_dim", "num_heads")
 IMAGE_POOLS = {"gap": None, "tok": None, "map": None, "0": None,
                "none": "returns the token map, not one embedding per image"}
 TEXT_POOLS = {"last": None, "first": None, "mean": None, "gap": None, "tok": None,
-              "max": "max pooling is not implemented here", "gmp": "max pooling is not implemented here",
-              "map": "a text MAP head is not implemented here"}
+              "max": None, "gmp": None, "map": None}
 IMAGE_POSEMBS = {"learn": None, "sincos2d": None}
 TEXT_POSEMBS = {"learn": None, "sincos1d": "CLIPA's fixed 1-D sin-cos text positions are not implemented here"}
 IMAGE_MODELS = ("vit",)

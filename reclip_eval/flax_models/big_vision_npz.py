@@ -28,6 +28,7 @@ clipa_jax/models, a fork of them):
     t (1,): log temperature (not clamped)        t
 
     img/MAPHead_0/... (pool_type "map")          the same (no encoder_norm then)
+    txt/MAPHead_0/... (text pool_type "map")     -
     b (1,): SigLIP's logit bias                  -
 
 Scanned encoders (`scan=True`) hold one `encoderblock` with a leading depth axis; it is split into per-layer blocks.
@@ -248,10 +249,9 @@ def import_two_towers(path: str | Path, *, layout: str | None = None, image_size
     tree = detect_layout(flat, source)
     if layout is not None and TREE_LAYOUTS.get(layout) is not tree:
         raise CheckpointError(f"{source}: layout {layout!r} asked for, but the tree is {tree.name}'s")
-    for key, what in (("img/pre_logits/kernel", "a pre-logits layer (rep_size)"),
-                      ("txt/MAPHead_0/probe", "text MAP-head pooling")):
-        if key in flat:
-            raise CheckpointError(f"{source}: {key} is in the checkpoint: {what} is not part of this model")
+    if "img/pre_logits/kernel" in flat:
+        raise CheckpointError(f"{source}: img/pre_logits/kernel is in the checkpoint: a pre-logits layer (rep_size) "
+                              "is not part of this model")
     logit_bias = _logit_bias(flat, source)
     renamed, stored_names = _rename({k: v for k, v in flat.items() if k != "b"}, tree)
     arch, unresolved = resolve(renamed, tree.name, config, source)

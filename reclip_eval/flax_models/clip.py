@@ -186,6 +186,7 @@ UNMASKED_POOLS = {
     "first": lambda x: x[:, 0],
     "mean_all": lambda x: x.mean(axis=1),
     "mean_after_first": lambda x: x[:, 1:].mean(axis=1),
+    "max_all": lambda x: x.max(axis=1),
 }
 
 
@@ -214,6 +215,9 @@ class TextTower(nn.Module):
             pooled = x[jnp.arange(x.shape[0]), tokens.argmax(axis=-1)]
         elif c.pool in UNMASKED_POOLS:  # no mask at all, as big_vision / CLIPA
             pooled = UNMASKED_POOLS[c.pool](encoder(x))
+        elif c.pool == "map":
+            pooled = MAPHead(c.heads, c.mlp_ratio, c.activation, c.layer_norm_eps, self.dtype, name="MAPHead_0")(
+                encoder(x))
         else:
             valid = tokens != 0
             x = encoder(x, valid[:, None, None, :])  # padding masked as keys only, as torch's key_padding_mask

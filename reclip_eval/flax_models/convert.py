@@ -151,6 +151,8 @@ def pieces_for(config: CLIPConfig) -> list[Piece]:
     pieces += [_same("text.token_embed.weight", "txt/Embed_0/embedding", (t.vocab_size, t.width)),
                _same("text.pos_embed", "txt/pos_embedding", (1, t.context_length, t.width))]
     pieces += _encoder("text", "txt/Encoder_0", t.layers, t.width, t.heads, t.mlp_ratio)
+    if t.pool == "map":
+        pieces += _map_head("text.map_head", "txt/MAPHead_0", t.width, t.heads, t.mlp_ratio)
     pieces += _head("text", "txt", t.width, embed, t.head_bias)
     pieces.append(Piece(("logit_scale",), ("t",), ((1,),), lambda a: [a[0].reshape(1)], lambda a: [a[0].reshape(())]))
     return pieces

@@ -155,8 +155,9 @@ class TextConfig:
     # "first": unmasked as "last", features at the first position (big_vision's "first", CLIPA's "tok").
     # "mean_all": unmasked as "last", the mean over every position, padding included (big_vision's "mean"/"gap";
     # not our "mean", which masks the padding and leaves it out of the mean); "mean_after_first": the same without the
-    # first position (CLIPA's "gap").
-    pool: Literal["eot", "mean", "last", "first", "mean_all", "mean_after_first"] = "eot"
+    # first position (CLIPA's "gap"); "max_all": the maximum over every position (big_vision's "max" / "gmp");
+    # "map": a MAP head over every position (big_vision's text "map", models/map_head.py).
+    pool: Literal["eot", "mean", "last", "first", "mean_all", "mean_after_first", "max_all", "map"] = "eot"
     tokenizer: Literal["clip-bpe"] = "clip-bpe"
     head_bias: bool = False  # a bias in the projection to the embedding space (big_vision's text `head`)
     activation: Literal["gelu", "gelu_tanh"] = "gelu"

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from reclip_eval.models.config import TextConfig
+from reclip_eval.models.map_head import MAPHead
 from reclip_eval.models.pos_embed import TEXT_RESAMPLE, resample_text_pos_embed
 from reclip_eval.models.transformer import Transformer, init_transformer_, layer_norm
 
@@ -36,6 +37,7 @@ UNMASKED_POOLS = {
     "first": lambda x: x[:, 0],
     "mean_all": lambda x: x.mean(dim=1),
     "mean_after_first": lambda x: x[:, 1:].mean(dim=1),
+    "max_all": lambda x: x.amax(dim=1),
 }
 
 
@@ -48,6 +50,8 @@ class TextTower(nn.Module):
         self.transformer = Transformer(config.width, config.layers, config.heads, config.mlp_ratio,
                                        activation=config.activation, eps=config.layer_norm_eps)
         self.norm = layer_norm(config.width, config.layer_norm_eps)
+        self.map_head = MAPHead(config.width, config.heads, config.mlp_ratio, config.activation,
+                                config.layer_norm_eps) if config.pool == "map" else None
         self.proj = nn.Linear(config.width, embed_dim, bias=config.head_bias)
         nn.init.normal_(self.token_embed.weight, std=0.02)
         nn.init.normal_(self.pos_embed, std=0.01)
@@ -95,6 +99,8 @@ class TextTower(nn.Module):
         elif self.config.pool in UNMASKED_POOLS:
             # No mask at all, as big_vision / CLIPA train it: the padding is part of the sequence.
             pooled = UNMASKED_POOLS[self.config.pool](self.norm(self.transformer(x)))
+        elif self.config.pool == "map":  # unmasked too, over the normalised output (big_vision's text MAPHead)
+            pooled = self.map_head(self.norm(self.transformer(x)))
         else:
             padding = tokens == 0
             x = self.norm(self.transformer(x, key_padding=padding))
