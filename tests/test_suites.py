@@ -300,3 +300,13 @@ def test_reclip_eval_tasks_lists_the_suites(capsys):
     datacomp = load_suite("datacomp")
     assert f"{len(datacomp.runnable())} of 38" in rows["datacomp"] and "ImageNet dist. shifts" in rows["datacomp"]
     assert "| vtab+ " in rows["clip_benchmark_vtab_plus"]
+
+
+def test_a_misspelt_later_model_is_refused_before_the_first_is_evaluated(tmp_path, capsys):
+    from reclip_eval.cli.main import main
+
+    for typo, message in (("reclip-dmeo", "Did you mean: reclip-demo"), ("runs/no-such", "runs/no-such: no such folder")):
+        argv = ["--model", f"reclip-demo,{typo}", "--task", "shapes-zeroshot,shapes-retrieval", "--output",
+                str(tmp_path), "--workers", "0"]
+        assert main(argv) == 2 and message in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # nothing evaluated

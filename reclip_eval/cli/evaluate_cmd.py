@@ -124,7 +124,26 @@ def _models(args: argparse.Namespace) -> list[str]:
     if len(models) > 1 and given:
         raise ConfigError("command line", [f"{', '.join(given)} would apply to each of the {len(models)} models of "
                                            "--model; evaluate a model that needs them in a command of its own"])
+    if len(models) > 1:
+        _check_names(models)
     return models
+
+
+def _check_names(models: list[str]) -> None:
+    """A later model that is no named model and no folder is refused before the first is evaluated (loading each
+    in turn would find the typo only after the models before it ran)."""
+    import reclip_eval.kinds  # noqa: F401  (registers every kind: each prefix form, openclip: hf: big_vision:, known)
+    from reclip_eval.errors import CheckpointError
+    from reclip_eval.hub import HUB_PREFIX
+    from reclip_eval.zoo.entries import load_entry
+    from reclip_eval.zoo.model_kinds import prefix_form_of
+
+    for spec in models:
+        if spec.startswith(HUB_PREFIX) or prefix_form_of(spec) is not None or Path(spec).expanduser().exists():
+            continue
+        if "/" in spec or spec.startswith((".", "~")):
+            raise CheckpointError(f"{spec}: no such folder (--model)")
+        load_entry(spec)  # an unknown name: its near matches
 
 
 def run(args: argparse.Namespace) -> int:
