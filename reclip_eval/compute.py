@@ -30,7 +30,12 @@ def recipe_rows(name: str) -> list[dict]:
     from reclip_eval.train.recipe import load_recipe
 
     recipe = load_recipe(name)
-    config = recipe.model.build(source=name)
+    if recipe.model is None:  # the architecture is the init checkpoint's (train/init_from.py)
+        from reclip_eval.train.init_from import load_init
+
+        config = load_init(recipe.init).config
+    else:
+        config = recipe.model.build(source=name)
     return [stage_row(recipe.name, stage, config, slip=recipe.slip) for stage in recipe.stages]
 
 

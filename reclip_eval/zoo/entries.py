@@ -108,6 +108,10 @@ def recipe_architecture(recipe: str) -> CLIPConfig:
     from reclip_eval.train.recipe import load_recipe
 
     loaded = load_recipe(recipe)
+    if loaded.model is None:  # the architecture is the init checkpoint's (train/init_from.py)
+        from reclip_eval.train.init_from import load_init
+
+        return with_image_size(load_init(loaded.init).config, loaded.stages[-1].image_size)
     return with_image_size(loaded.model.build(source=f"recipe {loaded.name}"), loaded.stages[-1].image_size)
 
 
