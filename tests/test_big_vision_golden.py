@@ -172,3 +172,18 @@ def test_cli_refuses_a_clipa_tree_without_config(synth_dir, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and "pool_type" in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "res").exists() or not any((tmp_path / "res").iterdir())
+
+
+@pytest.mark.parametrize(("name", "image_pool", "text_pool"), [("bv_gap_learn_mean_sp", "0", "last"),
+                                                               ("clipa_gap_sincos2d_last_bert", "tok", "tok")])
+def test_a_wrong_config_is_caught_by_the_fixtures(name, image_pool, text_pool, tmp_path):
+    """The fixtures can fail: the same tree read with another (valid) pooling is far from the upstream outputs."""
+    config = json.loads((FIXTURES / name / "config.json").read_text())
+    config["image"]["pool_type"], config["text"]["pool_type"] = image_pool, text_pool
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    kwargs = {**_load_kwargs(name), "model_config": str(tmp_path / "config.json")}
+    adapter = reclip_eval.load(f"big_vision:{FIXTURES / name / 'model.npz'}", device="cpu", precision="fp32", **kwargs)
+    images = np.load(FIXTURES / name / "images.npy")
+    pixels = np.stack([np.asarray(adapter.transform(Image.fromarray(image))) for image in images])
+    assert _max_diff(adapter.encode_images(pixels), np.load(FIXTURES / name / "image_embeddings.npy")) > 0.1
+    assert _max_diff(adapter.encode_texts(_case(name)["texts"]), np.load(FIXTURES / name / "text_embeddings.npy")) > 0.1
