@@ -119,10 +119,11 @@ def test_text_embeddings_equal_upstream(name, backend):
     assert diff <= TOLERANCE, f"{name} ({backend}): text embeddings differ from upstream by {diff:.3g}"
 
 
-@pytest.mark.parametrize("name", [n for n in CASES if n.startswith("clipa_")][:2])
-def test_clipa_tree_without_config_is_refused(name):
-    """A CLIPA tree always stores img/cls, whatever its pooling: without a config the image pool cannot be read
-    from the weights, and guessing was 0.59 off (the issue). The refusal names the key."""
+@pytest.mark.parametrize("name", [*[n for n in CASES if n.startswith("clipa_")][:2], "bv_gap_sincos2d_mean_bpe"])
+def test_ambiguous_tree_without_config_is_refused(name):
+    """A CLIPA tree always stores img/cls, whatever its pooling, and a big_vision tree without img/cls fits 'gap'
+    and '0': without a config the image pool cannot be read from the weights (guessing was 0.38-0.59 off, the
+    issue), nor any text pool. The refusal names the key."""
     kwargs = _load_kwargs(name)
     del kwargs["model_config"]
     with pytest.raises(ReclipError, match="pool_type"):
