@@ -31,7 +31,7 @@ def recipe_rows(name: str) -> list[dict]:
 
     recipe = load_recipe(name)
     if recipe.model is None:  # the architecture is the init checkpoint's (train/init_from.py)
-        from reclip_eval.train.init_from import load_init
+        from reclip_eval.zoo.init_weights import load_init
 
         config = load_init(recipe.init).config
     else:

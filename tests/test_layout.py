@@ -45,8 +45,9 @@ def test_every_task_and_zoo_entry_loads():
 # imports only from layers before its own (lazy imports inside functions included); no exemptions. Units of one
 # layer do not import each other. docs/design.md draws the same list.
 LAYERS: list[set[str]] = [
-    {"errors", "paths", "device", "distributed", "atomic", "names"},  # no reclip_eval imports at all
-    {"config", "registry", "hub", "run_folder", "metrics", "classifier", "compute_results"},  # pure helpers, transport
+    {"errors", "paths", "distributed", "atomic", "names"},  # no reclip_eval imports at all
+    # device: resolves --device / --precision, refusing what the machine cannot do with the project's errors.
+    {"config", "registry", "hub", "run_folder", "metrics", "classifier", "compute_results", "device"},
     {"models"},  # no I/O
     # paper_tables: the paper's numbers, below all that show them; flax_models: the same dual encoder in flax,
     # from the configs of `models` (it reads no files).

@@ -17,14 +17,26 @@ from reclip_eval.errors import CheckpointError, ConfigError
 from reclip_eval.jax_train.trainer import train_jax
 from reclip_eval.models.clip import CLIP
 from reclip_eval.models.pos_embed import resample_pos_embed, resample_text_pos_embed
-from reclip_eval.train.init_from import InitConfig, load_init
+from reclip_eval.train.init_from import InitConfig
 from reclip_eval.train.loop import TrainingError, train
 from reclip_eval.train.recipe import load_recipe
 from reclip_eval.train.stage_setup import build_model
+from reclip_eval.zoo.init_weights import load_init
 from reclip_eval.zoo.resolve import load_adapter
 
 from .conftest import die_after_resume_points, run_cli
 from .test_big_vision_import import BIG_VISION, _random_params
+
+
+def _with_init(trainer):
+    """`trainer` as `reclip-eval train` calls it: the recipe's init weights loaded through the zoo first."""
+    def run(recipe, out, **kwargs):
+        return trainer(recipe, out, init=load_init(recipe.init) if recipe.init is not None else None, **kwargs)
+
+    return run
+
+
+train_from, train_jax_from = _with_init(train), _with_init(train_jax)
 
 # tiny-shapes cut to a few steps: stage 0 at 16 px (the checkpoints' 32 px grid of 4x4 resampled to 2x2), then 32 px.
 SHORT = ["model=null", "stages.0.steps=3", "stages.0.warmup_steps=1", "stages.0.batch_size=16", "stages.1.steps=2",
@@ -106,7 +118,7 @@ def test_converted_open_clip_embeds_as_open_clip(open_clip_file, converted_copy)
 def test_finetune_from_open_clip_equals_our_converted_copy_torch(synth_dir, tmp_path, open_clip_file,
                                                                  converted_copy):
     for name, init in (("open_clip", _init_args(open_clip_file)), ("ours", [f"init={converted_copy}"])):
-        train(load_recipe("tiny-shapes", SHORT + init), tmp_path / name, data_dir=synth_dir, device="cpu", workers=0)
+        train_from(load_recipe("tiny-shapes", SHORT + init), tmp_path / name, data_dir=synth_dir, device="cpu", workers=0)
     assert _losses(tmp_path / "open_clip") == _losses(tmp_path / "ours")
     _same_weights(tmp_path / "open_clip", tmp_path / "ours")
     # Not the seed's model: the run started from the checkpoint (a seeded tiny model is another architecture).
@@ -115,7 +127,7 @@ def test_finetune_from_open_clip_equals_our_converted_copy_torch(synth_dir, tmp_
 
 def test_finetune_from_open_clip_equals_our_converted_copy_jax(synth_dir, tmp_path, open_clip_file, converted_copy):
     for name, init in (("open_clip", _init_args(open_clip_file)), ("ours", [f"init={converted_copy}"])):
-        train_jax(load_recipe("tiny-shapes", SHORT + init), tmp_path / name, data_dir=synth_dir, workers=0)
+        train_jax_from(load_recipe("tiny-shapes", SHORT + init), tmp_path / name, data_dir=synth_dir, workers=0)
     assert _losses(tmp_path / "open_clip") == _losses(tmp_path / "ours")
     _same_weights(tmp_path / "open_clip", tmp_path / "ours")
 
@@ -137,8 +149,8 @@ def test_finetune_from_a_big_vision_tree_on_both_trainers(synth_dir, tmp_path, b
     assert built.config == imported.config and built.config.text.pool == "last"  # the tree's architecture
     for name, tensor in imported.state_dict().items():
         assert torch.equal(built.state_dict()[name], tensor), name
-    train(recipe, tmp_path / "torch", data_dir=synth_dir, device="cpu", workers=0)
-    train_jax(recipe, tmp_path / "jax", data_dir=synth_dir, workers=0)
+    train_from(recipe, tmp_path / "torch", data_dir=synth_dir, device="cpu", workers=0)
+    train_jax_from(recipe, tmp_path / "jax", data_dir=synth_dir, workers=0)
     for want, got in zip(_losses(tmp_path / "torch"), _losses(tmp_path / "jax"), strict=True):
         assert got == pytest.approx(want, abs=2e-4)
     _same_weights(tmp_path / "torch", tmp_path / "jax", rtol=1e-3, atol=1e-4)
@@ -189,7 +201,7 @@ def test_refusals_name_what(synth_dir, tmp_path, open_clip_file, converted_copy)
     ]
     for overrides, error, message in cases:
         with pytest.raises(error, match=message):
-            train(load_recipe("tiny-shapes", SHORT + overrides), tmp_path / "run", data_dir=synth_dir,
+            train_from(load_recipe("tiny-shapes", SHORT + overrides), tmp_path / "run", data_dir=synth_dir,
                   device="cpu", workers=0)
         assert not (tmp_path / "run").exists()  # refused before the run folder was touched
     with pytest.raises(ConfigError, match=r"model: required key is missing \(or init"):
@@ -230,7 +242,7 @@ def test_transformers_models_are_refused(tmp_path):
 
 def test_training_json_and_card_record_the_source(synth_dir, tmp_path, open_clip_file):
     recipe = load_recipe("tiny-shapes", SHORT + _init_args(open_clip_file) + ["stages.1.steps=1"])
-    train(recipe, tmp_path / "run", data_dir=synth_dir, device="cpu", workers=0)
+    train_from(recipe, tmp_path / "run", data_dir=synth_dir, device="cpu", workers=0)
     for folder in (tmp_path / "run", tmp_path / "run" / "stages" / "lowres"):
         init = _record(folder)["init"]
         assert init["model"] == f"openclip:{ARCH}" and init["checkpoint"] == str(open_clip_file[1])
@@ -247,10 +259,10 @@ def test_a_run_from_init_resumes_exactly(synth_dir, tmp_path, monkeypatch, conve
     init = tmp_path / "init"
     init.symlink_to(converted_copy, target_is_directory=True)
     recipe = load_recipe("tiny-shapes", SHORT + [f"init={init}", "checkpoint_every=2", "stages.0.steps=5"])
-    train(recipe, tmp_path / "whole", data_dir=synth_dir, device="cpu", workers=0)
+    train_from(recipe, tmp_path / "whole", data_dir=synth_dir, device="cpu", workers=0)
     die_after_resume_points(monkeypatch, torch_loop, 2)  # stage 0 step 4
     with pytest.raises(RuntimeError, match="power cut"):
-        train(recipe, tmp_path / "killed", data_dir=synth_dir, device="cpu", workers=0)
+        train_from(recipe, tmp_path / "killed", data_dir=synth_dir, device="cpu", workers=0)
     monkeypatch.undo()
     other = tmp_path / "other-init"
     model = load_model(converted_copy)
@@ -260,10 +272,22 @@ def test_a_run_from_init_resumes_exactly(synth_dir, tmp_path, monkeypatch, conve
     init.unlink()
     init.symlink_to(other, target_is_directory=True)
     with pytest.raises(TrainingError, match=r"init: the run started from weights [0-9a-f]{64}, this one's init"):
-        train(recipe, tmp_path / "killed", data_dir=synth_dir, device="cpu", workers=0, resume=True)
+        train_from(recipe, tmp_path / "killed", data_dir=synth_dir, device="cpu", workers=0, resume=True)
     init.unlink()
     init.symlink_to(converted_copy, target_is_directory=True)
-    train(recipe, tmp_path / "killed", data_dir=synth_dir, device="cpu", workers=0, resume=True)
+    train_from(recipe, tmp_path / "killed", data_dir=synth_dir, device="cpu", workers=0, resume=True)
     for want, got in zip(_losses(tmp_path / "whole"), _losses(tmp_path / "killed"), strict=True):
         assert got == pytest.approx(want, abs=2e-4)
     _same_weights(tmp_path / "whole", tmp_path / "killed", rtol=1e-4, atol=1e-5)
+
+
+def test_init_weights_are_loaded_by_the_caller(synth_dir, tmp_path, converted_copy):
+    """The trainers sit below the zoo: train() takes the weights load_init gave, and says so when they are missing
+    or belong to another init."""
+    recipe = load_recipe("tiny-shapes", SHORT + [f"init={converted_copy}"])
+    with pytest.raises(ConfigError, match=r"init: .*its weights are loaded first: .*load_init\(recipe.init\)"):
+        train(recipe, tmp_path / "run", data_dir=synth_dir, device="cpu", workers=0)
+    plain = load_recipe("tiny-shapes", SHORT[1:])  # SHORT[0] drops the model for the init's
+    with pytest.raises(ConfigError, match="the recipe names no init"):
+        train(plain, tmp_path / "run", data_dir=synth_dir, device="cpu", workers=0, init=load_init(recipe.init))
+    assert not (tmp_path / "run").exists()

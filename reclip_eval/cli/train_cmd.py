@@ -66,8 +66,12 @@ def run(args: argparse.Namespace) -> int:
         from reclip_eval.jax_train.trainer import train_jax as train
     else:
         from reclip_eval.train.loop import train
+    from reclip_eval.zoo.init_weights import load_init
+
+    # A recipe's init checkpoint, loaded through the zoo (above the trainers) before the run folder is touched.
+    init = load_init(recipe.init) if recipe.init is not None else None
     _, reports = train(recipe, args.out, data_dir=args.data_dir, device=args.device, workers=args.workers,
-                       resume=args.resume, wandb_project=args.wandb)
+                       resume=args.resume, wandb_project=args.wandb, init=init)
     if not is_main_process():
         return 0
     for r in reports:

@@ -37,7 +37,7 @@ from reclip_eval.checkpoint import save_checkpoint
 from reclip_eval.config import to_dict
 from reclip_eval.distributed import rank_and_size
 from reclip_eval.models.clip import CLIP
-from reclip_eval.train.init_from import init_settings, prepare_init, run_record
+from reclip_eval.train.init_from import InitWeights, init_settings, prepare_init, run_record
 from reclip_eval.train.loop import (
     SAVE_DTYPES,
     RunContext,
@@ -114,7 +114,7 @@ def device_label(devices: list) -> str:
 
 def train_jax(recipe: RecipeConfig, out_dir: str | Path, *, data_dir: Path | None = None, device: str = "auto",
               workers: int | None = None, save_stages: bool = True, resume: bool = False,
-              wandb_project: str | None = None) -> tuple[CLIP, list[StageReport]]:
+              wandb_project: str | None = None, init: InitWeights | None = None) -> tuple[CLIP, list[StageReport]]:
     """The torch trainer's `train` (train/loop.py) with the jax step: same arguments, same folder, same outputs."""
     from reclip_eval.jax_train.step import data_mesh
 
@@ -126,7 +126,7 @@ def train_jax(recipe: RecipeConfig, out_dir: str | Path, *, data_dir: Path | Non
         raise TrainingError(f"recipe {recipe.name}: " + "; ".join(problems))
     check_batches(recipe.stages)
     taggers = stage_taggers(recipe)  # before the run folder and the data, as the torch trainer
-    init = prepare_init(recipe)
+    init = prepare_init(recipe, init)
     workers = recipe.data.workers if workers is None else workers
     out_dir = Path(out_dir)
     shards = open_run(recipe, out_dir, data_dir, workers, resume)

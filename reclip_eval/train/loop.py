@@ -31,7 +31,7 @@ from reclip_eval.models.clip import CLIP
 from reclip_eval.models.token_reduction import mask_generators
 from reclip_eval.paths import default_data_dir
 from reclip_eval.train.chunked import chunked_contrastive_backward
-from reclip_eval.train.init_from import init_settings, prepare_init, run_record
+from reclip_eval.train.init_from import InitWeights, init_settings, prepare_init, run_record
 from reclip_eval.train.metrics_log import MetricsLog
 from reclip_eval.train.optim import build_optimizer, optimizer_groups
 from reclip_eval.train.out_dir import STAGES_DIR, finish_run, open_out_dir, start_run
@@ -277,9 +277,10 @@ def run_stage(model: CLIP, index: int, run: RunContext, done: list[StageReport],
 
 def train(recipe: RecipeConfig, out_dir: str | Path, *, data_dir: Path | None = None, device: str = "auto",
           workers: int | None = None, save_stages: bool = True, resume: bool = False,
-          wandb_project: str | None = None) -> tuple[CLIP, list[StageReport]]:
+          wandb_project: str | None = None, init: InitWeights | None = None) -> tuple[CLIP, list[StageReport]]:
     """Run every stage of `recipe` and write the checkpoint to `out_dir` (stage checkpoints in out_dir/stages/).
-    Curves go to TensorBoard (recipe.tensorboard) and to the W&B project `wandb_project` when given.
+    Curves go to TensorBoard (recipe.tensorboard) and to the W&B project `wandb_project` when given. A recipe with
+    `init:` starts from `init`, its weights loaded by reclip_eval.zoo.init_weights.load_init(recipe.init).
 
     `resume=True` continues from the newest intact resume point in `out_dir/resume/` (same recipe, same number of
     processes, data workers and shards, all checked), so the loss curve continues exactly as if the run had never
@@ -291,7 +292,7 @@ def train(recipe: RecipeConfig, out_dir: str | Path, *, data_dir: Path | None = 
     check_batches(recipe.stages)  # found now, not at the start of a later stage
     check_slip(recipe, device)
     taggers = stage_taggers(recipe)  # a missing tagger stops the run before its folder or data are touched
-    init = prepare_init(recipe)  # so does an init checkpoint that cannot be read or held
+    init = prepare_init(recipe, init)  # so do init weights that do not fit the recipe
     shards = open_run(recipe, out_dir, data_dir, workers, resume)
     run = RunContext(recipe, shards, device, workers, out_dir, init_settings(resume_settings(workers, world, shards),
                                                                              init),

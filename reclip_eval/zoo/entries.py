@@ -109,7 +109,7 @@ def recipe_architecture(recipe: str) -> CLIPConfig:
 
     loaded = load_recipe(recipe)
     if loaded.model is None:  # the architecture is the init checkpoint's (train/init_from.py)
-        from reclip_eval.train.init_from import load_init
+        from reclip_eval.zoo.init_weights import load_init
 
         return with_image_size(load_init(loaded.init).config, loaded.stages[-1].image_size)
     return with_image_size(loaded.model.build(source=f"recipe {loaded.name}"), loaded.stages[-1].image_size)
