@@ -137,7 +137,13 @@ def encode_image_dataset(
 
 
 def encode_texts(adapter: ModelAdapter, texts: list[str], *, batch_size: int, desc: str = "texts") -> np.ndarray:
-    """(N_texts, D) float32, L2-normalised; sharded across processes under torchrun."""
+    """(N_texts, D) float32, L2-normalised, in the order of `texts`; sharded across processes under torchrun.
+
+    The texts are batched in order of length (characters, a proxy for tokens), and the rows put back in order
+    after: a text tower whose batches are cut at their longest prompt (zoo/torch_adapter.py) then computes little
+    padding, since each batch holds prompts of about one length. Each row depends only on its own text."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    ordered = [texts[i] for i in order]
 
     def encode_shard(shard: Sequence[str], offset: int) -> np.ndarray:
         steps = range(0, len(shard), batch_size)
@@ -145,7 +151,12 @@ def encode_texts(adapter: ModelAdapter, texts: list[str], *, batch_size: int, de
                              for start in tqdm(steps, desc=desc, leave=False,
                                                disable=len(steps) <= 1 or not is_main_process())])
 
-    return _concatenate(map_sharded(texts, encode_shard))
+    encoded = _concatenate(map_sharded(ordered, encode_shard))
+    if len(encoded) != len(texts):  # (0, 0): nothing to put back
+        return encoded
+    rows = np.empty_like(encoded)
+    rows[order] = encoded
+    return rows
 
 
 def _hashable(value: Any) -> bool:
