@@ -40,15 +40,17 @@ def finetune(checkpoint: Path, recipe_name: str, overrides: list[str], seed: int
              data_dir: Path | None, workers: int | None) -> int:
     from reclip_eval.checkpoint import load_model
     from reclip_eval.train import loop
-    from reclip_eval.train.recipe import load_recipe
+    from reclip_eval.train.recipe import load_recipe, stream_seed
 
     recipe = load_recipe(recipe_name, overrides)
     last = len(recipe.stages) - 1
-    # A stage's data stream is drawn with recipe.seed + stage index: as the only stage (index 0), the last stage
-    # reads seed `seed`'s stream when the recipe's seed is moved up by the index it had.
-    alone = dataclasses.replace(recipe, seed=seed + last, stages=[recipe.stages[last]])
+    # Run alone (as stage index 0), the last stage reads the stream it read in the run: the one of (seed, its own
+    # index), whichever seeding the recipe uses (train/recipe.py stream_seed; the jax trainer draws through loop too).
+    original = dataclasses.replace(recipe, seed=seed)
+    alone = dataclasses.replace(recipe, seed=seed, stages=[recipe.stages[last]])
+    loop.stream_seed = lambda _recipe, _index, rank=0: stream_seed(original, last, rank)
 
-    def from_checkpoint(_recipe):
+    def from_checkpoint(_recipe, _init=None):
         return load_model(checkpoint).float()  # stage checkpoints may be saved in float16
 
     loop.build_model = from_checkpoint

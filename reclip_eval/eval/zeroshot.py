@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -68,18 +68,17 @@ def run_zeroshot(adapter: ModelAdapter, spec: TaskSpec, data_root: Path | str, l
     logits, encoded = zeroshot_scores(adapter, data, classes, templates, batch_size=batch_size, workers=workers,
                                       desc=spec.name)
     metrics = classification_metrics(logits, torch.tensor(encoded.targets))
-    return TaskOutcome(
-        metrics=metrics,
-        counts={
-            "images_total": len(data.items),
-            "images_evaluated": len(encoded.indices),
-            "images_skipped": len(encoded.skipped),
-            "classes": len(classes.ids),
-            "classes_without_images": len(data.empty_classes),
-            "metric_denominator": "images_evaluated",
-        },
-        **zeroshot_record(data, encoded, classes, templates, layout),
-    )
+    return TaskOutcome(metrics=metrics, counts=zeroshot_counts(data, encoded, classes),
+                       **zeroshot_record(data, encoded, classes, templates, layout))
+
+
+def zeroshot_counts(data: ClassificationData, encoded: ImageFeatures, classes: ClassList,
+                    denominator: str = "images_evaluated", **more: int) -> dict[str, Any]:
+    """The counts of a zero-shot classification's results: images read and skipped, classes with and without
+    images (`more`: a kind's own counts), and what the metrics were divided by."""
+    return {"images_total": len(data.items), "images_evaluated": len(encoded.indices),
+            "images_skipped": len(encoded.skipped), "classes": len(classes.ids),
+            "classes_without_images": len(data.empty_classes), **more, "metric_denominator": denominator}
 
 
 def zeroshot_record(data: ClassificationData, encoded: ImageFeatures, classes: ClassList, templates: list[str],

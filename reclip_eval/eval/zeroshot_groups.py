@@ -13,7 +13,7 @@ from reclip_eval.eval.outcome import TaskOutcome
 from reclip_eval.eval.set_lists import task_classes, task_templates
 from reclip_eval.eval.task_kinds import Headline, TaskKind, register_task_kind, requires
 from reclip_eval.eval.tasks import TaskSpec
-from reclip_eval.eval.zeroshot import zeroshot_record, zeroshot_scores
+from reclip_eval.eval.zeroshot import zeroshot_counts, zeroshot_record, zeroshot_scores
 from reclip_eval.zoo.adapter import ModelAdapter
 
 METADATA_LAYOUTS = ("clip_benchmark_wds",)  # layouts whose samples can carry an npy metadata member
@@ -52,19 +52,9 @@ def run_zeroshot_groups(adapter: ModelAdapter, spec: TaskSpec, data_root: Path |
                                          for g, (n, _) in sorted(top1_groups.items())}}
     record = zeroshot_record(data, encoded, classes, templates, layout)
     record["extra"].update(extra)
-    return TaskOutcome(
-        metrics=metrics,
-        counts={
-            "images_total": len(data.items),
-            "images_evaluated": len(encoded.indices),
-            "images_skipped": len(encoded.skipped),
-            "classes": len(classes.ids),
-            "classes_without_images": len(data.empty_classes),
-            **({"groups": len(extra["groups"]["per_group"])} if extra else {}),
-            "metric_denominator": "images_evaluated (worst group: the images of each group; F1: classes present)",
-        },
-        **record,
-    )
+    counts = zeroshot_counts(data, encoded, classes, "images_evaluated (worst group: the images of each group; F1: "
+                             "classes present)", **({"groups": len(extra["groups"]["per_group"])} if extra else {}))
+    return TaskOutcome(metrics=metrics, counts=counts, **record)
 
 
 def _validate(spec: Any) -> list[str]:

@@ -199,7 +199,9 @@ def _headline_caption() -> str:
     groups: dict[tuple[str, ...], list[Headline]] = {}
     for headline in sorted((kind.headline for kind in TASK_KINDS.values()), key=lambda h: h.position):
         groups.setdefault(headline.metrics, []).append(headline)
-    return ", ".join(f"{group[0].measure} for {' and '.join(h.applies_to for h in group)}" for group in groups.values())
+    # Two kinds of one family (zero-shot classification with and without groups) name the same tasks once.
+    return ", ".join(f"{group[0].measure} for {' and '.join(dict.fromkeys(h.applies_to for h in group))}"
+                     for group in groups.values())
 
 
 def _headline_cell(result: dict) -> str:
