@@ -123,7 +123,8 @@ def run_opt_ins(opt_ins: dict[str, dict[str, Any]], exact: dict[str, Any], runne
     return report
 
 
-def classifier_build(names: list[str], templates: list[str], repeats: int, batch_size: int) -> dict[str, Any]:
+def classifier_build(names: list[str], templates: list[str], repeats: int, batch_size: int,
+                     arch: str = "ViT-B-16") -> dict[str, Any]:
     """ImageNet class names x templates through the ViT-B/16 text tower: ours (eval/zeroshot.build_classifier, as
     an evaluation builds it, no cache) vs open_clip's build_zero_shot_classifier, same model, alternating."""
     import open_clip
@@ -133,7 +134,7 @@ def classifier_build(names: list[str], templates: list[str], repeats: int, batch
     from reclip_eval.eval.zeroshot import build_classifier
 
     torch.manual_seed(0)
-    adapter = load("openclip:ViT-B-16", random_init=True, device="cpu", precision="fp32")
+    adapter = load(f"openclip:{arch}", random_init=True, device="cpu", precision="fp32")
     seconds: dict[str, list[float]] = {"ours": [], "open_clip": []}
     built = {}
     for repeat in range(repeats):
@@ -182,11 +183,11 @@ def _realistic(args, scratch: Path) -> dict[str, Any]:
     synthesize(demo_data, demo.synth, sets=["zeroshot"], workers=max(1, args.workers))
     demo_images = sum(1 for _ in (demo_data / demo.data.folder).rglob("*.jpg"))
     photos = args.photo_classes * args.photos_per_class
-    vit = ["openclip:ViT-B-16", "--random-init"]
+    vit = [f"openclip:{args.vit_arch}", "--random-init"]
     cases = {"demo_64px": {"ours": ["reclip-demo"], "theirs": ["--reclip", "reclip-demo"], "size": None,
                            "task": Path(demo.path), "data": demo_data, "images": demo_images}}
     for size in args.vit_sizes:
-        cases[f"vit_b16_{size}px"] = {"ours": vit, "theirs": ["--openclip", "ViT-B-16"], "size": size,
+        cases[f"vit_b16_{size}px"] = {"ours": vit, "theirs": ["--openclip", args.vit_arch], "size": size,
                                       "task": photo_task, "data": scratch / "photos", "images": photos}
     runner = Runner(args.workers, args.batch_size, scratch)
     load_before = os.getloadavg()
@@ -204,7 +205,7 @@ def _realistic(args, scratch: Path) -> dict[str, Any]:
     approximate = run_opt_ins(opt_ins, exact, runner, args.opt_in_repeats)
     step = len(all_names) // args.build_classes
     build = classifier_build(all_names[::step][:args.build_classes], all_templates[:args.build_templates],
-                             args.build_repeats, args.batch_size)
+                             args.build_repeats, args.batch_size, args.vit_arch)
     load_after = os.getloadavg()
     cpus = os.cpu_count() or 1
     busy = max(runner.loads + [load_before[0], load_after[0]]) > BUSY * cpus
@@ -223,6 +224,7 @@ def _realistic(args, scratch: Path) -> dict[str, Any]:
         "load_average": {"before": [round(x, 2) for x in load_before], "after": [round(x, 2) for x in load_after],
                          "at_each_run_1min": [round(x, 2) for x in runner.loads]},
         "settings": {"repeats": args.repeats, "workers": args.workers, "batch_size": args.batch_size,
+                     "vit_arch": args.vit_arch,
                      "photos": {"images": photos, "classes": args.photo_classes, "templates": args.photo_templates,
                                 "size": "500x375", "mean_kb": mean_file_kb(scratch / "photos")}},
         "exact": exact,

@@ -16,7 +16,7 @@ speedups; the classifier build (ImageNet class names x 80 templates) against ope
 
     python benchmarks/eval_throughput.py --realistic --out benchmarks/results/eval_throughput_cpu.json
 
-(--quick: a tiny version of the same, for the tests.)
+(--quick: a tiny version of the same, for the tests: ViT-S-32 stands in for ViT-B/16.)
 """
 
 from __future__ import annotations
@@ -137,10 +137,12 @@ def _realistic_main(args: argparse.Namespace) -> int:
     from _realistic import realistic
 
     sizes = dict(photo_classes=10, photos_per_class=10, photo_templates=8, vit_sizes=[64, 224], build_classes=10,
-                 build_templates=80, opt_in_repeats=2, build_repeats=2, repeats=3, workers=2, batch_size=128)
+                 build_templates=80, opt_in_repeats=2, build_repeats=2, repeats=3, workers=2, batch_size=128,
+                 vit_arch="ViT-B-16")
     if args.quick:
         sizes.update(photo_classes=2, photos_per_class=2, photo_templates=2, vit_sizes=[64], build_classes=2,
-                     build_templates=2, opt_in_repeats=1, build_repeats=1, repeats=1, workers=0, batch_size=16)
+                     build_templates=2, opt_in_repeats=1, build_repeats=1, repeats=1, workers=0, batch_size=16,
+                     vit_arch="ViT-S-32")  # the smoke test's cases (the vit_b16_* keys) run on a small ViT
     if args.repeats:
         sizes.update(repeats=args.repeats, opt_in_repeats=min(args.repeats, sizes["opt_in_repeats"]),
                      build_repeats=min(args.repeats, sizes["build_repeats"]))
