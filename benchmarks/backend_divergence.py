@@ -40,12 +40,13 @@ def finetune(checkpoint: Path, recipe_name: str, overrides: list[str], seed: int
              data_dir: Path | None, workers: int | None) -> int:
     from reclip_eval.checkpoint import load_model
     from reclip_eval.train import loop
-    from reclip_eval.train.recipe import load_recipe, stream_seed
+    from reclip_eval.train.recipe import load_recipe
+    from reclip_eval.train.stage_setup import stream_seed
 
     recipe = load_recipe(recipe_name, overrides)
     last = len(recipe.stages) - 1
     # Run alone (as stage index 0), the last stage reads the stream it read in the run: the one of (seed, its own
-    # index), whichever seeding the recipe uses (train/recipe.py stream_seed; the jax trainer draws through loop too).
+    # index), whichever seeding the recipe uses (train/stage_setup.py stream_seed; the jax trainer draws through loop too).
     original = dataclasses.replace(recipe, seed=seed)
     alone = dataclasses.replace(recipe, seed=seed, stages=[recipe.stages[last]])
     loop.stream_seed = lambda _recipe, _index, rank=0: stream_seed(original, last, rank)

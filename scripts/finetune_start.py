@@ -75,9 +75,8 @@ def first_batch_loss(model, recipe, stage_index: int, data_dir: Path | None, wor
 
     from reclip_eval.data.shards import train_batches
     from reclip_eval.train.loop import prepare_shards
-    from reclip_eval.train.recipe import stream_seed
     from reclip_eval.train.slip import training_loss
-    from reclip_eval.train.stage_setup import caption_tokens, stage_transform
+    from reclip_eval.train.stage_setup import caption_tokens, stage_transform, stream_seed
 
     stage = recipe.stages[stage_index]
     shards = prepare_shards(recipe, data_dir, workers)

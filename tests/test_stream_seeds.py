@@ -7,7 +7,8 @@ import pytest
 
 import reclip_eval.train.loop as loop
 from reclip_eval.train.loop import train
-from reclip_eval.train.recipe import load_recipe, parse_recipe_yaml, recipe_to_yaml, stream_seed, written_by
+from reclip_eval.train.recipe import load_recipe, parse_recipe_yaml, recipe_to_yaml, written_by
+from reclip_eval.train.stage_setup import stream_seed
 
 
 def test_keyed_streams_differ_for_every_seed_stage_and_rank():

@@ -36,7 +36,7 @@ from reclip_eval.train.metrics_log import MetricsLog
 from reclip_eval.train.optim import build_optimizer, optimizer_groups
 from reclip_eval.train.out_dir import STAGES_DIR, finish_run, open_out_dir, start_run
 from reclip_eval.train.parallel import StageModel, prepare_stage_model
-from reclip_eval.train.recipe import RecipeConfig, StageConfig, recipe_to_yaml, stream_seed, written_by
+from reclip_eval.train.recipe import RecipeConfig, StageConfig, recipe_to_yaml, written_by
 from reclip_eval.train.report import StageReport, training_record
 from reclip_eval.train.resume import (
     ResumeError,
@@ -63,6 +63,7 @@ from reclip_eval.train.stage_setup import (
     shape_for_stage,
     stage_taggers,
     stage_transform,
+    stream_seed,
 )
 
 log = logging.getLogger(__name__)

@@ -32,7 +32,7 @@ from reclip_eval.errors import ConfigError, UnknownNameError
 from reclip_eval.models.config import CLIPConfig
 from reclip_eval.models.presets import ArchitectureSpec
 from reclip_eval.models.text_reduction import TextTokens
-from reclip_eval.models.token_reduction import ImageTokens, derive_seed, legacy_mask_ratio
+from reclip_eval.models.token_reduction import ImageTokens, legacy_mask_ratio
 from reclip_eval.registry import find_named_yaml, named_yaml_files
 from reclip_eval.train.init_from import InitConfig
 from reclip_eval.train.param_rules import ParamRule, clip_rules
@@ -377,16 +377,6 @@ def parse_recipe_yaml(text: str, source: str) -> RecipeConfig:
         # Stored before the key existed: the run drew its streams the additive way (issue 36), so it resumes so.
         raw = {**raw, "data": {**data, "stream_seeds": "additive"}}
     return _parse(raw, Path(source))
-
-
-STREAM_TAG = 3_141_592  # keeps the data streams' seeds apart from other draws keyed by the same (seed, stage, rank)
-
-
-def stream_seed(recipe: RecipeConfig, stage_index: int, rank: int = 0) -> int:
-    """The seed of stage `stage_index`'s data stream on process `rank` (both trainers draw the same stream)."""
-    if recipe.data.stream_seeds == "additive":
-        return recipe.seed + stage_index + 10_000 * rank
-    return derive_seed(STREAM_TAG, recipe.seed, stage_index, rank)
 
 
 def recipe_to_yaml(recipe: RecipeConfig) -> str:

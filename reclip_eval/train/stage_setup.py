@@ -19,7 +19,7 @@ from reclip_eval.models.clip import CLIP
 from reclip_eval.models.config import PreprocessConfig
 from reclip_eval.models.presets import with_image_size
 from reclip_eval.models.text_reduction import TEXT_DRAWS_TAG, encode_captions, select_text_tokens
-from reclip_eval.models.token_reduction import step_generator
+from reclip_eval.models.token_reduction import derive_seed, step_generator
 from reclip_eval.models.tokenizer import ClipTokenizer
 from reclip_eval.train.init_from import InitWeights, model_from_init
 from reclip_eval.train.param_rules import match_rules
@@ -29,6 +29,16 @@ from reclip_eval.train.slip import attach_slip_head
 
 class TrainingError(ReclipError):
     """Training cannot go on (e.g. the loss became NaN/inf)."""
+
+
+STREAM_TAG = 3_141_592  # keeps the data streams' seeds apart from other draws keyed by the same (seed, stage, rank)
+
+
+def stream_seed(recipe: RecipeConfig, stage_index: int, rank: int = 0) -> int:
+    """The seed of stage `stage_index`'s data stream on process `rank` (both trainers draw the same stream)."""
+    if recipe.data.stream_seeds == "additive":
+        return recipe.seed + stage_index + 10_000 * rank
+    return derive_seed(STREAM_TAG, recipe.seed, stage_index, rank)
 
 
 def build_model(recipe: RecipeConfig, init: InitWeights | None = None) -> CLIP:
