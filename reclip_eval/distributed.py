@@ -10,6 +10,7 @@ so every metric is computed on exactly the single-process inputs.
 
 from __future__ import annotations
 
+import atexit
 import os
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -26,11 +27,19 @@ def init_from_env(device: str) -> str:
         return device
     cuda = torch.device(device).type == "cuda"
     dist.init_process_group(backend="nccl" if cuda else "gloo")
+    # Leave the group before the interpreter tears down: a gloo group still alive at exit can abort a process that
+    # finished its work ("terminate called without an active exception", seen under torchrun on 2 CPU processes).
+    atexit.register(_leave_group)
     if cuda:
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local_rank)
         return f"cuda:{local_rank}"
     return device
+
+
+def _leave_group() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def rank_and_size() -> tuple[int, int]:
